@@ -1,0 +1,14 @@
+"""c2s-agent: ask research questions of single-cell RNA-seq data with Cell2Sentence models.
+
+Scanpy-style API: AnnData in, results in the conventional slots (``obs``, ``obsm``, ``uns``).
+"""
+
+from __future__ import annotations
+
+from .data import inspect, prepare, read, read_demo
+from .errors import C2SError, InputError
+from .hookspecs import hookimpl
+from .sentences import CellSentences, ReverseTransform, multicell_text, to_sentences
+
+__all__ = ["C2SError", "CellSentences", "InputError", "ReverseTransform", "hookimpl", "inspect", "multicell_text",
+           "prepare", "read", "read_demo", "to_sentences"]

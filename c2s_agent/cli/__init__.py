@@ -1,0 +1,23 @@
+"""The ``c2s`` command. Each command group lives in its own module and adds itself to ``app``."""
+
+from __future__ import annotations
+
+import sys
+
+from ._app import app, console
+from ..errors import C2SError
+
+# Command modules register their commands on import.
+from . import data  # noqa: E402,F401
+
+
+def main() -> None:
+    """Entry point: run the app; user errors print one clear message and exit with status 2."""
+    try:
+        app()
+    except C2SError as exc:
+        console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted.[/] Finished work is saved; resume where the command supports it.")
+        sys.exit(130)

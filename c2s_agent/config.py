@@ -1,0 +1,52 @@
+"""Settings, read once from C2S_* environment variables and an optional TOML file, then passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "c2s-agent"
+
+
+class Settings(BaseSettings):
+    """All knobs of c2s-agent. Env vars are ``C2S_<FIELD>``; a ``c2s.toml`` in the working directory (or the
+    file named by ``C2S_CONFIG``) is read too; env vars win over the file."""
+
+    model_config = SettingsConfigDict(env_prefix="C2S_", extra="ignore")
+
+    model: str = Field("embedded", description="'embedded', a local HF checkpoint directory, or an http(s) URL")
+    backend: str = Field("auto", description="model backend name; 'auto' picks from the model value")
+    planner: Literal["embedded", "llm"] = "embedded"
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint for the LLM planner")
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    runs_dir: Path = Path("runs")
+    cache_dir: Path = Field(default_factory=_default_cache)
+    plugins: str | None = Field(
+        None, description="comma-separated allow-list of entry-point plugins to load; unset loads all installed"
+    )
+    threads: int = Field(0, ge=0, description="torch threads; 0 means one per core")
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=os.environ.get("C2S_CONFIG", "c2s.toml"))
+        return (init_settings, env_settings, toml)
+
+    @property
+    def plugin_allow_list(self) -> set[str] | None:
+        if self.plugins is None:
+            return None
+        return {p.strip() for p in self.plugins.split(",") if p.strip()}

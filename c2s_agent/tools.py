@@ -1,0 +1,149 @@
+"""The tool contract: what a tool needs and produces, validated input and output, artefacts and evidence."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import PlanError
+
+if TYPE_CHECKING:
+    import anndata as ad
+    import pandas as pd
+
+    from .config import Settings
+
+SLOT_RE = re.compile(r"^(obs|var|obsm|varm|uns|layers|file):[A-Za-z0-9_{}.\-/]+$")
+
+
+class Artefact(BaseModel):
+    """A file a tool wrote into the run directory."""
+
+    kind: Literal["table", "plot", "file", "h5ad"]
+    path: str = Field(description="path relative to the run directory")
+    title: str
+
+
+class ToolResult(BaseModel):
+    """What a tool run returns: structured output, artefacts and a short evidence text for the report."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    output: BaseModel
+    artefacts: list[Artefact] = []
+    evidence: str
+
+
+class ToolContext:
+    """What a running tool may use: the dataset, the run directory, settings and a model-call recorder."""
+
+    def __init__(self, adata: ad.AnnData | None, run_dir: Path, settings: Settings,
+                 step_id: str = "step", record_call: Callable[..., None] | None = None,
+                 data_path: Path | None = None):
+        self.adata, self.run_dir, self.settings = adata, Path(run_dir), settings
+        self.step_id, self.data_path = step_id, data_path
+        self._record_call = record_call
+        self.artefacts: list[Artefact] = []
+
+    def record_call(self, kind: str, **fields: Any) -> None:
+        """Record a model or service call in the run ledger (tokens, sizes, duration)."""
+        if self._record_call is not None:
+            self._record_call(kind, **fields)
+
+    def _path(self, name: str) -> Path:
+        path = self.run_dir / "artefacts" / f"{self.step_id}_{name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save_table(self, df: pd.DataFrame, name: str, title: str) -> Artefact:
+        path = self._path(f"{name}.csv")
+        df.to_csv(path)
+        return self._add("table", path, title)
+
+    def save_plot(self, fig, name: str, title: str) -> Artefact:
+        import matplotlib.pyplot as plt
+
+        path = self._path(f"{name}.png")
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return self._add("plot", path, title)
+
+    def save_file(self, path: Path, title: str, kind: Literal["file", "h5ad"] = "file") -> Artefact:
+        return self._add(kind, Path(path), title)
+
+    def _add(self, kind, path: Path, title: str) -> Artefact:
+        art = Artefact(kind=kind, path=str(Path(path).resolve().relative_to(self.run_dir.resolve())), title=title)
+        self.artefacts.append(art)
+        return art
+
+
+class Tool(BaseModel):
+    """A tool the agent can plan with. ``requires``/``produces`` are slots such as ``obs:c2s_cell_type``,
+    ``obsm:X_c2s`` or ``uns:c2s_markers``; ``{arg}`` placeholders are filled from the tool's arguments."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = Field(min_length=10)
+    examples: list[str] = Field(min_length=1, description="questions this tool answers, for the planner")
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    run: Callable[[ToolContext, Any], ToolResult]
+    requires: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
+    needs_data: bool = True
+    cost: Literal["low", "medium", "high"] = "low"
+    plugin: str | None = None
+
+    @field_validator("requires", "produces")
+    @classmethod
+    def _slots(cls, slots):
+        for slot in slots:
+            if not SLOT_RE.match(slot):
+                raise ValueError(f"slot {slot!r} is not of the form 'obs:name', 'obsm:name', 'uns:name', ...")
+        return slots
+
+    def validate_args(self, args: dict) -> BaseModel:
+        """Validate planner arguments; a PlanError names the tool, the argument and what it accepts."""
+        try:
+            return self.input_model.model_validate(args)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise PlanError(f"tool {self.name!r}", f"invalid arguments ({problems})",
+                            f"give arguments matching {sorted(self.input_model.model_fields)}") from None
+
+    def slots(self, which: Literal["requires", "produces"], args: BaseModel | dict) -> list[str]:
+        """Concrete slots with ``{arg}`` placeholders filled; slots whose argument is unset are dropped."""
+        values = args.model_dump() if isinstance(args, BaseModel) else dict(args)
+        out = []
+        for slot in getattr(self, which):
+            names = [f for _, f, _, _ in string.Formatter().parse(slot) if f]
+            if any(values.get(n) in (None, "") for n in names):
+                continue
+            out.append(slot.format(**values))
+        return out
+
+    def invoke(self, ctx: ToolContext, args: dict) -> ToolResult:
+        """Validate arguments, run, and check the output's type."""
+        parsed = self.validate_args(args)
+        if self.needs_data and ctx.adata is None:
+            raise PlanError(f"tool {self.name!r}", "needs a dataset and none was given", "pass --data FILE or demo")
+        result = self.run(ctx, parsed)
+        if not isinstance(result.output, self.output_model):
+            raise TypeError(f"tool {self.name} returned {type(result.output).__name__}, not {self.output_model.__name__}")
+        result.artefacts = list(dict.fromkeys([*result.artefacts, *ctx.artefacts]))  # keep order, no repeats
+        return result
+
+
+def has_slot(adata, slot: str) -> bool:
+    """Whether an AnnData holds ``slot`` (``obs:col``, ``obsm:key``, ``uns:key``, ``layers:key``, ``var:col``)."""
+    kind, _, key = slot.partition(":")
+    if adata is None or kind == "file":
+        return False
+    container = getattr(adata, kind)
+    return key in (container.columns if kind in ("obs", "var") else container)
