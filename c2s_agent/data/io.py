@@ -184,6 +184,17 @@ def prepare(adata, source: Source | str = "auto", drop_empty: bool = False, copy
     out = ad.AnnData(X=X, obs=adata.obs.copy() if copy else adata.obs,
                      var=(adata.raw.var if report.source == "raw" else adata.var).copy())
     out.var_names = var_names
+    gene_names = "var_names"
+    if report.gene_ids == "ensembl" and report.symbol_column:
+        symbols = out.var[report.symbol_column].astype(str)
+        if symbols.duplicated().any():
+            raise InputError(f"var[{report.symbol_column!r}]", "maps several Ensembl IDs to the same gene symbol",
+                             "aggregate the duplicates or make the symbols unique before converting")
+        out.var_names = symbols.values
+        gene_names = f"symbols from var[{report.symbol_column!r}]"
+    elif report.gene_ids == "ensembl":
+        report.notes.append("gene ids are Ensembl IDs and no symbol column was found: models trained on symbols "
+                            "(all released C2S models and the embedded one) will not recognise them")
     out.obsm.update({k: v for k, v in adata.obsm.items()})
     out.uns.update({k: v for k, v in adata.uns.items() if k != "c2s_input"})
     empty = np.diff(X.indptr) == 0
@@ -206,7 +217,8 @@ def prepare(adata, source: Source | str = "auto", drop_empty: bool = False, copy
         steps = ["converted log10(1+x) to natural log1p"]
     out.uns["c2s_input"] = {"source": report.source, "detected": report.kind, "steps": steps,
                             "log_base": "e", "target_sum": TARGET_SUM if report.kind == "counts" else None,
-                            "dropped_empty_cells": int(empty.sum())}
+                            "dropped_empty_cells": int(empty.sum()), "gene_names": gene_names,
+                            "notes": list(report.notes)}
     return out
 
 
