@@ -1,4 +1,16 @@
-"""The plugin manager: built-in plugins plus installed entry points (group ``c2s_agent``), under an allow-list."""
+"""The plugin manager: built-in plugins plus installed entry points (group ``c2s_agent``), under an allow-list.
+
+Built-in plugins (``plugins/c2s_builtins``) are registered exactly like third-party ones; third-party plugins
+come from the ``c2s_agent`` entry-point group of installed packages. ``Settings.plugins`` (env ``C2S_PLUGINS``)
+is a comma-separated allow-list of entry-point names: when set, only those third-party plugins are imported.
+
+- A hook implementation whose name is not a hook (a typo) fails fast with a :class:`PluginError`.
+- A plugin that cannot be imported, or raises while registering, is reported in :data:`load_errors` and
+  skipped; the rest keep working.
+- Every registered thing knows its plugin; a name registered twice is kept by the first plugin (built-ins
+  first, in ``DEFAULT_PLUGINS`` order, then other plugins by name) and the later one is stored as
+  ``"<plugin>:<name>"``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +23,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errors import C2SError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +43,13 @@ pm.add_hookspecs(hookspecs)
 #: Problems met while loading or registering plugins: (plugin name, message).
 load_errors: list[tuple[str, str]] = []
 
+#: Names of plugins that came from entry points (these are subject to the allow-list).
+_entry_point_plugins: set[str] = set()
+
+
+class PluginError(C2SError):
+    """A plugin is malformed (for example a hook implementation with a misspelled name)."""
+
 
 @dataclass(frozen=True)
 class Registered:
@@ -41,82 +61,127 @@ class Registered:
     extra: tuple = ()
 
 
+def _report(plugin: str, message: str) -> None:
+    if (plugin, message) not in load_errors:
+        load_errors.append((plugin, message))
+        log.warning("plugin %s: %s", plugin, message)
+
+
+def _register(module, name: str) -> None:
+    try:
+        pm.register(module, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r}", f"has a hook implementation that does not match a hook ({exc})",
+                          f"name hook functions after c2s_agent.hookspecs ({', '.join(hook_names())})") from None
+
+
+def check() -> None:
+    """Fail fast on hook implementations whose name is not a hook (usually a typo)."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {pm.get_name(exc.plugin)!r}", f"implements an unknown hook ({exc})",
+                          f"use one of {', '.join(hook_names())}") from None
+
+
+def hook_names() -> list[str]:
+    """Names of all hooks a plugin may implement."""
+    return sorted(name for name in dir(hookspecs) if name.startswith("register_"))
+
+
 def _load_builtins() -> None:
     for module_name in DEFAULT_PLUGINS:
+        if pm.has_plugin(module_name):
+            continue
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:  # a missing optional dependency must not take the agent down
-            load_errors.append((module_name, f"import failed: {exc}"))
+        except ImportError as exc:  # a missing optional dependency or a plugin not written yet
+            _report(module_name, f"import failed: {exc}")
             continue
-        pm.register(module, name=module_name)
+        _register(module, module_name)
 
 
 def load_entry_points(allow: set[str] | None) -> None:
     """Register installed ``c2s_agent`` entry points; only names in ``allow`` when it is not None."""
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if allow is not None and ep.name not in allow:
             continue
         if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
             continue
         try:
-            pm.register(ep.load(), name=ep.name)
+            module = ep.load()
         except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, never fatal
-            load_errors.append((ep.name, f"failed to load: {exc!r}"))
-            log.warning("plugin %s failed to load: %r", ep.name, exc)
+            _report(ep.name, f"failed to load: {exc!r}")
+            continue
+        _register(module, ep.name)
+        _entry_point_plugins.add(ep.name)
 
 
 def setup(allow: set[str] | None = None) -> None:
-    """Load built-ins and entry points once, then check that every hook implementation names a real hook."""
-    if not getattr(setup, "done", False):
-        _load_builtins()
-        setup.done = True
+    """Load built-ins and the allowed entry points, then check every hook implementation names a real hook."""
+    _load_builtins()
     load_entry_points(allow)
-    pm.check_pending()
+    check()
 
 
-def collect(hook_name: str) -> dict[str, Registered]:
-    """Call one ``register_*`` hook on every plugin and return what they registered, by name.
+def _allowed(plugin: str, allow: set[str] | None) -> bool:
+    return allow is None or plugin not in _entry_point_plugins or plugin in allow
 
-    Built-ins register first, then other plugins in load order. A name taken already is kept by its first
-    owner; the later one is stored as ``"<plugin>:<name>"``. A plugin that raises is reported and skipped.
+
+def collect(hook_name: str, allow: set[str] | None = None) -> dict[str, Registered]:
+    """Call one ``register_*`` hook on every allowed plugin and return what they registered, by name.
+
+    Built-ins register first, then other plugins by name. A name taken already is kept by its first owner;
+    the later one is stored as ``"<plugin>:<name>"``. A plugin that raises is reported and skipped.
     """
     found: dict[str, Registered] = {}
-    impls = getattr(pm.hook, hook_name).get_hookimpls()
     order = {name: i for i, name in enumerate(DEFAULT_PLUGINS)}
-    impls = sorted(impls, key=lambda impl: order.get(impl.plugin_name, len(order)))
+    impls = [i for i in getattr(pm.hook, hook_name).get_hookimpls() if _allowed(i.plugin_name, allow)]
+    impls.sort(key=lambda impl: (order.get(impl.plugin_name, len(order)), impl.plugin_name))
     for impl in impls:
         plugin = impl.plugin_name
+        mine: dict[str, Registered] = {}
 
-        def register(name_or_obj, obj=None, *extra, _plugin=plugin):
+        def register(name_or_obj, obj=None, *extra, _plugin=plugin, _mine=mine):
             if obj is None:  # register(tool): the object carries its own name
                 obj, name = name_or_obj, name_or_obj.name
             else:
                 name = name_or_obj
-            if hasattr(obj, "plugin") and getattr(obj, "plugin", None) is None:
-                obj = obj.model_copy(update={"plugin": _plugin}) if hasattr(obj, "model_copy") else obj
-            key = name if name not in found else f"{_plugin}:{name}"
+            if getattr(obj, "plugin", "") is None and hasattr(obj, "model_copy"):
+                obj = obj.model_copy(update={"plugin": _plugin})
+            key = name if name not in found and name not in _mine else f"{_plugin}:{name}"
             if key != name:
+                owner = found[name].plugin if name in found else _plugin
                 log.warning("%s %r from plugin %s is already registered by %s; kept as %r",
-                            hook_name, name, _plugin, found[name].plugin, key)
-            found[key] = Registered(key, obj, _plugin, tuple(extra))
+                            hook_name, name, _plugin, owner, key)
+            _mine[key] = Registered(key, obj, _plugin, tuple(extra))
 
         try:
             impl.function(register=register)
-        except Exception as exc:  # noqa: BLE001 - reported and skipped
-            load_errors.append((plugin, f"{hook_name} raised {exc!r}"))
-            log.warning("plugin %s raised in %s: %r", plugin, hook_name, exc)
+        except Exception as exc:  # noqa: BLE001 - reported and skipped, with nothing half-registered
+            _report(plugin, f"{hook_name} raised {exc!r}")
+            continue
+        found.update(mine)
     return found
 
 
-def plugin_table() -> list[dict]:
-    """One row per registered plugin: name, version, and the hooks it implements."""
+def plugin_table(settings=None) -> list[dict]:
+    """One row per loaded plugin: name, version, where it comes from, and the hooks it implements."""
+    from .config import Settings
+
+    allow = (settings or Settings()).plugin_allow_list
+    setup(allow)
     rows = []
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
-    for name, plugin in pm.list_name_plugin():
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda np_: (np_[0] not in DEFAULT_PLUGINS, np_[0])):
+        if not _allowed(name, allow):
+            continue
         dist = dists.get(id(plugin))
         rows.append({
             "name": name,
             "version": dist.version if dist else "built-in",
+            "source": "entry point" if name in _entry_point_plugins else
+                      ("built-in" if name in DEFAULT_PLUGINS else "registered in code"),
             "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
         })
     return rows
@@ -126,8 +191,9 @@ def registered(hook_name: str, settings=None) -> dict[str, Registered]:
     """Set plugins up under the settings' allow-list and collect one hook's registrations."""
     from .config import Settings
 
-    setup((settings or Settings()).plugin_allow_list)
-    return collect(hook_name)
+    allow = (settings or Settings()).plugin_allow_list
+    setup(allow)
+    return collect(hook_name, allow)
 
 
 def tools(settings=None) -> dict:

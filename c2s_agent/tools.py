@@ -84,7 +84,16 @@ class ToolContext:
 
 class Tool(BaseModel):
     """A tool the agent can plan with. ``requires``/``produces`` are slots such as ``obs:c2s_cell_type``,
-    ``obsm:X_c2s`` or ``uns:c2s_markers``; ``{arg}`` placeholders are filled from the tool's arguments."""
+    ``obsm:X_c2s`` or ``uns:c2s_markers``; ``{arg}`` placeholders are filled from the tool's arguments.
+
+    The embedded planner fills arguments from the question by each input field's name, type and description.
+    A field may say which entity it takes with ``json_schema_extra={"entity": KIND}``, KIND one of
+    ``"obs_column"`` (a column of ``adata.obs``), ``"obs_value"`` (one value of such a column),
+    ``"obs_values"`` (several), ``"gene"``, ``"genes"`` (symbols from ``var_names``), ``"number"``, or
+    ``"text"`` (the question clause itself). Without it the kind is guessed from the field name
+    (``groupby``/``*_key``/``column`` -> obs_column, ``group(s)`` -> obs value(s), ``gene(s)`` -> genes,
+    int/float -> number).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
@@ -136,8 +145,21 @@ class Tool(BaseModel):
         result = self.run(ctx, parsed)
         if not isinstance(result.output, self.output_model):
             raise TypeError(f"tool {self.name} returned {type(result.output).__name__}, not {self.output_model.__name__}")
-        result.artefacts = list(dict.fromkeys([*result.artefacts, *ctx.artefacts]))  # keep order, no repeats
+        result.output = self.output_model.model_validate(result.output.model_dump())  # re-check mutated fields
+        seen: dict[str, Artefact] = {}
+        for art in [*result.artefacts, *ctx.artefacts]:  # keep order, one per path
+            seen.setdefault(art.path, art)
+        result.artefacts = list(seen.values())
         return result
+
+    def schema_text(self) -> str:
+        """One line per argument: name, type and description (for planners and ``c2s plugins list``)."""
+        lines = []
+        for name, field in self.input_model.model_fields.items():
+            kind = getattr(field.annotation, "__name__", str(field.annotation)).replace("typing.", "")
+            req = "required" if field.is_required() else f"default {field.default!r}"
+            lines.append(f"{name} ({kind}, {req}): {field.description or ''}".rstrip(": "))
+        return "\n".join(lines)
 
 
 def has_slot(adata, slot: str) -> bool:
