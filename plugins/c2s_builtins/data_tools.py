@@ -267,7 +267,8 @@ def register_tools(register):
                     "and how many cells fall in each group.",
         examples=["What is in this dataset?", "How many cells are there per cell type?",
                   "Summarise the data", "Which annotations and conditions does the dataset have?",
-                  "How many cells and genes does it have?"],
+                  "How many cells and genes does it have?", "Give an overview of the data",
+                  "Split the cell counts by sample"],
         input_model=DescribeInput, output_model=DescribeOutput, run=describe_dataset))
     register(Tool(
         name="cell_sentences",
@@ -285,7 +286,9 @@ def register_tools(register):
         examples=["Which marker genes distinguish the cell types?", "Find the top 10 markers for each cluster",
                   "What genes are differentially expressed between stim and ctrl?",
                   "Which genes are specific to CD14 Mono cells?", "How do monocytes respond to interferon?",
-                  "Differential expression between conditions in B cells"],
+                  "Differential expression between conditions in B cells", "Run a DE test between groups",
+                  "What makes each cell population different from the others?",
+                  "Which genes characterise each group of cells?"],
         input_model=MarkersInput, output_model=MarkersOutput, run=marker_genes,
         produces=("uns:c2s_markers",), cost="medium"))
     register(Tool(
@@ -294,6 +297,7 @@ def register_tools(register):
                     "how well ranks reconstruct expression on held-out cells (R², Pearson, Spearman).",
         examples=["How well can expression be reconstructed from cell sentences?",
                   "Fit the reverse transform and report R squared", "Convert sentences back to expression",
-                  "How much information is lost by ranking genes?"],
+                  "How much information is lost by ranking genes?", "How well does gene rank predict expression level?",
+                  "Reconstruct expression values from the top ranked genes"],
         input_model=ReconstructInput, output_model=ReconstructOutput, run=reconstruct_expression,
         requires=("obsm:c2s_rank_idx",), produces=("uns:c2s_reverse_fit",)))

@@ -1,0 +1,116 @@
+"""The planning benchmark: questions with expected plans (``evals/planning/questions.yaml``), scored by exact
+plan accuracy: the right tools in the right order with the right key arguments, or an honest refusal.
+
+Run it with ``python -m c2s_agent.agent.evaluate [--planner embedded] [--questions FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from ..errors import InputError
+
+DEFAULT_QUESTIONS = Path(__file__).resolve().parents[2] / "evals" / "planning" / "questions.yaml"
+
+
+def _same(expected, got) -> bool:
+    if isinstance(expected, list):
+        return isinstance(got, list) and sorted(map(_key, expected)) == sorted(map(_key, got))
+    return _key(expected) == _key(got)
+
+
+def _key(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+def plan_matches(expected: list[dict], steps: list[dict]) -> bool:
+    """Tools equal and in order; every expected argument equal (lists as sets, strings case-insensitively)."""
+    if [e["tool"] for e in expected] != [s["tool"] for s in steps]:
+        return False
+    return all(all(k in s["args"] and _same(v, s["args"][k]) for k, v in (e.get("args") or {}).items())
+               for e, s in zip(expected, steps))
+
+
+def load_questions(path: Path = DEFAULT_QUESTIONS) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such question file", "pass --questions evals/planning/questions.yaml")
+    items = yaml.safe_load(path.read_text())
+    for q in items:
+        if not {"id", "kind", "question", "expected"} <= set(q):
+            raise InputError(f"{path} item {q.get('id', '?')}", "lacks one of id, kind, question, expected",
+                             "give every question all four keys")
+    return items
+
+
+def evaluate(settings, questions: list[dict], planner_name: str = "embedded", chat_model=None) -> dict:
+    """Plan every question whose expected tools are installed; return accuracy overall and per kind."""
+    from .. import plugins
+    from ..data import read
+    from .planners import get_planner
+    from .vocabulary import Vocabulary
+
+    tools = plugins.tools(settings)
+    planner = get_planner(settings, planner_name, chat_model=chat_model)
+    vocabs: dict[str, Vocabulary] = {}
+    rows, skipped = [], []
+    planner.plan("warm up", tools, None)  # load the embedding model and embed the tools once
+    for q in questions:
+        needed = {e["tool"] for e in q["expected"]}
+        if not needed <= set(tools):
+            skipped.append(q["id"])
+            continue
+        data = q.get("data", "demo")
+        if data not in vocabs:
+            vocabs[data] = Vocabulary.from_adata(read(data, backed=True))
+        t0 = time.perf_counter()
+        plan = planner.plan(q["question"], tools, vocabs[data])
+        latency = time.perf_counter() - t0
+        steps = plan.summary()
+        ok = plan_matches(q["expected"], steps) and (bool(q["expected"]) or not plan.steps)
+        if ok and q["expected"] and plan.problems:
+            ok = False
+        rows.append({"id": q["id"], "kind": q["kind"], "question": q["question"], "ok": ok, "latency_s": latency,
+                     "expected": q["expected"], "got": steps, "problems": plan.problems})
+    kinds = sorted({r["kind"] for r in rows})
+    acc = lambda rs: sum(r["ok"] for r in rs) / len(rs) if rs else float("nan")  # noqa: E731
+    lat = sorted(r["latency_s"] for r in rows)
+    return {"planner": planner_name, "n": len(rows), "accuracy": acc(rows),
+            "by_kind": {k: {"n": sum(r["kind"] == k for r in rows), "accuracy": acc([r for r in rows if r["kind"] == k])}
+                        for k in kinds},
+            "latency_median_s": lat[len(lat) // 2] if lat else None, "latency_max_s": lat[-1] if lat else None,
+            "skipped": skipped, "tools": sorted(tools), "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..config import Settings
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
+    ap.add_argument("--planner", default="embedded")
+    ap.add_argument("--json", action="store_true", help="print the full result as JSON")
+    ap.add_argument("-v", "--verbose", action="store_true", help="list the questions planned wrongly")
+    a = ap.parse_args(argv)
+    res = evaluate(Settings(), load_questions(a.questions), a.planner)
+    if a.json:
+        print(json.dumps(res, indent=1, default=str))
+        return 0
+    for r in res["rows"]:
+        if a.verbose and not r["ok"]:
+            print(f"WRONG {r['id']} [{r['kind']}] {r['question']}\n   expected {r['expected']}\n   got      {r['got']}"
+                  + (f"\n   problems {r['problems']}" if r["problems"] else ""))
+    for k, v in res["by_kind"].items():
+        print(f"{k:14s} {v['accuracy']:.3f}  (n={v['n']})")
+    print(f"planning accuracy ({res['planner']}): {res['accuracy']:.3f} on {res['n']} questions "
+          f"({len(res['skipped'])} skipped: tools not installed); plan latency median "
+          f"{res['latency_median_s'] * 1000:.0f} ms, max {res['latency_max_s'] * 1000:.0f} ms after warm-up")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""Plans: steps with tool names and arguments, ordered by what each tool requires and produces, checked
+before they run."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from ..errors import PlanError
+
+if TYPE_CHECKING:
+    from ..tools import Tool
+    from .vocabulary import Vocabulary
+
+NO_TOOL = "no installed tool can do this"
+
+
+class Step(BaseModel):
+    """One tool call: which tool, with which arguments, and the part of the question it answers."""
+
+    id: str
+    tool: str
+    args: dict = Field(default_factory=dict)
+    why: str = Field("", description="the clause of the question this step answers, or why it was added")
+    score: float | None = Field(None, description="planner's match score for the tool")
+
+
+class Plan(BaseModel):
+    """An ordered list of steps, or an honest refusal when no installed tool fits."""
+
+    question: str
+    steps: list[Step] = Field(default_factory=list)
+    planner: str
+    unanswered: list[str] = Field(default_factory=list, description="clauses no installed tool can answer")
+    notes: list[str] = Field(default_factory=list, description="assumptions and inserted steps")
+    problems: list[str] = Field(default_factory=list, description="what the check found wrong")
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.steps)
+
+    @property
+    def ok(self) -> bool:
+        return self.answerable and not self.problems
+
+    def summary(self) -> list[dict]:
+        """Steps as plain ``{"id", "tool", "args"}`` dicts (for ``--dry-run --json`` and the benchmark)."""
+        return [{"id": s.id, "tool": s.tool, "args": s.args} for s in self.steps]
+
+
+def _renumber(steps: list[Step]) -> list[Step]:
+    return [s.model_copy(update={"id": f"s{i + 1}"}) for i, s in enumerate(steps)]
+
+
+def _template_matches(template: str, slot: str) -> bool:
+    pattern = "^" + re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(template)) + "$"
+    return re.match(pattern, slot) is not None
+
+
+def producer_for(slot: str, tools: dict[str, Tool]) -> Tool | None:
+    """The first tool whose ``produces`` can give ``slot``."""
+    for tool in tools.values():
+        if any(_template_matches(t, slot) for t in tool.produces):
+            return tool
+    return None
+
+
+def _slots(tool: Tool, which: str, args: dict) -> list[str]:
+    try:
+        parsed = tool.input_model.model_validate(args)
+    except Exception:  # noqa: BLE001 - invalid args are reported by check(); fall back to raw values
+        parsed = args
+    return tool.slots(which, parsed)
+
+
+def resolve(steps: list[Step], tools: dict[str, Tool], have: set[str], fill=None) -> tuple[list[Step], list[str]]:
+    """Insert producer steps for missing required slots and order steps so producers come first.
+
+    ``fill(tool, why)`` gives arguments for an inserted step (defaults when None). Returns the ordered steps
+    and notes on what was inserted.
+    """
+    notes: list[str] = []
+    out: list[Step] = []
+    available = set(have)
+
+    def add(step: Step, depth: int = 0) -> None:
+        tool = tools.get(step.tool)
+        if tool is not None and depth < 5:
+            for slot in _slots(tool, "requires", step.args):
+                if slot in available:
+                    continue
+                later = next((s for s in steps if s not in out and s is not step and tools.get(s.tool) is not None
+                              and slot in _slots(tools[s.tool], "produces", s.args)), None)
+                if later is not None:  # the user asked for the producer later: move it first
+                    add(later, depth + 1)
+                    continue
+                producer = producer_for(slot, tools)
+                if producer is not None:
+                    args = fill(producer, step.why) if fill else {}
+                    notes.append(f"added {producer.name} before {step.tool}: it needs {slot}")
+                    add(Step(id="", tool=producer.name, args=args, why=f"needed by {step.tool} ({slot})"), depth + 1)
+        if step in out:
+            return
+        out.append(step)
+        if tool is not None:
+            available.update(_slots(tool, "produces", step.args))
+
+    for step in steps:
+        if step not in out:
+            add(step)
+    return _renumber(out), notes
+
+
+def check(plan: Plan, tools: dict[str, Tool], vocab: Vocabulary | None) -> list[str]:
+    """Problems that would stop the plan: unknown tools, invalid arguments, slots nothing produces earlier,
+    tools that need data when none is given. An empty list means the plan can run."""
+    problems = []
+    available = set(vocab.slots) if vocab is not None else set()
+    for step in plan.steps:
+        tool = tools.get(step.tool)
+        if tool is None:
+            problems.append(f"{step.id}: no installed tool is called {step.tool!r}")
+            continue
+        try:
+            parsed = tool.validate_args(step.args)
+        except PlanError as exc:
+            problems.append(f"{step.id}: {exc}")
+            continue
+        if tool.needs_data and vocab is None:
+            problems.append(f"{step.id}: {step.tool} needs a dataset; pass --data FILE or demo")
+        for slot in tool.slots("requires", parsed):
+            if slot not in available:
+                problems.append(f"{step.id}: {step.tool} needs {slot}, which neither the data nor an earlier step provides")
+        if vocab is not None:
+            problems.extend(f"{step.id}: {p}" for p in vocab.check_args(tool, parsed))
+        available.update(tool.slots("produces", parsed))
+    return problems

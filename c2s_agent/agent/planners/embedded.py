@@ -1,0 +1,179 @@
+"""The embedded, offline planner: MiniLM similarity between the question's clauses and each installed tool's
+description and example questions; entities from the dataset's own vocabulary fill the tool's arguments.
+
+It knows no tool by name: whatever tools are registered are matched by what they say about themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..embedder import embedder
+from ..plan import NO_TOOL, Plan, Step
+from ..vocabulary import fill_args
+from .base import Recorder, drop_dependents, finish
+
+if TYPE_CHECKING:
+    from ...tools import Tool
+    from ..vocabulary import Vocabulary
+
+#: Below this cosine similarity a clause matches no tool ("no installed tool can do this").
+THRESHOLD = 0.40
+#: A runner-up this close to the best match is preferred when the best one's required arguments are missing.
+MARGIN = 0.10
+#: Weight of word overlap (IDF-weighted stems) added to the embedding similarity.
+LEXICAL_WEIGHT = 0.20
+STOP = frozenset("the a an of to in on for and or with by from is are be do does did what which how who why when "
+                 "where this that these those each every me my i you it its can could would should will please "
+                 "give show tell find make get run cells cell data dataset genes gene".split())
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:6] for w in re.findall(r"[a-z][a-z0-9]+", text.lower()) if w not in STOP and len(w) >= 3}
+
+_VERBS = (r"how|what|which|who|where|when|why|is|are|do|does|can|could|show|find|plot|compute|make|give|list|"
+          r"tell|convert|fit|turn|describe|summari[sz]e|score|predict|annotate|label|generate|embed|rank|compare|"
+          r"measure|estimate|identify|reconstruct|retrieve|look|check|assign|run|evaluate|simulate|screen|get")
+SPLIT = re.compile(
+    r"\s*(?:[;?!]+|\.\s+|,?\s*\b(?:and then|then|after that|afterwards|followed by|and also|as well as|plus)\b|"
+    r",?\s+and\s+(?=(?:" + _VERBS + r")\b)|,\s+(?=(?:" + _VERBS + r")\b))\s*", re.I)
+
+
+def split_clauses(question: str) -> list[str]:
+    """Split a question with several intents into clauses ("... and then ...", "...; ...", "..., and how ...")."""
+    parts = [p.strip(" ,.") for p in SPLIT.split(question) if p and p.strip(" ,.")]
+    parts = [p for p in parts if len(p.split()) >= 2 or len(parts) == 1]
+    return parts or [question.strip()]
+
+
+class EmbeddedPlanner:
+    """Offline planner; ``threshold`` is the least similarity for a clause to match a tool."""
+
+    name = "embedded"
+
+    def __init__(self, settings=None, threshold: float = THRESHOLD):
+        self.settings, self.threshold = settings, threshold
+        self._tool_cache: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ matching
+    def _tool_vectors(self, tools: dict[str, Tool]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Tool names, the owner index of each text, and the embeddings of every description and example."""
+        names, owners, texts = [], [], []
+        for i, (name, tool) in enumerate(sorted(tools.items())):
+            names.append(name)
+            for text in [tool.description, *tool.examples]:
+                owners.append(i)
+                texts.append(text)
+        key = hashlib.sha1("\x00".join(texts).encode()).hexdigest()
+        if key not in self._tool_cache:
+            vecs = self._cached_encode(key, texts)
+            self._tool_cache[key] = (names, np.array(owners), vecs)
+        return self._tool_cache[key]
+
+    def _cached_encode(self, key: str, texts: list[str]) -> np.ndarray:
+        path = None
+        if self.settings is not None:
+            path = self.settings.cache_dir / "planner" / f"tools-{key[:16]}.npy"
+            if path.exists():
+                vecs = np.load(path)
+                if vecs.shape[0] == len(texts):
+                    return vecs
+        vecs = embedder().encode(texts)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, vecs)
+                tmp.replace(path)
+            except OSError:
+                pass  # an unwritable cache only costs time
+        return vecs
+
+    def scores(self, clauses: list[str], tools: dict[str, Tool]) -> tuple[list[str], np.ndarray]:
+        """(tool names, clauses x tools score): the best cosine similarity over each tool's description and
+        examples, plus ``LEXICAL_WEIGHT`` times the IDF-weighted share of the clause's word stems the tool's
+        texts contain (so that rare, telling words such as "reconstruct" or "differential" count)."""
+        names, owners, vecs = self._tool_vectors(tools)
+        q = embedder().encode(clauses)
+        sim = q @ vecs.T
+        out = np.full((len(clauses), len(names)), -1.0, dtype=np.float32)
+        for j in range(len(names)):
+            out[:, j] = sim[:, owners == j].max(axis=1)
+        stems = [_stems(" ".join([tools[n].description, *tools[n].examples])) for n in names]
+        idf = {w: np.log(1 + len(names) / sum(w in s for s in stems)) for s in stems for w in s}
+        for i, clause in enumerate(clauses):
+            words = [w for w in _stems(clause) if w in idf]
+            total = sum(idf[w] for w in _stems(clause) if w in idf) + np.log(1 + len(names)) * (
+                len(_stems(clause)) - len(words))  # words no tool uses weigh as much as the rarest
+            if total:
+                out[i] += LEXICAL_WEIGHT * np.array([sum(idf[w] for w in words if w in s) for s in stems]) / total
+        return names, out
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, question: str, tools: dict[str, Tool], vocab: Vocabulary | None,
+             record: Recorder | None = None) -> Plan:
+        t0 = time.perf_counter()
+        clauses = split_clauses(question)
+        if not tools:
+            return Plan(question=question, planner=self.name, unanswered=clauses, notes=[f"{NO_TOOL}: no tools installed"])
+        names, sim = self.scores(clauses, tools)
+        steps, unanswered, notes = [], [], []
+        for clause, row in zip(clauses, sim):
+            best = int(row.argmax())
+            if row[best] < self.threshold:
+                unanswered.append(clause)
+                continue
+            tool, args, arg_notes, score = self._choose(clause, row, names, tools, vocab, question)
+            notes.extend(arg_notes)
+            step = Step(id="", tool=tool.name, args=args, why=clause, score=round(score, 3))
+            if not any(s.tool == step.tool and s.args == step.args for s in steps):
+                steps.append(step)
+        if unanswered:
+            notes.append(f"{NO_TOOL}: " + "; ".join(f'"{c}"' for c in unanswered))
+        plan = finish(Plan(question=question, steps=steps, planner=self.name, unanswered=unanswered, notes=notes),
+                      tools, vocab)
+        if record is not None:
+            record("planner", name=f"{self.name}:minilm", duration_s=time.perf_counter() - t0,
+                   arguments={"question": question, "clauses": clauses}, output_bytes=len(plan.model_dump_json()))
+        return plan
+
+    def _choose(self, clause, row, names, tools, vocab, question):
+        """The best tool whose arguments the question can fill; a close runner-up wins over a best match
+        whose required arguments the question does not give."""
+        order = [int(i) for i in np.argsort(-row) if row[i] >= max(self.threshold, row.max() - MARGIN)]
+        first = None
+        for i in order:
+            tool = tools[names[i]]
+            args, notes = fill_args(tool, clause, vocab, question)
+            first = first or (tool, args, notes, float(row[i]))
+            try:
+                tool.input_model.model_validate(args)
+            except Exception:  # noqa: BLE001 - a required argument is missing: try the next tool
+                continue
+            return tool, args, notes, float(row[i])
+        return first
+
+    def replan(self, plan: Plan, failed: Step, error: str, tools: dict[str, Tool], vocab: Vocabulary | None,
+               record: Recorder | None = None, done_slots: set[str] | None = None) -> list[Step]:
+        """Try the next-best tool for the failed step's clause; else drop the steps that depended on it."""
+        idx = next(i for i, s in enumerate(plan.steps) if s.id == failed.id)
+        remaining = plan.steps[idx + 1:]
+        tried = {failed.tool} | {s.tool for s in plan.steps[:idx] if s.why == failed.why}
+        others = {n: t for n, t in tools.items() if n not in tried}
+        replacement: list[Step] = []
+        if others and not failed.why.startswith("needed by"):
+            names, sim = self.scores([failed.why], others)
+            best = int(sim[0].argmax())
+            if sim[0, best] >= self.threshold:
+                tool = others[names[best]]
+                args, _ = fill_args(tool, failed.why, vocab, plan.question)
+                replacement = [Step(id=f"{failed.id}r", tool=tool.name, args=args, why=failed.why,
+                                    score=round(float(sim[0, best]), 3))]
+        if not replacement:
+            remaining, _ = drop_dependents(remaining, failed, tools, vocab, done_slots or set())
+        return replacement + remaining
