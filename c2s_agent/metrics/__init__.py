@@ -1,0 +1,13 @@
+"""Evaluating generated cells: encoders, scFID, MMD, energy and Wasserstein distances, fold-change agreement."""
+
+from ._sampling import MetricValue
+from .distribution import energy_distance, gene_wasserstein, mmd, sliced_wasserstein
+from .evaluate import DESCRIPTIONS, METRICS, EvaluationResult, evaluate_generation
+from .encoders import C2SEncoder, Encoder, ReferenceEncoder, get_encoder
+from .frechet import frechet_distance, scfid
+from .lfc import LfcAgreement, lfc_agreement, mean_expression
+from .plots import plot_embedding, plot_metrics
+
+__all__ = ["DESCRIPTIONS", "METRICS", "C2SEncoder", "Encoder", "EvaluationResult", "LfcAgreement", "MetricValue", "ReferenceEncoder", "energy_distance",
+           "frechet_distance", "gene_wasserstein", "get_encoder", "lfc_agreement", "mean_expression", "mmd",
+           "evaluate_generation", "plot_embedding", "plot_metrics", "scfid", "sliced_wasserstein"]
