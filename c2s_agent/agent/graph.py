@@ -1,0 +1,51 @@
+"""The agent graph: plan -> execute steps (one node run per step) -> re-plan on failure -> report."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from langgraph.graph import END, START, StateGraph
+
+from . import nodes
+from .context import RunContext
+from .state import InputState, RunState
+
+
+def after_plan(state: RunState) -> str:
+    return "execute" if state.get("status") == "planned" else "report"
+
+
+def after_execute(state: RunState) -> str:
+    if state.get("status") == "failed_step":
+        return "replan"
+    return "execute" if state["cursor"] < len(state["plan"]["steps"]) else "report"
+
+
+def after_replan(state: RunState) -> str:
+    return "execute" if state["cursor"] < len(state["plan"]["steps"]) else "report"
+
+
+def build(checkpointer=None):
+    """The compiled graph; pass a checkpointer to make runs resumable (thread id = run id)."""
+    g = StateGraph(RunState, input_schema=InputState, context_schema=RunContext)
+    g.add_node("plan", nodes.plan)
+    g.add_node("execute", nodes.execute)
+    g.add_node("replan", nodes.replan)
+    g.add_node("report", nodes.report)
+    g.add_edge(START, "plan")
+    g.add_conditional_edges("plan", after_plan, ["execute", "report"])
+    g.add_conditional_edges("execute", after_execute, ["execute", "replan", "report"])
+    g.add_conditional_edges("replan", after_replan, ["execute", "report"])
+    g.add_edge("report", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+def sqlite_checkpointer(runs_dir: Path):
+    """A SQLite checkpointer shared by all runs in ``runs_dir`` (one thread per run)."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(runs_dir / "checkpoints.sqlite", check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return SqliteSaver(conn)

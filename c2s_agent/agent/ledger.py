@@ -1,0 +1,95 @@
+"""The run ledger: one SQLite row per tool, planner and model call (arguments, status, duration, sizes,
+tokens). Rows are keyed by (run, step, seq), so a step re-run after a crash replaces its rows instead of
+adding duplicates, and a finished step's row is never touched again."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,            -- tool | planner | model
+    name TEXT NOT NULL,
+    arguments TEXT,
+    status TEXT NOT NULL,          -- running | ok | error
+    started REAL NOT NULL,
+    duration_s REAL,
+    input_bytes INTEGER,
+    output_bytes INTEGER,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    error TEXT,
+    result TEXT,                   -- a finished tool step's output, evidence and artefacts (JSON)
+    PRIMARY KEY (run_id, step_id, seq)
+);
+"""
+
+
+class Ledger:
+    """``runs/<id>/ledger.sqlite``. Each write is its own committed transaction (safe against kill -9)."""
+
+    def __init__(self, path: Path, run_id: str):
+        self.path, self.run_id = Path(path), run_id
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self._seq: dict[str, int] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def start_step(self, step_id: str, tool: str, arguments: dict, input_bytes: int | None = None) -> None:
+        """Mark a tool step running; drop rows a crashed earlier attempt of this step left behind."""
+        self.db.execute("DELETE FROM calls WHERE run_id=? AND step_id=?", (self.run_id, step_id))
+        self.db.execute("INSERT INTO calls (run_id, step_id, seq, kind, name, arguments, status, started, input_bytes) "
+                        "VALUES (?, ?, 0, 'tool', ?, ?, 'running', ?, ?)",
+                        (self.run_id, step_id, tool, json.dumps(arguments, default=str), time.time(), input_bytes))
+        self._seq[step_id] = 0
+
+    def finish_step(self, step_id: str, status: str, duration_s: float, result: dict | None = None,
+                    error: str | None = None) -> None:
+        text = json.dumps(result, default=str) if result is not None else None
+        self.db.execute("UPDATE calls SET status=?, duration_s=?, output_bytes=?, result=?, error=? "
+                        "WHERE run_id=? AND step_id=? AND seq=0",
+                        (status, duration_s, len(text) if text else None, text, error, self.run_id, step_id))
+
+    def record(self, step_id: str, kind: str, name: str, duration_s: float | None = None,
+               arguments: dict | None = None, status: str = "ok", input_bytes: int | None = None,
+               output_bytes: int | None = None, tokens_in: int | None = None, tokens_out: int | None = None,
+               error: str | None = None, **_: object) -> None:
+        """A model, planner or service call made inside ``step_id`` (seq 1, 2, ... in call order)."""
+        seq = self._seq.get(step_id, 0) + 1
+        self._seq[step_id] = seq
+        self.db.execute("INSERT OR REPLACE INTO calls (run_id, step_id, seq, kind, name, arguments, status, started, "
+                        "duration_s, input_bytes, output_bytes, tokens_in, tokens_out, error) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (self.run_id, step_id, seq, kind, name, json.dumps(arguments, default=str) if arguments else None,
+                         status, time.time() - (duration_s or 0), duration_s, input_bytes, output_bytes, tokens_in,
+                         tokens_out, error))
+
+    def finished(self, step_id: str) -> dict | None:
+        """The stored result of a step that finished ok, or None."""
+        row = self.db.execute("SELECT result FROM calls WHERE run_id=? AND step_id=? AND seq=0 AND status='ok'",
+                              (self.run_id, step_id)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def rows(self) -> list[dict]:
+        cur = self.db.execute("SELECT * FROM calls WHERE run_id=? ORDER BY started, step_id, seq", (self.run_id,))
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def totals(self) -> dict:
+        """Calls, model calls, tokens and tool time of the run."""
+        r = self.db.execute("SELECT COUNT(*), SUM(kind != 'tool'), SUM(COALESCE(tokens_in, 0)), "
+                            "SUM(COALESCE(tokens_out, 0)), SUM(CASE WHEN kind='tool' THEN duration_s END) "
+                            "FROM calls WHERE run_id=?", (self.run_id,)).fetchone()
+        return {"calls": r[0] or 0, "model_calls": r[1] or 0, "tokens_in": r[2] or 0, "tokens_out": r[3] or 0,
+                "tool_seconds": r[4] or 0.0}

@@ -1,0 +1,164 @@
+"""Runs: ``ask`` starts one, ``resume`` continues a killed one, ``list_runs``/``show_run`` read them back.
+
+Each run lives in ``<runs_dir>/<id>/``: ``run.json`` (manifest: question, data, planner, versions, status,
+timings), ``plan.json``, ``ledger.sqlite``, ``artefacts/``, ``data.h5ad`` (working data after each step that
+adds slots), ``report.md`` and ``report.html``. Graph checkpoints of all runs are in
+``<runs_dir>/checkpoints.sqlite``, one thread per run id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import InputError
+from .context import RunContext
+from .ledger import Ledger
+from .plan import Plan
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("c2s-agent", "langgraph", "scanpy", "anndata"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.replace(path)
+
+
+def _data_summary(adata) -> str | None:
+    return None if adata is None else f"{adata.n_obs:,} cells × {adata.n_vars:,} genes"
+
+
+def dry_run(question: str, data: str | None, settings, planner_name: str | None = None, chat_model=None) -> Plan:
+    """The checked plan for ``question`` on ``data``, without running anything."""
+    from .. import plugins
+    from ..data import read
+    from .planners import get_planner
+    from .vocabulary import Vocabulary
+
+    _check_question(question)
+    vocab = Vocabulary.from_adata(read(data, backed=True)) if data else None
+    planner = get_planner(settings, planner_name, chat_model=chat_model)
+    return planner.plan(question, plugins.tools(settings), vocab)
+
+
+def _check_question(question: str) -> None:
+    if not question or not question.strip():
+        raise InputError("question", "is empty", 'ask something, e.g. c2s ask "Which genes mark each cell type?" --data demo')
+
+
+def _context(run_dir: Path, run: dict, settings, progress, chat_model=None) -> RunContext:
+    from .. import plugins
+    from .planners import get_planner
+
+    return RunContext(settings=settings, tools=plugins.tools(settings),
+                      planner=get_planner(settings, run["planner"], chat_model=chat_model),
+                      ledger=Ledger(run_dir / "ledger.sqlite", run["id"]), run_dir=run_dir, data=run["data"],
+                      progress=progress or (lambda event, info: None))
+
+
+def _invoke(ctx: RunContext, run: dict, inputs) -> dict:
+    from .graph import build, sqlite_checkpointer
+
+    saver = sqlite_checkpointer(Path(ctx.settings.runs_dir))
+    try:
+        graph = build(saver)
+        config = {"configurable": {"thread_id": run["id"]}, "recursion_limit": 200}
+        state = graph.invoke(inputs, config, context=ctx, durability="sync")
+    finally:
+        saver.conn.close()
+        ctx.ledger.close()
+    run.update(status=state.get("status"), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               timings={**ctx.timings, "total_s": ctx.wall()}, pid=None,
+               report=str(ctx.run_dir / "report.html") if state.get("report") else None)
+    _write_json(ctx.run_dir / "run.json", run)
+    return {"run_id": run["id"], "run_dir": ctx.run_dir, "state": state, "run": run}
+
+
+def ask(question: str, data: str | None, settings, planner_name: str | None = None, progress=None,
+        chat_model=None, run_id: str | None = None) -> dict:
+    """Plan and run ``question`` on ``data``; returns ``{"run_id", "run_dir", "state", "run"}``."""
+    from .. import plugins
+    from ..resources import DEMO_ALIASES, DEMO_DATASETS
+
+    _check_question(question)
+    if data is not None and str(data) not in DEMO_DATASETS and str(data) not in DEMO_ALIASES:
+        if not Path(data).exists():
+            raise InputError(data, "no such file", "check the path, or use --data demo for the bundled Kang 2018 data")
+        data = str(Path(data).resolve())
+    run_id = run_id or new_run_id()
+    run_dir = Path(settings.runs_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    run = {"id": run_id, "question": question, "data": data, "planner": planner_name or settings.planner,
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "created_epoch": time.time(),
+           "status": "running", "pid": os.getpid(), "versions": _versions(),
+           "tools": {n: t.plugin for n, t in plugins.tools(settings).items()}}
+    ctx = _context(run_dir, run, settings, progress, chat_model)
+    run["data_summary"] = _data_summary(ctx.adata())
+    _write_json(run_dir / "run.json", run)
+    return _invoke(ctx, run, {"run_id": run_id, "question": question, "data": data})
+
+
+def load_run(settings, run_id: str) -> tuple[Path, dict]:
+    run_dir = Path(settings.runs_dir) / run_id
+    if not (run_dir / "run.json").exists():
+        known = [r["id"] for r in list_runs(settings)][:5]
+        raise InputError(f"run {run_id!r}", f"not found in {settings.runs_dir}",
+                         f"use an id from `c2s runs list` (latest: {', '.join(known) or 'none'})")
+    return run_dir, json.loads((run_dir / "run.json").read_text())
+
+
+def resume(run_id: str, settings, progress=None, chat_model=None) -> dict:
+    """Continue a run from its last checkpoint; finished steps are not run again."""
+    run_dir, run = load_run(settings, run_id)
+    if run.get("status") in ("done", "unanswerable", "invalid"):
+        raise InputError(f"run {run_id!r}", f"already finished ({run['status']})",
+                         f"read its report at {run_dir / 'report.html'}, or ask again")
+    ctx = _context(run_dir, run, settings, progress, chat_model)
+    last = max((r["started"] + (r["duration_s"] or 0) for r in ctx.ledger.rows()), default=run["created_epoch"])
+    ctx.elapsed_before = max(0.0, last - run["created_epoch"])
+    run.update(status="running", pid=os.getpid(), resumed=run.get("resumed", 0) + 1)
+    _write_json(run_dir / "run.json", run)
+    return _invoke(ctx, run, None)
+
+
+def list_runs(settings) -> list[dict]:
+    """Manifests of all runs in ``settings.runs_dir``, newest first."""
+    root = Path(settings.runs_dir)
+    runs = []
+    for p in root.glob("*/run.json") if root.exists() else []:
+        try:
+            runs.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(runs, key=lambda r: r.get("created", ""), reverse=True)
+
+
+def show_run(settings, run_id: str) -> dict:
+    """A run's manifest with its plan, ledger rows and the paths of its report."""
+    run_dir, run = load_run(settings, run_id)
+    plan = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").exists() else None
+    ledger = Ledger(run_dir / "ledger.sqlite", run_id)
+    try:
+        rows = ledger.rows()
+    finally:
+        ledger.close()
+    return {**run, "plan": plan, "ledger": rows, "run_dir": str(run_dir)}
