@@ -43,8 +43,8 @@ pm.add_hookspecs(hookspecs)
 #: Problems met while loading or registering plugins: (plugin name, message).
 load_errors: list[tuple[str, str]] = []
 
-#: Names of plugins that came from entry points (these are subject to the allow-list).
-_entry_point_plugins: set[str] = set()
+#: Plugins that came from entry points (subject to the allow-list): name -> distribution version.
+_entry_point_plugins: dict[str, str] = {}
 
 
 class PluginError(C2SError):
@@ -114,7 +114,7 @@ def load_entry_points(allow: set[str] | None) -> None:
             _report(ep.name, f"failed to load: {exc!r}")
             continue
         _register(module, ep.name)
-        _entry_point_plugins.add(ep.name)
+        _entry_point_plugins[ep.name] = ep.dist.version if ep.dist else "unknown"
 
 
 def setup(allow: set[str] | None = None) -> None:
@@ -172,14 +172,12 @@ def plugin_table(settings=None) -> list[dict]:
     allow = (settings or Settings()).plugin_allow_list
     setup(allow)
     rows = []
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda np_: (np_[0] not in DEFAULT_PLUGINS, np_[0])):
         if not _allowed(name, allow):
             continue
-        dist = dists.get(id(plugin))
         rows.append({
             "name": name,
-            "version": dist.version if dist else "built-in",
+            "version": _entry_point_plugins.get(name, "built-in"),
             "source": "entry point" if name in _entry_point_plugins else
                       ("built-in" if name in DEFAULT_PLUGINS else "registered in code"),
             "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),

@@ -1,0 +1,179 @@
+"""``c2s ask``, ``c2s resume``, ``c2s runs list|show``, ``c2s plugins list`` and ``c2s eval-planning``."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from ._app import app, console
+
+runs_app = typer.Typer(help="Past runs of `c2s ask`.", no_args_is_help=True)
+plugins_app = typer.Typer(help="Installed plugins and their tools.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(plugins_app, name="plugins")
+
+
+def _settings(planner: str | None = None):
+    from ..config import Settings
+
+    s = Settings()
+    return s.model_copy(update={"planner": planner}) if planner else s
+
+
+def _show_plan(plan) -> None:
+    from rich.table import Table
+
+    if not plan.steps:
+        console.print(f"[yellow]No installed tool can do this[/]: "
+                      + "; ".join(f'"{c}"' for c in plan.unanswered or [plan.question]))
+        return
+    table = Table(title=f"Plan ({plan.planner} planner)", title_justify="left")
+    for col in ("step", "tool", "arguments", "answers"):
+        table.add_column(col)
+    for s in plan.steps:
+        table.add_row(s.id, s.tool, json.dumps(s.args), s.why)
+    console.print(table)
+    for note in plan.notes:
+        console.print(f"  [dim]{note}[/]")
+    for p in plan.problems:
+        console.print(f"  [red]problem:[/] {p}")
+
+
+def _progress():
+    """A callback printing the plan and live step progress."""
+    state = {}
+
+    def cb(event: str, info: dict) -> None:
+        if event == "plan":
+            _show_plan(info["plan"])
+        elif event == "step_start":
+            state["status"] = console.status(f"[{info['index'] + 1}/{info['total']}] {info['step'].id} "
+                                             f"{info['step'].tool} ...")
+            state["status"].start()
+        elif event in ("step_done", "step_failed", "step_skipped"):
+            if state.get("status"):
+                state["status"].stop()
+            step = info["step"]
+            if event == "step_done":
+                console.print(f"[green]done[/] {step.id} {step.tool} ({info['result']['duration_s']:.1f} s): "
+                              f"{info['result']['evidence'][:200]}")
+            elif event == "step_skipped":
+                console.print(f"[dim]already done[/] {step.id} {step.tool}")
+            else:
+                console.print(f"[red]failed[/] {step.id} {step.tool}: {info['error']}")
+        elif event == "replan":
+            console.print(f"[yellow]re-planned[/]: {info['note']}")
+
+    return cb
+
+
+def _finish(out: dict) -> None:
+    run = out["run"]
+    rd = out["run_dir"]
+    console.print(f"Run [bold]{run['id']}[/] {run['status']} in {run['timings']['total_s']:.1f} s")
+    if run.get("report"):
+        console.print(f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}")
+    print(rd / "report.html" if run.get("report") else rd)
+
+
+@app.command("ask")
+def ask(question: str = typer.Argument(..., help="your question in plain language"),
+        data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo' / 'pbmc68k' / 'kang2018'"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="show the checked plan without running it"),
+        as_json: bool = typer.Option(False, "--json", help="with --dry-run: print the plan as JSON"),
+        planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'")) -> None:
+    """Plan the question, run the tools, and write an evidence-linked report."""
+    from ..agent import runs
+
+    settings = _settings(planner)
+    if dry_run:
+        plan = runs.dry_run(question, data, settings)
+        if as_json:
+            print(json.dumps({"question": question, "planner": plan.planner, "ok": plan.ok,
+                              "answerable": plan.answerable, "steps": plan.summary(), "unanswered": plan.unanswered,
+                              "notes": plan.notes, "problems": plan.problems}, indent=1))
+        else:
+            _show_plan(plan)
+        return
+    _finish(runs.ask(question, data, settings, progress=_progress()))
+
+
+@app.command("resume")
+def resume(run_id: str = typer.Argument(..., help="a run id from `c2s runs list`")) -> None:
+    """Continue a run that was interrupted; finished steps are not run again."""
+    from ..agent import runs
+
+    _finish(runs.resume(run_id, _settings(), progress=_progress()))
+
+
+@runs_app.command("list")
+def runs_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Runs in the runs directory, newest first."""
+    from rich.table import Table
+
+    from ..agent import runs
+
+    items = runs.list_runs(_settings())
+    if as_json:
+        print(json.dumps([{k: r.get(k) for k in ("id", "status", "question", "data", "created")} for r in items], indent=1))
+        return
+    table = Table()
+    for col in ("id", "status", "question", "data"):
+        table.add_column(col)
+    for r in items:
+        table.add_row(r["id"], str(r.get("status")), r["question"][:70], str(r.get("data")))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """A run's plan, ledger and report paths."""
+    from ..agent import runs
+
+    info = runs.show_run(_settings(), run_id)
+    if as_json:
+        print(json.dumps(info, indent=1, default=str))
+        return
+    console.print(f"[bold]{info['id']}[/] {info.get('status')}: {info['question']}  (data: {info.get('data')})")
+    if info.get("plan"):
+        from ..agent.plan import Plan
+
+        _show_plan(Plan.model_validate(info["plan"]))
+    for r in info["ledger"]:
+        tok = f", tokens {r['tokens_in']}/{r['tokens_out']}" if r["tokens_in"] else ""
+        console.print(f"  {r['step_id']:>6} #{r['seq']} {r['kind']:8s} {r['name']:24s} {r['status']:8s} "
+                      f"{(r['duration_s'] or 0):7.2f} s{tok}")
+    if info.get("report"):
+        console.print(f"Report: {info['report']}")
+
+
+@plugins_app.command("list")
+def plugins_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Loaded plugins, the tools each registered, and plugins that failed to load."""
+    from .. import plugins
+
+    settings = _settings()
+    rows = plugins.plugin_table(settings)
+    tools = plugins.registered("register_tools", settings)
+    for row in rows:
+        row["tools"] = sorted(name for name, reg in tools.items() if reg.plugin == row["name"])
+    if as_json:
+        print(json.dumps({"plugins": rows, "errors": plugins.load_errors}, indent=1))
+        return
+    for row in rows:
+        console.print(f"[bold]{row['name']}[/] ({row['version']}, {row['source']}): hooks {', '.join(row['hooks'])}")
+        for name in row["tools"]:
+            console.print(f"    tool [cyan]{name}[/]: {tools[name].obj.description[:100]}")
+    for name, msg in plugins.load_errors:
+        console.print(f"[yellow]not loaded[/] {name}: {msg}")
+
+
+@app.command("eval-planning")
+def eval_planning(planner: str = typer.Option("embedded", "--planner"),
+                  verbose: bool = typer.Option(False, "-v", "--verbose", help="list wrongly planned questions")) -> None:
+    """Score a planner on the planning benchmark (evals/planning/questions.yaml) and print its accuracy."""
+    from ..agent.evaluate import main
+
+    main(["--planner", planner] + (["-v"] if verbose else []))
