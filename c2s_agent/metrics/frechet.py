@@ -22,6 +22,7 @@ directly.
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ._sampling import MetricValue, bootstrap_counts, canonical, check_pair, interval
 
@@ -39,6 +40,11 @@ def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray, fast: bool = False)
     ``fast=True`` uses a Cholesky factor ``A = L L^T`` (same eigenvalues of ``L^T B L``) and falls back to the
     eigen-decomposition when ``A`` is not numerically positive definite.
     """
+    with threadpool_limits(1):  # d^3 steps on d <= ~1000: extra BLAS threads only contend (26x slower seen on 2 busy cores)
+        return _trace_sqrt_product(cov_a, cov_b, fast)
+
+
+def _trace_sqrt_product(cov_a, cov_b, fast):
     root = None
     if fast:
         try:
