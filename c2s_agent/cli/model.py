@@ -1,0 +1,166 @@
+"""``c2s annotate``, ``generate``, ``embed``, ``perturb``, ``serve`` and ``train``: C2S models on AnnData files.
+
+Every command works without ``--model`` (the embedded model); ``--model`` also takes a local Hugging Face
+directory or the URL of an OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import app, console
+
+MODEL_HELP = "'embedded' (default), a local HF model directory, or a server URL (http://127.0.0.1:8000)"
+
+
+def _settings(model: str | None, threads: int | None = None):
+    from ..config import Settings
+
+    s = Settings()
+    updates = {}
+    if model:
+        updates["model"] = model
+    if threads is not None:
+        updates["threads"] = threads
+    return s.model_copy(update=updates) if updates else s
+
+
+def _out_path(out: Path) -> Path:
+    from ..errors import InputError
+
+    if out.suffix != ".h5ad":
+        raise InputError(out, "does not end in .h5ad", "name the output file something.h5ad")
+    if not out.parent.exists():
+        raise InputError(out, "is in a folder that does not exist", f"create {out.parent} first")
+    return out
+
+
+def _load(model: str | None, threads: int | None):
+    from ..models import load_model
+
+    settings = _settings(model, threads)
+    with console.status(f"loading model {settings.model} ..."):
+        return load_model(settings.model, settings)
+
+
+@app.command("annotate")
+def annotate(inp: str = typer.Argument(..., metavar="IN.h5ad", help="input .h5ad (or 'demo')"),
+             out: Path = typer.Argument(..., metavar="OUT.h5ad"),
+             model: str | None = typer.Option(None, help=MODEL_HELP),
+             mode: str = typer.Option("score", help="'score' candidate labels by likelihood, or 'generate'"),
+             labels: str | None = typer.Option(None, help="comma-separated candidate labels (default: all known)"),
+             threshold: float | None = typer.Option(None, help="confidence below which a cell is 'unknown'"),
+             threads: int | None = typer.Option(None, help="torch threads (default: one per core)")) -> None:
+    """Predict cell types: writes obs['c2s_cell_type'] and obs['c2s_confidence']."""
+    from ..data import read
+    from ..models import tl
+
+    out = _out_path(out)
+    adata = read(inp)
+    m = _load(model, threads)
+    with console.status(f"annotating {adata.n_obs:,} cells ..."):
+        df = tl.annotate(adata, m, mode=mode, threshold=threshold,
+                         labels=[x.strip() for x in labels.split(",")] if labels else None)
+    adata.write_h5ad(out)
+    counts = df["label"].value_counts()
+    console.print(f"[green]Wrote[/] {out}: {adata.n_obs:,} cells; "
+                  + ", ".join(f"{k} {v}" for k, v in counts.head(8).items())
+                  + f"; mean confidence {df['confidence'].mean():.2f}")
+
+
+@app.command("embed")
+def embed(inp: str = typer.Argument(..., metavar="IN.h5ad"), out: Path = typer.Argument(..., metavar="OUT.h5ad"),
+          model: str | None = typer.Option(None, help=MODEL_HELP),
+          threads: int | None = typer.Option(None, help="torch threads")) -> None:
+    """Cell embeddings into obsm['X_c2s']."""
+    from ..data import read
+    from ..models import tl
+
+    out = _out_path(out)
+    adata = read(inp)
+    m = _load(model, threads)
+    with console.status(f"embedding {adata.n_obs:,} cells ..."):
+        X = tl.embed(adata, m)
+    adata.write_h5ad(out)
+    console.print(f"[green]Wrote[/] {out}: obsm['X_c2s'] {X.shape[0]:,} x {X.shape[1]}")
+
+
+@app.command("generate")
+def generate(out: Path = typer.Argument(..., metavar="OUT.h5ad"),
+             cell_type: str = typer.Option(..., "--cell-type", help="cell type to generate, e.g. 'CD14 Mono'"),
+             n: int = typer.Option(50, "--n", help="number of cells"),
+             condition: str | None = typer.Option(None, help="condition, e.g. ctrl or stim"),
+             seed: int = typer.Option(0), model: str | None = typer.Option(None, help=MODEL_HELP),
+             threads: int | None = typer.Option(None, help="torch threads")) -> None:
+    """Generate cells of a type: sentences in obs['c2s_sentence'], expression reconstructed from rank in X."""
+    from ..models import tl
+
+    out = _out_path(out)
+    m = _load(model, threads)
+    with console.status(f"generating {n} {cell_type} cells ..."):
+        gen = tl.generate_cells(cell_type, n, condition=condition, model=m, seed=seed)
+    gen.write_h5ad(out)
+    console.print(f"[green]Wrote[/] {out}: {gen.n_obs} cells, {gen.obs['c2s_n_genes'].mean():.0f} genes each; "
+                  f"example: {gen.obs['c2s_sentence'].iloc[0][:120]} ...")
+
+
+@app.command("perturb")
+def perturb(inp: str = typer.Argument(..., metavar="IN.h5ad"), out: Path = typer.Argument(..., metavar="OUT.h5ad"),
+            perturbation: str = typer.Option("IFN-beta", help="perturbation name known to the model"),
+            context: str | None = typer.Option(None, help="context text (models trained with contexts only)"),
+            seed: int = typer.Option(0), model: str | None = typer.Option(None, help=MODEL_HELP),
+            threads: int | None = typer.Option(None, help="torch threads")) -> None:
+    """Predict each cell's perturbed state: one output cell per input cell."""
+    from ..data import read
+    from ..models import tl
+
+    out = _out_path(out)
+    adata = read(inp)
+    m = _load(model, threads)
+    with console.status(f"perturbing {adata.n_obs:,} cells ..."):
+        res = tl.perturb(adata, perturbation, context=context, model=m, seed=seed)
+    res.write_h5ad(out)
+    console.print(f"[green]Wrote[/] {out}: {res.n_obs:,} predicted {perturbation} cells")
+
+
+@app.command("serve")
+def serve(model: str | None = typer.Option(None, help=MODEL_HELP),
+          host: str | None = typer.Option(None, help="bind address (default 127.0.0.1)"),
+          port: int | None = typer.Option(None, help="port (default 8000)"),
+          api_key: str | None = typer.Option(None, envvar="C2S_API_KEY", help="require this Bearer key"),
+          max_body_mb: float = typer.Option(4.0, help="largest accepted request body, MB"),
+          threads: int | None = typer.Option(None, help="torch threads")) -> None:
+    """Serve a model over an OpenAI-compatible API plus C2S task endpoints."""
+    from ..models.server import serve as run
+
+    settings = _settings(model, threads)
+    m = _load(model, threads)
+    host, port = host or settings.host, port or settings.port
+    if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or settings.api_key):
+        console.print("[yellow]Warning:[/] serving on a non-local address without an API key")
+    console.print(f"Serving [bold]{m.name}[/] on http://{host}:{port}/v1 (Ctrl-C to stop)")
+    run(m, host=host, port=port, api_key=api_key or settings.api_key, max_body_bytes=int(max_body_mb * 1e6))
+
+
+@app.command("train")
+def train(out: Path = typer.Option(Path("data/models/c2s-embedded"), help="output model directory"),
+          epochs: int = typer.Option(6, help="passes over the training examples"),
+          max_minutes: float = typer.Option(26.0, help="wall-time cap; training stops and saves at the cap"),
+          threads: int = typer.Option(2, help="torch threads"),
+          evaluate: bool = typer.Option(True, help="evaluate on held-out cells and write the model card")) -> None:
+    """Reproduce the embedded model from the bundled Kang 2018 data (about 15-25 minutes on 2 cores)."""
+    import json
+
+    from ..models.training.evaluate import evaluate as run_eval
+    from ..models.training.train import TrainConfig, train as run_train
+
+    meta = run_train(out, TrainConfig(epochs=epochs, max_minutes=max_minutes, threads=threads), progress=True)
+    console.print(f"[green]Trained[/] {out}: {meta['training']['epochs_done']} epochs in {meta['training']['minutes']} min")
+    if evaluate:
+        metrics = run_eval(out, threads=threads)
+        console.print(json.dumps({"cell_type_accuracy": metrics["cell_type"]["accuracy"],
+                                  "logistic_regression_accuracy": metrics["logistic_regression"]["accuracy"],
+                                  "generation_type_fidelity": metrics["generation"]["fraction_classified_as_conditioned_type"]},
+                                 indent=1))

@@ -1,0 +1,68 @@
+"""The backend protocol: what a model engine must do for the C2S tasks, and the results it returns.
+
+Backends are registered by plugins (hook ``register_backends``) as ``factory(model, settings) -> Backend``.
+Built in: ``transformers`` (in-process, the default), ``openai-http`` (any OpenAI-compatible server by URL)
+and ``vllm`` (in-process ``vllm.LLM``, imported only when used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class GenParams:
+    """Decoding settings. ``temperature=0`` is greedy. ``ban_repeats`` forbids a token twice in one completion
+    (no duplicated genes); ``allowed`` restricts output to these token strings (plus the end of text)."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_k: int = 50
+    top_p: float = 0.95
+    seed: int = 0
+    ban_repeats: bool = False
+    allowed: tuple[str, ...] | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    n_prompt_tokens: int
+    n_completion_tokens: int
+    logprob: float = 0.0  # sum of the completion tokens' log-probabilities
+    token_logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = "stop"  # "stop" (end of text) or "length" (max_new_tokens reached)
+
+
+@dataclass
+class LabelScores:
+    """Log-likelihood of each candidate label after each prompt, and how typical each prompt is."""
+
+    logprobs: np.ndarray  # (n_prompts, n_labels), log P(label | prompt)
+    prompt_nll: np.ndarray | None  # (n_prompts,) mean negative log-likelihood of the prompt's tokens
+    n_tokens: int = 0
+
+
+@dataclass
+class Embeddings:
+    vectors: np.ndarray  # (n, d), mean of the last hidden state over real (non-padding) tokens
+    n_tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model that completes, scores and embeds text in batches."""
+
+    name: str
+    model_id: str
+    metadata: dict  # the model's c2s_model.json (labels, conditions, vocabulary...), {} for other models
+
+    def complete(self, prompts: list[str], params: GenParams) -> list[Completion]: ...
+
+    def score_labels(self, prompts: list[str], labels: list[str]) -> LabelScores: ...
+
+    def embed(self, texts: list[str]) -> Embeddings: ...

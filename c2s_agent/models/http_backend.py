@@ -1,0 +1,109 @@
+"""Backend for any OpenAI-compatible server reached by URL: a vLLM server or ``c2s serve``.
+
+Completions use ``/v1/completions`` and embeddings ``/v1/embeddings``. Label scoring uses the fast
+``/v1/c2s/score_labels`` endpoint of a c2s-agent server, and on other servers the log-probabilities of
+``prompt + label`` echoed back by ``/v1/completions`` (``echo=true, logprobs=0``), as vLLM offers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError, ModelError
+from .backend import Completion, Embeddings, GenParams, LabelScores
+
+
+class OpenAIHTTPBackend:
+    name = "openai-http"
+
+    def __init__(self, url: str, settings=None, timeout: float = 600.0, batch_size: int = 64):
+        import httpx
+
+        base = url.rstrip("/")
+        base = base[:-3] if base.endswith("/v1") else base
+        headers = {}
+        key = getattr(settings, "api_key", None)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self.client = httpx.Client(base_url=base, headers=headers, timeout=timeout)
+        self.url, self.batch_size = base, batch_size
+        models = self._call("GET", "/v1/models")["data"]
+        if not models:
+            raise ModelError(base, "serves no models", "start the server with a model")
+        self.model_id = models[0]["id"]
+        self.metadata = dict(models[0].get("c2s") or {})
+
+    def _call(self, method: str, path: str, json: dict | None = None) -> dict:
+        import httpx
+
+        try:
+            r = self.client.request(method, path, json=json)
+        except httpx.HTTPError as exc:
+            raise ModelError(self.url, f"could not be reached ({type(exc).__name__}: {exc})",
+                             "check the URL and that the server is running (c2s serve)") from None
+        if r.status_code == 401:
+            raise InputError(self.url, "refused the API key", "set C2S_API_KEY to the server's key")
+        if r.status_code >= 400:
+            raise ModelError(self.url, f"answered {r.status_code} to {path}: {r.text[:300]}", "check the request and server logs")
+        return r.json()
+
+    def _chunks(self, items):
+        for i in range(0, len(items), self.batch_size):
+            yield i, items[i : i + self.batch_size]
+
+    def complete(self, prompts: list[str], params: GenParams) -> list[Completion]:
+        out: list[Completion] = []
+        for _, chunk in self._chunks(list(prompts)):
+            body = {"model": self.model_id, "prompt": chunk, "max_tokens": params.max_new_tokens,
+                    "temperature": params.temperature, "top_p": params.top_p if params.temperature > 0 else 1.0,
+                    "seed": params.seed, "logprobs": 1}
+            if params.temperature > 0 and params.top_k:
+                body["top_k"] = params.top_k
+            if self.metadata:  # c2s-agent server extensions
+                body["ban_repeats"] = params.ban_repeats
+                body["allowed_tokens"] = list(params.allowed) if params.allowed else None
+            data = self._call("POST", "/v1/completions", body)
+            choices = sorted(data["choices"], key=lambda c: c["index"])
+            usage = data.get("usage") or {}
+            per_prompt = (usage.get("prompt_tokens") or 0) // max(1, len(chunk))
+            for c in choices:
+                lp = (c.get("logprobs") or {}).get("token_logprobs") or []
+                n = len(lp) or len(c["text"].split())
+                out.append(Completion(c["text"].strip(), per_prompt, n, float(sum(x for x in lp if x is not None))))
+        return out
+
+    def score_labels(self, prompts: list[str], labels: list[str]) -> LabelScores:
+        if self.metadata:
+            lp, nll, n_tok = [], [], 0
+            for _, chunk in self._chunks(list(prompts)):
+                data = self._call("POST", "/v1/c2s/score_labels", {"prompts": chunk, "labels": labels})
+                lp.extend(data["logprobs"])
+                nll.extend(data["prompt_nll"])
+                n_tok += data.get("n_tokens", 0)
+            return LabelScores(np.asarray(lp, np.float64), np.asarray(nll, np.float64), n_tok)
+        out = np.zeros((len(prompts), len(labels)))
+        pairs = [(i, j) for i in range(len(prompts)) for j in range(len(labels))]
+        n_tok = 0
+        for start, chunk in self._chunks(pairs):
+            body = {"model": self.model_id, "prompt": [prompts[i] + labels[j] for i, j in chunk], "max_tokens": 1,
+                    "echo": True, "logprobs": 0, "temperature": 0}
+            data = self._call("POST", "/v1/completions", body)
+            n_tok += (data.get("usage") or {}).get("prompt_tokens", 0)
+            for c in data["choices"]:
+                i, j = chunk[c["index"]]
+                info = c.get("logprobs") or {}
+                offsets, lps = info.get("text_offset"), info.get("token_logprobs")
+                if offsets is None or lps is None:
+                    raise ModelError(self.url, "does not return prompt log-probabilities (echo)",
+                                     "use mode='generate', or a server that supports echo with logprobs (vLLM)")
+                cut = len(prompts[i])
+                out[i, j] = sum(lp for off, lp in zip(offsets, lps) if off >= cut and lp is not None)
+        return LabelScores(out, None, n_tok)
+
+    def embed(self, texts: list[str]) -> Embeddings:
+        vecs, n_tok = [], 0
+        for _, chunk in self._chunks(list(texts)):
+            data = self._call("POST", "/v1/embeddings", {"model": self.model_id, "input": chunk})
+            vecs.extend(d["embedding"] for d in sorted(data["data"], key=lambda d: d["index"]))
+            n_tok += (data.get("usage") or {}).get("prompt_tokens", 0)
+        return Embeddings(np.asarray(vecs, np.float32), n_tok)

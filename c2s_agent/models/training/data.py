@@ -1,0 +1,75 @@
+"""Training examples for the embedded model from the bundled Kang 2018 data.
+
+Split: a fixed 80/20 split of all cells stratified by cell type (seed 0). The stimulated CD14 Mono cells are
+additionally kept out of every training task (a held-out perturbation), and no test cell is ever trained on.
+Tasks: cell type prediction (K genes -> one label token), generation conditioned on cell type and condition,
+and IFN-beta perturbation (a control sentence of a type -> a stimulated sentence of the same type).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..prompts import embedded
+from ..tokenizer import label_token
+
+SEED = 0
+TEST_FRACTION = 0.2
+HELD_OUT_PERTURBED = ("CD14 Mono", "stim")
+PERTURBATION = "IFN-beta"
+K_CLASSIFY, K_GENERATE, K_PERTURB = 128, 100, 64
+TIE_BREAK = "mean"
+
+
+@dataclass
+class Split:
+    train: np.ndarray  # cell positions trained on
+    test: np.ndarray  # the 20% held-out cells
+    held_out_perturbed: np.ndarray  # stimulated CD14 Mono cells in the training 80% (never trained on)
+
+
+def make_split(adata, seed: int = SEED) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    pos = np.arange(adata.n_obs)
+    train, test = train_test_split(pos, test_size=TEST_FRACTION, random_state=seed,
+                                   stratify=adata.obs["cell_type"].astype(str).to_numpy())
+    ct, cond = adata.obs["cell_type"].astype(str).to_numpy(), adata.obs["condition"].astype(str).to_numpy()
+    out = (ct == HELD_OUT_PERTURBED[0]) & (cond == HELD_OUT_PERTURBED[1])
+    return Split(np.sort(train[~out[train]]), np.sort(test), np.sort(train[out[train]]))
+
+
+@dataclass
+class Example:
+    task: str
+    prompt: str
+    response: str
+    label: str | None = None  # cell type label (classification examples)
+
+
+def build_examples(adata, cs, split: Split, seed: int = SEED) -> list[Example]:
+    """All training examples: one per training cell and task, plus one perturbation pair per stimulated cell."""
+    ps = embedded()
+    rng = np.random.default_rng(seed)
+    ct = adata.obs["cell_type"].astype(str).to_numpy()
+    cond = adata.obs["condition"].astype(str).to_numpy()
+    examples: list[Example] = []
+    for i in split.train:
+        examples.append(Example("cell_type", ps.format("cell_type", cell=cs.sentence(i, K_CLASSIFY)),
+                                ps.response("cell_type", label=label_token(ct[i])), ct[i]))
+        examples.append(Example("generation", ps.format("generation", condition=cond[i], cell_type=label_token(ct[i])),
+                                ps.response("generation", cell=cs.sentence(i, K_GENERATE))))
+    train = set(split.train.tolist())
+    for i in split.train:
+        if cond[i] != "stim":
+            continue
+        controls = [j for j in np.flatnonzero((ct == ct[i]) & (cond == "ctrl")) if j in train]
+        if not controls:
+            continue
+        j = int(rng.choice(controls))
+        examples.append(Example("perturbation", ps.format("perturbation", cell=cs.sentence(j, K_PERTURB),
+                                                          perturbation=PERTURBATION),
+                                ps.response("perturbation", cell=cs.sentence(i, K_PERTURB))))
+    return examples
