@@ -9,6 +9,8 @@ from .data import inspect, prepare, read, read_demo
 from .errors import C2SError, InputError
 from .hookspecs import hookimpl
 from .sentences import CellSentences, ReverseTransform, multicell_text, to_sentences
+from .models.tl import annotate, embed, generate_cells, perturb  # noqa: E402  (C2S models, scanpy style)
 
 __all__ = ["C2SError", "CellSentences", "InputError", "ReverseTransform", "hookimpl", "inspect", "multicell_text",
            "prepare", "read", "read_demo", "to_sentences"]
+__all__ += ["annotate", "embed", "generate_cells", "perturb"]

@@ -9,6 +9,7 @@ from ..errors import C2SError
 
 # Command modules register their commands on import.
 from . import data  # noqa: E402,F401
+from . import model  # noqa: E402,F401
 from . import agent  # noqa: E402,F401
 from . import metrics  # noqa: E402,F401
 
