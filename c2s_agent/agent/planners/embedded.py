@@ -130,6 +130,11 @@ class EmbeddedPlanner:
                 continue
             tool, args, arg_notes, score = self._choose(clause, row, names, tools, vocab, question)
             notes.extend(arg_notes)
+            last = steps[-1] if steps else None
+            if last is not None and last.tool == tool.name and all(last.args.get(k, v) == v for k, v in args.items()):
+                last.args.update(args)  # a refinement of the previous step ("..., show the top 8")
+                last.why += f"; {clause}"
+                continue
             step = Step(id="", tool=tool.name, args=args, why=clause, score=round(score, 3))
             if not any(s.tool == step.tool and s.args == step.args for s in steps):
                 steps.append(step)
