@@ -12,7 +12,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import cell2sentence,
   # cell2sentence pins nothing; its declared extras (jupyterlab, sphinx, plotnine) are not needed to run it.
   "$venv/bin/pip" install -q --no-deps cell2sentence==1.2.0
   "$venv/bin/pip" install -q transformers datasets accelerate anndata scanpy numpy pandas scipy tqdm scikit-learn \
-      numba pluggy pydantic pydantic-settings psutil
+      numba pluggy pydantic pydantic-settings psutil plotnine
   "$venv/bin/pip" install -q --no-deps -e "$here/.."
 fi
 echo "$venv/bin/python"

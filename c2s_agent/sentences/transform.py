@@ -103,12 +103,8 @@ def rank_csr(X: sp.csr_matrix, top_k: int | None, priority: np.ndarray, inv: np.
         inv_cols = np.flatnonzero(mask).astype(np.int32)
     else:
         inv_cols = None
-    X.eliminate_zeros()
-    if X.nnz and X.data.min() < 0:
-        raise InputError("expression matrix", "has negative values", "give counts or log-normalised values, not scaled data")
-    if X.nnz and not np.isfinite(X.data).all():
-        raise InputError("expression matrix", "has NaN or infinite values", "remove or impute them first")
-    k = int(np.diff(X.indptr).max(initial=0)) if top_k is None else int(top_k)
+    lengths = np.diff(X.indptr)
+    k = int(lengths.max(initial=0)) if top_k is None else int(top_k)
     if inv_cols is not None:  # keep the priority of each remaining gene
         pr = priority[inv_cols]
         order = np.argsort(pr, kind="stable")
@@ -120,7 +116,13 @@ def rank_csr(X: sp.csr_matrix, top_k: int | None, priority: np.ndarray, inv: np.
     idx = np.empty((X.shape[0], k), np.int32)
     bits = np.empty((X.shape[0], k), np.uint32)
     indptr = X.indptr.astype(np.int64, copy=False)
-    rank_rows(indptr, X.indices, X.data.view(np.uint32), sub_priority, sub_inv, idx, bits)
+    bad = np.zeros(X.shape[0], np.int64)
+    rank_rows(indptr, X.indices, X.data.view(np.uint32), sub_priority, sub_inv, idx, bits, bad)
+    if bad.any():
+        raise InputError("expression matrix", f"has {int(bad.sum())} negative, NaN or infinite values in "
+                         f"{int((bad > 0).sum())} cells", "give counts or log-normalised values (no scaled data, no NaN)")
+    if top_k is None:  # explicit zeros stored in the matrix shorten some rows: trim the padding
+        idx, bits = idx[:, : int((idx >= 0).sum(1).max(initial=0))], bits[:, : int((idx >= 0).sum(1).max(initial=0))]
     if inv_cols is not None:
         idx = np.where(idx >= 0, inv_cols[np.maximum(idx, 0)], -1).astype(np.int32)
     return idx, bits.view(np.float32)
