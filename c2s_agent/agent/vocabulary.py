@@ -17,6 +17,8 @@ CELLTYPE_WORDS = re.compile(r"\bcell[ -]?types?\b|\bpopulations?\b|\bcell identi
 NOT_GENES = {"AND", "THE", "FOR", "ALL", "TOP", "MAX", "SET", "CAT", "RNA", "DNA", "PCA", "UMAP", "C2S", "ID", "DE",
              "IFN", "OR", "NOT", "CAN", "MIN", "MEAN", "CELL", "GENE", "LOG", "T", "B", "NK", "DC", "VS"}
 GENE_TOKEN = re.compile(r"(?<![\w-])([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*)(?![\w-])")
+SENDERS = {"source", "sources", "sender", "senders"}
+RECEIVERS = {"target", "targets", "receiver", "receivers"}
 KINDS = {"obs_column", "obs_value", "obs_values", "obs_filter", "gene", "genes", "number", "text", "literal", None}
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
 
@@ -85,7 +87,7 @@ class Vocabulary:
         n = _norm(field_name).rstrip("s")
         if n in ("cell type", "celltype", "label", "group"):
             return self.celltype_column() if n != "group" else None
-        if n in ("condition", "treatment"):
+        if n in ("condition", "treatment", "control", "stimulation", "perturbation"):
             return self.condition_column()
         return next((c for c in self.columns if _norm(c) == n), None)
 
@@ -110,6 +112,17 @@ class Vocabulary:
             flags = 0 if len(val) <= 2 else re.I
             for m in re.finditer(r"(?<![\w+])" + re.escape(val) + r"(?![\w+])", text, flags):
                 claim(Mention("value", val, m.start(), m.end(), column=col))
+        # "T cells": every label with the token T, when no label is exactly "T"
+        for m in re.finditer(r"\b([A-Z]{1,3}|[A-Z][a-z]{1,2})[ -]cells?\b", text):
+            tok = m.group(1)
+            if any(taken[m.start(1):m.end(1)]) or any(v == tok for vs in self.columns.values() for v in vs):
+                continue
+            for col, vals in self.columns.items():
+                for val in vals:
+                    if tok in val.split():
+                        found.append(Mention("value", val, m.start(1), m.end(1), column=col))
+            if any(f.start == m.start(1) for f in found):
+                taken[m.start(1):m.end(1)] = [True] * (m.end(1) - m.start(1))
         # numeric labels only after "cluster(s)"
         for m in re.finditer(r"\bclusters?\s+((?:\d+(?:\s*(?:,|and|or)\s*)?)+)", text, re.I):
             col = self.cluster_column()
@@ -136,6 +149,8 @@ class Vocabulary:
             word = m.group().lower()
             hits = [Mention("value", v, m.start(), m.end(), column=c)
                     for c, vals in self.columns.items() for v in vals if _abbreviates(v, word)]
+            whole = [h for h in hits if _abbreviates(h.text, word, whole=True)]
+            hits = whole or hits  # "stimulated": the label "stim" rather than "IMMUNE_STIM"
             if hits:
                 found.extend(hits)
                 taken[m.start():m.end()] = [True] * (m.end() - m.start())
@@ -177,9 +192,10 @@ def _norm_keep(text: str) -> str:
     return re.sub(r"[_.\-]", " ", text)
 
 
-def _abbreviates(value: str, word: str) -> bool:
-    """``value`` (a label such as "CD14 Mono" or "ctrl") abbreviates or is the stem of ``word``."""
-    for tok in re.split(r"[\s_]+", value.lower()):
+def _abbreviates(value: str, word: str, whole: bool = False) -> bool:
+    """``value`` (a label such as "CD14 Mono" or "ctrl") abbreviates or is the stem of ``word`` (with
+    ``whole``, the entire label must be the stem or abbreviation, not one of its words)."""
+    for tok in [value.lower()] if whole else re.split(r"[\s_]+", value.lower()):
         tok = tok.strip("+")
         if len(tok) >= 4 and tok.isalpha() and word.startswith(tok) and len(word) - len(tok) <= 7:
             return True
@@ -257,33 +273,54 @@ def fill_args(tool, clause: str, vocab: Vocabulary | None, question: str = "") -
             kinds[name] = "obs_values" if _base_type(fields[name].annotation)[1] else "obs_value"
 
     chosen_col = None
-    for name, kind in kinds.items():
-        if kind != "obs_column" or vocab is None:
-            continue
-        col = None
+    col_fields = [n for n, k in kinds.items() if k == "obs_column"]
+    taken: set[str] = set()
+    if vocab is not None:
         cond_col = vocab.condition_column()
-        value_cols = [v.column for v in values]
-        if columns:
-            col = columns[0]
-        elif condition and cond_col:
-            col = cond_col
-        elif value_cols:
-            col = value_cols[0]
-        elif fields[name].is_required():
-            labels = vocab.label_columns()
-            col = labels[0] if labels else None
+        for name in col_fields:  # fields named after a column concept ("condition_column") take that column
+            concept = vocab.column_named(re.sub(r"_(column|key|col)$", "", name))
+            if concept and name not in ("groupby", "column") and (
+                    concept in columns or any(v.column == concept for v in values)
+                    or (concept == cond_col and condition)):
+                args[name] = concept
+                taken.add(concept)
+        generic_filled = False
+        for name in col_fields:
+            if name in args:
+                continue
+            if generic_filled and not fields[name].is_required():
+                continue  # a second optional column field without a telling name stays unset
+            col = None
+            value_cols = [v.column for v in values if v.column not in taken]
+            free = [c for c in columns if c not in taken]
+            if free:
+                col = free[0]
+            elif condition and cond_col and cond_col not in taken:
+                col = cond_col
+            elif value_cols:
+                col = value_cols[0]
+            elif fields[name].is_required():
+                labels = [c for c in vocab.label_columns() if c not in taken]
+                col = labels[0] if labels else None
+                if col:
+                    notes.append(f"{tool.name}: no column named; grouped by {col!r}")
             if col:
-                notes.append(f"{tool.name}: no column named; grouped by {col!r}")
-        if col:
-            args[name] = col
-            chosen_col = chosen_col or col
+                args[name] = col
+                chosen_col = chosen_col or col
+                generic_filled = True
     for name, kind in kinds.items():
         f = fields[name]
         base, is_list, lits = _base_type(f.annotation)
         if kind in ("obs_values", "obs_value"):
             named = column_of.get(name) or (vocab.column_named(name) if vocab else None)  # named like a column
-            want = named or chosen_col
-            vals = [v.text for v in values if want is None or v.column == want]
+            paired = args.get(re.sub(r"_values?$", "", name) + "_column")  # condition_value <- condition_column
+            want = paired or named or chosen_col
+            cands = [v for v in values if want is None or v.column == want]
+            if name.lower() in SENDERS or name.lower() in RECEIVERS:  # "from X to Y": first span sends
+                spans = sorted({v.start for v in cands})
+                cands = [v for v in cands if (v.start == spans[0]) == (name.lower() in SENDERS)] if len(spans) > 1 else []
+            vals = [v.text for v in cands]
+            kind = kind if is_list else "obs_value"  # a str field takes one value whatever its entity says
             if vals:
                 args[name] = list(dict.fromkeys(vals)) if kind == "obs_values" else vals[0]
         elif kind == "obs_filter":

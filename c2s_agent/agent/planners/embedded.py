@@ -30,11 +30,13 @@ MARGIN = 0.10
 LEXICAL_WEIGHT = 0.20
 STOP = frozenset("the a an of to in on for and or with by from is are be do does did what which how who why when "
                  "where this that these those each every me my i you it its can could would should will please "
-                 "give show tell find make get run cells cell data dataset genes gene".split())
+                 "give show tell find make get run cells cell data dataset genes gene about up down go there many much some any "
+                 "like than then also into over between versus vs all their them they there have has use using".split())
 
 
 def _stems(text: str) -> set[str]:
-    return {w[:6] for w in re.findall(r"[a-z][a-z0-9]+", text.lower()) if w not in STOP and len(w) >= 3}
+    return {w[:6] for w in re.findall(r"[a-z][a-z0-9]+", text.lower())
+            if w not in STOP and len(w) >= 3 and not any(ch.isdigit() for ch in w)}  # gene symbols are entities
 
 _VERBS = (r"how|what|which|who|where|when|why|is|are|do|does|can|could|show|find|plot|compute|make|give|list|"
           r"tell|convert|fit|turn|describe|summari[sz]e|score|predict|annotate|label|generate|embed|rank|compare|"
@@ -49,6 +51,21 @@ def split_clauses(question: str) -> list[str]:
     parts = [p.strip(" ,.") for p in SPLIT.split(question) if p and p.strip(" ,.")]
     parts = [p for p in parts if len(p.split()) >= 2 or len(parts) == 1]
     return parts or [question.strip()]
+
+
+def mask_entities(clause: str, vocab: Vocabulary | None) -> str:
+    """The clause with dataset labels replaced by a placeholder ("B cells" -> "X cells") and
+    gene symbols by "gene", so that tools match on what is asked, not on which labels their examples use."""
+    if vocab is None:
+        return clause
+    out, last = [], 0
+    for m in vocab.mentions(clause):
+        if m.kind not in ("value", "gene") or m.start < last:
+            continue
+        word = "gene" if m.kind == "gene" else "X"
+        out += [clause[last:m.start], word]
+        last = m.end
+    return "".join(out) + clause[last:]
 
 
 class EmbeddedPlanner:
@@ -108,8 +125,9 @@ class EmbeddedPlanner:
         idf = {w: np.log(1 + len(names) / sum(w in s for s in stems)) for s in stems for w in s}
         for i, clause in enumerate(clauses):
             words = [w for w in _stems(clause) if w in idf]
-            total = sum(idf[w] for w in _stems(clause) if w in idf) + np.log(1 + len(names)) * (
-                len(_stems(clause)) - len(words))  # words no tool uses weigh as much as the rarest
+            rarest = np.log(1 + len(names))
+            total = sum(idf[w] for w in words) + rarest * (len(_stems(clause)) - len(words))  # unknown words: rarest
+            total = max(total, 3 * rarest)  # one shared word in a two-word question is weak evidence
             if total:
                 out[i] += LEXICAL_WEIGHT * np.array([sum(idf[w] for w in words if w in s) for s in stems]) / total
         return names, out
@@ -121,7 +139,7 @@ class EmbeddedPlanner:
         clauses = split_clauses(question)
         if not tools:
             return Plan(question=question, planner=self.name, unanswered=clauses, notes=[f"{NO_TOOL}: no tools installed"])
-        names, sim = self.scores(clauses, tools)
+        names, sim = self.scores([mask_entities(c, vocab) for c in clauses], tools)
         steps, unanswered, notes = [], [], []
         for clause, row in zip(clauses, sim):
             best = int(row.argmax())
