@@ -103,6 +103,6 @@ def lfc_agreement(predicted, observed, control, genes=None, top_n: int = 100, n_
         reps = np.array([_corr(boot["predicted"][b], boot["observed"][b]) for b in range(n_boot)])
         ok = np.isfinite(reps).all(axis=1)
         if ok.sum() >= 10 and np.isfinite(pearson):
-            result.pearson_interval = interval(reps[ok, 0], pearson, level)
-            result.kendall_interval = interval(reps[ok, 1], kendall, level)
+            result.pearson_interval = tuple(np.clip(interval(reps[ok, 0], pearson, level), -1, 1).tolist())
+            result.kendall_interval = tuple(np.clip(interval(reps[ok, 1], kendall, level), -1, 1).tolist())
     return result
