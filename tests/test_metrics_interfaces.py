@@ -134,3 +134,23 @@ def test_c2s_encoder_separates_types(kang, settings):
     assert res_same.metrics["scfid"].value < 0.25 * res_diff.metrics["scfid"].value
     assert res_same.metrics["mmd"].value < res_diff.metrics["mmd"].value
     assert mono_a.shape == mono_b.shape == b_cells.shape
+
+
+def test_cells_generated_by_the_model_are_evaluated_as_sentences(kang, settings):
+    from c2s_agent.errors import ModelError
+
+    try:
+        from c2s_agent.models import tl
+
+        generated = tl.generate_cells("CD14 Mono", 40, condition="ctrl", seed=0, settings=settings)
+    except (ImportError, ModelError) as exc:
+        pytest.skip(f"the C2S model is not available here: {exc}")
+    assert "c2s_sentence" in generated.obs
+    mono = kang[((kang.obs.cell_type == "CD14 Mono") & (kang.obs.condition == "ctrl")).to_numpy()]
+    nk = kang[(kang.obs.cell_type == "NK").to_numpy()]
+    enc = ReferenceEncoder().fit(kang)
+    near = evaluate_generation(mono, generated, encoder=enc, metrics=["scfid", "energy"], n_boot=0)
+    far = evaluate_generation(nk, generated, encoder=enc, metrics=["scfid", "energy"], n_boot=0)
+    assert any("turned into top-" in n for n in near.notes)  # real cells matched to the sentence representation
+    assert near.metrics["scfid"].value < far.metrics["scfid"].value
+    assert near.metrics["energy"].value < far.metrics["energy"].value

@@ -218,14 +218,15 @@ class ReferenceEncoder:
 
 
 class C2SEncoder:
-    """The C2S model's own cell embedding (:meth:`c2s_agent.models.C2SModel.embed`). AnnData cells are turned
-    into sentences first (top ``top_k`` genes); the model loads on first use."""
+    """The C2S model's own cell embedding (:meth:`c2s_agent.models.C2SModel.embed`): AnnData, CellSentences or
+    sentence strings, turned into prompts as the model was trained (its top-K and tie-breaking); the model
+    (``model`` or the settings' model, default the bundled one) loads on first use."""
 
     name = "c2s"
     needs_fit = False
 
-    def __init__(self, settings=None, model: str | None = None, top_k: int = 200):
-        self.settings, self.model_name, self.top_k = settings, model, top_k
+    def __init__(self, settings=None, model: str | None = None):
+        self.settings, self.model_name = settings, model
         self._model = None
         self.last_report: dict = {}
 
@@ -241,8 +242,6 @@ class C2SEncoder:
         return self._model
 
     def encode(self, cells) -> np.ndarray:
-        if hasattr(cells, "obs_names"):
-            cells = to_sentences(cells, top_k=self.top_k)
         emb = np.asarray(self.model.embed(cells), dtype=np.float64)
         self.last_report = {"input": type(cells).__name__, "n_cells": int(len(emb)), "dim": int(emb.shape[1])}
         return emb
