@@ -1,0 +1,59 @@
+"""Choosing base cells (by obs values and cell type) and predicting their perturbed state."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+CELL_TYPE_KEYS = ("cell_type", "c2s_cell_type")
+
+
+def cell_type_key(adata, key: str | None = None) -> str:
+    """The obs column holding cell types: ``key`` if given, else ``cell_type`` or ``c2s_cell_type``."""
+    if key is not None:
+        if key not in adata.obs.columns:
+            raise InputError("cell_type_key", f"{key!r} is not an obs column", f"use one of {list(adata.obs.columns)}")
+        return key
+    for k in CELL_TYPE_KEYS:
+        if k in adata.obs.columns:
+            return k
+    raise InputError("cell_type", "was given but the data has no cell type column (cell_type or c2s_cell_type)",
+                     "run annotate_cells first (c2s annotate), or pass cell_type_key=")
+
+
+def select_cells(adata, where: dict[str, str] | None = None, cell_type: str | None = None,
+                 n_cells: int | None = None, seed: int = 0, cell_type_key_: str | None = None,
+                 name: str = "cells") -> np.ndarray:
+    """Positions of cells matching every ``where`` column=value and ``cell_type``; at most ``n_cells`` of them,
+    drawn at random (seeded) and returned in data order."""
+    mask = np.ones(adata.n_obs, bool)
+    conditions = dict(where or {})
+    if cell_type:
+        conditions[cell_type_key(adata, cell_type_key_)] = cell_type
+    for col, value in conditions.items():
+        if col not in adata.obs.columns:
+            raise InputError(f"{name} selection", f"obs has no column {col!r}", f"choose one of {list(adata.obs.columns)}")
+        values = adata.obs[col].astype(str)
+        if str(value) not in set(values):
+            raise InputError(f"{name} selection", f"obs[{col!r}] has no value {value!r}",
+                             f"choose one of {sorted(set(values))[:20]}")
+        mask &= (values == str(value)).to_numpy()
+    rows = np.flatnonzero(mask)
+    if len(rows) < 2:
+        raise InputError(f"{name} selection", f"{conditions} matches {len(rows)} cells", "select at least two cells")
+    if n_cells is not None and len(rows) > n_cells:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, n_cells, replace=False))
+    return rows
+
+
+def predict(adata, perturbation: str, cell_type: str | None = None, where: dict[str, str] | None = None,
+            context: str | None = None, n_cells: int | None = None, model=None, seed: int = 0, settings=None,
+            on_call=None):
+    """Predicted perturbed cells for the chosen base cells: an AnnData with sentences in ``obs["c2s_sentence"]``
+    and expression reconstructed from rank (see :func:`c2s_agent.models.tl.perturb`), batched by the backend."""
+    from ..models import tl
+
+    rows = select_cells(adata, where, cell_type, n_cells, seed, name="base cells")
+    return tl.perturb(adata[rows].copy(), perturbation, context=context, model=model, seed=seed, settings=settings,
+                      on_call=on_call)

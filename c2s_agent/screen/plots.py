@@ -1,0 +1,67 @@
+"""Screen plots: the ranking with intervals, and program score distributions (base vs predicted cells)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+MAX_ROWS = 40
+
+
+def plot_ranking(table: pd.DataFrame, contexts: list[str], program: str):
+    """The top scored items by context split (or by shift with one context), each with its interval and the
+    per-context shifts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = table[table["status"] == "scored"].head(MAX_ROWS).iloc[::-1]
+    y = np.arange(len(scored))
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.22 * len(scored)))
+    if len(contexts) >= 2:
+        err = np.vstack([scored["split"] - scored["split_low"], scored["split_high"] - scored["split"]])
+        ax.errorbar(scored["split"], y, xerr=err, fmt="o", color="black", ms=4, capsize=2,
+                    label=f"split ({contexts[0]} - {contexts[1]}), 95% CI")
+    colours = ["#4477aa", "#ee6677", "#228833", "#ccbb44"]
+    for c, col in zip(contexts, colours):
+        ax.scatter(scored[f"shift_{c}"], y, s=14, color=col, marker="s", alpha=0.7, label=f"shift in {c}")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y, scored["item"].astype(str))
+    ax.set_xlabel(f"change of the {program} program score (predicted - base)")
+    n_total = len(table)
+    ax.set_title(f"Screen ranking: {len(scored)} of {n_total} items shown"
+                 + (f" ({int((table['status'] != 'scored').sum())} not scored)" if (table["status"] != "scored").any() else ""))
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_distributions(records: list[dict], table: pd.DataFrame, contexts: list[str], program: str):
+    """Per context: program scores of the base cells, of the top-ranked item's predicted cells, and of all
+    scored items' predicted cells pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = table[table["status"] == "scored"]
+    top = scored["item"].iloc[0] if len(scored) else None
+    fig, axes = plt.subplots(1, len(contexts), figsize=(4.2 * len(contexts), 3.4), squeeze=False, sharey=True)
+    for ax, c in zip(axes[0], contexts):
+        recs = [r for r in records if r["context"] == c and r["status"] == "scored"]
+        if not recs:
+            ax.set_title(f"{c}: nothing scored")
+            continue
+        data = [recs[0]["base_scores"], [x for r in recs for x in r["predicted_scores"]]]
+        labels = ["base cells", f"predicted, all {len(recs)} items"]
+        top_rec = next((r for r in recs if r["item"] == top), None)
+        if top_rec is not None:
+            data.insert(1, top_rec["predicted_scores"])
+            labels.insert(1, f"predicted, {top}")
+        ax.violinplot(data, showmedians=True)
+        ax.set_xticks(np.arange(1, len(data) + 1), labels, rotation=20, fontsize=7)
+        ax.set_title(f"context {c}", fontsize=9)
+    axes[0][0].set_ylabel(f"{program} rank score")
+    fig.suptitle(f"{program} program scores per cell", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,392 @@
+"""The dual-context virtual screen: perturbation library x contexts x gene program, resumable.
+
+Each item is one perturbation in one context. A context is a set of base cells (obs values such as
+``condition=stim``, optionally one cell type); the same ``n_cells`` base cells are used for every perturbation in
+a context (a paired design). The model predicts each base cell's perturbed sentence; the program is scored on the
+base and predicted sentences (rank score, see :mod:`c2s_agent.screen.programs`) and the item's *shift* is the
+mean paired difference, with a bootstrap interval. The *context split* of a perturbation is its shift in the
+first context minus its shift in the second. Perturbations the model does not declare are stored with status
+``"unseen"`` and never scored; a model that declares no perturbations at all gives ``"undeclared"`` unless
+``trust_undeclared=True``.
+
+Every finished item is committed to ``<out_dir>/screen.sqlite`` at once; a re-run with the same settings skips
+finished items, so a killed screen resumes without redoing or losing work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .cells import select_cells
+from .programs import GeneProgram, get_program, rank_scores
+from .store import ResultStore, item_key
+
+SCORED, UNSEEN, UNDECLARED = "scored", "unseen", "undeclared"
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+def load_library(perturbations) -> pd.DataFrame:
+    """The perturbation library as a table with columns ``item`` (unique), ``perturbation`` and
+    ``context_text``, from a list of names, a comma-separated string, a DataFrame, or a CSV / text file
+    (CSV: column ``perturbation``, optional ``item`` for replicates or labels and ``context_text``)."""
+    if isinstance(perturbations, (str, Path)) and Path(str(perturbations)).suffix.lower() in (".csv", ".tsv", ".txt"):
+        path = Path(perturbations)
+        if not path.exists():
+            raise InputError(path, "no such file", "give a CSV with a 'perturbation' column, or a comma-separated list")
+        if path.suffix.lower() == ".txt":
+            df = pd.DataFrame({"perturbation": [x.strip() for x in path.read_text().splitlines() if x.strip()]})
+        else:
+            df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str).fillna("")
+            if "perturbation" not in df.columns:
+                raise InputError(path, f"has no 'perturbation' column (columns: {list(df.columns)})",
+                                 "name the column of perturbation names 'perturbation'")
+    elif isinstance(perturbations, pd.DataFrame):
+        if "perturbation" not in perturbations.columns:
+            raise InputError("perturbations", "table has no 'perturbation' column", "add a 'perturbation' column")
+        df = perturbations.astype(str).copy()
+    elif isinstance(perturbations, str):
+        df = pd.DataFrame({"perturbation": [x.strip() for x in perturbations.split(",") if x.strip()]})
+    elif isinstance(perturbations, (list, tuple)):
+        df = pd.DataFrame({"perturbation": [str(x).strip() for x in perturbations if str(x).strip()]})
+    else:
+        raise InputError("perturbations", f"is a {type(perturbations).__name__}",
+                         "give a list of names, a comma-separated string, or a CSV path")
+    if df.empty:
+        raise InputError("perturbations", "is empty", "give at least one perturbation")
+    df["perturbation"] = df["perturbation"].astype(str).str.strip()
+    if "item" not in df.columns:
+        df["item"] = df["name"] if "name" in df.columns else df["perturbation"]
+    df["item"] = df["item"].astype(str).str.strip()
+    df["context_text"] = df["context_text"].astype(str) if "context_text" in df.columns else ""
+    dup = df["item"][df["item"].duplicated()].unique().tolist()
+    if dup:
+        raise InputError("perturbations", f"list {dup[:5]} more than once",
+                         "give each entry once, or an 'item' column naming replicates (e.g. IFN-beta#1, IFN-beta#2)")
+    return df[["item", "perturbation", "context_text"]].reset_index(drop=True)
+
+
+def _parse_where(text: str, name: str) -> dict[str, str]:
+    from ..metrics.inputs import parse_where
+
+    return parse_where(text, name) or {}
+
+
+def resolve_contexts(adata, contexts=None) -> list[tuple[str, dict[str, str]]]:
+    """Named base-cell sets. ``contexts``: a dict name -> {column: value} or "column=value[;column=value]", a
+    list of "name:column=value" strings, or None for the interferon (``condition=stim``) and neutral
+    (``condition=ctrl``) contexts of data with such a column."""
+    if contexts is None:
+        cond = adata.obs["condition"].astype(str) if "condition" in adata.obs else None
+        if cond is None or not {"stim", "ctrl"} <= set(cond):
+            raise InputError("contexts", "were not given and the data has no condition column with 'stim' and 'ctrl'",
+                             "name contexts, e.g. {'interferon': 'condition=stim', 'neutral': 'condition=ctrl'}")
+        return [("interferon", {"condition": "stim"}), ("neutral", {"condition": "ctrl"})]
+    if isinstance(contexts, str):
+        contexts = [c for c in contexts.split(",") if c.strip()]
+    out: list[tuple[str, dict[str, str]]] = []
+    items = contexts.items() if isinstance(contexts, dict) else [_split_context(c) for c in contexts]
+    for name, where in items:
+        where = _parse_where(where, f"context {name!r}") if isinstance(where, str) else dict(where or {})
+        out.append((str(name).strip(), {str(k): str(v) for k, v in where.items()}))
+    names = [n for n, _ in out]
+    if not out or len(set(names)) != len(names) or not all(names):
+        raise InputError("contexts", f"{names} must be one or more distinct, non-empty names",
+                         "write e.g. 'interferon:condition=stim' and 'neutral:condition=ctrl'")
+    return out
+
+
+def _split_context(text: str) -> tuple[str, str]:
+    name, sep, where = str(text).partition(":")
+    if not sep or not name.strip() or "=" not in where:
+        raise InputError("context", f"{text!r} is not of the form NAME:COLUMN=VALUE",
+                         "write e.g. 'interferon:condition=stim'")
+    return name.strip(), where
+
+
+# ------------------------------------------------------------------------------------------------ results
+def model_facts(model) -> dict:
+    """What the model was trained on, from its metadata (empty lists when it does not say)."""
+    meta = model.meta
+    held = meta.get("split", {}).get("held_out_perturbed")
+    return {"name": model.name, "backend": model.backend.name, "data": meta.get("training", {}).get("data"),
+            "labels": model.known_labels, "conditions": model.known_conditions,
+            "perturbations": model.known_perturbations, "tasks": meta.get("tasks", []),
+            "held_out": f"{held['condition']} {held['cell_type']} cells were never trained on" if held else None}
+
+
+def trained_on_text(facts: dict) -> str:
+    """One plain paragraph on what the model was and was not trained on."""
+    if not facts["perturbations"] and not facts["labels"]:
+        return (f"Model {facts['name']} does not declare its training data, labels or perturbations; "
+                "predictions for any perturbation are unverified.")
+    parts = [f"Model {facts['name']} was trained on {facts['data'] or 'undeclared data'}"]
+    if facts["labels"]:
+        parts.append(f"cell types {', '.join(facts['labels'])}")
+    if facts["conditions"]:
+        parts.append(f"conditions {', '.join(facts['conditions'])}")
+    text = "; ".join(parts) + ". "
+    text += (f"The only perturbation(s) it was trained on: {', '.join(facts['perturbations'])}; any other "
+             "perturbation is outside its training and is flagged, not scored. " if facts["perturbations"] else
+             "It declares no perturbations. ")
+    if facts["held_out"]:
+        text += f"Held out of training: {facts['held_out']}. "
+    if "perturbation_context" not in facts["tasks"]:
+        text += "It was not trained with free-text perturbation contexts: contexts are sets of base cells."
+    return text.strip()
+
+
+@dataclass
+class ScreenResult:
+    """A finished screen: the ranked table (one row per perturbation item), the per-item table (one row per
+    item and context), where everything was written, and this run's timing."""
+
+    table: pd.DataFrame
+    items: pd.DataFrame
+    out_dir: Path
+    summary: dict
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _bootstrap_means(diffs: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    idx = rng.integers(0, len(diffs), size=(n_boot, len(diffs)))
+    return diffs[idx].mean(1)
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
+def _tables(records: list[dict], library: pd.DataFrame, contexts: list[str], n_boot: int, seed: int,
+            level: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    items = pd.DataFrame([{k: r.get(k) for k in ("item", "perturbation", "context", "status", "n_cells", "base_mean",
+                                                "predicted_mean", "shift", "shift_low", "shift_high", "reason")}
+                          for r in records])
+    by = {(r["item"], r["context"]): r for r in records}
+    rows = []
+    for i, lib in library.iterrows():
+        row = {"item": lib["item"], "perturbation": lib["perturbation"]}
+        recs = [by.get((lib["item"], c)) for c in contexts]
+        statuses = {r["status"] for r in recs if r}
+        row["status"] = (SCORED if statuses == {SCORED} and all(recs) else
+                         next((s for s in (UNSEEN, UNDECLARED) if s in statuses), "incomplete"))
+        for c, r in zip(contexts, recs):
+            ok = r is not None and r["status"] == SCORED
+            row[f"shift_{c}"] = r["shift"] if ok else np.nan
+            row[f"low_{c}"] = r["shift_low"] if ok else np.nan
+            row[f"high_{c}"] = r["shift_high"] if ok else np.nan
+        if len(contexts) >= 2 and row["status"] == SCORED:
+            a, b = (np.asarray(r["diffs"], np.float64) for r in recs[:2])
+            rng = np.random.default_rng([seed, i])
+            boot = _bootstrap_means(a, n_boot, rng) - _bootstrap_means(b, n_boot, rng)
+            row["split"] = float(a.mean() - b.mean())
+            row["split_low"], row["split_high"] = _interval(boot, level)
+            row["split_excludes_zero"] = bool(row["split_low"] > 0 or row["split_high"] < 0)
+        elif len(contexts) >= 2:
+            row.update(split=np.nan, split_low=np.nan, split_high=np.nan, split_excludes_zero=False)
+        row["reason"] = "; ".join(sorted({r["reason"] for r in recs if r and r.get("reason")}))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    order = "split" if len(contexts) >= 2 else f"shift_{contexts[0]}"
+    table = table.sort_values([order], ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", np.where(table["status"] == SCORED, np.arange(1, len(table) + 1), 0))
+    table["rank"] = table["rank"].astype(int)
+    return table, items
+
+
+# ---------------------------------------------------------------------------------------------- the screen
+def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir, model=None,
+               cell_type: str | None = None, cell_type_key: str | None = None, n_cells: int = 64, seed: int = 0,
+               n_boot: int = 1000, level: float = 0.95, batch_cells: int = 1024, trust_undeclared: bool = False,
+               settings=None, progress: bool = True, on_call=None, plots: bool = True) -> ScreenResult:
+    """Run (or resume) a virtual screen and write the ranked table, per-item table, summary and plots.
+
+    ``adata``: AnnData or a path / demo name; ``perturbations``: see :func:`load_library`; ``contexts``: see
+    :func:`resolve_contexts` (the first two define the split: first minus second); ``program``: a program name,
+    bundled gene set or gene list; ``model``: anything :func:`c2s_agent.models.load_model` takes, or a loaded
+    model. ``batch_cells`` caps the cells per model call (items of one perturbation share calls).
+    Re-running with the same ``out_dir`` and settings skips finished items.
+    """
+    from ..data import read
+    from ..models import C2SModel, load_model
+
+    t_start = time.perf_counter()
+    if isinstance(adata, (str, Path)):
+        adata = read(adata)
+    for name, value, low in (("n_cells", n_cells, 2), ("n_boot", n_boot, 10), ("batch_cells", batch_cells, 1)):
+        if int(value) < low:
+            raise InputError(name, f"must be >= {low} (got {value})", f"pass {name}={max(low, 64)} or more")
+    library = load_library(perturbations)
+    ctxs = resolve_contexts(adata, contexts)
+    m = model if isinstance(model, C2SModel) else load_model(model, settings)
+    prog: GeneProgram = get_program(program, settings)
+    universe = m.genes if m.genes else adata.var_names.astype(str).str.upper()
+    genes = prog.restricted(universe)
+    if len(genes) < 2:
+        raise InputError("program", f"{prog.name!r}: only {len(genes)} of its genes are in the model's vocabulary",
+                         "choose a program with genes the model knows")
+    uses_context_text = (library["context_text"] != "").any()
+    if uses_context_text and "perturbation_context" not in m.meta.get("tasks", ["perturbation_context"]):
+        raise InputError("context_text", f"model {m.name} was not trained with perturbation contexts",
+                         "drop the context_text column, or use a model trained with context prompts")
+    k = int(m.top_k["perturbation"])
+    facts = model_facts(m)
+    known = set(m.known_perturbations)
+    fingerprint = {"model": m.name, "model_id": m.backend.model_id, "backend": m.backend.name,
+                   "model_path": str(getattr(m.backend, "path", "")), "program": prog.name, "genes": list(genes),
+                   "n_cells": n_cells, "seed": seed, "k": k, "cell_type": cell_type, "method": "rank"}
+    out_dir = Path(out_dir)
+    store = ResultStore(out_dir)
+    config = {**fingerprint, "contexts": dict(ctxs), "n_items": len(library), "n_boot": n_boot, "level": level,
+              "program_source": prog.source, "trust_undeclared": trust_undeclared}
+    (out_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
+
+    # the base cells of each context: the same cells for every perturbation
+    base: dict[str, dict] = {}
+    for ci, (cname, where) in enumerate(ctxs):
+        rows = select_cells(adata, where, cell_type, n_cells, seed + ci, cell_type_key, name=f"context {cname!r}")
+        texts, _, names = m.sentences(adata[rows], k)
+        base[cname] = {"texts": texts, "names": list(map(str, names)), "scores": rank_scores(texts, genes, k)}
+
+    tasks = []
+    for _, lib in library.iterrows():
+        for cname, where in ctxs:
+            key = item_key(**fingerprint, item=lib["item"], perturbation=lib["perturbation"],
+                           context_text=lib["context_text"], context=cname, where=where, cells=base[cname]["names"])
+            tasks.append({"key": key, "item": lib["item"], "perturbation": lib["perturbation"],
+                          "context_text": lib["context_text"], "context": cname})
+    done = store.keys()
+    pending = [t for t in tasks if t["key"] not in done]
+    stats = {"items_total": len(tasks), "items_skipped_finished": len(tasks) - len(pending), "items_run": 0,
+             "cells_predicted": 0, "model_seconds": 0.0, "model_calls": 0}
+
+    def finish(task, status, reason="", **record):
+        rec = {"item": task["item"], "perturbation": task["perturbation"], "context": task["context"],
+               "status": status, "reason": reason, **record}
+        store.add(task["key"], task["item"], task["perturbation"], task["context"], status, rec)
+        stats["items_run"] += 1
+
+    runnable = []
+    for t in pending:
+        if known and t["perturbation"] not in known:
+            finish(t, UNSEEN, f"{t['perturbation']!r} is not among the perturbations the model was trained on "
+                              f"({', '.join(sorted(known))})", n_cells=0)
+        elif not known and not trust_undeclared:
+            finish(t, UNDECLARED, f"model {m.name} declares no perturbations; pass trust_undeclared=True to score",
+                   n_cells=0)
+        else:
+            runnable.append(t)
+
+    chunks: list[list[dict]] = []
+    for _, group in pd.DataFrame(runnable, columns=["key", "item", "perturbation", "context_text", "context"]).groupby(
+            ["perturbation", "context_text"], sort=False):
+        cur, size = [], 0
+        for t in group.to_dict("records"):
+            n = len(base[t["context"]]["texts"])
+            if cur and size + n > batch_cells:
+                chunks.append(cur)
+                cur, size = [], 0
+            cur.append(t)
+            size += n
+        if cur:
+            chunks.append(cur)
+
+    bar = _progress(progress, len(runnable), f"screen: {len(runnable)} items to run, "
+                                             f"{stats['items_skipped_finished']} already finished")
+    try:
+        for chunk in chunks:
+            texts = [s for t in chunk for s in base[t["context"]]["texts"]]
+            chunk_seed = seed + int(chunk[0]["key"][:7], 16)
+            t0 = time.perf_counter()
+            predicted = m.perturb(texts, chunk[0]["perturbation"], context=chunk[0]["context_text"] or None,
+                                  seed=chunk_seed, on_call=on_call)
+            dt = time.perf_counter() - t0
+            stats["model_seconds"] += dt
+            stats["model_calls"] += 1
+            stats["cells_predicted"] += len(texts)
+            pos = 0
+            for t in chunk:
+                b = base[t["context"]]
+                pred = predicted[pos: pos + len(b["texts"])]
+                pos += len(b["texts"])
+                scores = rank_scores(pred, genes, k)
+                diffs = scores - b["scores"]
+                rng = np.random.default_rng(int(t["key"][:8], 16))
+                lo, hi = _interval(_bootstrap_means(diffs, n_boot, rng), level)
+                finish(t, SCORED, n_cells=len(diffs), base_mean=float(b["scores"].mean()),
+                       predicted_mean=float(scores.mean()), shift=float(diffs.mean()), shift_low=lo, shift_high=hi,
+                       base_scores=np.round(b["scores"], 6).tolist(), predicted_scores=np.round(scores, 6).tolist(),
+                       diffs=np.round(diffs, 6).tolist(), example=pred[0][:400], chunk_seed=chunk_seed,
+                       model_seconds_share_of_chunk=round(dt * len(diffs) / len(texts), 4))
+                bar.advance(1)
+    finally:
+        bar.stop()
+
+    records = store.records([t["key"] for t in tasks])
+    store.close()
+    table, items = _tables(records, library, [c for c, _ in ctxs], n_boot, seed, level)
+    total = time.perf_counter() - t_start
+    stats.update(seconds=round(total, 3), model_seconds=round(stats["model_seconds"], 3),
+                 model_share=round(stats["model_seconds"] / total, 4) if total else None,
+                 cells_per_second=round(stats["cells_predicted"] / total, 3) if stats["cells_predicted"] else None)
+    counts = table["status"].value_counts().to_dict()
+    summary = {"config": config, "model": facts, "trained_on": trained_on_text(facts), "program": prog.name,
+               "program_genes_used": list(genes), "program_genes_missing": [g for g in prog.genes if g not in genes],
+               "contexts": {c: w for c, w in ctxs}, "split": f"shift in {ctxs[0][0]} minus shift in {ctxs[1][0]}"
+               if len(ctxs) >= 2 else None, "counts": {str(k2): int(v) for k2, v in counts.items()},
+               "run": stats, "top": table.head(10).replace({np.nan: None}).to_dict("records")}
+    files = _write(out_dir, table, items, records, summary, [c for c, _ in ctxs], plots)
+    return ScreenResult(table, items, out_dir, summary, files)
+
+
+class _NoBar:
+    def advance(self, n):
+        pass
+
+    def stop(self):
+        pass
+
+
+class _Bar:
+    def __init__(self, total: int, text: str):
+        from rich.progress import Progress
+
+        self.p = Progress(transient=False)
+        self.p.start()
+        self.task = self.p.add_task(text, total=total)
+
+    def advance(self, n):
+        self.p.advance(self.task, n)
+
+    def stop(self):
+        self.p.stop()
+
+
+def _progress(show: bool, total: int, text: str):
+    return _Bar(total, text) if show and total else _NoBar()
+
+
+def _write(out_dir: Path, table, items, records, summary, contexts, plots: bool) -> dict[str, Path]:
+    files = {"ranked": out_dir / "ranked.csv", "items": out_dir / "items.csv", "summary": out_dir / "summary.json"}
+    table.to_csv(files["ranked"], index=False)
+    items.to_csv(files["items"], index=False)
+    files["summary"].write_text(json.dumps(summary, indent=1, default=str))
+    if plots and (table["status"] == SCORED).any():
+        from .plots import plot_distributions, plot_ranking
+
+        files["ranking_plot"] = out_dir / "ranking.png"
+        plot_ranking(table, contexts, summary["program"]).savefig(files["ranking_plot"], dpi=110, bbox_inches="tight")
+        files["distribution_plot"] = out_dir / "distributions.png"
+        plot_distributions(records, table, contexts, summary["program"]).savefig(
+            files["distribution_plot"], dpi=110, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+    return files
