@@ -69,7 +69,7 @@ def test_run_writes_plan_ledger_artefacts_and_linked_reports(asettings):
     # the working data holds the slots the steps added
     import anndata as ad
 
-    assert ad.read_h5ad(rd / "data.h5ad").obsm["c2s_rank_idx"].shape == (2000, 60)
+    assert ad.read_h5ad(rd / "slots.h5ad").obsm["c2s_rank_idx"].shape == (2000, 60)
     md = (rd / "report.md").read_text()
     answer = md.split("## Answer")[1].split("## Plan")[0]
     statements = [line for line in answer.splitlines() if line.startswith("- ")]

@@ -1,5 +1,5 @@
 """What the graph's nodes share during one process's part of a run: settings, tools, planner, ledger, the
-working AnnData (persisted to ``runs/<id>/data.h5ad`` after every step that adds slots) and timings."""
+working AnnData (its slots saved to ``runs/<id>/slots.h5ad`` after every step that adds any) and timings."""
 
 from __future__ import annotations
 
@@ -35,15 +35,33 @@ class RunContext:
 
     @property
     def data_file(self) -> Path:
-        return self.run_dir / "data.h5ad"
+        """The run's saved slots: obs, var, obsm, uns and layers of the working data, without X."""
+        return self.run_dir / "slots.h5ad"
+
+    def input_path(self) -> Path | None:
+        from ..data.io import DEMO_ALIASES, DEMO_DATASETS
+        from ..resources import demo_path
+
+        if self.data is None:
+            return None
+        return demo_path(self.data) if self.data in DEMO_DATASETS or self.data in DEMO_ALIASES else Path(self.data)
 
     def adata(self):
-        """The working AnnData: the run's saved copy when there is one, else the input normalised."""
+        """The working AnnData: the input normalised, plus the slots earlier steps saved (on resume)."""
         if self._adata is None and self.data is not None:
+            import anndata as ad
+
             from ..data import prepare, read
 
             t0 = time.perf_counter()
-            self._adata = read(self.data_file) if self.data_file.exists() else prepare(read(self.data))
+            adata = prepare(read(self.data))
+            if self.data_file.exists():
+                saved = ad.read_h5ad(self.data_file)
+                adata.obs, adata.var = saved.obs, saved.var
+                adata.obsm.update(dict(saved.obsm))
+                adata.uns.update(dict(saved.uns))
+                adata.layers.update(dict(saved.layers))
+            self._adata = adata
             self.timings["load_s"] += time.perf_counter() - t0
         return self._adata
 
@@ -58,10 +76,17 @@ class RunContext:
         return self._vocab
 
     def persist(self) -> None:
-        """Write the working AnnData atomically (temp file, fsync, rename)."""
+        """Save the working data's slots atomically (temp file, fsync, rename). X is not saved: tools add
+        results in slots and leave X alone, and the input can be normalised again on resume."""
+        import anndata as ad
+        import scipy.sparse as sp
+
         t0 = time.perf_counter()
+        a = self._adata
+        slots = ad.AnnData(X=sp.csr_matrix(a.shape, dtype="float32"), obs=a.obs, var=a.var, obsm=dict(a.obsm),
+                           uns=dict(a.uns), layers=dict(a.layers))
         tmp = self.data_file.with_suffix(".tmp.h5ad")
-        self._adata.write_h5ad(tmp)
+        slots.write_h5ad(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.data_file)

@@ -54,7 +54,7 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
     ctx.ledger.start_step(step.id, step.tool, step.args)
     from ..tools import ToolContext
 
-    tctx = ToolContext(ctx.adata(), ctx.run_dir, ctx.settings, step_id=step.id, data_path=ctx.data_file,
+    tctx = ToolContext(ctx.adata(), ctx.run_dir, ctx.settings, step_id=step.id, data_path=ctx.input_path(),
                        record_call=lambda kind, **f: ctx.ledger.record(step.id, kind, **f))
     t0 = time.perf_counter()
     try:

@@ -1,8 +1,8 @@
 """Runs: ``ask`` starts one, ``resume`` continues a killed one, ``list_runs``/``show_run`` read them back.
 
 Each run lives in ``<runs_dir>/<id>/``: ``run.json`` (manifest: question, data, planner, versions, status,
-timings), ``plan.json``, ``ledger.sqlite``, ``artefacts/``, ``data.h5ad`` (working data after each step that
-adds slots), ``report.md`` and ``report.html``. Graph checkpoints of all runs are in
+timings), ``plan.json``, ``ledger.sqlite``, ``artefacts/``, ``slots.h5ad`` (the slots steps added to the working
+data, saved after each step that adds any), ``report.md`` and ``report.html``. Graph checkpoints of all runs are in
 ``<runs_dir>/checkpoints.sqlite``, one thread per run id.
 """
 
@@ -76,7 +76,10 @@ def _context(run_dir: Path, run: dict, settings, progress, chat_model=None) -> R
 
 
 def _invoke(ctx: RunContext, run: dict, inputs) -> dict:
-    from .graph import build, sqlite_checkpointer
+    t0 = time.perf_counter()
+    from .graph import build, sqlite_checkpointer  # langgraph's import, timed apart from orchestration
+
+    ctx.timings["imports_s"] = ctx.timings.get("imports_s", 0.0) + time.perf_counter() - t0
 
     saver = sqlite_checkpointer(Path(ctx.settings.runs_dir))
     try:
