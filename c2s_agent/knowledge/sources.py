@@ -165,10 +165,15 @@ def _read_ppi_table(path: Path):
 
 
 def _load_ppi(path: Path, source: str, prefix: str) -> Iterator[ProteinInteraction]:
+    """Pairs upper-cased, ordered and merged (rows that name the same pair add their record counts)."""
+    import pandas as pd
+
     df = _read_ppi_table(path).dropna(subset=["symbol_a", "symbol_b"])
-    df = df[(df.symbol_a != "") & (df.symbol_b != "") & (df.symbol_a != df.symbol_b)]
-    for a, b, n in zip(df.symbol_a.str.upper(), df.symbol_b.str.upper(), df.n_records.astype(int)):
-        yield ProteinInteraction(id=f"{prefix}:{a}|{b}", source=source, gene_a=a, gene_b=b, n_records=max(n, 1))
+    a, b = df.symbol_a.astype(str).str.upper(), df.symbol_b.astype(str).str.upper()
+    df = pd.DataFrame({"a": a.where(a <= b, b), "b": b.where(a <= b, a), "n": df.n_records.astype(int).clip(lower=1)})
+    df = df[(df.a != "") & (df.b != "") & (df.a != df.b)].groupby(["a", "b"], sort=True).n.sum().reset_index()
+    for a, b, n in zip(df.a, df.b, df.n):
+        yield ProteinInteraction(id=f"{prefix}:{a}|{b}", source=source, gene_a=a, gene_b=b, n_records=int(n))
 
 
 def load_biogrid(path: Path | None = None) -> Iterator[ProteinInteraction]:
