@@ -149,6 +149,8 @@ def train(out: Path = typer.Option(Path("data/models/c2s-embedded"), help="outpu
           epochs: int = typer.Option(6, help="passes over the training examples"),
           max_minutes: float = typer.Option(26.0, help="wall-time cap; training stops and saves at the cap"),
           threads: int = typer.Option(2, help="torch threads"),
+          resume: bool = typer.Option(False, help="continue training the model already in --out"),
+          lr: float = typer.Option(1.5e-3, help="peak learning rate"),
           evaluate: bool = typer.Option(True, help="evaluate on held-out cells and write the model card")) -> None:
     """Reproduce the embedded model from the bundled Kang 2018 data (about 15-25 minutes on 2 cores)."""
     import json
@@ -156,7 +158,8 @@ def train(out: Path = typer.Option(Path("data/models/c2s-embedded"), help="outpu
     from ..models.training.evaluate import evaluate as run_eval
     from ..models.training.train import TrainConfig, train as run_train
 
-    meta = run_train(out, TrainConfig(epochs=epochs, max_minutes=max_minutes, threads=threads), progress=True)
+    meta = run_train(out, TrainConfig(epochs=epochs, max_minutes=max_minutes, threads=threads,
+                                                  resume=resume, lr=lr), progress=True)
     console.print(f"[green]Trained[/] {out}: {meta['training']['epochs_done']} epochs in {meta['training']['minutes']} min")
     if evaluate:
         metrics = run_eval(out, threads=threads)

@@ -10,7 +10,6 @@
   request bodies above ``max_body_bytes`` are refused with 413, and lists and token counts are bounded.
 """
 
-from __future__ import annotations
 
 import base64
 import hmac

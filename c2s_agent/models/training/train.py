@@ -43,6 +43,7 @@ class TrainConfig:
     threads: int = 2
     max_minutes: float = 26.0
     checkpoint_minutes: float = 4.0
+    resume: bool = False  # continue from the model already in the output directory (same vocabulary)
 
 
 def _vocabulary(cs, rows, min_count: int) -> list[str]:
@@ -165,6 +166,21 @@ def make_model(cfg: TrainConfig, tok, max_len: int):
     return LlamaForCausalLM(config)
 
 
+def _resume(out: Path, tok):
+    """The model saved in ``out`` and its training history; its vocabulary must match this run's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ...errors import InputError
+
+    if not (out / "config.json").exists():
+        raise InputError(out, "holds no model to resume from", "train without --resume first")
+    if AutoTokenizer.from_pretrained(out).get_vocab() != tok.get_vocab():
+        raise InputError(out, "has a different vocabulary from this training run", "train from scratch (no --resume)")
+    old = json.loads((out / "c2s_model.json").read_text())["training"]
+    history = old.pop("earlier_runs", []) + [{k: old.get(k) for k in ("steps", "epochs_done", "minutes", "config")}]
+    return AutoModelForCausalLM.from_pretrained(out), history
+
+
 def save(model, tok, out: Path, meta: dict, reverse=None) -> None:
     """Write the model directory atomically (a temporary folder renamed into place)."""
     out = Path(out)
@@ -199,7 +215,11 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
     adata, split, cs, genes, labels, conditions, tok, examples = prepare(cfg)
     encoded = encode(tok, examples, labels, cfg)
     max_len = max(len(e[0]) for e in encoded)
-    model = make_model(cfg, tok, max_len)
+    history = []
+    if cfg.resume:
+        model, history = _resume(Path(out), tok)
+    else:
+        model = make_model(cfg, tok, max_len)
     n_params = sum(p.numel() for p in model.parameters())
     rng = np.random.default_rng(cfg.seed)
     steps_per_epoch = len(_batches(encoded, cfg.batch_tokens, np.random.default_rng(0)))
@@ -266,6 +286,7 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
             if stopped_early:
                 break
     model.eval()
+    meta["training"]["earlier_runs"] = history
     meta["training"].update(steps=step, epochs_done=round(step / steps_per_epoch, 2), finished=not stopped_early,
                             stopped_at_time_cap=stopped_early, minutes=round((time.time() - t0) / 60, 1),
                             tokens_per_s=round(tokens / (time.time() - t0)), final_loss=round(float(np.mean(losses[-50:])), 4),

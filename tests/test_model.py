@@ -1,0 +1,225 @@
+"""The embedded C2S model on real held-out Kang cells: prediction, unknown cells, generation, perturbation,
+embeddings, the scanpy-style functions and the model tools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from c2s_agent.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def model():
+    import torch
+
+    from c2s_agent.config import Settings
+    from c2s_agent.models import load_model
+
+    torch.set_num_threads(1)
+    return load_model(None, Settings(threads=1))
+
+
+@pytest.fixture(scope="module")
+def held_out(kang, model):
+    """200 of the held-out test cells (never trained on), stratified by taking every other one."""
+    test = np.asarray(model.meta["split"]["test_obs_names"])
+    assert len(test) == 400 and not set(test) & set(kang.obs_names[~kang.obs_names.isin(test)])
+    return kang[kang.obs_names.isin(test[::2])].copy()
+
+
+@pytest.fixture(scope="module")
+def scored(model, held_out):
+    return model.predict_cell_types(held_out, threshold=0.0)
+
+
+def test_metadata_describes_the_model(model):
+    assert len(model.known_labels) == 13 and "CD14 Mono" in model.known_labels
+    assert model.known_conditions == ["ctrl", "stim"]
+    assert model.known_perturbations == ["IFN-beta"]
+    assert len(model.genes) == model.meta["n_genes"] > 1000
+    assert model.meta["split"]["held_out_perturbed"]["cell_type"] == "CD14 Mono"
+
+
+def test_held_out_accuracy_is_well_above_chance(model, held_out, scored):
+    truth = held_out.obs["cell_type"].astype(str).to_numpy()
+    acc = (scored["label"].to_numpy() == truth).mean()
+    majority = pd.Series(truth).value_counts(normalize=True).iloc[0]
+    assert acc > majority + 0.3, (acc, majority)
+    # the committed card reports the same kind of figure on all 400 held-out cells
+    assert abs(model.meta["metrics"]["cell_type"]["accuracy"] - acc) < 0.08
+
+
+def test_scores_are_probabilities_over_valid_labels(model, scored):
+    probs = scored[[f"p_{x}" for x in model.known_labels]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+    assert set(scored["label"]) <= set(model.known_labels) | {"unknown"}
+    np.testing.assert_allclose(scored["confidence"], probs.max(1))
+
+
+def test_threshold_turns_low_confidence_into_unknown(model, held_out, scored):
+    df = model.predict_cell_types(held_out[:40], threshold=0.9)
+    low = scored["confidence"].to_numpy()[:40] < 0.9
+    assert (df["label"].to_numpy()[low] == "unknown").all()
+    assert (df["unknown_reason"].to_numpy()[low] == "low confidence").all()
+
+
+def test_generate_mode_gives_only_known_labels_and_agrees_with_scoring(model, held_out, scored):
+    df = model.predict_cell_types(held_out[:60], mode="generate", threshold=0.0)
+    assert set(df["label"]) <= set(model.known_labels) | {"unknown"}
+    agree = (df["label"].to_numpy() == scored["label"].to_numpy()[:60]).mean()
+    assert agree > 0.9
+
+
+def test_candidate_label_subset(model, held_out):
+    df = model.predict_cell_types(held_out[:30], labels=["B", "NK"], threshold=0.0)
+    assert set(df["label"]) <= {"B", "NK"}
+    assert list(c for c in df.columns if c.startswith("p_")) == ["p_B", "p_NK"]
+    with pytest.raises(InputError, match=r"labels: \['Neuron'\] are not labels this model was trained on"):
+        model.predict_cell_types(held_out[:2], labels=["B", "Neuron"])
+    with pytest.raises(InputError, match="mode: 'vote' is not a prediction mode"):
+        model.predict_cell_types(held_out[:2], mode="vote")
+
+
+def test_cells_unlike_the_training_data_come_out_unknown(model, held_out):
+    rng = np.random.default_rng(1)
+    shuffled = held_out[:60].copy()
+    shuffled.var_names = np.asarray(shuffled.var_names)[rng.permutation(shuffled.n_vars)]
+    df = model.predict_cell_types(shuffled)
+    assert (df["label"] == "unknown").mean() >= 0.9
+    mouse = held_out[:20].copy()  # mouse-style names of genes the model has never seen
+    mouse.var_names = [f"Gm{10000 + i}" for i in range(mouse.n_vars)]
+    df = model.predict_cell_types(mouse)
+    assert (df["label"] == "unknown").all() and (df["unknown_reason"] == "few known genes").all()
+    # real held-out cells mostly pass the gate
+    real = model.predict_cell_types(held_out[:60])
+    assert (real["unknown_reason"] == "atypical cell").mean() < 0.1
+
+
+def test_generated_cells_are_valid_sentences(model):
+    sents = model.generate(["CD14 Mono"] * 4 + ["B"] * 4, ["stim"] * 4 + ["ctrl"] * 4, n_genes=60, seed=3)
+    genes = set(model.genes)
+    for s in sents:
+        words = s.split()
+        assert 20 <= len(words) <= 60
+        assert len(set(words)) == len(words)
+        assert set(words) <= genes
+    assert model.generate(["B"], ["ctrl"], seed=3) == model.generate(["B"], ["ctrl"], seed=3)
+    with pytest.raises(InputError, match=r"cell type: \['Neuron'\] not known to this model"):
+        model.generate(["Neuron"])
+    with pytest.raises(InputError, match="conditions: has 2 entries for 1 cell types"):
+        model.generate(["B"], ["ctrl", "stim"])
+
+
+def test_generated_monocytes_look_like_monocytes(model):
+    """Conditioning works: stimulated monocytes carry interferon genes, monocytes carry monocyte markers."""
+    mono = model.generate(["CD14 Mono"] * 10, ["stim"] * 10, seed=0)
+    b = model.generate(["B"] * 10, ["ctrl"] * 10, seed=0)
+    has = lambda sents, g: np.mean([g in s.split() for s in sents])  # noqa: E731
+    assert has(mono, "LYZ") > has(b, "LYZ") and has(b, "CD79A") > has(mono, "CD79A")
+    assert has(mono, "ISG15") >= 0.7
+
+
+def test_generate_cells_returns_anndata_with_reconstructed_expression(model):
+    from c2s_agent.models import tl
+
+    gen = tl.generate_cells("NK", 6, condition="ctrl", model=model, seed=1)
+    assert gen.n_obs == 6 and gen.n_vars == len(model.genes)
+    assert (gen.obs["c2s_cell_type"] == "NK").all() and (gen.obs["c2s_condition"] == "ctrl").all()
+    assert (gen.obs["c2s_n_unknown"] == 0).all() and (gen.obs["c2s_n_duplicated"] == 0).all()
+    x = gen.X.toarray()
+    assert (x >= 0).all() and ((x > 0).sum(1) == gen.obs["c2s_n_genes"].to_numpy()).all()
+
+
+def test_invalid_and_duplicated_genes_are_counted_not_fatal(model):
+    from c2s_agent.models import tl
+
+    out = tl._to_adata(model, ["CD74 NOTAGENE CD74 LYZ .", "", "hello world"], {"source": ["a", "b", "c"]})
+    assert out.obs["c2s_n_unknown"].tolist() == [1, 0, 2]
+    assert out.obs["c2s_n_duplicated"].tolist() == [1, 0, 0]
+    assert out.obs["c2s_n_genes"].tolist() == [2, 0, 0]
+
+
+def test_perturbation_induces_interferon_genes(model, kang):
+    ctrl = kang[(kang.obs["condition"] == "ctrl") & (kang.obs["cell_type"] == "CD4 Naive T")][:24].copy()
+    pert = model.perturb(ctrl, "IFN-beta", seed=0)
+    before, _, _ = model.sentences(ctrl, model.top_k["perturbation"])
+    isgs = {"ISG15", "IFI6", "IFIT3", "IFIT1", "MX1", "ISG20", "IFITM3", "LY6E"}
+    count = lambda sents: np.mean([len(isgs & set(s.split())) for s in sents])  # noqa: E731
+    assert count(pert) > count(before) + 1.0, (count(pert), count(before))
+    assert all(set(s.split()) <= set(model.genes) for s in pert)
+    with pytest.raises(InputError, match=r"perturbation: \['LPS'\] not known to this model"):
+        model.perturb(ctrl[:2], "LPS")
+    with pytest.raises(InputError, match="context: this model was not trained with perturbation contexts"):
+        model.perturb(ctrl[:2], "IFN-beta", context="primary tissue")
+
+
+def test_embeddings_ignore_padding(model, held_out):
+    texts, _, _ = model.sentences(held_out[:6], 128)
+    texts[0] = " ".join(texts[0].split()[:10])  # a short cell batched with long ones gets left padding
+    together = model.embed(texts)
+    alone = model.embed([texts[0]])
+    assert together.shape == (6, model.backend.model.config.hidden_size)
+    np.testing.assert_allclose(together[0], alone[0], atol=2e-4)
+
+
+def test_embeddings_separate_cell_types(model, held_out):
+    from sklearn.metrics import silhouette_score
+
+    X = model.embed(held_out)
+    labels = held_out.obs["cell_type"].astype(str).to_numpy()
+    shuffled = np.random.default_rng(0).permutation(labels)
+    assert silhouette_score(X, labels, metric="cosine") > silhouette_score(X, shuffled, metric="cosine") + 0.05
+
+
+def test_scanpy_style_functions_write_conventional_slots(model, held_out):
+    import c2s_agent as c2s
+
+    ad = held_out[:30].copy()
+    c2s.annotate(ad, model)
+    assert ad.obs["c2s_cell_type"].dtype.name == "category"
+    assert ad.obs["c2s_confidence"].between(0, 1).all()
+    assert list(ad.obsm["c2s_label_probs"].columns) == model.known_labels
+    c2s.embed(ad, model)
+    assert ad.obsm["X_c2s"].shape == (30, model.backend.model.config.hidden_size)
+    out = c2s.perturb(ad[:3].copy(), "IFN-beta", model=model)
+    assert out.n_obs == 3 and out.obs["c2s_source_cell"].tolist() == ad.obs_names[:3].tolist()
+
+
+def test_tools_run_and_record_model_calls(model, held_out, tmp_path, settings):
+    from c2s_agent import plugins
+    from c2s_agent.data import prepare
+    from c2s_agent.tools import ToolContext
+
+    tools = plugins.tools(settings)
+    assert {"annotate_cells", "embed_cells", "generate_cells", "predict_perturbation"} <= set(tools)
+    calls = []
+    ctx = ToolContext(prepare(held_out[:40]), tmp_path, settings.model_copy(update={"threads": 1}),
+                      record_call=lambda kind, **f: calls.append((kind, f)))
+    res = tools["annotate_cells"].invoke(ctx, {})
+    assert res.output.n_cells == 40 and res.output.accuracy is not None and res.output.accuracy > 0.5
+    assert "c2s_cell_type" in ctx.adata.obs and any(a.kind == "plot" for a in res.artefacts)
+    res = tools["embed_cells"].invoke(ctx, {})
+    assert ctx.adata.obsm["X_c2s"].shape[0] == 40 and (tmp_path / res.artefacts[-1].path).exists()
+    res = tools["predict_perturbation"].invoke(ctx, {"cell_type": "CD14 Mono", "max_cells": 8})
+    assert res.output.n_cells >= 1 and res.output.up
+    assert [f["task"] for _, f in calls] == ["predict_cell_types", "embed", "perturb"]
+    assert all(f["prompt_tokens"] > 0 for _, f in calls)
+    with pytest.raises(InputError, match="compare_with 'nope': is not an obs column"):
+        tools["annotate_cells"].invoke(ctx, {"compare_with": "nope"})
+
+
+def test_bad_model_values_name_the_problem(tmp_path):
+    from c2s_agent.models import load_model
+    from c2s_agent.models.prompts import get
+
+    with pytest.raises(InputError, match="is not a model directory or an http"):
+        load_model(str(tmp_path / "missing"))
+    with pytest.raises(InputError, match=r"is not a Hugging Face model directory \(no config.json\)"):
+        load_model(str(tmp_path))
+    import importlib.util
+
+    if importlib.util.find_spec("cell2sentence") is None:
+        with pytest.raises(InputError, match="needs the cell2sentence package, which is not installed"):
+            get("cell2sentence")
