@@ -42,6 +42,11 @@ def test_scfid_agrees_with_float64_reference(kang_pca):
     # fewer cells than dimensions (30 and 40 cells, 50 dims): exact cross-product path, no regularisation
     small_x, small_y = mono[:30], tcell[:40]
     assert frechet_distance(small_x, small_y) == pytest.approx(naive_fid(small_x, small_y), rel=1e-5)
+    # mode collapse (every generated cell the same): FD = |mu_r - mu_g|^2 + Tr(S_r)
+    collapsed = np.repeat(tcell[:1], 50, axis=0)
+    expected = ((mono.mean(0) - tcell[0]) ** 2).sum() + np.trace(np.cov(mono, rowvar=False))
+    assert frechet_distance(mono, collapsed) == pytest.approx(expected, rel=1e-9)
+    assert scfid(mono, collapsed, n_boot=20).value == pytest.approx(expected, rel=1e-9)
 
 
 def test_zero_on_identical_sets(kang_pca):
