@@ -34,6 +34,9 @@ STOP = frozenset("the a an of to in on for and or with by from is are be do does
                  "like than then also into over between versus vs all their them they there have has use using".split())
 
 
+_TEXT_CACHE: dict[str, np.ndarray] = {}  # sha1 of a tool text -> its embedding
+
+
 def _stems(text: str) -> set[str]:
     return {w[:6] for w in re.findall(r"[a-z][a-z0-9]+", text.lower())
             if w not in STOP and len(w) >= 3 and not any(ch.isdigit() for ch in w)}  # gene symbols are entities
@@ -93,23 +96,35 @@ class EmbeddedPlanner:
         return self._tool_cache[key]
 
     def _cached_encode(self, key: str, texts: list[str]) -> np.ndarray:
-        path = None
-        if self.settings is not None:
-            path = self.settings.cache_dir / "planner" / f"tools-{key[:16]}.npy"
-            if path.exists():
-                vecs = np.load(path)
-                if vecs.shape[0] == len(texts):
-                    return vecs
-        vecs = embedder().encode(texts)
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, vecs)
-                tmp.replace(path)
-            except OSError:
-                pass  # an unwritable cache only costs time
-        return vecs
+        """Embeddings of ``texts``, each cached in memory and on disk, so a new plugin costs only its texts."""
+        folder = self.settings.cache_dir / "planner" / "minilm" if self.settings is not None else None
+        keys = [hashlib.sha1(t.encode()).hexdigest()[:24] for t in texts]
+        missing = []
+        for k in keys:
+            if k in _TEXT_CACHE:
+                continue
+            path = folder / f"{k}.npy" if folder else None
+            if path is not None and path.exists():
+                try:
+                    _TEXT_CACHE[k] = np.load(path)
+                    continue
+                except (OSError, ValueError):
+                    pass
+            missing.append(k)
+        if missing:
+            todo = {k: t for k, t in zip(keys, texts) if k in set(missing)}
+            vecs = embedder().encode(list(todo.values()))
+            for k, v in zip(todo, vecs):
+                _TEXT_CACHE[k] = v
+                if folder is not None:
+                    try:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        tmp = folder / f"{k}.tmp.npy"
+                        np.save(tmp, v)
+                        tmp.replace(folder / f"{k}.npy")
+                    except OSError:
+                        pass  # an unwritable cache only costs time
+        return np.stack([_TEXT_CACHE[k] for k in keys])
 
     def scores(self, clauses: list[str], tools: dict[str, Tool]) -> tuple[list[str], np.ndarray]:
         """(tool names, clauses x tools score): the best cosine similarity over each tool's description and
