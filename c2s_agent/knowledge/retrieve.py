@@ -70,40 +70,51 @@ class KnowledgeBase:
 
     def genes_in(self, text: str) -> list[str]:
         """Known gene symbols (or aliases, complex names) written in a free-text query."""
-        out: list[str] = []
+        return list(dict.fromkeys(g for unit in self.gene_units(text) for g in unit))
+
+    def gene_units(self, text: str) -> list[tuple[str, ...]]:
+        """The symbols each gene-like token of a query names (a complex name is one unit of several genes)."""
+        units = []
         for tok in TOKEN_RE.findall(text):
             if len(tok) < 2 or not _looks_like_gene(tok):
                 continue
-            out.extend(self.resolve(tok))
-        return list(dict.fromkeys(out))
+            symbols = tuple(self.resolve(tok))
+            if symbols and symbols not in units:
+                units.append(symbols)
+        return units
 
     # ------------------------------------------------------------------ scoring
-    def _exact(self, genes: list[str]) -> dict[int, float]:
+    def _exact(self, units: list[tuple[str, ...]]) -> dict[int, float]:
+        """Exact-match scores: 1 + a bonus by kind and evidence; +1 when a record names two or more query units."""
         store, kinds = self.store, self.store.kinds
+        kind_all, weight_all = store.kind, store.weight
+        indptr, gidx = store.genes_indptr, store.genes_idx
         scores: dict[int, float] = {}
         counts: dict[int, int] = {}
-        for g in genes:
-            rows = store.rows_with_gene(g)
-            if not len(rows):
-                continue
-            kind = np.asarray(store.kind)[rows]
-            weight = np.asarray(store.weight)[rows]
-            ngenes = store.n_genes(rows)
-            bonus = np.full(len(rows), 0.3, dtype=np.float64)
-            for code, name in enumerate(kinds):
-                sel = kind == code
-                if not sel.any():
+        for unit in units:
+            best: dict[int, float] = {}
+            for g in unit:
+                rows = store.rows_with_gene(g)
+                if not len(rows):
                     continue
-                if name == "ligand_receptor":
-                    bonus[sel] = 1.0
-                elif name == "gene_summary":
-                    first = np.asarray(store.genes_idx)[np.asarray(store.genes_indptr)[rows[sel]]]
-                    bonus[sel] = np.where(first == store.gene_index[g], 1.2, 0.4)
-                elif name == "ppi":
-                    bonus[sel] = 0.5 + 0.4 * np.minimum(1.0, np.log1p(weight[sel]) / math.log1p(20))
-                elif name == "gene_set":
-                    bonus[sel] = 0.5 - 0.3 * np.minimum(1.0, ngenes[sel] / 500)
-            for r, b in zip(rows.tolist(), bonus.tolist()):
+                kind, weight = kind_all[rows], weight_all[rows]
+                bonus = np.full(len(rows), 0.3, dtype=np.float64)
+                for code, name in enumerate(kinds):
+                    sel = kind == code
+                    if not sel.any():
+                        continue
+                    if name == "ligand_receptor":
+                        bonus[sel] = 1.0
+                    elif name == "gene_summary":
+                        bonus[sel] = np.where(gidx[indptr[rows[sel]]] == store.gene_index[g], 1.2, 0.4)
+                    elif name == "ppi":
+                        bonus[sel] = 0.5 + 0.4 * np.minimum(1.0, np.log1p(weight[sel]) / math.log1p(20))
+                    elif name == "gene_set":
+                        bonus[sel] = 0.5 - 0.3 * np.minimum(1.0, (indptr[rows[sel] + 1] - indptr[rows[sel]]) / 500)
+                for r, b in zip(rows.tolist(), bonus.tolist()):
+                    if b > best.get(r, -1.0):
+                        best[r] = b
+            for r, b in best.items():
                 scores[r] = max(scores.get(r, 0.0), 1.0 + b)
                 counts[r] = counts.get(r, 0) + 1
         for r, c in counts.items():
@@ -132,14 +143,14 @@ class KnowledgeBase:
         bad = [k for k in kinds or [] if k not in self.store.kinds]
         if bad:
             raise InputError(f"kind {bad[0]!r}", "is not in the knowledge base", f"use one of {self.store.kinds}")
-        gene_list = [s for g in genes or [] for s in self.resolve(g)]
-        if genes and not gene_list and not query:
+        units = [tuple(self.resolve(g)) for g in genes or []]
+        units = [u for u in units if u]
+        if genes and not units and not query:
             raise InputError(f"genes {genes[:5]}", "match no gene symbol, alias or complex in the knowledge base",
                              "use HGNC symbols such as IL6, CXCL10 or STAT1")
         if query and exact:
-            gene_list += self.genes_in(query)
-        gene_list = list(dict.fromkeys(gene_list))
-        ex = self._exact(gene_list) if exact else {}
+            units += [u for u in self.gene_units(query) if u not in units]
+        ex = self._exact(units) if exact else {}
         allowed = self._allowed(sources, kinds)
         sem: dict[int, float] = {}
         if query and semantic:
@@ -173,6 +184,8 @@ class KnowledgeBase:
         store, hits, seen = self.store, [], {}
         for r in order[: 3 * top_k + 20].tolist():  # a window past top_k collects the other sources of a pair
             kind = store.kinds[store.kind[r]]
+            if len(hits) >= top_k and kind != "ppi":
+                continue
             genes = store.genes(r)
             source = store.sources[store.source[r]]
             key = ("ppi", frozenset(genes)) if kind == "ppi" else ("id", r)

@@ -1,5 +1,5 @@
 """A columnar record store on disk: text blobs with offsets, coded kinds and sources, and a gene CSR with its
-inverse (gene -> records), all memory-mapped ``.npy`` files so that loading 300k+ records takes milliseconds."""
+inverse (gene -> records), as ``.npy`` files (texts memory-mapped) so that loading 300k+ records is fast."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def save_store(folder: Path, records: Sequence[Record], aliases: dict[str, list[
 
 
 class Store:
-    """Read access to a saved store; every column is memory-mapped."""
+    """Read access to a saved store: numeric columns in memory, text columns memory-mapped."""
 
     def __init__(self, folder: Path):
         meta = json.loads((folder / "store.json").read_text())
@@ -82,14 +82,15 @@ class Store:
         self.gene_index = {g: i for i, g in enumerate(self.vocab)}
         self.aliases: dict[str, list[str]] = meta["aliases"]
         for name in ("kind", "source", "semantic", "weight", "genes_indptr", "genes_idx", "inv_indptr", "inv_rec"):
-            setattr(self, name, np.load(folder / f"{name}.npy", mmap_mode="r"))
+            setattr(self, name, np.load(folder / f"{name}.npy"))
+        self._vocab = np.array(self.vocab, dtype=object)
         self.texts, self.ids, self._attrs = _Blob(folder / "texts"), _Blob(folder / "ids"), _Blob(folder / "attrs")
 
     def __len__(self) -> int:
         return len(self.kind)
 
     def genes(self, row: int) -> list[str]:
-        return [self.vocab[j] for j in self.genes_idx[self.genes_indptr[row]:self.genes_indptr[row + 1]]]
+        return self._vocab[self.genes_idx[self.genes_indptr[row]:self.genes_indptr[row + 1]]].tolist()
 
     def attrs(self, row: int) -> dict:
         return json.loads(self._attrs[row])
@@ -98,7 +99,7 @@ class Store:
         j = self.gene_index.get(gene)
         if j is None:
             return np.zeros(0, dtype=np.int32)
-        return np.asarray(self.inv_rec[self.inv_indptr[j]:self.inv_indptr[j + 1]])
+        return self.inv_rec[self.inv_indptr[j]:self.inv_indptr[j + 1]]
 
     def n_genes(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.genes_indptr)[rows + 1] - np.asarray(self.genes_indptr)[rows]
+        return self.genes_indptr[rows + 1] - self.genes_indptr[rows]
