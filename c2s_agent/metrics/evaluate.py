@@ -152,7 +152,7 @@ def evaluate_generation(real, generated, encoder: str | Encoder = "pca", metrics
         real_for_metrics = to_sentences(real, top_k=k)
         notes.append(f"generated cells are sentences: real cells were turned into top-{k} sentences and both sides "
                      "reconstructed with the same reverse transform")
-    emb_real, emb_gen = enc.encode(real_for_metrics), None
+    emb_real = enc.encode(real_for_metrics)
     report_real = dict(getattr(enc, "last_report", {}))
     emb_gen = enc.encode(generated)
     report_gen = dict(getattr(enc, "last_report", {}))

@@ -5,11 +5,13 @@
 The trace of the matrix square root needs no ``sqrtm``: the eigenvalues of ``S_r S_g`` are those of the
 symmetric PSD matrix ``S_r^(1/2) S_g S_r^(1/2)``, so ``Tr((S_r S_g)^(1/2))`` is the sum of the square roots of
 its eigenvalues (``eigh``; rounding negatives clipped to 0). When a set has no more cells than dimensions the
-covariances are singular; then the same trace is computed exactly, without regularisation, as the nuclear norm
-(sum of singular values) of the cross product ``A B^T`` of the centred, scaled data (``S_r = A^T A``,
-``S_g = B^T B``), an (n_r x n_g) matrix. The estimate stays exact for the samples, but FD is biased upwards
-at small n (more so when n is near or below the dimension): compare values at equal cell numbers, and read
-them beside the bootstrap interval and a real-vs-real baseline.
+covariances are singular; then the same trace is computed exactly, without regularisation, as the nuclear
+norm (sum of singular values) of the cross product ``A B^T`` of the centred, scaled data (``S_r = A^T A``,
+``S_g = B^T B``), an (n_r x n_g) matrix. That path is also the more accurate one there: singular values carry
+rounding of order eps * sigma_max, whereas square roots of a null space's rounded eigenvalues (``sqrtm`` or
+``eigh``) add about sqrt(eps * lambda_max) per null dimension. FD itself is biased upwards at small n (more
+so when n is near or below the dimension): compare values at equal cell numbers, and read them beside the
+bootstrap interval and a real-vs-real baseline.
 
 The interval is a bootstrap percentile interval re-centred on the estimate (see :func:`._sampling.interval`):
 resampled sets hold duplicated cells, which inflate FD. The bootstrap resamples cells with replacement; to
