@@ -85,6 +85,14 @@ def test_tool_evaluates_a_generated_file(split, tmp_path):
     assert "scfid" in res.evidence and "152 generated cells" in res.evidence
     with pytest.raises(InputError, match="neither a file nor a step"):
         tool.invoke(ctx, {"generated": "missing_step"})
+    # the output of an earlier generate_cells step, found by its step id or as the run's latest generated cells
+    import shutil
+
+    shutil.copy(path, tmp_path / "artefacts" / "s1_generated_cells.h5ad")
+    for ref in ("s1", None):
+        again = tool.invoke(ToolContext(adata, tmp_path, Settings(), step_id="s3"),
+                            {"generated": ref, "metrics": ["scfid"], "n_boot": 0})
+        assert again.output.metrics["scfid"]["value"] == pytest.approx(out.metrics["scfid"]["value"], rel=1e-9)
     with pytest.raises(InputError, match="obs has no column 'tissue'"):
         tool.invoke(ctx, {"generated": str(path), "real_column": "tissue", "real_value": "x"})
 
