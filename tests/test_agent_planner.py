@@ -183,6 +183,16 @@ def test_llm_planner_needs_an_endpoint(asettings):
         get_planner(asettings, "oracle")
 
 
+def test_llm_planner_reports_an_unreachable_endpoint(tools, vocab, asettings):
+    from c2s_agent.errors import ModelError
+
+    s = asettings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_model": "any"})
+    calls = []
+    with pytest.raises(ModelError, match="LLM planner: the chat model call failed.*use --planner embedded"):
+        get_planner(s, "llm").plan("Find markers", tools, vocab, record=lambda kind, **f: calls.append(f))
+    assert calls and calls[0]["status"] == "error"
+
+
 def test_numpy_embedder_matches_sentence_transformers():
     import numpy as np
     import torch

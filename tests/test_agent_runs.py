@@ -161,6 +161,15 @@ def test_third_party_plugin_is_planned_and_run_by_entry_point_alone(asettings):
     run = json.loads((rd / "run.json").read_text())
     assert run["status"] == "done" and run["tools"]["cell_cycle_phase"] == "cell_cycle"
     assert "Cell-cycle scoring" in (rd / "report.md").read_text()
+    p = subprocess.run([C2S, "plugins", "list", "--json"], capture_output=True, text=True, env=_env(asettings),
+                       timeout=300)
+    listed = {r["name"]: r for r in json.loads(p.stdout)["plugins"]}
+    assert listed["cell_cycle"]["tools"] == ["cell_cycle_phase"] and listed["cell_cycle"]["source"] == "entry point"
+    assert "marker_genes" in listed["c2s_builtins.data_tools"]["tools"]
+    p = subprocess.run([C2S, "runs", "show", rd.name, "--json"], capture_output=True, text=True, env=_env(asettings),
+                       timeout=300)
+    shown = json.loads(p.stdout)
+    assert shown["status"] == "done" and [r["name"] for r in shown["ledger"] if r["kind"] == "tool"] == ["cell_cycle_phase"]
     p = subprocess.run([C2S, "ask", q, "--data", "demo", "--dry-run", "--json"], capture_output=True, text=True,
                        env=_env(asettings, C2S_PLUGINS="another_plugin"), timeout=300)
     assert "cell_cycle_phase" not in [s["tool"] for s in json.loads(p.stdout)["steps"]]

@@ -123,13 +123,14 @@ def check(plan: Plan, tools: dict[str, Tool], vocab: Vocabulary | None) -> list[
         if tool is None:
             problems.append(f"{step.id}: no installed tool is called {step.tool!r}")
             continue
+        if tool.needs_data and vocab is None:
+            problems.append(f"{step.id}: {step.tool} needs a dataset; pass --data FILE or demo")
+            continue
         try:
             parsed = tool.validate_args(step.args)
         except PlanError as exc:
             problems.append(f"{step.id}: {exc}")
             continue
-        if tool.needs_data and vocab is None:
-            problems.append(f"{step.id}: {step.tool} needs a dataset; pass --data FILE or demo")
         for slot in tool.slots("requires", parsed):
             if slot not in available:
                 problems.append(f"{step.id}: {step.tool} needs {slot}, which neither the data nor an earlier step provides")

@@ -52,7 +52,8 @@ class LLMPlanner:
                 raise InputError("planner 'llm'", "needs the langchain-openai package",
                                  "pip install 'c2s-agent[openai]'") from None
             chat_model = ChatOpenAI(base_url=settings.llm_base_url, model=settings.llm_model,
-                                    api_key=settings.llm_api_key or "not-needed", temperature=0, timeout=120)
+                                    api_key=settings.llm_api_key or "not-needed", temperature=0, timeout=120,
+                                    max_retries=1)
         self.model = chat_model
 
     def _ask(self, messages, tools: dict[str, Tool], record: Recorder | None, step: str):
