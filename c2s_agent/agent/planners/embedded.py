@@ -159,6 +159,8 @@ class EmbeddedPlanner:
         for clause, row in zip(clauses, sim):
             best = int(row.argmax())
             if row[best] < self.threshold:
+                if steps and self._refine(steps[-1], clause, tools, vocab):
+                    continue  # "..., give me 15": details for the previous step, not a new question
                 unanswered.append(clause)
                 continue
             tool, args, arg_notes, score = self._choose(clause, row, names, tools, vocab, question)
@@ -179,6 +181,24 @@ class EmbeddedPlanner:
             record("planner", name=f"{self.name}:minilm", duration_s=time.perf_counter() - t0,
                    arguments={"question": question, "clauses": clauses}, output_bytes=len(plan.model_dump_json()))
         return plan
+
+    @staticmethod
+    def _refine(step: Step, clause: str, tools, vocab) -> bool:
+        """Add the entities of a clause that matches no tool to the previous step, if that step can take them
+        without changing what it already has."""
+        if len(_stems(mask_entities(clause, vocab))) > 1:
+            return False  # it asks for something of its own, not just more detail
+        args, _ = fill_args(tools[step.tool], clause, vocab)
+        new = {k: v for k, v in args.items() if k not in step.args}
+        if not new or any(step.args.get(k, v) != v for k, v in args.items()):
+            return False
+        try:
+            tools[step.tool].input_model.model_validate({**step.args, **new})
+        except Exception:  # noqa: BLE001 - the entities do not fit this tool
+            return False
+        step.args.update(new)
+        step.why += f"; {clause}"
+        return True
 
     def _choose(self, clause, row, names, tools, vocab, question):
         """The best tool whose arguments the question can fill; a close runner-up wins over a best match
