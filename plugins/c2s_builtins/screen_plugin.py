@@ -18,12 +18,42 @@ def register_gene_programs(register):
         register(name, list(prog.genes), prog.source)
 
 
+#: Words in a question that name a built-in program (first match wins: antigen presentation before interferon).
+PROGRAM_WORDS = (("mhc_i", r"antigen.present|\bmhc|\bhla\b|class i\b"), ("ifn_gamma", r"interferon.gamma|\bifn.?g"),
+                 ("ifn_alpha", r"interferon|\bifn|type i\b"), ("apoptosis", r"apopto|cell death"),
+                 ("inflammatory", r"inflamm"), ("tnfa_nfkb", r"\btnf|nf.?kb"))
+
+
+def program_from_text(text: str | None) -> str | None:
+    """The built-in program a question names ("antigen presentation" -> mhc_i, "interferon gamma" -> ifn_gamma)."""
+    import re
+
+    for name, pattern in PROGRAM_WORDS:
+        if text and re.search(pattern, text.lower()):
+            return name
+    return None
+
+
+def perturbations_from_text(text: str | None, known: list[str]) -> list[str]:
+    """Perturbations listed after a colon ("...: IFN-beta, TNF and IL4"), else known ones the text names."""
+    import re
+
+    if text and ":" in text:
+        listed = re.split(r",|;|\band\b|\bor\b", text.rsplit(":", 1)[1])
+        names = [x.strip(" ?.!'\"") for x in listed]
+        if [n for n in names if n]:
+            return list(dict.fromkeys(n for n in names if n))
+    return [k for k in known if text and k.lower() in text.lower()]
+
+
 # ---------------------------------------------------------------- run_screen
 class ScreenInput(BaseModel):
-    perturbations: list[str] | None = Field(None, description="perturbation names to screen (default: every "
-                                            "perturbation the model was trained on)")
-    program: str = Field("mhc_i", description="gene program to score: mhc_i (MHC class I antigen presentation), "
-                         "ifn_alpha, ifn_gamma, apoptosis, inflammatory, or a bundled gene set name")
+    perturbations: list[str] | None = Field(None, description="perturbation names to screen (default: those listed "
+                                            "in the question, else every perturbation the model was trained on)")
+    program: str | None = Field(None, description="gene program to score: mhc_i (MHC class I antigen presentation), "
+                                "ifn_alpha, ifn_gamma, apoptosis, inflammatory, or a bundled gene set name "
+                                "(default: the one the question names, else mhc_i)")
+    question: str | None = Field(None, description="the question, to read the program and perturbations from")
     contexts: list[str] | None = Field(None, description="contexts as NAME:COLUMN=VALUE, the first two give the "
                                        "split (default interferon:condition=stim and neutral:condition=ctrl)")
     cell_type: str | None = Field(None, description="restrict base cells to this cell type",
@@ -44,6 +74,14 @@ class ScreenOutput(BaseModel):
     items_skipped_finished: int
 
 
+def _ledger_call(ctx: ToolContext):
+    """Model-call records in the run ledger's terms (name, duration, tokens) as well as the model's own."""
+    def record(kind, **f):
+        ctx.record_call(kind, name=f"{f.get('model', 'model')}.{f.get('task', kind)}", duration_s=f.get("seconds"),
+                        tokens_in=f.get("prompt_tokens"), tokens_out=f.get("completion_tokens"), **f)
+    return record
+
+
 def run_screen_tool(ctx: ToolContext, args: ScreenInput) -> ToolResult:
     import hashlib
 
@@ -53,15 +91,16 @@ def run_screen_tool(ctx: ToolContext, args: ScreenInput) -> ToolResult:
     from c2s_agent.screen import run_screen
 
     m = load_model(ctx.settings.model, ctx.settings)
-    perts = args.perturbations or m.known_perturbations
+    perts = args.perturbations or perturbations_from_text(args.question, m.known_perturbations) or m.known_perturbations
+    program = args.program or program_from_text(args.question) or "mhc_i"
     if not perts:
         raise InputError("perturbations", f"were not given and model {m.name} declares none",
                          "name the perturbations to screen")
     tag = hashlib.sha256(repr(args.model_dump()).encode()).hexdigest()[:10]
     out = ctx.run_dir / "artefacts" / f"{ctx.step_id}_screen_{tag}"
-    res = run_screen(ctx.adata, perts, args.contexts, args.program, out_dir=out, model=m, cell_type=args.cell_type,
+    res = run_screen(ctx.adata, perts, args.contexts, program, out_dir=out, model=m, cell_type=args.cell_type,
                      n_cells=args.n_cells, seed=args.seed, settings=ctx.settings, progress=False,
-                     on_call=ctx.record_call)
+                     on_call=_ledger_call(ctx))
     ctx.save_table(res.table.set_index("rank"), "screen_ranked", "Screen ranking by context split, with 95% intervals")
     for key, title in (("ranking_plot", "Screen ranking with 95% intervals"),
                        ("distribution_plot", "Program score distributions, base vs predicted cells")):
@@ -87,6 +126,14 @@ def _screen_evidence(res, contexts, scored, not_scored) -> str:
     text = [f"Virtual screen of {len(res.table)} perturbation(s) x {len(contexts)} context(s) "
             f"({', '.join(f'{c}: ' + ', '.join(f'{k}={v}' for k, v in w.items()) for c, w in res.summary['contexts'].items())}) "
             f"on the {prog} program, {res.summary['config']['n_cells']} base cells per context."]
+    if len(scored) and len(contexts) >= 2:
+        a, b = contexts[:2]
+        text.append(f"Ranking: context split = shift in {a} minus shift in {b} (shift = mean change of the {prog} score "
+                    "from each base cell to its predicted perturbed state); a split interval above 0 means the "
+                    f"perturbation raises {prog} more in {a} than in {b}.")
+        hits = scored[(scored["split_low"] > 0) & (scored[f"low_{a}"] > 0)]
+        text.append(f"Raise {prog} in {a} more than in {b}: {', '.join(hits['item'].astype(str)[:10])}." if len(hits) else
+                    f"No scored perturbation raises {prog} in {a} more than in {b} (no split interval above 0).")
     if len(scored):
         if len(contexts) >= 2:
             for r in scored.head(5).to_dict("records"):
@@ -106,8 +153,10 @@ def _screen_evidence(res, contexts, scored, not_scored) -> str:
 
 # ---------------------------------------------------------------- score_gene_program
 class ScoreInput(BaseModel):
-    program: str = Field("mhc_i", description="program name (mhc_i, ifn_alpha, ifn_gamma, apoptosis, inflammatory, "
-                         "tnfa_nfkb, mhc_i_loading), a bundled gene set name, or comma-separated genes")
+    program: str | None = Field(None, description="program name (mhc_i, ifn_alpha, ifn_gamma, apoptosis, "
+                                "inflammatory, tnfa_nfkb, mhc_i_loading), a bundled gene set name, or comma-separated "
+                                "genes (default: the one the question names)")
+    question: str | None = Field(None, description="the question, to read the program from")
     groupby: str | None = Field(None, description="obs column to compare the score across (e.g. condition)",
                                 json_schema_extra={"entity": "obs_column"})
     method: str = Field("expression", description="'expression' (mean log1p CP10k of the program's genes) or "
@@ -135,7 +184,11 @@ def score_gene_program(ctx: ToolContext, args: ScoreInput) -> ToolResult:
     from c2s_agent.screen import get_program, score_cells
 
     adata = ctx.adata
-    prog = get_program(args.program, ctx.settings)
+    name = args.program or program_from_text(args.question)
+    if name is None:
+        raise InputError("program", "was not given and the question names none",
+                         "name a program: mhc_i, ifn_alpha, ifn_gamma, apoptosis, inflammatory or a gene list")
+    prog = get_program(name, ctx.settings)
     scores, genes = score_cells(adata, prog, method=args.method, k=args.top_k, settings=ctx.settings)
     key = f"c2s_program_{prog.name.lower()}"
     adata.obs[key] = scores
