@@ -293,3 +293,15 @@ def test_knowledge_tools_through_plugins(kb, kb_settings, tmp_path):
     assert r.output.sets[0].name == "HALLMARK_INTERFERON_GAMMA_RESPONSE"
     with pytest.raises(InputError, match="needs a query or genes"):
         tools["gene_set_lookup"].invoke(ctx, {})
+
+
+def test_cli_build_names_a_bad_release_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "C2S_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "c2s_agent", "knowledge", "build", "--cellphonedb",
+                          str(tmp_path / "cellphonedb.zip")], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 2
+    assert "cellphonedb.zip: no such CellPhoneDB file or folder" in " ".join(out.stderr.split())

@@ -69,7 +69,6 @@ def main() -> None:
           f"(stale: {stale or 'no'}), embedding model {model_s * 1e3:.0f} ms once per process")
 
     # ---------------------------------------------------------------- latency
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     recs = [r for r in load_cellphonedb() if r.directionality == "Ligand-Receptor"]
     rng = random.Random(0)
     templates = ["Which receptors does {l} bind?", "partners of {l}", "What does {r} recognise?",
@@ -81,11 +80,12 @@ def main() -> None:
         if q not in queries:
             queries.append(q)
     kb.search("warm up the model", top_k=10)
-    cold, warm = [], []
+    cold, warm, cpu = [], [], []
     for q in queries:
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         kb.search(q, top_k=10)
         cold.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
     for q in queries[:100]:
         t0 = time.perf_counter()
         kb.search(q, top_k=10)
@@ -96,7 +96,9 @@ def main() -> None:
     exact_ms = (time.perf_counter() - t0) * 10
     print(f"query latency (embed + search + lookup, top 10, {len(queries)} distinct queries, "
           f"{kb.embedder.query_threads} torch thread): p50 {pct(cold, 50):.1f} ms, p95 {pct(cold, 95):.1f} ms "
-          f"(target <= 20 ms, ratio {pct(cold, 95) / 20:.2f}); repeated queries (LRU) p50 {pct(warm, 50):.1f} ms, "
+          f"(target <= 20 ms, ratio {pct(cold, 95) / 20:.2f}); CPU time per query (what an idle machine's wall time "
+          f"would be; the machine is shared) p50 {pct(cpu, 50):.1f} ms, p95 {pct(cpu, 95):.1f} ms "
+          f"(ratio {pct(cpu, 95) / 20:.2f}); repeated queries (LRU) p50 {pct(warm, 50):.1f} ms, "
           f"p95 {pct(warm, 95):.1f} ms; exact path alone {exact_ms:.1f} ms mean")
 
     # ---------------------------------------------------------------- recall

@@ -8,8 +8,8 @@ from .sources import load_gene_sets
 
 
 def lookup_gene_sets(query: str | None = None, genes: list[str] | None = None, top_k: int = 10, kb=None) -> list[dict]:
-    """Gene sets matching a name/topic or overlapping ``genes``; each with name, collection, source, size,
-    overlap, p-value (overlap only) and members."""
+    """Gene sets overlapping ``genes`` (best hypergeometric p first) or, without genes, matching a name or topic;
+    each with name, collection, source, size, overlap, p-value (overlap only) and members."""
     from scipy.stats import hypergeom
 
     sets = load_gene_sets()
@@ -27,20 +27,15 @@ def lookup_gene_sets(query: str | None = None, genes: list[str] | None = None, t
                 p = float(hypergeom.sf(len(overlap) - 1, len(universe), len(members), len(known)))
                 rows.append(_row(name, members, overlap, p))
         rows.sort(key=lambda r: (r["pvalue"], -len(r["overlap"])))
-    if query:
+    if query and not genes:  # with genes the overlap test decides; the question's words only phrase it
         q = query.strip().upper().replace(" ", "_")
         named = [n for n in sets if n.upper() == q] + [n for n in sets if q in n.upper() and n.upper() != q]
-        found = [_row(n, sets[n]) for n in named]
-        if kb is not None and len(found) < top_k:
+        rows = [_row(n, sets[n]) for n in named]
+        if kb is not None and len(rows) < top_k:
             for hit in kb.search(query=query, kinds=["gene_set"], top_k=top_k, exact=False):
                 name = hit.attrs.get("name", hit.id.split(":", 1)[-1])
                 if name in sets and name not in named:
-                    found.append(_row(name, sets[name]))
-        if genes:
-            keep = {r["name"] for r in found}
-            rows = [r for r in rows if r["name"] in keep] + [r for r in found if r["name"] not in {x["name"] for x in rows}]
-        else:
-            rows = found
+                    rows.append(_row(name, sets[name]))
     return rows[:top_k]
 
 

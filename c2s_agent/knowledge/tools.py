@@ -182,7 +182,7 @@ def gene_set_lookup(ctx: ToolContext, args: GeneSetInput) -> ToolResult:
     if not args.query and not args.genes:
         raise InputError("gene_set_lookup", "needs a query or genes", "name a gene set, a topic or some genes")
     sets = lookup_gene_sets(query=args.query, genes=args.genes, top_k=args.top_k,
-                            kb=_kb(ctx) if args.query else None)
+                            kb=_kb(ctx) if args.query and not args.genes else None)
     out = GeneSetOutput(sets=[GeneSetOut(**s) for s in sets])
     if sets:
         ctx.save_table(pd.DataFrame(sets).assign(genes=lambda d: d.genes.map(" ".join),
