@@ -51,7 +51,9 @@ class ToolContext:
         self.artefacts: list[Artefact] = []
 
     def record_call(self, kind: str, **fields: Any) -> None:
-        """Record a model or service call in the run ledger (tokens, sizes, duration)."""
+        """Record a model or service call in the run ledger: ``kind`` ("model", ...) and fields such as
+        ``name``, ``duration_s`` (or ``seconds``), ``tokens_in``/``tokens_out`` (or ``prompt_tokens``/
+        ``completion_tokens``), ``input_bytes``, ``output_bytes``; other fields are stored as arguments."""
         if self._record_call is not None:
             self._record_call(kind, **fields)
 

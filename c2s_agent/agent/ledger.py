@@ -49,9 +49,10 @@ class Ledger:
     def start_step(self, step_id: str, tool: str, arguments: dict, input_bytes: int | None = None) -> None:
         """Mark a tool step running; drop rows a crashed earlier attempt of this step left behind."""
         self.db.execute("DELETE FROM calls WHERE run_id=? AND step_id=?", (self.run_id, step_id))
+        args = json.dumps(arguments, default=str)
         self.db.execute("INSERT INTO calls (run_id, step_id, seq, kind, name, arguments, status, started, input_bytes) "
                         "VALUES (?, ?, 0, 'tool', ?, ?, 'running', ?, ?)",
-                        (self.run_id, step_id, tool, json.dumps(arguments, default=str), time.time(), input_bytes))
+                        (self.run_id, step_id, tool, args, time.time(), input_bytes or len(args)))
         self._seq[step_id] = 0
 
     def finish_step(self, step_id: str, status: str, duration_s: float, result: dict | None = None,
@@ -61,18 +62,28 @@ class Ledger:
                         "WHERE run_id=? AND step_id=? AND seq=0",
                         (status, duration_s, len(text) if text else None, text, error, self.run_id, step_id))
 
-    def record(self, step_id: str, kind: str, name: str, duration_s: float | None = None,
-               arguments: dict | None = None, status: str = "ok", input_bytes: int | None = None,
-               output_bytes: int | None = None, tokens_in: int | None = None, tokens_out: int | None = None,
-               error: str | None = None, **_: object) -> None:
-        """A model, planner or service call made inside ``step_id`` (seq 1, 2, ... in call order)."""
+    def record(self, step_id: str, kind: str, **fields) -> None:
+        """A model, planner or service call made inside ``step_id`` (seq 1, 2, ... in call order).
+
+        Takes the ledger's own names (``name``, ``duration_s``, ``tokens_in``, ``tokens_out``, ``input_bytes``,
+        ``output_bytes``, ``status``, ``error``, ``arguments``) or the model layer's (``model``, ``task``,
+        ``seconds``, ``prompt_tokens``, ``completion_tokens``); other fields are kept as the call's arguments.
+        """
+        f = dict(fields)
+        pick = lambda *keys: next((f.pop(k) for k in keys if f.get(k) is not None), None)  # noqa: E731
+        name = pick("name") or ".".join(str(x) for x in (f.get("model"), f.get("task")) if x) or kind
+        duration = pick("duration_s", "seconds")
+        tokens_in, tokens_out = pick("tokens_in", "prompt_tokens"), pick("tokens_out", "completion_tokens")
+        status, error = pick("status") or "ok", pick("error")
+        input_bytes, output_bytes = pick("input_bytes"), pick("output_bytes")
+        arguments = pick("arguments") or {k: v for k, v in f.items() if v is not None} or None
         seq = self._seq.get(step_id, 0) + 1
         self._seq[step_id] = seq
         self.db.execute("INSERT OR REPLACE INTO calls (run_id, step_id, seq, kind, name, arguments, status, started, "
                         "duration_s, input_bytes, output_bytes, tokens_in, tokens_out, error) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (self.run_id, step_id, seq, kind, name, json.dumps(arguments, default=str) if arguments else None,
-                         status, time.time() - (duration_s or 0), duration_s, input_bytes, output_bytes, tokens_in,
+                        (self.run_id, step_id, seq, kind, str(name), json.dumps(arguments, default=str) if arguments else None,
+                         status, time.time() - (duration or 0), duration, input_bytes, output_bytes, tokens_in,
                          tokens_out, error))
 
     def finished(self, step_id: str) -> dict | None:
