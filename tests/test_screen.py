@@ -212,11 +212,32 @@ def test_agent_tools(kang, model, tmp_path, settings):
     res = tools["score_gene_program"].invoke(ctx, {"program": "ifn_alpha", "groupby": "condition"})
     assert res.output.by_group["stim"] > res.output.by_group["ctrl"] and "c2s_program_ifn_alpha" in ctx.adata.obs
     assert any(a.kind == "plot" for a in res.artefacts)
-    res = tools["run_screen"].invoke(ctx, {"perturbations": ["IFN-beta", "TNF"], "n_cells": 4, "program": "mhc_i"})
+    question = "Which of these perturbations raise antigen presentation only under interferon: IFN-beta, TNF?"
+    res = tools["run_screen"].invoke(ctx, {"question": question, "n_cells": 4})
     out = res.output
+    assert out.program == "mhc_i" and out.contexts == ["interferon", "neutral"]
     assert out.n_scored == 1 and out.n_not_scored == 1 and "unseen" in out.not_scored["TNF"]
     assert out.ranking[0]["item"] == "IFN-beta" and "split" in out.ranking[0]
     assert "Not scored (1): TNF" in res.evidence and "trained on" in res.evidence
     kinds = {a.kind for a in res.artefacts}
     assert {"table", "plot", "file"} <= kinds and all((tmp_path / a.path).exists() for a in res.artefacts)
-    assert [c["task"] for c in calls] == ["perturb"]
+    assert [c["task"] for c in calls] == ["perturb"] and calls[0]["name"] == "c2s-embedded.perturb"
+    assert "Ranking: context split = shift in interferon minus shift in neutral" in res.evidence
+    with pytest.raises(InputError, match="program: was not given and the question names none"):
+        tools["score_gene_program"].invoke(ctx, {"question": "score the cells"})
+
+
+def test_planner_sends_screen_questions_to_the_screen(kang, settings):
+    from c2s_agent import plugins
+    from c2s_agent.agent.planners.embedded import EmbeddedPlanner
+    from c2s_agent.agent.vocabulary import Vocabulary
+
+    tools, vocab, planner = plugins.tools(settings), Vocabulary.from_adata(kang), EmbeddedPlanner(settings)
+    expected = {"Which of these perturbations raise antigen presentation only under interferon: IFN-beta, TNF?": "run_screen",
+                "Which perturbations increase MHC class I presentation in stimulated but not control cells?": "run_screen",
+                "Score the interferon gamma response per condition": "score_gene_program",
+                "How strong is the apoptosis program in each cell type?": "score_gene_program"}
+    for question, tool in expected.items():
+        plan = planner.plan(question, tools, vocab)
+        assert [s.tool for s in plan.steps] == [tool], question
+        assert plan.steps[0].args.get("question"), question

@@ -94,6 +94,9 @@ def main(seed: int = 0, n_boot: int = 100) -> dict:
     enc.fit(adata)
 
     gene_sets = {"top 100 DE genes": None, **{name: list(get_program(short).genes) for name, short in PROGRAMS.items()}}
+    top_de = lfc_agreement(stim_mean, stim_mean, ctrl_mean, top_n=100).table.index.tolist()
+    recon = {name: mean_expression(reverse.reconstruct(texts, genes=m.genes)) for name, texts in cells.items()}
+    recon_obs = mean_expression(reverse.reconstruct(stim_texts, genes=m.genes))
     rows = []
     for method, mean in means.items():
         row = {"method": method}
@@ -101,6 +104,10 @@ def main(seed: int = 0, n_boot: int = 100) -> dict:
             agr = lfc_agreement(mean, stim_mean, ctrl_mean, genes=genes, top_n=100)
             row[f"{label}: pearson"], row[f"{label}: kendall"] = agr.pearson, agr.kendall
             row[f"{label}: n_genes"] = agr.n_genes
+            # the same genes with every side (observed too) as reconstructed top-k sentences
+            agr = lfc_agreement(recon[method], recon_obs, recon["no change"], genes=genes or top_de)
+            row[f"{label}: sentence-space pearson"], row[f"{label}: sentence-space kendall"] = agr.pearson, agr.kendall
+            row[f"{label}: sentence-space n_genes"] = agr.n_genes
         ev = evaluate_generation(stim_texts, cells[method], encoder=enc, metrics=["scfid", "mmd"], n_boot=n_boot,
                                  seed=seed)
         for name, v in ev.metrics.items():
@@ -119,8 +126,27 @@ def main(seed: int = 0, n_boot: int = 100) -> dict:
     }
     (HERE / "results.json").write_text(json.dumps(result, indent=1, default=lambda x: None if x != x else x))
     (HERE / "results.md").write_text(markdown(result))
+    card = update_model_card(embedded_model_path() / "README.md", markdown(result))
     print(markdown(result))
+    print(f"model card: {'updated ' + str(card) if card else 'no README.md in the model folder yet'}")
     return result
+
+
+BEGIN, END = "<!-- perturbation-eval: written by evals/perturbation/run.py -->", "<!-- /perturbation-eval -->"
+
+
+def update_model_card(card: Path, table: str) -> Path | None:
+    """Put the table into the model card between markers (replacing an earlier one); None without a card."""
+    if not card.exists():
+        return None
+    text = card.read_text()
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)].rstrip() + "\n\n" + text[text.index(END) + len(END):].lstrip()
+    section = f"{BEGIN}\n## Held-out perturbation evaluation\n\n{table.replace('### ', '#### ', 1)}{END}\n"
+    anchor = "## Use"
+    text = text.replace(anchor, section + "\n" + anchor, 1) if anchor in text else text.rstrip() + "\n\n" + section
+    card.write_text(text)
+    return card
 
 
 def _f(x, digits=3) -> str:
@@ -146,9 +172,20 @@ def markdown(result: dict) -> str:
             cells.append(f"{_f(row[name], 2 if name == 'scfid' else 4)} [{_f(lo, 2 if name == 'scfid' else 4)}, "
                          f"{_f(hi, 2 if name == 'scfid' else 4)}]")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Same genes, every side (the observed change too) as top-64 sentences over the model's vocabulary, "
+              "reconstructed with the model's reverse transform (fold changes in the model's own representation):", "",
+              "| " + " | ".join(head[:7]) + " |", "|" + "---|" * 7]
+    for row in result["rows"]:
+        cells = [row["method"]]
+        for label, _ in cols:
+            cells += [_f(row[f"{label}: sentence-space pearson"]), _f(row[f"{label}: sentence-space kendall"])]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Genes: top-100 DE {result['rows'][0]['top 100 DE genes: n_genes']}, IFN-alpha "
               f"{result['rows'][0]['HALLMARK_INTERFERON_ALPHA_RESPONSE: n_genes']}, IFN-gamma "
-              f"{result['rows'][0]['HALLMARK_INTERFERON_GAMMA_RESPONSE: n_genes']} measured. "
+              f"{result['rows'][0]['HALLMARK_INTERFERON_GAMMA_RESPONSE: n_genes']} measured (in the model's vocabulary: "
+              f"{result['rows'][0]['top 100 DE genes: sentence-space n_genes']}, "
+              f"{result['rows'][0]['HALLMARK_INTERFERON_ALPHA_RESPONSE: sentence-space n_genes']}, "
+              f"{result['rows'][0]['HALLMARK_INTERFERON_GAMMA_RESPONSE: sentence-space n_genes']}). "
               f"Mean-shift baseline from {result['baseline_shift_from']}.", ""]
     lines += [f"- {n}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
