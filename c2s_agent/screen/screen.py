@@ -356,9 +356,10 @@ class _NoBar:
 
 class _Bar:
     def __init__(self, total: int, text: str):
+        from rich.console import Console
         from rich.progress import Progress
 
-        self.p = Progress(transient=False)
+        self.p = Progress(console=Console(stderr=True), transient=False)
         self.p.start()
         self.task = self.p.add_task(text, total=total)
 
