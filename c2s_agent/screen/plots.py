@@ -32,7 +32,7 @@ def plot_ranking(table: pd.DataFrame, contexts: list[str], program: str):
     n_total = len(table)
     ax.set_title(f"Screen ranking: {len(scored)} of {n_total} items shown"
                  + (f" ({int((table['status'] != 'scored').sum())} not scored)" if (table["status"] != "scored").any() else ""))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -52,8 +52,10 @@ def plot_distributions(records: list[dict], table: pd.DataFrame, contexts: list[
         if not recs:
             ax.set_title(f"{c}: nothing scored")
             continue
-        data = [recs[0]["base_scores"], [x for r in recs for x in r["predicted_scores"]]]
-        labels = ["base cells", f"predicted, all {len(recs)} items"]
+        data, labels = [recs[0]["base_scores"]], ["base cells"]
+        if len(recs) > 1:
+            data.append([x for r in recs for x in r["predicted_scores"]])
+            labels.append(f"predicted, all {len(recs)} items")
         top_rec = next((r for r in recs if r["item"] == top), None)
         if top_rec is not None:
             data.insert(1, top_rec["predicted_scores"])
