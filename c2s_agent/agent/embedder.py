@@ -70,11 +70,16 @@ class MiniLM:
         ff = lin(_gelu(lin(h, "intermediate.dense")), "output.dense")
         return _layer_norm(ff + h, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
         from threadpoolctl import threadpool_limits
 
+        texts = list(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with little padding
         with threadpool_limits(1, user_api="blas"):  # small matrices: threads only contend
-            return self._encode(texts, batch_size)
+            vecs = self._encode([texts[i] for i in order], batch_size)
+        out = np.empty_like(vecs)
+        out[order] = vecs
+        return out
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         out = []
