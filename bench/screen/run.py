@@ -45,10 +45,12 @@ def main() -> None:
     model = load_model("embedded", Settings(threads=args.threads))
     t_load = time.perf_counter() - t_load
     library = pd.DataFrame({"item": [f"IFN-beta#{i:03d}" for i in range(args.items)], "perturbation": "IFN-beta"})
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     res = run_screen(adata, library, None, "mhc_i", out_dir=WORK, model=model, n_cells=args.cells,
                      batch_cells=args.batch_cells, progress=True)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     run = res.summary["run"]
     n_scored = int((res.table["status"] == "scored").sum())
     print(f"model load: {t_load:.1f} s (not counted)")
@@ -63,7 +65,8 @@ def main() -> None:
     print(f"MHC-I context split over the replicates: mean {split.mean():+.4f}, sd {split.std():.4f} "
           f"(sampling noise of the model's prediction)")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine load average during the run: {load:.1f} on {os.cpu_count()} cores")
+    print(f"machine load average at the end: {load:.1f} on {os.cpu_count()} cores; this process used {cpu:.0f} CPU-s "
+          f"= {cpu / wall:.2f} cores on average (a busy machine slows the wall time, not the CPU time)")
 
 
 if __name__ == "__main__":
