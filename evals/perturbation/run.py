@@ -31,7 +31,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CELL_TYPE, PERTURBATION = "CD14 Mono", "IFN-beta"
