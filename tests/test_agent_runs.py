@@ -217,3 +217,17 @@ def test_resume_after_kill_9_redoes_no_finished_step(asettings):
     assert run["status"] == "done" and run["resumed"] == 1
     md = (rd / "report.md").read_text()
     assert all(f"#step-s{i}" in md for i in range(1, 5))
+
+
+def test_resume_refuses_a_run_that_is_still_running(asettings):
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        rd = Path(asettings.runs_dir) / "r-live"
+        rd.mkdir(parents=True)
+        (rd / "run.json").write_text(json.dumps({"id": "r-live", "question": "q", "data": "demo", "planner": "embedded",
+                                                 "status": "running", "pid": sleeper.pid, "created_epoch": 0}))
+        with pytest.raises(InputError, match=rf"run 'r-live': is still running \(process {sleeper.pid}\)"):
+            runs.resume("r-live", asettings)
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -135,12 +135,29 @@ def resume(run_id: str, settings, progress=None, chat_model=None) -> dict:
     if run.get("status") in ("done", "unanswerable", "invalid"):
         raise InputError(f"run {run_id!r}", f"already finished ({run['status']})",
                          f"read its report at {run_dir / 'report.html'}, or ask again")
+    pid = run.get("pid")
+    if pid and pid != os.getpid() and _alive(pid):
+        raise InputError(f"run {run_id!r}", f"is still running (process {pid})",
+                         f"wait for it to finish, or stop that process (kill {pid}) and resume")
     ctx = _context(run_dir, run, settings, progress, chat_model)
     last = max((r["started"] + (r["duration_s"] or 0) for r in ctx.ledger.rows()), default=run["created_epoch"])
     ctx.elapsed_before = max(0.0, last - run["created_epoch"])
     run.update(status="running", pid=os.getpid(), resumed=run.get("resumed", 0) + 1)
     _write_json(run_dir / "run.json", run)
     return _invoke(ctx, run, None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
 
 
 def list_runs(settings) -> list[dict]:
