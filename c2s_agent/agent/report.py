@@ -97,7 +97,9 @@ def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dic
             out += [f"### {sid} · {fail['tool']} (failed)", "", f"Arguments: `{_fmt_args(fail['args'])}`", "",
                     f"**Error.** {fail['error']}", ""]
         else:
-            out += [f"### {sid} (not run)", "", "Dropped after an earlier step failed, or the run stopped before it.", ""]
+            why = ("the plan did not pass its check" if plan.problems and not results
+                   else "dropped after an earlier step failed")
+            out += [f"### {sid} (not run)", "", f"Not run: {why}.", ""]
     t = run.get("timings", {})
     out += ["## Cost", "",
             _md_table([["wall time", f"{t.get('total_s', 0):.2f} s"], ["tool time", f"{totals['tool_seconds']:.2f} s"],

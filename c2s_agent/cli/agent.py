@@ -76,6 +76,9 @@ def _finish(out: dict) -> None:
     if run.get("report"):
         console.print(f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}")
     print(rd / "report.html" if run.get("report") else rd)
+    if run["status"] == "invalid":
+        console.print("[red]The plan did not pass its check[/]; see the problems above, rephrase or name the column.")
+        raise typer.Exit(1)
 
 
 @app.command("ask")
