@@ -174,9 +174,17 @@ def plugins_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("eval-planning")
-def eval_planning(planner: str = typer.Option("embedded", "--planner"),
+def eval_planning_cmd(planner: str = typer.Option("embedded", "--planner"),
                   verbose: bool = typer.Option(False, "-v", "--verbose", help="list wrongly planned questions")) -> None:
     """Score a planner on the planning benchmark (evals/planning/questions.yaml) and print its accuracy."""
     from ..agent.evaluate import main
 
     main(["--planner", planner] + (["-v"] if verbose else []))
+
+
+try:  # also as `c2s eval planning` when the evaluation command group is installed
+    from .evals import eval_app
+
+    eval_app.command("planning")(eval_planning_cmd)
+except Exception:  # noqa: BLE001 - that group is optional here; `c2s eval-planning` always works
+    pass
