@@ -11,7 +11,7 @@ from .records import CellType, GeneSet, GeneSummary, LigandReceptor, ProteinInte
 from .sources import load_gene_sets
 
 __all__ = ["CellType", "GeneSet", "GeneSummary", "LigandReceptor", "ProteinInteraction", "Record", "build",
-           "load", "load_gene_sets", "render_context", "score_ligand_receptor", "search"]
+           "load", "load_gene_sets", "render_context", "render_group_context", "score_ligand_receptor", "search"]
 
 
 def build(settings=None, **kwargs):
@@ -40,6 +40,13 @@ def render_context(genes: list[str], budget_tokens: int = 256, settings=None) ->
     from .context import render_context as _render
 
     return _render(genes, budget_tokens=budget_tokens, settings=settings)
+
+
+def render_group_context(groups: dict[str, list[str]], budget_tokens: int = 256, settings=None) -> str:
+    """Ligand-receptor pairs linking cell groups (name -> genes) as a fenced reference-data block."""
+    from .context import render_group_context as _render
+
+    return _render(groups, budget_tokens=budget_tokens, settings=settings)
 
 
 def score_ligand_receptor(adata, groupby: str, source, target, **kwargs):

@@ -146,7 +146,7 @@ def build(settings, sources: dict[str, Source] | None = None, paths: dict[str, s
             try:
                 records.extend(src.loader(path=override) if override else src.loader())
             except InputError:
-                raise
+                raise  # already names the input and the fix
             except Exception as exc:  # noqa: BLE001 - a broken source is named, not a bare traceback
                 raise InputError(f"knowledge source {name!r}", f"failed to load ({type(exc).__name__}: {exc})",
                                  "fix or remove the source's files, or disable its plugin") from exc

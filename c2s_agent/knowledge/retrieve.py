@@ -57,6 +57,8 @@ class KnowledgeBase:
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = 64
         self.sem_rows = np.load(self.folder / "sem_rows.npy")
+        self.complexes = {a for a, genes in self.store.aliases.items() if "_" in a or len(genes) > 1}
+        self._ligand_summary: np.ndarray | None = None
         self.embedder = Embedder(threads=threads)
         faiss.omp_set_num_threads(1)
 
@@ -76,7 +78,7 @@ class KnowledgeBase:
         """The symbols each gene-like token of a query names (a complex name is one unit of several genes)."""
         units = []
         for tok in TOKEN_RE.findall(text):
-            if len(tok) < 2 or not _looks_like_gene(tok):
+            if len(tok) < 2 or not (_looks_like_gene(tok) or tok.upper() in self.complexes):
                 continue
             symbols = tuple(self.resolve(tok))
             if symbols and symbols not in units:
@@ -157,12 +159,45 @@ class KnowledgeBase:
             pool = SEMANTIC_POOL if allowed is None else min(self.index.ntotal, 10 * SEMANTIC_POOL)
             sem = self._semantic(query, max(pool, top_k))
         scores = {r: ex.get(r, 0.0) + sem.get(r, 0.0) for r in {**ex, **sem}}
+        if sem and (not kinds or "gene_summary" in kinds):
+            self._collapse(scores, ex, sem, 3 * top_k)
         rows = np.fromiter(scores, dtype=np.int64, count=len(scores))
         if allowed is not None and len(rows):
             rows = rows[allowed[rows]]
         vals = np.array([scores[r] for r in rows.tolist()])
         order = rows[np.argsort(-vals, kind="stable")]
         return self._hits(order, scores, ex, sem, top_k)
+
+    def ligand_summary(self) -> np.ndarray:
+        """Row of each ligand-receptor record's ligand summary (-1 for other rows), computed on first use."""
+        if self._ligand_summary is None:
+            st = self.store
+            out = np.full(len(st), -1, dtype=np.int64)
+            kinds = st.kinds
+            if "ligand_receptor" in kinds and "gene_summary" in kinds:
+                summaries = {st.ids[r]: r for r in np.flatnonzero(st.kind == kinds.index("gene_summary")).tolist()}
+                for r in np.flatnonzero(st.kind == kinds.index("ligand_receptor")).tolist():
+                    out[r] = summaries.get(f"summary:{st.attrs(r).get('ligand')}", -1)
+            self._ligand_summary = out
+        return self._ligand_summary
+
+    def _collapse(self, scores: dict, ex: dict, sem: dict, window: int) -> None:
+        """Several semantic-only pair records of one ligand become that ligand's summary (which lists every
+        partner): the top hits then name distinct ligands instead of near-identical pairs."""
+        group = self.ligand_summary()
+        top = sorted(sem, key=lambda r: -scores[r])[:window]
+        members: dict[int, list[int]] = {}
+        for r in top:
+            if r not in ex and group[r] >= 0:
+                members.setdefault(int(group[r]), []).append(r)
+        for summary, rows in members.items():
+            if len(rows) < 2:
+                continue
+            best = max(scores.pop(r) for r in rows)
+            for r in rows:
+                sem.pop(r, None)
+            scores[summary] = max(scores.get(summary, 0.0), best)
+            sem[summary] = max(sem.get(summary, 0.0), best)
 
     def _allowed(self, sources, kinds) -> np.ndarray | None:
         if not sources and not kinds:
