@@ -13,6 +13,7 @@ from . import model  # noqa: E402,F401
 from . import agent  # noqa: E402,F401
 from . import metrics  # noqa: E402,F401
 from . import knowledge  # noqa: E402,F401
+from . import evals  # noqa: E402,F401
 from . import screen  # noqa: E402,F401
 
 

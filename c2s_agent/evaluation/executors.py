@@ -1,0 +1,97 @@
+"""Executors: where the shards of a suite run. ``local`` runs them one after another in this process;
+``ray`` sends each shard to a Ray cluster as a task (a local Ray started on demand, or ``address``).
+
+Both call the same :func:`run_shard`, with the same items in the same shards and the same torch thread
+count, so they produce identical result rows.
+
+Model inference on a GPU cluster could instead go through Ray Data's LLM processor
+(``ray.data.llm.build_llm_processor`` with a ``vLLMEngineProcessorConfig``), batching prompts across GPUs.
+That path is NOT implemented here: it needs GPUs and vLLM, neither of which this project can test; C2S models
+served by vLLM can still be evaluated by both executors through the OpenAI-HTTP backend (a model URL).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class Shard:
+    """Items of one cell sent to a worker together, with their row keys."""
+
+    cell: object
+    items: list[dict]
+    keys: list[str]
+
+
+@dataclass
+class ShardResult:
+    shard: Shard
+    results: list[dict] | None
+    error: str | None
+    seconds: float
+    worker: str
+
+
+def run_shard(cell, items: list[dict], settings, threads: int) -> tuple[list[dict] | None, str | None, float, str]:
+    """Run one shard in this process: (results, error, seconds, worker)."""
+    import torch
+
+    from .tasks import get_task
+
+    torch.set_num_threads(max(1, threads))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    t0 = time.perf_counter()
+    try:
+        results = get_task(cell.task).run(cell, items, settings)
+        if len(results) != len(items):
+            raise RuntimeError(f"task {cell.task} returned {len(results)} results for {len(items)} items")
+        return results, None, time.perf_counter() - t0, worker
+    except Exception as exc:  # noqa: BLE001 - a failing item is recorded, the others go on
+        return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0, worker
+
+
+def execute(executor: str, shards: list[Shard], settings, threads: int = 1, address: str | None = None,
+            num_cpus: int | None = None) -> Iterator[ShardResult]:
+    """Yield each shard's results as soon as it finishes."""
+    if executor == "local":
+        for shard in shards:
+            yield ShardResult(shard, *run_shard(shard.cell, shard.items, settings, threads))
+    elif executor == "ray":
+        yield from _ray(shards, settings, threads, address, num_cpus)
+    else:
+        raise InputError(f"executor {executor!r}", "is not an executor", f"use one of {list(EXECUTORS)}")
+
+
+def _ray(shards, settings, threads, address, num_cpus) -> Iterator[ShardResult]:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("executor 'ray'", "needs Ray, which is not installed",
+                         'pip install "c2s-agent[ray]" (or pip install "ray[data]")') from None
+    started = not ray.is_initialized()
+    if started:
+        kwargs = {"address": address} if address else {"num_cpus": num_cpus or os.cpu_count()}
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
+    try:
+        remote = ray.remote(num_cpus=max(1, threads))(run_shard)
+        pending = {remote.remote(s.cell, s.items, settings, threads): s for s in shards}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                shard = pending.pop(ref)
+                try:
+                    yield ShardResult(shard, *ray.get(ref))
+                except Exception as exc:  # noqa: BLE001 - a lost worker fails its shard only
+                    yield ShardResult(shard, None, f"{type(exc).__name__}: {exc}", 0.0, "ray")
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,96 @@
+"""Cell type annotation: accuracy and macro-F1 of a C2S model on held-out cells, against a logistic-regression
+baseline trained on the same training cells.
+
+The held-out cells are the model's own test split (``split.test_obs_names`` in ``c2s_model.json``) when it
+has one, else every cell. Items are chunks of ``chunk_size`` held-out cells, read from the backed ``.h5ad``;
+the baseline is one more item (:func:`c2s_agent.models.training.evaluate._lr_baseline`, the model card's
+baseline, restricted to the evaluated cells). Ties in the sentences are broken within a chunk (the model's
+``tie_break``), so ``chunk_size`` is part of the configuration. Rows hold predicted labels, not
+probabilities: model probabilities can differ in the 7th digit between processes, labels do not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import InputError
+from . import Task, load_cell_model, read_obs, read_rows, rounded
+
+BASELINE = "baseline:logistic_regression"
+
+
+class Annotation(Task):
+    name = "cell_type_annotation"
+    description = "cell type accuracy and macro-F1 on held-out cells vs a logistic-regression baseline"
+    uses_model = True
+    defaults = {"label_column": "cell_type", "limit": None, "chunk_size": 50, "seed": 0, "baseline": True}
+    better = {"accuracy": "higher", "macro_f1": "higher", "baseline_accuracy": "higher", "baseline_macro_f1": "higher"}
+
+    def _positions(self, cell, settings) -> tuple[np.ndarray, np.ndarray]:
+        """(train, test) row positions: the model's split if it has one for this dataset, else all cells as test."""
+        obs = read_obs(cell.dataset)
+        col = cell.params["label_column"]
+        if col not in obs:
+            raise InputError(f"dataset {cell.dataset} label_column {col!r}", "is not an obs column",
+                             f"use one of {list(obs.columns)}")
+        split = load_cell_model(cell, settings).meta.get("split") or {}
+        names = set(split.get("test_obs_names") or [])
+        is_test = obs.index.isin(names) if names else np.ones(len(obs), bool)
+        if names and not is_test.any():
+            is_test = np.ones(len(obs), bool)  # the model never saw this dataset: every cell is held out
+        test = np.flatnonzero(is_test)
+        limit = cell.params["limit"]
+        if limit is not None and limit < len(test):
+            test = np.sort(np.random.default_rng(cell.params["seed"]).choice(test, size=int(limit), replace=False))
+        return np.flatnonzero(~is_test), test
+
+    def items(self, cell, settings) -> list[dict]:
+        train, test = self._positions(cell, settings)
+        size = int(cell.params["chunk_size"])
+        out = [{"id": f"cells:{i:05d}-{min(i + size, len(test)):05d}", "positions": test[i:i + size].tolist()}
+               for i in range(0, len(test), size)]
+        if cell.params["baseline"] and len(train):
+            out.append({"id": BASELINE, "train": train.tolist(), "test": test.tolist()})
+        return out
+
+    def run(self, cell, items, settings) -> list[dict]:
+        return [self._baseline(cell, it) if it["id"] == BASELINE else self._predict(cell, it, settings) for it in items]
+
+    def _predict(self, cell, item, settings) -> dict:
+        model = load_cell_model(cell, settings)
+        cells = read_rows(cell.dataset, item["positions"])
+        labels = model.known_labels
+        df = model.predict_cell_types(cells, threshold=0.0)
+        probs = df[[f"p_{x}" for x in labels]].to_numpy()
+        pred = np.asarray(labels, dtype=object)[probs.argmax(1)]
+        return {"obs_names": cells.obs_names.tolist(),
+                "truth": cells.obs[cell.params["label_column"]].astype(str).tolist(),
+                "pred": pred.tolist()}
+
+    def _baseline(self, cell, item) -> dict:
+        from ...data import read
+        from ...models.training.data import Split
+        from ...models.training.evaluate import _lr_baseline
+        from . import resolve_dataset
+
+        adata = read(resolve_dataset(cell.dataset))
+        if cell.params["label_column"] != "cell_type":
+            adata.obs["cell_type"] = adata.obs[cell.params["label_column"]]
+        res = _lr_baseline(adata, Split(np.asarray(item["train"]), np.asarray(item["test"]), np.array([], int)))
+        return {"accuracy": rounded(res["accuracy"]), "macro_f1": rounded(res["macro_f1"]), "features": res["features"],
+                "n_test": len(item["test"])}
+
+    def summarise(self, cell, results) -> dict:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        truth = [t for r in results if "truth" in r for t in r["truth"]]
+        pred = [p for r in results if "pred" in r for p in r["pred"]]
+        base = next((r for r in results if "features" in r), {})
+        if not truth:
+            return {"n_cells": 0}
+        return {"n_cells": len(truth), "accuracy": accuracy_score(truth, pred),
+                "macro_f1": f1_score(truth, pred, average="macro"),
+                "baseline_accuracy": base.get("accuracy"), "baseline_macro_f1": base.get("macro_f1")}
+
+
+TASK = Annotation()
