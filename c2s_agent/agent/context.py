@@ -49,11 +49,11 @@ class RunContext:
     def adata(self):
         """The working AnnData: the input normalised, plus the slots earlier steps saved (on resume)."""
         if self._adata is None and self.data is not None:
+            t0 = time.perf_counter()  # includes importing anndata/scanpy the first time: part of loading
             import anndata as ad
 
             from ..data import prepare, read
 
-            t0 = time.perf_counter()
             adata = prepare(read(self.data))
             if self.data_file.exists():
                 saved = ad.read_h5ad(self.data_file)

@@ -77,7 +77,9 @@ def _context(run_dir: Path, run: dict, settings, progress, chat_model=None) -> R
 
 def _invoke(ctx: RunContext, run: dict, inputs) -> dict:
     t0 = time.perf_counter()
-    from .graph import build, sqlite_checkpointer  # langgraph's import, timed apart from orchestration
+    import langgraph.checkpoint.sqlite  # noqa: F401 - library imports, timed apart from orchestration
+
+    from .graph import build, sqlite_checkpointer
 
     ctx.timings["imports_s"] = ctx.timings.get("imports_s", 0.0) + time.perf_counter() - t0
 
