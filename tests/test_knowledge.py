@@ -227,11 +227,16 @@ def test_semantic_and_hybrid_hits_carry_provenance(kb):
     assert hits[0].kind == "cell_type" and "classical monocyte" in hits[0].text
     hits = kb.search("Which receptors does CXCL10 bind?", top_k=5)
     assert hits[0].match == ["exact", "semantic"] and "CXCR3" in hits[0].genes
+    # semantic-only pair records of one ligand collapse into its summary, so the hits name distinct ligands
+    hits = kb.search("Which receptors does CCL5 bind?", top_k=10, exact=False)
+    ligands = [h.attrs["ligand"] for h in hits if h.kind == "ligand_receptor"]
+    assert len(ligands) == len(set(ligands)) and any(h.id == "summary:CCL5" for h in hits)
 
 
 def test_aliases_complexes_filters_and_dedup(kb):
     assert kb.resolve("PDL1") == ["CD274"] and kb.resolve("il6_receptor") == ["IL6R", "IL6ST"]
     assert kb.genes_in("what does the cat set do with il6 and Stat1?") == ["IL6", "STAT1"]
+    assert kb.gene_units("partners of IL6_receptor and IL6") == [("IL6R", "IL6ST"), ("IL6",)]
     ppi = kb.search(genes=["STAT1"], kinds=["ppi"], top_k=30)
     assert {h.kind for h in ppi} == {"ppi"} and all("STAT1" in h.genes for h in ppi)
     keys = [frozenset(h.genes) for h in ppi]
