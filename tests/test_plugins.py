@@ -39,10 +39,13 @@ def register_plugin():
 
 def install_example_plugin() -> None:
     """pip-install the example third-party plugin into this environment (idempotent)."""
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(EXAMPLE)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     import importlib
 
+    base = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(EXAMPLE)]
+    # offline with the venv's own setuptools when it can build; else pip fetches a build backend from PyPI
+    p = subprocess.run(base + ["--no-build-isolation"], capture_output=True, text=True, timeout=300)
+    if p.returncode:
+        subprocess.run(base, check=True, capture_output=True, timeout=600)
     importlib.invalidate_caches()
 
 
