@@ -23,10 +23,10 @@ def model():
 
 @pytest.fixture(scope="module")
 def held_out(kang, model):
-    """200 of the held-out test cells (never trained on), stratified by taking every other one."""
+    """120 of the held-out test cells (never trained on): every third one of the stratified test split."""
     test = np.asarray(model.meta["split"]["test_obs_names"])
-    assert len(test) == 400 and not set(test) & set(kang.obs_names[~kang.obs_names.isin(test)])
-    return kang[kang.obs_names.isin(test[::2])].copy()
+    assert len(test) == 400 and kang.obs_names.isin(test).sum() == 400
+    return kang[kang.obs_names.isin(test[::3][:120])].copy()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_held_out_accuracy_is_well_above_chance(model, held_out, scored):
     majority = pd.Series(truth).value_counts(normalize=True).iloc[0]
     assert acc > majority + 0.3, (acc, majority)
     # the committed card reports the same kind of figure on all 400 held-out cells
-    assert abs(model.meta["metrics"]["cell_type"]["accuracy"] - acc) < 0.08
+    assert abs(model.meta["metrics"]["cell_type"]["accuracy"] - acc) < 0.1
 
 
 def test_scores_are_probabilities_over_valid_labels(model, scored):
@@ -59,16 +59,16 @@ def test_scores_are_probabilities_over_valid_labels(model, scored):
 
 
 def test_threshold_turns_low_confidence_into_unknown(model, held_out, scored):
-    df = model.predict_cell_types(held_out[:40], threshold=0.9)
-    low = scored["confidence"].to_numpy()[:40] < 0.9
+    df = model.predict_cell_types(held_out[:24], threshold=0.9)
+    low = scored["confidence"].to_numpy()[:24] < 0.9
     assert (df["label"].to_numpy()[low] == "unknown").all()
     assert (df["unknown_reason"].to_numpy()[low] == "low confidence").all()
 
 
 def test_generate_mode_gives_only_known_labels_and_agrees_with_scoring(model, held_out, scored):
-    df = model.predict_cell_types(held_out[:60], mode="generate", threshold=0.0)
+    df = model.predict_cell_types(held_out[:30], mode="generate", threshold=0.0)
     assert set(df["label"]) <= set(model.known_labels) | {"unknown"}
-    agree = (df["label"].to_numpy() == scored["label"].to_numpy()[:60]).mean()
+    agree = (df["label"].to_numpy() == scored["label"].to_numpy()[:30]).mean()
     assert agree > 0.9
 
 
@@ -82,9 +82,9 @@ def test_candidate_label_subset(model, held_out):
         model.predict_cell_types(held_out[:2], mode="vote")
 
 
-def test_cells_unlike_the_training_data_come_out_unknown(model, held_out):
+def test_cells_unlike_the_training_data_come_out_unknown(model, held_out, scored):
     rng = np.random.default_rng(1)
-    shuffled = held_out[:60].copy()
+    shuffled = held_out[:30].copy()
     shuffled.var_names = np.asarray(shuffled.var_names)[rng.permutation(shuffled.n_vars)]
     df = model.predict_cell_types(shuffled)
     assert (df["label"] == "unknown").mean() >= 0.9
@@ -93,8 +93,7 @@ def test_cells_unlike_the_training_data_come_out_unknown(model, held_out):
     df = model.predict_cell_types(mouse)
     assert (df["label"] == "unknown").all() and (df["unknown_reason"] == "few known genes").all()
     # real held-out cells mostly pass the gate
-    real = model.predict_cell_types(held_out[:60])
-    assert (real["unknown_reason"] == "atypical cell").mean() < 0.1
+    assert (scored["unknown_reason"] == "atypical cell").mean() < 0.1
 
 
 def test_generated_cells_are_valid_sentences(model):
@@ -112,13 +111,24 @@ def test_generated_cells_are_valid_sentences(model):
         model.generate(["B"], ["ctrl", "stim"])
 
 
-def test_generated_monocytes_look_like_monocytes(model):
-    """Conditioning works: stimulated monocytes carry interferon genes, monocytes carry monocyte markers."""
-    mono = model.generate(["CD14 Mono"] * 10, ["stim"] * 10, seed=0)
-    b = model.generate(["B"] * 10, ["ctrl"] * 10, seed=0)
-    has = lambda sents, g: np.mean([g in s.split() for s in sents])  # noqa: E731
-    assert has(mono, "LYZ") > has(b, "LYZ") and has(b, "CD79A") > has(mono, "CD79A")
-    assert has(mono, "ISG15") >= 0.7
+def test_generated_cells_resemble_their_conditioned_type(model, kang):
+    """Generated CD14 Mono and B cells each score closer to real cells of their own type (per-gene frequency
+    in real training cells' sentences) than to the other type; stimulated monocytes carry ISG15."""
+    train = kang[~kang.obs_names.isin(model.meta["split"]["test_obs_names"])]
+    real, _, _ = model.sentences(train, model.top_k["generation"])
+    types = train.obs["cell_type"].astype(str).to_numpy()
+
+    def profile(t):
+        sets = [set(s.split()) for s, x in zip(real, types) if x == t]
+        return {g: np.mean([g in st for st in sets]) for g in model.genes}
+
+    prof = {t: profile(t) for t in ("CD14 Mono", "B")}
+    score = lambda s, t: np.mean([prof[t][g] for g in s.split()])  # noqa: E731
+    mono = model.generate(["CD14 Mono"] * 8, ["stim"] * 8, seed=0)
+    b = model.generate(["B"] * 8, ["ctrl"] * 8, seed=0)
+    assert np.mean([score(s, "CD14 Mono") > score(s, "B") for s in mono]) >= 0.75
+    assert np.mean([score(s, "B") > score(s, "CD14 Mono") for s in b]) >= 0.75
+    assert np.mean(["ISG15" in s.split() for s in mono]) >= 0.6
 
 
 def test_generate_cells_returns_anndata_with_reconstructed_expression(model):
@@ -142,7 +152,7 @@ def test_invalid_and_duplicated_genes_are_counted_not_fatal(model):
 
 
 def test_perturbation_induces_interferon_genes(model, kang):
-    ctrl = kang[(kang.obs["condition"] == "ctrl") & (kang.obs["cell_type"] == "CD4 Naive T")][:24].copy()
+    ctrl = kang[(kang.obs["condition"] == "ctrl") & (kang.obs["cell_type"] == "CD4 Naive T")][:12].copy()
     pert = model.perturb(ctrl, "IFN-beta", seed=0)
     before, _, _ = model.sentences(ctrl, model.top_k["perturbation"])
     isgs = {"ISG15", "IFI6", "IFIT3", "IFIT1", "MX1", "ISG20", "IFITM3", "LY6E"}
@@ -195,14 +205,14 @@ def test_tools_run_and_record_model_calls(model, held_out, tmp_path, settings):
     tools = plugins.tools(settings)
     assert {"annotate_cells", "embed_cells", "generate_cells", "predict_perturbation"} <= set(tools)
     calls = []
-    ctx = ToolContext(prepare(held_out[:40]), tmp_path, settings.model_copy(update={"threads": 1}),
+    ctx = ToolContext(prepare(held_out[:30]), tmp_path, settings.model_copy(update={"threads": 1}),
                       record_call=lambda kind, **f: calls.append((kind, f)))
     res = tools["annotate_cells"].invoke(ctx, {})
-    assert res.output.n_cells == 40 and res.output.accuracy is not None and res.output.accuracy > 0.5
+    assert res.output.n_cells == 30 and res.output.accuracy is not None and res.output.accuracy > 0.5
     assert "c2s_cell_type" in ctx.adata.obs and any(a.kind == "plot" for a in res.artefacts)
     res = tools["embed_cells"].invoke(ctx, {})
-    assert ctx.adata.obsm["X_c2s"].shape[0] == 40 and (tmp_path / res.artefacts[-1].path).exists()
-    res = tools["predict_perturbation"].invoke(ctx, {"cell_type": "CD14 Mono", "max_cells": 8})
+    assert ctx.adata.obsm["X_c2s"].shape[0] == 30 and (tmp_path / res.artefacts[-1].path).exists()
+    res = tools["predict_perturbation"].invoke(ctx, {"cell_type": "CD14 Mono", "max_cells": 6})
     assert res.output.n_cells >= 1 and res.output.up
     assert [f["task"] for _, f in calls] == ["predict_cell_types", "embed", "perturb"]
     assert all(f["prompt_tokens"] > 0 for _, f in calls)

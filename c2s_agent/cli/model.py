@@ -159,7 +159,7 @@ def train(out: Path = typer.Option(Path("data/models/c2s-embedded"), help="outpu
     from ..models.training.train import TrainConfig, train as run_train
 
     meta = run_train(out, TrainConfig(epochs=epochs, max_minutes=max_minutes, threads=threads,
-                                                  resume=resume, lr=lr), progress=True)
+                                                  resume=resume, lr=lr, warmup_steps=20 if resume else 60), progress=True)
     console.print(f"[green]Trained[/] {out}: {meta['training']['epochs_done']} epochs in {meta['training']['minutes']} min")
     if evaluate:
         metrics = run_eval(out, threads=threads)

@@ -158,6 +158,22 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     return metrics
 
 
+def _runs(t: dict) -> list[dict]:
+    return [*t.get("earlier_runs", []), {k: t.get(k) for k in ("steps", "epochs_done", "minutes", "config")}]
+
+
+def _commands(t: dict) -> list[str]:
+    out = []
+    for r in _runs(t):
+        c = r.get("config") or {}
+        if c.get("resume"):
+            out.append(f"c2s train --resume --epochs {c['epochs']} --max-minutes {c['max_minutes']:g} --lr {c['lr']:g}")
+        else:
+            out.append(f"c2s train --epochs {c.get('epochs')} --max-minutes {c.get('max_minutes', 0):g} --no-evaluate")
+    out[-1] = out[-1].replace(" --no-evaluate", "") + "   # then evaluates and writes this card"
+    return out
+
+
 def model_card(meta: dict) -> str:
     m, t, s = meta.get("metrics", {}), meta["training"], meta["split"]
     ct, lr, gen, gate = m.get("cell_type", {}), m.get("logistic_regression", {}), m.get("generation", {}), m.get("unknown_gate", {})
@@ -169,7 +185,12 @@ def model_card(meta: dict) -> str:
         f"{cfg['heads']} heads) with a word-level gene tokenizer ({meta['n_genes']} genes, one token each; every cell-type "
         "label is one token), trained from scratch by c2s-agent. Licence: MIT (same as c2s-agent).", "",
         "## Training", "",
-        "```", "c2s train            # writes data/models/c2s-embedded (then evaluates and rewrites this card)", "```", "",
+        "```", *_commands(t), "```", "",
+        "Each command stops and saves at its wall-time cap; the learning-rate schedule is then compressed so "
+        "training still ends annealed. On an idle 2-core machine the same commands complete more epochs within "
+        "the caps than on the shared machine used here, so the weights will differ; the epochs actually done are:",
+        "", *[f"- run {i + 1}: {round(r.get('epochs_done') or 0, 2)} epochs, {r.get('steps')} steps, {r.get('minutes')} min, peak lr "
+              f"{(r.get('config') or {}).get('lr')}" for i, r in enumerate(_runs(t))], "",
         f"- Data: {t['data']}: Kang et al. 2018 IFN-beta PBMCs, 2,000 cells, 13 types (GEO GSE96583).",
         f"- Sentences: genes ordered by log1p(CP10k), ties broken by mean expression; only the {meta['n_genes']} "
         f"genes seen at least {cfg['min_gene_count']}x in the top-{meta['top_k']['cell_type']} of training cells.",
@@ -177,9 +198,8 @@ def model_card(meta: dict) -> str:
         f"cell type and condition (ctrl/stim, {meta['top_k']['generation']} genes), IFN-beta perturbation (a control "
         f"sentence -> a stimulated sentence of the same cell type, random pairing, {meta['top_k']['perturbation']} genes).",
         f"- Examples per epoch: {dict(t['n_examples'])}.",
-        f"- {t.get('epochs_done')} epochs, {t.get('steps')} steps, {t.get('minutes')} min on 2 CPU cores "
-        f"({t.get('tokens_per_s')} tokens/s); AdamW lr {cfg['lr']}, cosine; class-balanced label loss with label "
-        f"smoothing {cfg['label_smoothing']}; seed {cfg['seed']}." + (" Stopped at the wall-time cap." if t.get("stopped_at_time_cap") else ""),
+        f"- Last run: {t.get('tokens_per_s')} tokens/s on 2 shared CPU cores; AdamW, cosine schedule; class-balanced "
+        f"label loss with label smoothing {cfg['label_smoothing']}; seed {cfg['seed']}.",
         "", "## Split", "",
         f"- A fixed 80/20 split of all cells, stratified by cell type, seed {s['seed']}: {s['n_train']} training cells, "
         f"{s['n_test']} held-out cells (their names are in c2s_model.json). Held-out cells are never trained on.",
