@@ -27,8 +27,9 @@ class Planner(Protocol):
         ...
 
     def replan(self, plan: Plan, failed: Step, error: str, tools: dict[str, Tool], vocab: Vocabulary | None,
-               record: Recorder | None = None) -> list[Step]:
-        """Steps to run instead of ``failed`` and the steps after it (may be fewer: dropped steps are noted)."""
+               record: Recorder | None = None, done_slots: set[str] | None = None) -> list[Step]:
+        """Steps to run instead of ``failed`` and the steps after it; steps that needed what ``failed`` would
+        have produced (and ``done_slots`` do not hold) are dropped."""
         ...
 
 
