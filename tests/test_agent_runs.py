@@ -233,3 +233,29 @@ def test_resume_refuses_a_run_that_is_still_running(asettings):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_llm_planner_run_replans_and_records_tokens(asettings):
+    """The LLM planner end to end, with a SCRIPTED chat model (no instruction-tuned model is available offline):
+    its first plan calls a tool that fails, its re-plan swaps in another; tokens land in the ledger and report."""
+    from langchain_core.messages import AIMessage
+    from test_agent_planner import scripted_model
+
+    usage = {"input_tokens": 900, "output_tokens": 30, "total_tokens": 930}
+    model = scripted_model(
+        AIMessage(content="", tool_calls=[{"name": "spatial_neighbourhoods", "args": {}, "id": "a"}], usage_metadata=usage),
+        AIMessage(content="", tool_calls=[{"name": "describe_dataset", "args": {"column": "condition"}, "id": "b"}],
+                  usage_metadata=usage))
+    plugins.setup(None)
+    plugins.pm.register(SpatialPlugin(), name="spatial-test-plugin")
+    try:
+        out = runs.ask("Which spatial neighbourhoods do the cells form?", "demo", asettings, planner_name="llm",
+                       chat_model=model)
+    finally:
+        plugins.pm.unregister(name="spatial-test-plugin")
+    rows = _ledger(out["run_dir"])
+    assert [(r["step_id"], r["name"], r["status"]) for r in rows if r["kind"] == "tool"] == [
+        ("s1", "spatial_neighbourhoods", "error"), ("s1r1", "describe_dataset", "ok")]
+    assert sum(r["tokens_in"] or 0 for r in rows) == 1800
+    assert out["state"]["results"]["s1r1"]["output"]["breakdown"] == {"ctrl": 1000, "stim": 1000}
+    assert "| tokens (in / out) | 1800 / 60 |" in (out["run_dir"] / "report.md").read_text()
