@@ -46,7 +46,13 @@ class RetrievalRecall(Task):
         return params
 
     def items(self, cell, settings) -> list[dict]:
-        items = yaml.safe_load(Path(cell.params["queries"]).read_text())
+        try:
+            items = yaml.safe_load(Path(cell.params["queries"]).read_text())
+        except yaml.YAMLError as exc:
+            raise InputError(cell.params["queries"], f"is not valid YAML ({str(exc).splitlines()[0]})",
+                             "quote queries that contain ':' or '?'") from None
+        if not isinstance(items, list):
+            raise InputError(cell.params["queries"], "must be a list of queries", "see evals/suites/data/retrieval_queries.yaml")
         bad = [q.get("id", "?") for q in items if not {"id", "query", "relevant"} <= set(q)]
         if bad:
             raise InputError(f"queries {bad[:3]}", "lack one of id, query, relevant", "give every query all three keys")
