@@ -40,6 +40,21 @@ class C2SModel:
         genes = self.meta.get("genes")
         self.genes: list[str] | None = list(genes) if genes else None
         self._gene_set = frozenset(self.genes) if self.genes else None
+        order = self.meta.get("gene_priority")
+        self._priority = {g: i for i, g in enumerate(order)} if order else None
+
+    def _retie(self, cs):
+        """Order tied genes by the model's training priority, so a cell's sentence does not depend on which
+        other cells were converted with it (``tie_break="mean"`` uses the means of the cells given)."""
+        from ..sentences import CellSentences
+
+        rank = np.array([self._priority.get(g, len(self._priority)) for g in cs.genes], dtype=np.int64)
+        idx = np.full_like(cs.idx, -1)
+        for i in range(len(cs)):
+            row = cs.idx[i][cs.idx[i] >= 0]
+            order = np.lexsort((rank[row], -cs.values[i, : len(row)]))
+            idx[i, : len(row)] = row[order]
+        return CellSentences(idx, cs.genes, cs.obs_names, None, cs.params)
 
     # -- what the model knows ------------------------------------------------------------------------------
     @property
@@ -74,6 +89,8 @@ class C2SModel:
 
         if hasattr(cells, "obs_names") and hasattr(cells, "X"):
             cells = to_sentences(cells, top_k=None, tie_break=self.meta.get("tie_break", "random"))
+            if self._priority is not None:
+                cells = self._retie(cells)
         if isinstance(cells, CellSentences):
             names = cells.obs_names
             words = [cells.words(i) for i in range(len(cells))]

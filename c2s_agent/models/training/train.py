@@ -79,6 +79,20 @@ def prepare(cfg: TrainConfig):
     return adata, split, cs, genes, labels, conditions, tok, examples
 
 
+def gene_priority(adata, genes: list[str]) -> list[str]:
+    """The vocabulary genes in the tie-break order used for training (descending mean log1p(CP10k) over the
+    whole Kang dataset, then gene index); inference breaks ties the same way for any input."""
+    from ...data import prepare
+    from ...sentences import gene_vocabulary
+
+    x = prepare(adata)
+    names, _ = gene_vocabulary(x.var_names)
+    means = np.asarray(x.X.mean(axis=0)).ravel()
+    order = names[np.lexsort((np.arange(len(names)), -means))]
+    keep = set(genes)
+    return [str(g) for g in order if g in keep]
+
+
 def _restrict(cs, keep_gene: np.ndarray):
     from ...sentences import CellSentences
 
@@ -239,6 +253,7 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
         "top_k": {"cell_type": D.K_CLASSIFY, "generation": D.K_GENERATE, "perturbation": D.K_PERTURB},
         "tie_break": D.TIE_BREAK, "n_genes": len(genes), "n_params": n_params, "single_token_labels": True,
         "tasks": ["cell_type", "generation", "perturbation"], "genes": genes,
+        "gene_priority": gene_priority(adata, genes),
         "training": {"config": asdict(cfg), "data": "kang2018 (bundled data/kang2018_ifnb_pbmc_2k.h5ad)",
                      "n_examples": Counter(e.task for e in examples), "steps_per_epoch": steps_per_epoch},
         "split": {"seed": cfg.seed, "test_fraction": D.TEST_FRACTION, "stratify": "cell_type",
