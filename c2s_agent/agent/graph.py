@@ -1,4 +1,4 @@
-"""The agent graph: plan -> execute steps (one node run per step) -> re-plan on failure -> report."""
+"""The agent graph: plan -> execute steps (one node run per step) -> re-plan on failure -> (hypotheses) -> report."""
 
 from __future__ import annotations
 
@@ -16,14 +16,18 @@ def after_plan(state: RunState) -> str:
     return "execute" if state.get("status") == "planned" else "report"
 
 
+def _finished(state: RunState) -> str:
+    return "hypothesize" if state.get("hypothesize") else "report"
+
+
 def after_execute(state: RunState) -> str:
     if state.get("status") == "failed_step":
         return "replan"
-    return "execute" if state["cursor"] < len(state["plan"]["steps"]) else "report"
+    return "execute" if state["cursor"] < len(state["plan"]["steps"]) else _finished(state)
 
 
 def after_replan(state: RunState) -> str:
-    return "execute" if state["cursor"] < len(state["plan"]["steps"]) else "report"
+    return "execute" if state["cursor"] < len(state["plan"]["steps"]) else _finished(state)
 
 
 def build(checkpointer=None):
@@ -32,11 +36,13 @@ def build(checkpointer=None):
     g.add_node("plan", nodes.plan)
     g.add_node("execute", nodes.execute)
     g.add_node("replan", nodes.replan)
+    g.add_node("hypothesize", nodes.hypothesize)
     g.add_node("report", nodes.report)
     g.add_edge(START, "plan")
     g.add_conditional_edges("plan", after_plan, ["execute", "report"])
-    g.add_conditional_edges("execute", after_execute, ["execute", "replan", "report"])
-    g.add_conditional_edges("replan", after_replan, ["execute", "report"])
+    g.add_conditional_edges("execute", after_execute, ["execute", "replan", "hypothesize", "report"])
+    g.add_conditional_edges("replan", after_replan, ["execute", "hypothesize", "report"])
+    g.add_edge("hypothesize", "report")
     g.add_edge("report", END)
     return g.compile(checkpointer=checkpointer)
 

@@ -32,12 +32,17 @@ def plan(state: RunState, runtime: Runtime[RunContext]) -> dict:
     vocab = ctx.vocab()
     record = lambda kind, **f: ctx.ledger.record("plan", kind, **f)  # noqa: E731
     p = ctx.planner.plan(state["question"], ctx.tools, vocab, record=record)
+    focus = {}
+    if state.get("hypothesize"):
+        from .hypotheses import adapt_plan
+
+        p, focus = adapt_plan(p)
     ctx.timings["plan_s"] += time.perf_counter() - t0
     _write_plan(ctx, p)
     status = "unanswerable" if not p.steps else ("invalid" if p.problems else "planned")
     ctx.progress("plan", {"plan": p, "status": status})
     return {"plan": p.model_dump(), "initial_plan": p.model_dump(), "cursor": 0, "results": {}, "replans": 0,
-            "status": status}
+            "status": status, "focus": focus}
 
 
 def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
@@ -108,6 +113,21 @@ def replan(state: RunState, runtime: Runtime[RunContext]) -> dict:
     _write_plan(ctx, p)
     ctx.progress("replan", {"note": note})
     return {"plan": p.model_dump(), "replans": state.get("replans", 0) + 1, "status": "running"}
+
+
+def hypothesize(state: RunState, runtime: Runtime[RunContext]) -> dict:
+    """Hypothesis mode: ranked hypotheses from the step results, saved to hypotheses.json."""
+    from .hypotheses import build
+
+    ctx = runtime.context
+    t0 = time.perf_counter()
+    hyps = build(state.get("results") or {}, ctx.run_dir, ctx.settings, focus=state.get("focus"))
+    dt = time.perf_counter() - t0
+    ctx.timings["hypotheses_s"] = ctx.timings.get("hypotheses_s", 0.0) + dt
+    out = [h.model_dump() for h in hyps]
+    (ctx.run_dir / "hypotheses.json").write_text(json.dumps(out, indent=1))
+    ctx.progress("hypotheses", {"hypotheses": hyps})
+    return {"hypotheses": out}
 
 
 def report(state: RunState, runtime: Runtime[RunContext]) -> dict:

@@ -59,6 +59,10 @@ def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dic
         out.append(f"- Step {f['step']} ({f['tool']}) failed: {f['error']} ([step {f['step']}](#step-{f['step']}))")
     if plan.unanswered and plan.steps:
         out.append(f"- Not answered ({NO_TOOL}): " + "; ".join(f"\"{c}\"" for c in plan.unanswered))
+    if state.get("hypothesize"):
+        from .hypotheses import Hypothesis, to_markdown
+
+        out += ["", "## Hypotheses", "", to_markdown([Hypothesis.model_validate(h) for h in state.get("hypotheses") or []])]
     out += ["", "## Plan", ""]
     initial = state.get("initial_plan") or state.get("plan")
     if initial and initial.get("steps"):
@@ -112,6 +116,10 @@ def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dic
             for f in failures]
     lims += [f"{NO_TOOL.capitalize()}: \"{c}\"." for c in plan.unanswered]
     lims += [f"Planner assumption: {n}." for n in plan.notes if "grouped by" in n]
+    if state.get("hypothesize"):
+        lims.append("Hypotheses rank routes and effects that this dataset and the curated knowledge are consistent "
+                    "with; expression of a ligand and its receptor does not show that they signal, and model "
+                    "predictions are only as good as the model's held-out metrics. Each needs the proposed experiment.")
     lims += ["Each statement reports what one tool computed on this dataset; none is a validated biological "
              "conclusion. Differential expression p-values ignore donor structure (cells are not independent "
              "replicates).",

@@ -99,8 +99,9 @@ def _invoke(ctx: RunContext, run: dict, inputs) -> dict:
 
 
 def ask(question: str, data: str | None, settings, planner_name: str | None = None, progress=None,
-        chat_model=None, run_id: str | None = None) -> dict:
-    """Plan and run ``question`` on ``data``; returns ``{"run_id", "run_dir", "state", "run"}``."""
+        chat_model=None, run_id: str | None = None, hypothesize: bool = False) -> dict:
+    """Plan and run ``question`` on ``data``; returns ``{"run_id", "run_dir", "state", "run"}``. With
+    ``hypothesize`` the report also holds ranked, testable hypotheses built from the results."""
     from .. import plugins
     from ..resources import DEMO_ALIASES, DEMO_DATASETS
 
@@ -113,13 +114,14 @@ def ask(question: str, data: str | None, settings, planner_name: str | None = No
     run_dir = Path(settings.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
     run = {"id": run_id, "question": question, "data": data, "planner": planner_name or settings.planner,
+           "hypothesize": hypothesize,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "created_epoch": time.time(),
            "status": "running", "pid": os.getpid(), "versions": _versions(),
            "tools": {n: t.plugin for n, t in plugins.tools(settings).items()}}
     ctx = _context(run_dir, run, settings, progress, chat_model)
     run["data_summary"] = _data_summary(ctx.adata())
     _write_json(run_dir / "run.json", run)
-    return _invoke(ctx, run, {"run_id": run_id, "question": question, "data": data})
+    return _invoke(ctx, run, {"run_id": run_id, "question": question, "data": data, "hypothesize": hypothesize})
 
 
 def load_run(settings, run_id: str) -> tuple[Path, dict]:

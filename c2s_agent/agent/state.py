@@ -18,6 +18,7 @@ class InputState(TypedDict):
     run_id: str
     question: str
     data: str | None
+    hypothesize: bool  # hypothesis mode: build ranked hypotheses from the results before the report
 
 
 class RunState(InputState, total=False):
@@ -29,3 +30,5 @@ class RunState(InputState, total=False):
     replans: int
     status: str  # planned | unanswerable | invalid | running | failed_step | done
     report: str | None
+    focus: dict  # hypothesis mode: ligand-receptor step id -> condition of interest
+    hypotheses: list  # Hypothesis.model_dump() of each, ranked

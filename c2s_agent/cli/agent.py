@@ -63,6 +63,9 @@ def _progress():
                 console.print(f"[dim]already done[/] {step.id} {step.tool}")
             else:
                 console.print(f"[red]failed[/] {step.id} {step.tool}: {info['error']}")
+        elif event == "hypotheses":
+            for h in info["hypotheses"]:
+                console.print(f"[bold]{h.id}[/] ({h.confidence:.2f}) {h.statement}")
         elif event == "replan":
             console.print(f"[yellow]re-planned[/]: {info['note']}")
 
@@ -86,7 +89,8 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
         data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo' / 'pbmc68k' / 'kang2018'"),
         dry_run: bool = typer.Option(False, "--dry-run", help="show the checked plan without running it"),
         as_json: bool = typer.Option(False, "--json", help="with --dry-run: print the plan as JSON"),
-        planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'")) -> None:
+        planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
+        hypothesize: bool = typer.Option(False, "--hypothesize", help="also propose ranked, testable hypotheses")) -> None:
     """Plan the question, run the tools, and write an evidence-linked report."""
     from ..agent import runs
 
@@ -100,7 +104,17 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
         else:
             _show_plan(plan)
         return
-    _finish(runs.ask(question, data, settings, progress=_progress()))
+    _finish(runs.ask(question, data, settings, progress=_progress(), hypothesize=hypothesize))
+
+
+@app.command("hypothesize")
+def hypothesize_cmd(question: str = typer.Argument(..., help="your question in plain language"),
+                    data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo'"),
+                    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'")) -> None:
+    """Investigate the question and propose ranked, testable hypotheses with their evidence (same as ask --hypothesize)."""
+    from ..agent import runs
+
+    _finish(runs.ask(question, data, _settings(planner), progress=_progress(), hypothesize=True))
 
 
 @app.command("resume")
