@@ -205,3 +205,19 @@ def test_bad_arguments_are_clear_input_errors(tmp_path, settings):
         run_suite(suite, settings, executor="spark", progress=False)
     with pytest.raises(InputError, match="has no summary.json"):
         report(tmp_path / "nothing")
+
+
+def test_cli_report_and_compare(local_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from c2s_agent.cli import app
+
+    _, _, res = local_run
+    runner = CliRunner()
+    out = runner.invoke(app, ["eval", "report", str(res.run_dir), "--out", str(tmp_path / "rep")])
+    assert out.exit_code == 0, out.output
+    assert "## cell_type_annotation" in (tmp_path / "rep" / "report.md").read_text()
+    out = runner.invoke(app, ["eval", "compare", str(res.run_dir), str(res.run_dir), "--out", str(tmp_path / "cmp"),
+                              "--fail-on-regression"])
+    assert out.exit_code == 0, out.output
+    assert "No regressions" in (tmp_path / "cmp" / "compare.md").read_text()

@@ -111,7 +111,7 @@ def load_suite(path: str | Path) -> Suite:
         raise InputError(path, "no such suite file", "pass a YAML suite such as evals/suites/bundled.yaml")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(path, f"is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML syntax") from None
     if not isinstance(data, dict):
         raise InputError(path, "must be a mapping with 'name' and 'tasks'", "see evals/suites/bundled.yaml")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Task, read_rows, resolve_dataset, rounded
+from . import Task, read_obs, read_rows, rounded
 
 
 class ReverseR2(Task):
@@ -22,10 +22,9 @@ class ReverseR2(Task):
         return [{"id": f"top_k:{int(k)}", "top_k": int(k)} for k in (ks if isinstance(ks, list) else [ks])]
 
     def run(self, cell, items, settings) -> list[dict]:
-        from ...data import read
         from ...sentences import ReverseTransform, to_sentences
 
-        n = read(resolve_dataset(cell.dataset), backed=True).n_obs
+        n = len(read_obs(cell.dataset))
         order = np.random.default_rng(cell.params["seed"]).permutation(n)[: cell.params["max_cells"]]
         half = len(order) // 2
         fit_cs = to_sentences(read_rows(cell.dataset, order[:half]), top_k=None)
