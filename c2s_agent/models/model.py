@@ -143,7 +143,10 @@ class C2SModel:
             df = pd.DataFrame({"label": np.asarray(labels, dtype=object)[best], "confidence": probs.max(1)}, index=names)
             nll = scores.prompt_nll
         else:
-            comps = self.backend.complete(prompts, GenParams(max_new_tokens=8, temperature=0.0))
+            # single-token labels: decoding is constrained to the candidates' tokens (then end of text)
+            allowed = tuple(self._token(x) for x in labels) if self.meta.get("single_token_labels") else None
+            comps = self.backend.complete(prompts, GenParams(max_new_tokens=2 if allowed else 8, temperature=0.0,
+                                                             allowed=allowed))
             self._record(on_call, "predict_cell_types", len(prompts), t0,
                          prompt_tokens=sum(c.n_prompt_tokens for c in comps),
                          completion_tokens=sum(c.n_completion_tokens for c in comps))

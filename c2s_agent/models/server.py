@@ -196,6 +196,10 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
     @app.middleware("http")
     async def limit_size(request: Request, call_next):
         length = request.headers.get("content-length")
+        if length is None and request.method in ("POST", "PUT", "PATCH"):  # a streamed body would skip the limit
+            return JSONResponse({"error": {"message": "request body has no Content-Length; send one (bodies are "
+                                           f"limited to {max_body_bytes} bytes)",
+                                           "type": "invalid_request_error"}}, status_code=411)
         if length is not None and int(length) > max_body_bytes:
             return JSONResponse({"error": {"message": f"request body of {length} bytes exceeds {max_body_bytes}",
                                            "type": "invalid_request_error"}}, status_code=413)

@@ -30,6 +30,9 @@ class TransformersBackend:
     def __init__(self, path: str | Path, settings=None, batch_tokens: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         path = Path(path)
         if not (path / "config.json").exists():
