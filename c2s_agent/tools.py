@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import PlanError
+from .errors import InputError, PlanError
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -56,6 +56,16 @@ class ToolContext:
         ``completion_tokens``), ``input_bytes``, ``output_bytes``; other fields are stored as arguments."""
         if self._record_call is not None:
             self._record_call(kind, **fields)
+
+    def confined(self, value: str | Path, what: str) -> Path:
+        """A file path given by a planner, resolved against the run directory and refused unless it lies in the
+        run directory or the dataset's folder (no ``..`` escapes, absolute paths elsewhere or symlinks out)."""
+        path = (self.run_dir / value).resolve()
+        roots = [self.run_dir.resolve()] + ([Path(self.data_path).resolve().parent] if self.data_path else [])
+        if not any(path.is_relative_to(r) for r in roots):
+            raise InputError(f"{what} {str(value)!r}", "is outside the run and data directories",
+                             f"give a path inside {' or '.join(map(str, roots))}")
+        return path
 
     def _path(self, name: str) -> Path:
         path = self.run_dir / "artefacts" / f"{self.step_id}_{name}"

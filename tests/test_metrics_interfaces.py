@@ -70,7 +70,10 @@ def test_tool_evaluates_a_generated_file(split, tmp_path):
     adata = prepare(rest)
     tool = plugins.tools()["evaluate_generation"]
     ctx = ToolContext(adata, tmp_path, Settings(), step_id="s2")
-    res = tool.invoke(ctx, {"generated": str(path), "control_column": "condition", "control_value": "ctrl",
+    import shutil
+
+    shutil.copy(path, tmp_path / "generated_cells.h5ad")  # planner paths are confined to the run and data dirs
+    res = tool.invoke(ctx, {"generated": "generated_cells.h5ad", "control_column": "condition", "control_value": "ctrl",
                             "metrics": ["scfid", "mmd", "lfc_pearson"], "n_boot": 20})
     out = res.output
     assert out.n_generated == 152 and out.n_real == 151  # real cells picked to match: stimulated CD14 Mono
@@ -86,15 +89,13 @@ def test_tool_evaluates_a_generated_file(split, tmp_path):
     with pytest.raises(InputError, match="neither a file nor a step"):
         tool.invoke(ctx, {"generated": "missing_step"})
     # the output of an earlier generate_cells step, found by its step id or as the run's latest generated cells
-    import shutil
-
     shutil.copy(path, tmp_path / "artefacts" / "s1_generated_cells.h5ad")
     for ref in ("s1", None):
         again = tool.invoke(ToolContext(adata, tmp_path, Settings(), step_id="s3"),
                             {"generated": ref, "metrics": ["scfid"], "n_boot": 0})
         assert again.output.metrics["scfid"]["value"] == pytest.approx(out.metrics["scfid"]["value"], rel=1e-9)
     with pytest.raises(InputError, match="obs has no column 'tissue'"):
-        tool.invoke(ctx, {"generated": str(path), "real_column": "tissue", "real_value": "x"})
+        tool.invoke(ctx, {"generated": "generated_cells.h5ad", "real_column": "tissue", "real_value": "x"})
 
 
 def test_cli_json_and_errors(split, tmp_path):

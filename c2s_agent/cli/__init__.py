@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 
 from ._app import app, console
@@ -23,6 +24,15 @@ def main() -> None:
         app()
     except C2SError as exc:
         console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except OSError as exc:  # a run or output folder that cannot be written: read-only, full, or under a file
+        where = exc.filename or "output"
+        console.print(f"[bold red]Error:[/] {where}: {exc.strerror or exc}. Fix: write to a folder that exists, is "
+                      "writable and has free space (set C2S_RUNS_DIR, or --out / the output path).", highlight=False)
+        sys.exit(2)
+    except sqlite3.OperationalError as exc:  # a run's ledger or store on a full or read-only disk
+        console.print(f"[bold red]Error:[/] run database: could not be written ({exc}). Fix: write to a folder "
+                      "that is writable and has free space (set C2S_RUNS_DIR, or --out).", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/] Finished work is saved; resume where the command supports it.")

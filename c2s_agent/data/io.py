@@ -112,6 +112,8 @@ def inspect(adata, source: str = "X") -> DataReport:
     if not np.issubdtype(np.dtype(X.dtype), np.number) or np.dtype(X.dtype) == np.bool_:
         raise InputError(source, f"has dtype {X.dtype}, not numbers", "store expression as float or integer values")
     block = _sample_rows(X)
+    if block.nnz == 0 and sp.issparse(X) and X.nnz:  # sparse in memory, sample all empty: look at cells with data
+        block = _sample_rows(X[np.flatnonzero(np.diff(X.tocsr().indptr))])
     vals = block.data
     report = DataReport(source=source, n_cells=adata.n_obs, n_genes=len(var_names), kind="counts",
                         gene_ids="symbols", sampled_cells=block.shape[0])
@@ -179,6 +181,9 @@ def prepare(adata, source: Source | str = "auto", drop_empty: bool = False, copy
     if hasattr(X, "to_memory"):
         X = X.to_memory()
     X = sp.csr_matrix(X, dtype=np.float32) if not sp.issparse(X) else X.tocsr().astype(np.float32)
+    if not np.isfinite(X.data).all():  # the sample in inspect() may have missed them
+        raise InputError(report.source, f"holds {int((~np.isfinite(X.data)).sum())} NaN or infinite values",
+                         "remove or impute them (e.g. np.nan_to_num) before converting")
     if report.kind == "counts" and X.data.size and X.data.min() < 0:
         raise InputError(report.source, "holds negative counts", "check the matrix; counts must be >= 0")
     out = ad.AnnData(X=X, obs=adata.obs.copy() if copy else adata.obs,

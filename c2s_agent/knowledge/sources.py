@@ -51,7 +51,27 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
+BROKEN_FIX = "fix or remove the broken rows, or omit the path to use the bundled copy"
+
+
+def _table(source, name, read, columns=()):
+    """``read()`` a table; unreadable rows or missing ``columns`` become an InputError naming ``name``."""
+    try:
+        df = read()
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas ParserError is a ValueError
+        raise InputError(name, f"could not be read as a table ({str(exc).splitlines()[0][:200]})", BROKEN_FIX) from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(name, f"has no column(s) {missing}", f"give a {source} table with columns {list(columns)}")
+    return df
+
+
 # ---------------------------------------------------------------------------------------------- CellPhoneDB
+CPDB_COLUMNS = {"gene_input.csv": ("uniprot", "hgnc_symbol"), "complex_input.csv": ("complex_name",),
+                "interaction_input.csv": ("partner_a", "partner_b", "id_cp_interaction", "classification",
+                                          "directionality", "source", "modulatory_effect")}
+
+
 def _read_cpdb_tables(path: Path) -> dict:
     """The three CellPhoneDB input tables from a folder or a zip (files may sit in a sub-folder)."""
     import pandas as pd
@@ -62,13 +82,15 @@ def _read_cpdb_tables(path: Path) -> dict:
         for name in CPDB_FILES:
             hits = sorted(path.rglob(name))
             if hits:
-                tables[name] = pd.read_csv(hits[0])
+                tables[name] = _table("CellPhoneDB", hits[0], lambda h=hits[0]: pd.read_csv(h), CPDB_COLUMNS[name])
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             for name in CPDB_FILES:
                 members = sorted(m for m in zf.namelist() if m.rsplit("/", 1)[-1] == name)
                 if members:
-                    tables[name] = pd.read_csv(io.BytesIO(zf.read(members[0])))
+                    data = zf.read(members[0])
+                    tables[name] = _table("CellPhoneDB", f"{path}:{members[0]}",
+                                          lambda d=data: pd.read_csv(io.BytesIO(d)), CPDB_COLUMNS[name])
     else:
         raise InputError(path, "is neither a folder nor a zip file", "give the CellPhoneDB data folder or its release zip")
     missing = [n for n in CPDB_FILES if n not in tables]
@@ -158,9 +180,14 @@ def _read_ppi_table(path: Path):
     if not {"symbol_a", "symbol_b"} <= set(head):
         raise InputError(path, "has neither symbol_a/symbol_b columns nor BioGRID TAB3 columns",
                          "give the bundled-format CSV or a BioGRID TAB3 release file")
-    df = pd.read_csv(path, dtype={"symbol_a": str, "symbol_b": str})
+    df = _table("protein-interaction", path, lambda: pd.read_csv(path, dtype={"symbol_a": str, "symbol_b": str}))
     if "n_records" not in df:
         df["n_records"] = 1
+    counts = pd.to_numeric(df["n_records"], errors="coerce")
+    if counts.isna().any():
+        row = int(counts.isna().to_numpy().argmax()) + 2
+        raise InputError(f"{path}:{row}", f"n_records {df['n_records'].iloc[row - 2]!r} is not a number", BROKEN_FIX)
+    df["n_records"] = counts
     return df
 
 
@@ -199,7 +226,11 @@ GMT_COLLECTIONS = {
 def read_gmt(path: Path) -> Iterator[tuple[str, str, list[str]]]:
     """(name, description, genes) per line of a GMT file."""
     path = _need(path, "GMT")
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})", BROKEN_FIX) from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.rstrip("\n").split("\t")
@@ -260,7 +291,8 @@ def load_cell_ontology(path: Path | None = None) -> Iterator[CellType]:
     if path.suffix == ".tsv":
         import pandas as pd
 
-        df = pd.read_csv(path, sep="\t", dtype=str).fillna("")
+        cols = ("cl_id", "label", "description", "deprecated", "synonyms", "parents")
+        df = _table("Cell Ontology TSV", path, lambda: pd.read_csv(path, sep="\t", dtype=str), cols).fillna("")
         terms = {r.cl_id: {"label": r.label, "description": r.description, "deprecated": r.deprecated == "True",
                            "synonyms": [s for s in r.synonyms.split("|") if s],
                            "ancestors": {p: 1 for p in r.parents.split("|") if p}} for r in df.itertuples()}
@@ -269,9 +301,13 @@ def load_cell_ontology(path: Path | None = None) -> Iterator[CellType]:
             terms = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(path, f"is not valid JSON ({exc})", "give the Cell Ontology JSON or TSV") from None
+        if not isinstance(terms, dict) or not all(isinstance(t, dict) for t in terms.values()):
+            raise InputError(path, "is not a mapping of CL ids to terms", "give the Cell Ontology JSON or TSV")
     for cl_id, t in terms.items():
         if t.get("deprecated") or not t.get("description") or not cl_id.startswith("CL:"):
             continue
+        if not t.get("label"):
+            raise InputError(f"{path} {cl_id}", "has no label", BROKEN_FIX)
         parents = tuple(k for k, d in (t.get("ancestors") or {}).items() if d == 1)
         yield CellType(id=cl_id, source=ONTOLOGY_SOURCE, cl_id=cl_id, label=t["label"],
                        definition=t["description"], synonyms=tuple(t.get("synonyms") or ()), parents=parents)
@@ -283,7 +319,9 @@ def load_gene_info(path: Path | None = None) -> dict[str, dict]:
     import pandas as pd
 
     path = _need(Path(path) if path else default_files()["gene_info"][0], "UniProt table")
-    df = pd.read_csv(path, sep="\t", usecols=["Protein names", "Gene names"], dtype=str).dropna()
+    cols = ("Protein names", "Gene names")
+    df = _table("UniProt", path, lambda: pd.read_csv(path, sep="\t", dtype=str, usecols=lambda c: c in cols),
+                cols).dropna()
     info: dict[str, dict] = {}
     for prot, names in zip(df["Protein names"], df["Gene names"]):
         tokens = names.upper().split()

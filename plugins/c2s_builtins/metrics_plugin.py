@@ -52,7 +52,8 @@ class EvaluateOutput(BaseModel):
 def _generated_path(ctx: ToolContext, generated: str | None) -> Path:
     run_dir = Path(ctx.run_dir)
     if generated:
-        for cand in (Path(generated), run_dir / generated, run_dir / "artefacts" / f"{generated}_{GENERATED_FILE}"):
+        for cand in (run_dir / generated, run_dir / "artefacts" / f"{generated}_{GENERATED_FILE}"):
+            cand = ctx.confined(cand, "generated")
             if cand.is_file():
                 return cand
         raise InputError(f"generated {generated!r}", "is neither a file nor a step that generated cells",
