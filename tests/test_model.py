@@ -239,3 +239,12 @@ def test_bad_model_values_name_the_problem(tmp_path):
     if importlib.util.find_spec("cell2sentence") is None:
         with pytest.raises(InputError, match="needs the cell2sentence package, which is not installed"):
             get("cell2sentence")
+
+
+def test_multicell_prompt_injects_interaction_knowledge(model, held_out):
+    texts, _, _ = model.sentences(held_out[:3], 20)
+    prompt = model.multicell_prompt(held_out[:3], [0, 2], interactions=["CCL5 -> CCR5", "CD74 -> MIF"], top_k=20)
+    lines = prompt.splitlines()
+    assert lines[0] == "Known interactions: CCL5 -> CCR5; CD74 -> MIF ."
+    assert lines[2] == f"Cell 1: {texts[0]} ." and lines[3] == f"Cell 2: {texts[2]} ."
+    assert "Known interactions" not in model.multicell_prompt(held_out[:3], [0, 1])
