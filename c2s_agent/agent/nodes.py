@@ -14,6 +14,40 @@ from .plan import Plan, Step
 from .state import RunState
 
 MAX_REPLANS = 2
+COST_RANK = {"low": 0, "medium": 1, "high": 2}
+
+
+def needs_approval(tool, approve: str | None) -> bool:
+    """With ``--approve LEVEL``, steps whose tool costs at least LEVEL (or is irreversible) pause for the user."""
+    if not approve:
+        return False
+    return COST_RANK.get(tool.cost, 0) >= COST_RANK.get(approve, 2) or bool(getattr(tool, "irreversible", False))
+
+
+def _ask_approval(step: Step, tool) -> tuple[str, dict]:
+    """Pause the graph (LangGraph interrupt) until the user accepts, edits the arguments or skips the step.
+    Returns (action, arguments); an edit with arguments the tool rejects is asked again."""
+    from langgraph.types import interrupt
+
+    from ..errors import PlanError
+
+    args, problem = step.args, None
+    for _ in range(5):
+        answer = interrupt({"step": step.id, "tool": step.tool, "args": args, "cost": tool.cost, "why": step.why,
+                            "problem": problem}) or {}
+        action = answer.get("action", "accept")
+        if action not in ("accept", "edit", "skip"):
+            problem = f"unknown action {action!r}: answer accept, edit or skip"
+            continue
+        if action != "edit":
+            return action, args
+        try:
+            tool.validate_args(answer.get("args") or {})
+        except PlanError as exc:
+            problem, args = f"the edited arguments were rejected: {exc}", answer.get("args") or {}
+            continue
+        return "edit", answer["args"]
+    return "skip", args
 
 
 def _write_plan(ctx: RunContext, plan: Plan, name: str = "plan.json") -> None:
@@ -55,6 +89,19 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
         ctx.progress("step_skipped", {"step": step})
         return {"results": {step.id: done}, "cursor": state["cursor"] + 1, "status": "running"}
     tool = ctx.tools[step.tool]
+    extra = {}
+    if needs_approval(tool, state.get("approve")):
+        action, args = _ask_approval(step, tool)
+        if action == "skip":
+            return _skip(state, p, step, ctx)
+        extra["approvals"] = [{"step": step.id, "action": action, "args": args}]
+        if action == "edit" and args != step.args:
+            note = f"{step.id} ({step.tool}): arguments edited by the user: {json.dumps(args)}"
+            step = step.model_copy(update={"args": args})
+            p = p.model_copy(update={"steps": [step if s.id == step.id else s for s in p.steps], "notes": [*p.notes, note]})
+            _write_plan(ctx, p)
+            extra["plan"] = p.model_dump()
+        ctx.progress("approval", {"step": step, "action": action})
     ctx.progress("step_start", {"step": step, "index": state["cursor"], "total": len(p.steps)})
     ctx.ledger.start_step(step.id, step.tool, step.args)
     from ..tools import ToolContext
@@ -71,7 +118,7 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
         ctx.ledger.finish_step(step.id, "error", dt, error=error + "\n" + traceback.format_exc(limit=3))
         ctx.progress("step_failed", {"step": step, "error": error})
         return {"failures": [{"step": step.id, "tool": step.tool, "args": step.args, "error": error}],
-                "status": "failed_step"}
+                "status": "failed_step", **extra}
     dt = time.perf_counter() - t0
     ctx.timings["tools_s"] += dt
     if tool.produces and ctx.adata() is not None:
@@ -81,7 +128,24 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
               "duration_s": dt}
     ctx.ledger.finish_step(step.id, "ok", dt, result=result)
     ctx.progress("step_done", {"step": step, "result": result})
-    return {"results": {step.id: result}, "cursor": state["cursor"] + 1, "status": "running"}
+    return {"results": {step.id: result}, "cursor": state["cursor"] + 1, "status": "running", **extra}
+
+
+def _skip(state: RunState, p: Plan, step: Step, ctx: RunContext) -> dict:
+    """The user skipped ``step``: drop it and the later steps that needed what only it would produce."""
+    from .planners.base import drop_dependents
+
+    cursor = state["cursor"]
+    done_slots = set()
+    for s in p.steps[:cursor]:
+        done_slots |= set(ctx.tools[s.tool].slots("produces", s.args))
+    kept, dropped = drop_dependents(p.steps[cursor + 1:], step, ctx.tools, ctx.vocab(), done_slots)
+    note = f"{step.id} ({step.tool}) skipped by the user" + (f"; {'; '.join(dropped)}" if dropped else "")
+    p = p.model_copy(update={"steps": p.steps[:cursor] + kept, "notes": [*p.notes, note]})
+    _write_plan(ctx, p)
+    ctx.progress("approval", {"step": step, "action": "skip"})
+    return {"plan": p.model_dump(), "approvals": [{"step": step.id, "action": "skip", "tool": step.tool}],
+            "status": "running"}
 
 
 def replan(state: RunState, runtime: Runtime[RunContext]) -> dict:

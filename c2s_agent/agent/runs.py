@@ -75,9 +75,19 @@ def _context(run_dir: Path, run: dict, settings, progress, chat_model=None) -> R
                       progress=progress or (lambda event, info: None))
 
 
-def _invoke(ctx: RunContext, run: dict, inputs) -> dict:
+def pending_approval(graph, config) -> dict | None:
+    """The approval request a paused run is waiting for (the interrupt's value), or None."""
+    snap = graph.get_state(config)
+    return next((i.value for t in snap.tasks for i in t.interrupts), None)
+
+
+def _invoke(ctx: RunContext, run: dict, inputs, approver=None) -> dict:
+    """Run the graph from ``inputs`` (None: from the last checkpoint). At an approval pause, ``approver(request)``
+    gives the answer ({"action": "accept"|"edit"|"skip", "args": {...}}); without one, or when it returns None,
+    the run stops with status ``awaiting_approval`` and ``resume`` continues it later."""
     t0 = time.perf_counter()
     import langgraph.checkpoint.sqlite  # noqa: F401 - library imports, timed apart from orchestration
+    from langgraph.types import Command
 
     from .graph import build, sqlite_checkpointer
 
@@ -87,21 +97,40 @@ def _invoke(ctx: RunContext, run: dict, inputs) -> dict:
     try:
         graph = build(saver)
         config = {"configurable": {"thread_id": run["id"]}, "recursion_limit": 200}
-        state = graph.invoke(inputs, config, context=ctx, durability="sync")
+        request = pending_approval(graph, config) if inputs is None else None
+        state = None
+        while True:
+            if request is not None:
+                answer = approver(request) if approver else None
+                if answer is None:
+                    state = graph.get_state(config).values
+                    break
+                inputs = Command(resume=answer)
+            state = graph.invoke(inputs, config, context=ctx, durability="sync")
+            request = pending_approval(graph, config)
+            if request is None:
+                break
     finally:
         saver.conn.close()
         ctx.ledger.close()
-    run.update(status=state.get("status"), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               timings={**ctx.timings, "total_s": ctx.wall()}, pid=None,
+    paused = request is not None
+    run.update(status="awaiting_approval" if paused else state.get("status"),
+               finished=None if paused else datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               timings={**ctx.timings, "total_s": ctx.wall()}, pid=None, waiting_for=request,
                report=str(ctx.run_dir / "report.html") if state.get("report") else None)
     _write_json(ctx.run_dir / "run.json", run)
     return {"run_id": run["id"], "run_dir": ctx.run_dir, "state": state, "run": run}
 
 
 def ask(question: str, data: str | None, settings, planner_name: str | None = None, progress=None,
-        chat_model=None, run_id: str | None = None, hypothesize: bool = False) -> dict:
+        chat_model=None, run_id: str | None = None, hypothesize: bool = False, approve: str | None = None,
+        approver=None) -> dict:
     """Plan and run ``question`` on ``data``; returns ``{"run_id", "run_dir", "state", "run"}``. With
-    ``hypothesize`` the report also holds ranked, testable hypotheses built from the results."""
+    ``hypothesize`` the report also holds ranked, testable hypotheses built from the results. With ``approve``
+    ("high" or "medium") the run pauses before steps costing at least that and asks ``approver`` (see ``_invoke``)."""
+    if approve not in (None, "high", "medium"):
+        raise InputError("--approve", f"must be 'high' or 'medium' (got {approve!r})",
+                         "use --approve (pauses before high-cost steps) or --approve-cost medium")
     from .. import plugins
     from ..resources import DEMO_ALIASES, DEMO_DATASETS
 
@@ -114,14 +143,15 @@ def ask(question: str, data: str | None, settings, planner_name: str | None = No
     run_dir = Path(settings.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
     run = {"id": run_id, "question": question, "data": data, "planner": planner_name or settings.planner,
-           "hypothesize": hypothesize,
+           "hypothesize": hypothesize, "approve": approve,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "created_epoch": time.time(),
            "status": "running", "pid": os.getpid(), "versions": _versions(),
            "tools": {n: t.plugin for n, t in plugins.tools(settings).items()}}
     ctx = _context(run_dir, run, settings, progress, chat_model)
     run["data_summary"] = _data_summary(ctx.adata())
     _write_json(run_dir / "run.json", run)
-    return _invoke(ctx, run, {"run_id": run_id, "question": question, "data": data, "hypothesize": hypothesize})
+    return _invoke(ctx, run, {"run_id": run_id, "question": question, "data": data, "hypothesize": hypothesize,
+                              "approve": approve}, approver)
 
 
 def load_run(settings, run_id: str) -> tuple[Path, dict]:
@@ -133,8 +163,9 @@ def load_run(settings, run_id: str) -> tuple[Path, dict]:
     return run_dir, json.loads((run_dir / "run.json").read_text())
 
 
-def resume(run_id: str, settings, progress=None, chat_model=None) -> dict:
-    """Continue a run from its last checkpoint; finished steps are not run again."""
+def resume(run_id: str, settings, progress=None, chat_model=None, approver=None) -> dict:
+    """Continue a run from its last checkpoint (or its approval pause, answered by ``approver``); finished steps
+    are not run again."""
     run_dir, run = load_run(settings, run_id)
     if run.get("status") in ("done", "unanswerable", "invalid"):
         raise InputError(f"run {run_id!r}", f"already finished ({run['status']})",
@@ -148,7 +179,7 @@ def resume(run_id: str, settings, progress=None, chat_model=None) -> dict:
     ctx.elapsed_before = max(0.0, last - run["created_epoch"])
     run.update(status="running", pid=os.getpid(), resumed=run.get("resumed", 0) + 1)
     _write_json(run_dir / "run.json", run)
-    return _invoke(ctx, run, None)
+    return _invoke(ctx, run, None, approver)
 
 
 def _alive(pid: int) -> bool:

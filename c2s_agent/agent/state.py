@@ -18,6 +18,7 @@ class InputState(TypedDict):
     run_id: str
     question: str
     data: str | None
+    approve: str | None  # pause before steps costing at least this ("medium" or "high"), or None
     hypothesize: bool  # hypothesis mode: build ranked hypotheses from the results before the report
 
 
@@ -30,5 +31,6 @@ class RunState(InputState, total=False):
     replans: int
     status: str  # planned | unanswerable | invalid | running | failed_step | done
     report: str | None
+    approvals: Annotated[list, operator.add]  # {step, action, args|tool}: the user's answers at approval pauses
     focus: dict  # hypothesis mode: ligand-receptor step id -> condition of interest
     hypotheses: list  # Hypothesis.model_dump() of each, ranked

@@ -313,7 +313,10 @@ def fill_args(tool, clause: str, vocab: Vocabulary | None, question: str = "") -
         base, is_list, lits = _base_type(f.annotation)
         if kind in ("obs_values", "obs_value"):
             named = column_of.get(name) or (vocab.column_named(name) if vocab else None)  # named like a column
-            paired = args.get(re.sub(r"_values?$", "", name) + "_column")  # condition_value <- condition_column
+            pair_field = re.sub(r"_values?$", "", name) + "_column"  # condition_value <- condition_column
+            if pair_field in fields and not args.get(pair_field):
+                continue  # a value without its column would be rejected by the tool
+            paired = args.get(pair_field)
             want = paired or named or chosen_col
             cands = [v for v in values if want is None or v.column == want]
             if name.lower() in SENDERS or name.lower() in RECEIVERS:  # "from X to Y": first span sends

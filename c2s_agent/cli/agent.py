@@ -63,6 +63,8 @@ def _progress():
                 console.print(f"[dim]already done[/] {step.id} {step.tool}")
             else:
                 console.print(f"[red]failed[/] {step.id} {step.tool}: {info['error']}")
+        elif event == "approval":
+            console.print(f"[cyan]{info['action']}[/] {info['step'].id} {info['step'].tool}")
         elif event == "hypotheses":
             for h in info["hypotheses"]:
                 console.print(f"[bold]{h.id}[/] ({h.confidence:.2f}) {h.statement}")
@@ -72,9 +74,55 @@ def _progress():
     return cb
 
 
+def _approver(answers_file: str | None):
+    """Answers approval pauses from a JSON file (a list of {"action", "args"}, used in order; the run pauses when
+    they run out) or by asking on the terminal (accept / edit the arguments as JSON / skip)."""
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    if answers_file:
+        try:
+            answers = json.loads(Path(answers_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(answers_file, f"is not a readable JSON file ({exc})",
+                             'write a list such as [{"action": "accept"}, {"action": "skip"}]') from exc
+        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+            raise InputError(answers_file, "must hold a JSON list of objects",
+                             'e.g. [{"action": "edit", "args": {"n_perms": 100}}, {"action": "skip"}]')
+        return lambda request: answers.pop(0) if answers else None
+
+    def ask(request: dict):
+        if request.get("problem"):
+            console.print(f"[red]{request['problem']}[/]")
+        console.print(f"[bold yellow]Approve[/] {request['step']} {request['tool']} (cost {request['cost']}) with "
+                      f"{json.dumps(request['args'])}?")
+        try:
+            choice = typer.prompt("accept / edit / skip / later", default="accept").strip().lower()
+            if choice.startswith("l"):
+                return None
+            if choice.startswith("e"):
+                return {"action": "edit", "args": json.loads(typer.prompt("arguments (JSON)",
+                                                                          default=json.dumps(request["args"])))}
+        except (typer.Abort, EOFError):
+            return None
+        except ValueError as exc:
+            console.print(f"[red]not valid JSON[/] ({exc}); answer again")
+            return ask(request)
+        return {"action": "skip" if choice.startswith("s") else "accept"}
+
+    return ask
+
+
 def _finish(out: dict) -> None:
     run = out["run"]
     rd = out["run_dir"]
+    if run["status"] == "awaiting_approval":
+        w = run["waiting_for"]
+        console.print(f"Run [bold]{run['id']}[/] paused before {w['step']} {w['tool']}; continue with "
+                      f"`c2s resume {run['id']}`")
+        print(rd)
+        return
     console.print(f"Run [bold]{run['id']}[/] {run['status']} in {run['timings']['total_s']:.1f} s")
     if run.get("report"):
         console.print(f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}")
@@ -90,7 +138,10 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
         dry_run: bool = typer.Option(False, "--dry-run", help="show the checked plan without running it"),
         as_json: bool = typer.Option(False, "--json", help="with --dry-run: print the plan as JSON"),
         planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
-        hypothesize: bool = typer.Option(False, "--hypothesize", help="also propose ranked, testable hypotheses")) -> None:
+        hypothesize: bool = typer.Option(False, "--hypothesize", help="also propose ranked, testable hypotheses"),
+        approve: bool = typer.Option(False, "--approve", help="pause before expensive steps: accept, edit or skip"),
+        approve_cost: str = typer.Option("high", "--approve-cost", help="with --approve: 'high' or 'medium'"),
+        answers: Optional[str] = typer.Option(None, "--answers", help="JSON file answering approval pauses in order")) -> None:
     """Plan the question, run the tools, and write an evidence-linked report."""
     from ..agent import runs
 
@@ -104,7 +155,8 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
         else:
             _show_plan(plan)
         return
-    _finish(runs.ask(question, data, settings, progress=_progress(), hypothesize=hypothesize))
+    _finish(runs.ask(question, data, settings, progress=_progress(), hypothesize=hypothesize,
+                     approve=approve_cost if approve or answers else None, approver=_approver(answers)))
 
 
 @app.command("hypothesize")
@@ -118,11 +170,12 @@ def hypothesize_cmd(question: str = typer.Argument(..., help="your question in p
 
 
 @app.command("resume")
-def resume(run_id: str = typer.Argument(..., help="a run id from `c2s runs list`")) -> None:
-    """Continue a run that was interrupted; finished steps are not run again."""
+def resume(run_id: str = typer.Argument(..., help="a run id from `c2s runs list`"),
+           answers: Optional[str] = typer.Option(None, "--answers", help="JSON file answering approval pauses")) -> None:
+    """Continue a run that was interrupted or paused for approval; finished steps are not run again."""
     from ..agent import runs
 
-    _finish(runs.resume(run_id, _settings(), progress=_progress()))
+    _finish(runs.resume(run_id, _settings(), progress=_progress(), approver=_approver(answers)))
 
 
 @runs_app.command("list")
