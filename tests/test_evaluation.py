@@ -221,3 +221,21 @@ def test_cli_report_and_compare(local_run, tmp_path):
                               "--fail-on-regression"])
     assert out.exit_code == 0, out.output
     assert "No regressions" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_retrieval_query_set_and_relevance_rule():
+    from c2s_agent.evaluation.suite import Cell
+    from c2s_agent.evaluation.tasks import get_task
+    from c2s_agent.evaluation.tasks.retrieval import is_relevant
+
+    task = get_task("retrieval_recall")
+    cell = Cell(task=task.name, dataset="-", model="-", prompt_set="-", params=task.check_params({}, None))
+    items = task.items(cell, None)
+    assert len(items) == 24 and len({it["id"] for it in items}) == 24
+    lr = {"id": "cellphonedb:1:CCL5>CCR5", "kind": "ligand_receptor", "genes": ["CCL5", "CCR5"], "text": "Ligand CCL5 binds CCR5"}
+    assert is_relevant(lr, items[0]["relevant"])  # lr01: CCL5 -> CCR5
+    assert not is_relevant({**lr, "kind": "gene_summary"}, items[0]["relevant"])
+    assert not is_relevant({**lr, "genes": ["CCL5", "CCR1"]}, items[0]["relevant"])
+    summary = task.summarise(cell, [{"rank": 1}, {"rank": 4}, {"rank": None}, {"rank": 10}])
+    assert summary["recall@1"] == 0.25 and summary["recall@5"] == 0.5 and summary["recall@10"] == 0.75
+    assert summary["mrr"] == pytest.approx((1 + 1 / 4 + 1 / 10) / 4)

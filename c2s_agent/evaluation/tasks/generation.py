@@ -20,7 +20,7 @@ class GenerationFidelity(Task):
     defaults = {"label_column": "cell_type", "condition_column": "condition", "conditions": ["ctrl"],
                 "cell_types": None, "n_generate": 20, "min_real": 20, "n_boot": 20, "max_reference": 5000, "seed": 0}
     better = {"scfid": "lower", "mmd": "lower", "reference_scfid": "lower", "reference_mmd": "lower",
-              "scfid_ratio": "lower", "mmd_excess": "lower"}
+              "scfid_ratio": "lower"}
     shard_size = 2
 
     def items(self, cell, settings) -> list[dict]:

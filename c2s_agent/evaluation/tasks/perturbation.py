@@ -27,8 +27,8 @@ class PerturbationResponse(Task):
                 "control": "ctrl", "perturbed": "stim", "cell_types": None, "n_cells": 30, "top_n": 100,
                 "n_boot": 20, "min_cells": 20, "seed": 0}
     better = {"lfc_pearson": "higher", "lfc_kendall": "higher", "baseline_lfc_pearson": "higher",
-              "heldout_lfc_pearson": "higher", "heldout_baseline_lfc_pearson": "higher", "mmd": "lower",
-              "no_change_mmd": "lower"}
+              "baseline_lfc_kendall": "higher", "heldout_lfc_pearson": "higher",
+              "heldout_baseline_lfc_pearson": "higher", "mmd": "lower", "no_change_mmd": "lower"}
     shard_size = 1
 
     def _groups(self, cell) -> dict[str, dict[str, np.ndarray]]:
