@@ -38,7 +38,72 @@ def _fmt_args(args: dict) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in args.items()) or "defaults"
 
 
-def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dict], totals: dict) -> str:
+def figures(adata, state: dict, run_dir: Path) -> list[tuple[str, str]]:
+    """Report-level plots: the cells coloured by predicted type (when annotation ran) and the hypotheses' ranking.
+    Returns (title, path relative to the run directory) pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    folder = run_dir / "artefacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    if adata is not None and "c2s_cell_type" in adata.obs:
+        key = next((k for k in adata.obsm if "umap" in k.lower()), None)
+        if key is not None:
+            xy, what = adata.obsm[key][:, :2], f"UMAP (obsm['{key}'])"
+        else:
+            import scanpy as sc
+
+            tmp = adata.copy()
+            sc.pp.pca(tmp, n_comps=2)
+            xy, what = tmp.obsm["X_pca"], "PCA (the data has no UMAP)"
+        labels = adata.obs["c2s_cell_type"].astype(str)
+        fig, ax = plt.subplots(figsize=(6.5, 5))
+        for lab in sorted(labels.unique()):
+            m = (labels == lab).to_numpy()
+            ax.scatter(*xy[m].T, s=5, label=f"{lab} ({m.sum()})")
+        ax.legend(fontsize=7, markerscale=2, bbox_to_anchor=(1, 1), loc="upper left")
+        ax.set(xticks=[], yticks=[], title="Cells by C2S-predicted type", xlabel=what)
+        fig.savefig(folder / "report_predicted_types.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        out.append((f"{what} coloured by the C2S-predicted cell type (obs['c2s_cell_type'])",
+                    "artefacts/report_predicted_types.png"))
+    hyps = state.get("hypotheses") or []
+    if hyps:
+        parts = ["statistics", "change", "knowledge"]
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(hyps) + 1.2))
+        left = [0.0] * len(hyps)
+        for part in parts:
+            vals = [h["confidence_parts"].get(part, 0) / 3 for h in hyps]
+            ax.barh(range(len(hyps)), vals, left=left, label=part)
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_yticks(range(len(hyps)), [f"{h['id']}: {h['statement'][:60]}" for h in hyps], fontsize=7)
+        ax.invert_yaxis()
+        ax.set(xlim=(0, 1), xlabel="confidence (mean of the three parts)", title="Hypotheses by confidence")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.savefig(folder / "report_hypotheses.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        out.append(("Hypotheses ranked by confidence, split into its parts", "artefacts/report_hypotheses.png"))
+    return out
+
+
+def provenance(run: dict, state: dict) -> str:
+    """Where every number comes from: the input, each step's tool, plugin, arguments and files, and versions."""
+    rows = [[f"[{sid}](#step-{sid})", res["tool"], res.get("plugin", ""), _fmt_args(res["args"]),
+             ", ".join(f"[{Path(a['path']).name}]({a['path']})" for a in res["artefacts"]) or "-",
+             f"ledger.sqlite: step {sid}, seq 0"] for sid, res in (state.get("results") or {}).items()]
+    vers = ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items() if v)
+    head = [f"Input: `{run.get('data')}` ({run.get('data_summary') or 'no data'}). Every number in the Answer, "
+            "Hypotheses and Steps sections comes from one of these steps (the link next to it), computed by the "
+            "named tool with these arguments; tool calls, model calls and tokens are rows of the run's ledger.", ""]
+    table = _md_table(rows, ["step", "tool", "plugin", "arguments", "files", "ledger row"]) if rows else "No step ran."
+    return "\n".join(head + [table, "", f"Software: {vers}."])
+
+
+def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dict], totals: dict,
+                    figs: list[tuple[str, str]] = ()) -> str:
     plan = Plan.model_validate(state.get("plan") or {"question": state["question"], "planner": "?"})
     results: dict = state.get("results") or {}
     failures: list = state.get("failures") or []
@@ -63,6 +128,10 @@ def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dic
         from .hypotheses import Hypothesis, to_markdown
 
         out += ["", "## Hypotheses", "", to_markdown([Hypothesis.model_validate(h) for h in state.get("hypotheses") or []])]
+    if figs:
+        out += ["", "## Figures", ""]
+        for title, path in figs:
+            out += [f"![{title}]({path})", "", f"<span class=\"small\">{title}.</span>", ""]
     out += ["", "## Plan", ""]
     initial = state.get("initial_plan") or state.get("plan")
     if initial and initial.get("steps"):
@@ -104,6 +173,7 @@ def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dic
             why = ("the plan did not pass its check" if plan.problems and not results
                    else "dropped after an earlier step failed")
             out += [f"### {sid} (not run)", "", f"Not run: {why}.", ""]
+    out += ["## Provenance", "", provenance(run, state), ""]
     t = run.get("timings", {})
     out += ["## Cost", "",
             _md_table([["wall time", f"{t.get('total_s', 0):.2f} s"], ["tool time", f"{totals['tool_seconds']:.2f} s"],
@@ -152,7 +222,8 @@ def write_report(ctx, state: dict) -> Path:
     """Write report.md and report.html for the run in ``ctx``; returns the HTML path."""
     run = json.loads((ctx.run_dir / "run.json").read_text())
     run["timings"] = {**run.get("timings", {}), **ctx.timings, "total_s": ctx.wall()}
-    md = render_markdown(run, state, ctx.run_dir, ctx.ledger.rows(), ctx.ledger.totals())
+    figs = figures(ctx.adata(), state, ctx.run_dir)
+    md = render_markdown(run, state, ctx.run_dir, ctx.ledger.rows(), ctx.ledger.totals(), figs)
     (ctx.run_dir / "report.md").write_text(md)
     path = ctx.run_dir / "report.html"
     path.write_text(to_html(md, ctx.run_dir, state["question"]))
