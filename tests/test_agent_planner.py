@@ -41,8 +41,10 @@ def planner(asettings):
 def test_embedded_planner_accuracy_on_benchmark(asettings):
     res = evaluate(asettings, load_questions())
     wrong = [(r["id"], r["question"], r["got"]) for r in res["rows"] if not r["ok"]]
-    assert res["n"] >= 40
+    assert res["n"] >= 80
     assert res["accuracy"] >= 0.90, wrong
+    covered = {s["tool"] for q in load_questions() for s in q["expected"]}
+    assert set(plugins.tools(asettings)) <= covered, "every installed tool has a benchmark question"
     assert res["by_kind"]["unanswerable"]["accuracy"] >= 0.9
 
 

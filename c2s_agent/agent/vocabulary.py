@@ -233,6 +233,8 @@ def entity_kind(name: str, f) -> str | None:
         return "literal"
     if n in ("groupby", "column", "obs_key", "label_key", "by", "label_column", "group_by") or n.endswith(("_key", "_column")):
         return "obs_column"
+    if n in SENDERS | RECEIVERS and not re.search(r"group|cells|cell type", f.description or "", re.I):
+        return None  # e.g. knowledge "sources": not cell groups unless the description says so
     if n in ("groups", "group", "cell_types", "cell_type", "labels", "label", "reference", "target", "targets",
              "condition", "conditions", "sender", "receiver", "senders", "receivers", "source", "sources"):
         return "obs_values" if is_list else "obs_value"
