@@ -115,6 +115,20 @@ def load_cell_model(cell, settings):
     return C2SModel(model.backend, cell.prompt_set)
 
 
+def model_meta(cell, settings) -> dict:
+    """A model's metadata (labels, split, perturbations): read from ``c2s_model.json`` without loading the
+    weights when the model is a folder that has one, so planning a cached run stays fast."""
+    import json
+
+    from ...models.model import resolve
+
+    _, target = resolve(cell.model, settings)
+    meta = Path(target) / "c2s_model.json"
+    if Path(target).is_dir() and meta.exists():
+        return json.loads(meta.read_text())
+    return load_cell_model(cell, settings).meta
+
+
 def rounded(x, digits: int = 10):
     """Floats rounded for stable JSON rows (None for NaN/inf)."""
     import math

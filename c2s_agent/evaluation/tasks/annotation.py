@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
-from . import Task, load_cell_model, read_obs, read_rows, rounded
+from . import Task, load_cell_model, model_meta, read_obs, read_rows, rounded
 
 BASELINE = "baseline:logistic_regression"
 
@@ -33,7 +33,7 @@ class Annotation(Task):
         if col not in obs:
             raise InputError(f"dataset {cell.dataset} label_column {col!r}", "is not an obs column",
                              f"use one of {list(obs.columns)}")
-        split = load_cell_model(cell, settings).meta.get("split") or {}
+        split = model_meta(cell, settings).get("split") or {}
         names = set(split.get("test_obs_names") or [])
         is_test = obs.index.isin(names) if names else np.ones(len(obs), bool)
         if names and not is_test.any():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Task, load_cell_model, read_obs, read_rows, rounded
+from . import Task, load_cell_model, model_meta, read_obs, read_rows, rounded
 
 
 class GenerationFidelity(Task):
@@ -26,7 +26,7 @@ class GenerationFidelity(Task):
     def items(self, cell, settings) -> list[dict]:
         obs = read_obs(cell.dataset)
         p = cell.params
-        types = p["cell_types"] or load_cell_model(cell, settings).known_labels
+        types = p["cell_types"] or model_meta(cell, settings).get("labels", [])
         out = []
         for ct in types:
             for cond in p["conditions"]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Task, load_cell_model, read_obs, read_rows, rounded
+from . import Task, load_cell_model, model_meta, read_obs, read_rows, rounded
 
 
 class PerturbationResponse(Task):
@@ -44,8 +44,7 @@ class PerturbationResponse(Task):
         return out
 
     def items(self, cell, settings) -> list[dict]:
-        model = load_cell_model(cell, settings)
-        held = (model.meta.get("split") or {}).get("held_out_perturbed", {}).get("cell_type")
+        held = (model_meta(cell, settings).get("split") or {}).get("held_out_perturbed", {}).get("cell_type")
         groups = self._groups(cell)
         types = cell.params["cell_types"] or sorted(groups)
         return [{"id": t, "cell_type": t, "held_out": t == held, "ctrl": groups[t]["ctrl"].tolist(),
