@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import select
 import subprocess
 import sys
 import time
@@ -36,14 +37,17 @@ def _serve_stderr(extra_env: dict, host: str) -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", **extra_env}
-    env.pop("C2S_API_KEY", None) if "C2S_API_KEY" not in extra_env else None
+    env = {k: v for k, v in os.environ.items() if k != "C2S_API_KEY"}
+    env.update({"HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", **extra_env})
     proc = subprocess.Popen([sys.executable, "-m", "c2s_agent", "serve", "--host", host, "--port", str(port),
                              "--threads", "1"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines = []
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)  # never block past the deadline
+            if not ready:
+                continue
             line = proc.stderr.readline()
             if not line:
                 break
