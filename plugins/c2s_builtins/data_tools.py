@@ -150,6 +150,35 @@ def _filter_cells(adata, values: list[str], skip: str):
     return mask, found
 
 
+class CaptionInput(BaseModel):
+    groupby: str = Field(description="obs column whose groups get captions (clusters, cell types)",
+                         json_schema_extra={"entity": "obs_column"})
+    groups: list[str] | None = Field(None, description="only these groups", json_schema_extra={"entity": "obs_values"})
+    n_genes: int = Field(5, ge=1, le=20, description="marker genes per caption", json_schema_extra={"entity": "number"})
+
+
+class CaptionOutput(BaseModel):
+    method: str
+    captions: dict[str, str]
+
+
+def caption_groups_tool(ctx: ToolContext, args: CaptionInput) -> ToolResult:
+    import pandas as pd
+
+    from c2s_agent.agent.captions import METHOD, caption_groups
+    from c2s_agent.knowledge.index import load
+
+    if args.groupby not in ctx.adata.obs.columns:
+        raise InputError(f"groupby={args.groupby!r}", "is not an obs column of this dataset",
+                         f"use one of {list(ctx.adata.obs.columns)}")
+    caps = caption_groups(ctx.adata, args.groupby, load(ctx.settings, progress=False), args.n_genes, args.groups)
+    ctx.save_table(pd.DataFrame([c.model_dump() for c in caps]).set_index("group"), "captions",
+                   f"Captions per {args.groupby}")
+    text = " ".join(c.text for c in caps[:6])
+    return ToolResult(output=CaptionOutput(method=METHOD, captions={c.group: c.text for c in caps}),
+                      evidence=f"Captions per {args.groupby} ({METHOD}): {text}")
+
+
 def marker_genes(ctx: ToolContext, args: MarkersInput) -> ToolResult:
     import pandas as pd
     import scanpy as sc
@@ -291,6 +320,13 @@ def register_tools(register):
                   "Which genes characterise each group of cells?"],
         input_model=MarkersInput, output_model=MarkersOutput, run=marker_genes,
         produces=("uns:c2s_markers",), cost="medium"))
+    register(Tool(
+        name="caption_groups",
+        description="Caption each cluster or cell type in words: its marker genes, the C2S-predicted cell type "
+                    "(when annotation ran), the Cell Ontology definition and curated interactions of the markers.",
+        examples=["Write a caption for every cell type", "Write captions for the seurat clusters",
+                  "Describe each cell type in plain words with its markers and ontology definition"],
+        input_model=CaptionInput, output_model=CaptionOutput, run=caption_groups_tool))
     register(Tool(
         name="reconstruct_expression",
         description="Fit the reverse transform that turns cell sentences back into expression values and measure "
