@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 QUESTION = "Which marker genes distinguish the cell types, and how do monocytes respond to interferon?"
+THREE_STEP = ("Annotate the cells with the C2S model, then score ligand-receptor communication from monocytes to T "
+              "cells, and report the evidence")
 
 
 def plan_latency(n: int = 20) -> tuple[float, float]:
@@ -85,6 +87,17 @@ def main() -> None:
                   f"save data {t['persist_s']:.2f} s, report {t['report_s']:.2f} s, importing langgraph {t.get('imports_s', 0):.2f} s")
             print(f"  orchestration (planning+graph+checkpoints+ledger) {orch:.2f} s = {orch / t['total_s']:.1%} of wall; "
                   f"with data saving {(orch + t['persist_s']) / t['total_s']:.1%}")
+        t0 = time.perf_counter()  # annotate -> interactions -> report, in a fresh process (model load included)
+        p = subprocess.run([c2s, "ask", THREE_STEP, "--data", "demo"], env=env, capture_output=True, text=True)
+        wall_proc = time.perf_counter() - t0
+        if p.returncode:
+            sys.exit(p.stderr)
+        rd = Path(p.stdout.strip().splitlines()[-1]).parent
+        steps = [(s["tool"], s.get("duration_s", 0)) for s in json.loads((rd / "plan.json").read_text())["steps"]]
+        t = json.loads((rd / "run.json").read_text())["timings"]
+        print(f"three-step ask (annotate, interactions, report): process wall {wall_proc:.1f} s (target <= 60 s, "
+              f"ratio {wall_proc / 60:.2f}); run wall {t['total_s']:.1f} s, tools {t['tools_s']:.1f} s; "
+              f"steps {[name for name, _ in steps]}")
     in_process()
     warm, med, mx = plan_latency()
     print(f"plan latency: first plan in a process {warm * 1000:.0f} ms (model load + tool embeddings); "
