@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.select import obs_mask
 from ..errors import InputError
 from ..sentences import CellSentences
 from ..sentences.transform import OBSM_KEY, from_adata
@@ -65,18 +66,7 @@ def select(adata, where: dict[str, str] | None, name: str = "cells"):
     """Cells of ``adata`` whose obs columns equal the given values (all must match)."""
     if not where:
         return adata
-    mask = np.ones(adata.n_obs, dtype=bool)
-    for col, value in where.items():
-        if col not in adata.obs.columns:
-            raise InputError(f"{name} selection", f"obs has no column {col!r}", f"choose one of {list(adata.obs.columns)}")
-        values = adata.obs[col].astype(str)
-        if str(value) not in set(values):
-            raise InputError(f"{name} selection", f"obs[{col!r}] has no value {value!r}",
-                             f"choose one of {sorted(set(values))[:20]}")
-        mask &= (values == str(value)).to_numpy()
-    if mask.sum() < 2:
-        raise InputError(f"{name} selection", f"{where} matches {int(mask.sum())} cells", "select at least two cells")
-    return adata[mask].copy()
+    return adata[obs_mask(adata, where, name)].copy()
 
 
 def parse_where(text: str | None, name: str) -> dict[str, str] | None:

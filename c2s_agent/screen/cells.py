@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.select import obs_mask
 from ..errors import InputError
 
 CELL_TYPE_KEYS = ("cell_type", "c2s_cell_type")
@@ -27,21 +28,10 @@ def select_cells(adata, where: dict[str, str] | None = None, cell_type: str | No
                  name: str = "cells") -> np.ndarray:
     """Positions of cells matching every ``where`` column=value and ``cell_type``; at most ``n_cells`` of them,
     drawn at random (seeded) and returned in data order."""
-    mask = np.ones(adata.n_obs, bool)
     conditions = dict(where or {})
     if cell_type:
         conditions[cell_type_key(adata, cell_type_key_)] = cell_type
-    for col, value in conditions.items():
-        if col not in adata.obs.columns:
-            raise InputError(f"{name} selection", f"obs has no column {col!r}", f"choose one of {list(adata.obs.columns)}")
-        values = adata.obs[col].astype(str)
-        if str(value) not in set(values):
-            raise InputError(f"{name} selection", f"obs[{col!r}] has no value {value!r}",
-                             f"choose one of {sorted(set(values))[:20]}")
-        mask &= (values == str(value)).to_numpy()
-    rows = np.flatnonzero(mask)
-    if len(rows) < 2:
-        raise InputError(f"{name} selection", f"{conditions} matches {len(rows)} cells", "select at least two cells")
+    rows = np.flatnonzero(obs_mask(adata, conditions, name))
     if n_cells is not None and len(rows) > n_cells:
         rows = np.sort(np.random.default_rng(seed).choice(rows, n_cells, replace=False))
     return rows
