@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -197,7 +198,9 @@ def test_resume_after_kill_9_redoes_no_finished_step(asettings, kill_after):
         if proc.poll() is not None:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
+    seed = int.from_bytes(os.urandom(4), "little")  # a random moment after the step: mid-step, mid-write, ...
+    time.sleep(random.Random(seed).uniform(0, 0.4))
+    assert proc.poll() is None, f"the run ended before it could be killed (seed {seed})"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     before = {r["step_id"]: r for r in _ledger(rd) if r["kind"] == "tool" and r["status"] == "ok"}
