@@ -1,4 +1,4 @@
-"""``c2s ask``, ``c2s resume``, ``c2s runs list|show``, ``c2s plugins list`` and ``c2s eval-planning``."""
+"""``c2s ask``, ``c2s resume``, ``c2s runs list|show``, ``c2s plugins list`` and ``c2s eval planning``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ._app import app, console
+from .evals import eval_app
 
 runs_app = typer.Typer(help="Past runs of `c2s ask`.", no_args_is_help=True)
 plugins_app = typer.Typer(help="Installed plugins and their tools.", no_args_is_help=True)
@@ -240,18 +241,10 @@ def plugins_list(as_json: bool = typer.Option(False, "--json")) -> None:
         console.print(f"[yellow]not loaded[/] {name}: {msg}")
 
 
-@app.command("eval-planning")
+@eval_app.command("planning")
 def eval_planning_cmd(planner: str = typer.Option("embedded", "--planner"),
-                  verbose: bool = typer.Option(False, "-v", "--verbose", help="list wrongly planned questions")) -> None:
+                      verbose: bool = typer.Option(False, "-v", "--verbose", help="list wrongly planned questions")) -> None:
     """Score a planner on the planning benchmark (evals/planning/questions.yaml) and print its accuracy."""
     from ..agent.evaluate import main
 
     main(["--planner", planner] + (["-v"] if verbose else []))
-
-
-try:  # also as `c2s eval planning` when the evaluation command group is installed
-    from .evals import eval_app
-
-    eval_app.command("planning")(eval_planning_cmd)
-except Exception:  # noqa: BLE001 - that group is optional here; `c2s eval-planning` always works
-    pass

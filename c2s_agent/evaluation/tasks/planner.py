@@ -1,5 +1,5 @@
 """Planner accuracy on the planning benchmark (``evals/planning/questions.yaml``), scored by the same function
-as ``c2s eval-planning``: :func:`c2s_agent.agent.evaluate.evaluate`. One item per question."""
+as ``c2s eval planning``: :func:`c2s_agent.agent.evaluate.evaluate`. One item per question."""
 
 from __future__ import annotations
 
