@@ -8,17 +8,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import InputError
 from ..tools import Tool, ToolContext, ToolResult
-
-
-class HitOut(BaseModel):
-    id: str
-    source: str
-    kind: str
-    text: str
-    genes: list[str]
-    score: float
-    match: list[str]
-    also_in: list[str] = []
+from .retrieve import Hit
 
 
 def _kb(ctx: ToolContext):
@@ -40,7 +30,7 @@ class RetrieveInput(BaseModel):
 
 
 class RetrieveOutput(BaseModel):
-    hits: list[HitOut]
+    hits: list[Hit]
     genes_matched: list[str]
 
 
@@ -51,7 +41,7 @@ def retrieve_interactions(ctx: ToolContext, args: RetrieveInput) -> ToolResult:
     hits = kb.search(query=args.query, genes=args.genes, top_k=args.top_k, kinds=args.kinds or None,
                      sources=args.sources or None)
     matched = [s for g in args.genes for s in kb.resolve(g)] + (kb.genes_in(args.query) if args.query else [])
-    out = RetrieveOutput(hits=[HitOut(**h.model_dump(exclude={"attrs"})) for h in hits],
+    out = RetrieveOutput(hits=list(hits),
                          genes_matched=list(dict.fromkeys(matched)))
     if hits:
         ctx.save_table(pd.DataFrame([h.model_dump(exclude={"attrs"}) for h in hits]), "knowledge_hits",
