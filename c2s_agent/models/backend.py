@@ -66,3 +66,21 @@ class Backend(Protocol):
     def score_labels(self, prompts: list[str], labels: list[str]) -> LabelScores: ...
 
     def embed(self, texts: list[str]) -> Embeddings: ...
+
+
+def length_buckets(lengths, budget: int, order=None) -> list[list[int]]:
+    """Group item indices, taken in ``order`` (default: by length), into batches whose padded size
+    (longest item x batch size) stays within ``budget`` tokens; an item longer than the budget is a batch alone."""
+    if order is None:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out, cur, cur_max = [], [], 0
+    for i in order:
+        n = lengths[i]
+        if cur and max(cur_max, n) * (len(cur) + 1) > budget:
+            out.append(cur)
+            cur, cur_max = [], 0
+        cur.append(i)
+        cur_max = max(cur_max, n)
+    if cur:
+        out.append(cur)
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .backend import Completion, Embeddings, GenParams, LabelScores
+from .backend import Completion, Embeddings, GenParams, LabelScores, length_buckets
 
 
 def _load_metadata(path: Path) -> dict:
@@ -64,19 +64,7 @@ class TransformersBackend:
         return self.tok(list(texts), add_special_tokens=True)["input_ids"]
 
     def _buckets(self, lengths: list[int], budget: int | None = None) -> list[list[int]]:
-        budget = budget or self.batch_tokens
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        out, cur, cur_max = [], [], 0
-        for i in order:
-            n = lengths[i]
-            if cur and max(cur_max, n) * (len(cur) + 1) > budget:
-                out.append(cur)
-                cur, cur_max = [], 0
-            cur.append(i)
-            cur_max = max(cur_max, n)
-        if cur:
-            out.append(cur)
-        return out
+        return length_buckets(lengths, budget or self.batch_tokens)
 
     def _pad(self, seqs: list[list[int]]):
         torch = self._torch

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import length_buckets
 from . import data as D
 
 MODEL_FORMAT = "c2s-agent-model/1"
@@ -137,17 +138,9 @@ def encode(tok, examples, labels, cfg: TrainConfig):
 
 
 def _batches(encoded, batch_tokens: int, rng) -> list[list[int]]:
-    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i][0]), rng.random()))
-    batches, cur, cur_max = [], [], 0
-    for i in order:
-        n = len(encoded[i][0])
-        if cur and max(cur_max, n) * (len(cur) + 1) > batch_tokens:
-            batches.append(cur)
-            cur, cur_max = [], 0
-        cur.append(i)
-        cur_max = max(cur_max, n)
-    if cur:
-        batches.append(cur)
+    lengths = [len(e[0]) for e in encoded]
+    order = sorted(range(len(encoded)), key=lambda i: (lengths[i], rng.random()))
+    batches = length_buckets(lengths, batch_tokens, order)
     rng.shuffle(batches)
     return batches
 
