@@ -207,3 +207,20 @@ def test_numpy_embedder_matches_sentence_transformers():
     ref = SentenceTransformer(str(model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
     ours = embedder().encode(texts)
     assert np.allclose(ours, ref, atol=1e-4)
+
+
+def test_bundled_tool_embeddings_are_current_and_right():
+    """The shipped embeddings cover every built-in tool text (else: python -m c2s_agent.agent.planners.embedded)
+    and equal what the embedder computes now."""
+    import numpy as np
+
+    from c2s_agent.agent.embedder import embedder
+    from c2s_agent.agent.planners.embedded import _bundled, _text_key, builtin_tool_texts
+
+    texts = builtin_tool_texts()
+    assert len(texts) > 50
+    missing = [t for t in texts if _text_key(t) not in _bundled()]
+    assert not missing, f"stale prompts/planner_embeddings.npz; rebuild it: python -m c2s_agent.agent.planners.embedded ({missing[:3]})"
+    sample = texts[::17]
+    fresh = embedder().encode(sample)
+    np.testing.assert_allclose(np.stack([_bundled()[_text_key(t)] for t in sample]), fresh, atol=1e-5)

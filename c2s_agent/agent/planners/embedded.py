@@ -6,9 +6,11 @@ It knows no tool by name: whatever tools are registered are matched by what they
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +37,42 @@ STOP = frozenset("the a an of to in on for and or with by from is are be do does
 
 
 _TEXT_CACHE: dict[str, np.ndarray] = {}  # sha1 of a tool text -> its embedding
+#: Embeddings of the built-in tools' descriptions and examples, shipped so that a first run embeds nothing
+#: but the question. Rebuilt with ``python -m c2s_agent.agent.planners.embedded``; a test checks it is current.
+BUNDLED_FILE = "planner_embeddings.npz"
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:24]
+
+
+@functools.cache
+def _bundled() -> dict[str, np.ndarray]:
+    from ...resources import bundled
+
+    path = bundled("prompts") / BUNDLED_FILE
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def builtin_tool_texts() -> list[str]:
+    """Every description and example of the tools the built-in plugins register."""
+    from ... import plugins
+    from ...config import Settings
+
+    tools = plugins.tools(Settings())
+    return sorted({t for tool in tools.values() if (tool.plugin or "").startswith("c2s_builtins")
+                   for t in (tool.description, *tool.examples)})
+
+
+def write_bundled(path: Path) -> int:
+    """Embed the built-in tools' texts and write them to ``path`` (an .npz keyed by text hash)."""
+    texts = builtin_tool_texts()
+    vecs = embedder().encode(texts)
+    np.savez(path, **{_text_key(t): v for t, v in zip(texts, vecs)})
+    return len(texts)
 
 
 def _stems(text: str) -> set[str]:
@@ -98,10 +136,13 @@ class EmbeddedPlanner:
     def _cached_encode(self, key: str, texts: list[str]) -> np.ndarray:
         """Embeddings of ``texts``, each cached in memory and on disk, so a new plugin costs only its texts."""
         folder = self.settings.cache_dir / "planner" / "minilm" if self.settings is not None else None
-        keys = [hashlib.sha1(t.encode()).hexdigest()[:24] for t in texts]
+        keys = [_text_key(t) for t in texts]
         missing = []
         for k in keys:
             if k in _TEXT_CACHE:
+                continue
+            if k in _bundled():
+                _TEXT_CACHE[k] = _bundled()[k]
                 continue
             path = folder / f"{k}.npy" if folder else None
             if path is not None and path.exists():
@@ -235,3 +276,10 @@ class EmbeddedPlanner:
         if not replacement:
             remaining, _ = drop_dependents(remaining, failed, tools, vocab, done_slots or set())
         return replacement + remaining
+
+
+if __name__ == "__main__":
+    from ...resources import bundled
+
+    out = bundled("prompts") / BUNDLED_FILE
+    print(f"wrote {write_bundled(out)} tool texts to {out}")
