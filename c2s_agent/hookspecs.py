@@ -73,6 +73,7 @@ def register_rewards(register):
     """Add training rewards for reinforcement learning of C2S models.
 
     Parameters:
-        register: call ``register(name, factory)``; ``factory(**options)`` returns a callable scoring a batch
-            of completions, as TRL's GRPO trainer expects.
+        register: call ``register(name, factory)``; ``factory(data=RewardData, **options)`` returns
+            ``reward(prompts, completions, **columns) -> list[float]`` (one value per completion, as TRL's
+            GRPO trainer calls it; see :mod:`c2s_agent.models.training.rewards`).
     """

@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "c2s_builtins.knowledge_plugin",
     "c2s_builtins.metrics_plugin",
     "c2s_builtins.screen_plugin",
+    "c2s_builtins.rewards_plugin",
 )
 
 pm = pluggy.PluginManager("c2s_agent")
