@@ -57,6 +57,7 @@ MODULES = {
     "retrieval_recall": "retrieval",
     "planner_accuracy": "planner",
     "reverse_transform_r2": "reverse",
+    "multicell_knowledge": "multicell",
 }
 
 
