@@ -92,10 +92,15 @@ def grpo(data, out: str | Path, base: str | Path | None = None, cfg: GRPOSetting
          progress: bool = True) -> dict:
     """Run GRPO from ``base`` (default: the embedded model) on ``data`` and save to ``out``; returns the
     metadata written to ``c2s_model.json``."""
-    import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+
+    try:
+        import datasets
+        from trl import GRPOConfig, GRPOTrainer
+    except ImportError:
+        raise InputError("--method grpo", "needs TRL, which is not installed",
+                         "pip install 'c2s-agent[train]' (trl==1.16.0)") from None
 
     from ...data import read
     from ..model import embedded_model_path

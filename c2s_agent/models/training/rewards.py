@@ -108,6 +108,11 @@ class RewardData:
         return self._encoder.encode(list(sentences))
 
 
+def _need(data, name: str) -> None:
+    if data is None:
+        raise InputError(f"reward {name!r}", "needs observed perturbed cells", "use it with the perturbation task")
+
+
 def _corr(a: np.ndarray, b: np.ndarray, method: str) -> float:
     from scipy.stats import kendalltau
 
@@ -121,6 +126,7 @@ def program_agreement(data: RewardData, program: str = "ifn_alpha", method: str 
     """Correlation of each completion's predicted log-fold change with the observed one on a program's genes."""
     from ...screen import get_program
 
+    _need(data, "program_agreement")
     if method not in ("pearson", "kendall"):
         raise InputError("method", f"{method!r} is not a correlation", "use 'pearson' or 'kendall'")
     genes = get_program(program).restricted(data.genes)
@@ -158,6 +164,7 @@ def distribution(data: RewardData, **_) -> Reward:
     from ...metrics import mmd
     from ...metrics.distribution import median_bandwidth
 
+    _need(data, "distribution")
     observed = {g: data.embed(s) for g, s in data.perturbed_sentences.items()}
 
     def reward(prompts, completions, group, **_) -> list[float]:
