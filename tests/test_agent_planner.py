@@ -224,3 +224,22 @@ def test_bundled_tool_embeddings_are_current_and_right():
     sample = texts[::17]
     fresh = embedder().encode(sample)
     np.testing.assert_allclose(np.stack([_bundled()[_text_key(t)] for t in sample]), fresh, atol=1e-5)
+
+
+@pytest.mark.parametrize("data", ["demo", "pbmc68k"])
+def test_annotate_then_interactions_use_the_predicted_labels(planner, tools, asettings, data):
+    """Annotation keeps every label; the ligand-receptor step groups by the predicted types, with "monocytes" and
+    "T cells" mapped onto the model's labels, whatever the dataset calls its own cell types."""
+    from c2s_agent.data import read
+
+    vocab = Vocabulary.from_adata(read(data, backed=True))
+    plan = planner.plan("Annotate the cells and find interactions from monocytes to T cells", tools, vocab)
+    assert plan.summary() == [
+        {"id": "s1", "tool": "annotate_cells", "args": {}},
+        {"id": "s2", "tool": "score_ligand_receptor",
+         "args": {"groupby": "c2s_cell_type", "source": ["CD14 Mono", "CD16 Mono"],
+                  "target": ["CD4 Memory T", "CD4 Naive T", "CD8 T", "T activated"]}}]
+    assert plan.ok, plan.problems
+    # without the annotation the data's own column is used, and a predicted column is not assumed
+    alone = planner.plan("Find interactions from monocytes to T cells", tools, vocab)
+    assert [s.tool for s in alone.steps] == ["score_ligand_receptor"] and alone.steps[0].args["groupby"] != "c2s_cell_type"

@@ -115,3 +115,25 @@ def test_tool_writes_table_plot_and_uns(kang, settings, tmp_path):
     assert res.output.n_significant["stim"] >= 1 and res.output.top_pairs[0].pvalue < 0.05
     assert "stim:" in res.evidence and "->" in res.evidence
     assert np.isfinite([p.score for p in res.output.top_pairs]).all()
+
+
+def test_tool_groups_by_predicted_labels_after_annotation(kang, tmp_path):
+    """With no groupby the tool uses obs['c2s_cell_type'] (written by annotate_cells) when present, else the
+    data's cell type column."""
+    from c2s_agent import plugins
+    from c2s_agent.config import Settings
+    from c2s_agent.tools import ToolContext
+
+    tool = plugins.tools(Settings())["score_ligand_receptor"]
+    adata = kang.copy()
+    args = {"source": ["CD14 Mono"], "target": ["NK"], "n_perms": 10}
+    res = tool.invoke(ToolContext(adata, tmp_path, Settings(runs_dir=tmp_path), step_id="a"), args)
+    assert adata.uns["c2s_lr"]["params"]["groupby"] == "cell_type" and "obs['cell_type']" in res.evidence
+    adata.obs["c2s_cell_type"] = adata.obs.cell_type.astype(str).replace({"CD16 Mono": "CD14 Mono"})  # a prediction
+    res = tool.invoke(ToolContext(adata, tmp_path, Settings(runs_dir=tmp_path), step_id="b"), args)
+    table = adata.uns["c2s_lr"]["table"]
+    assert adata.uns["c2s_lr"]["params"]["groupby"] == "c2s_cell_type" and "predicted by the C2S model" in res.evidence
+    assert (table.n_source_cells == int((kang.obs.cell_type.isin(MONO)).sum())).all()
+    del adata.obs["c2s_cell_type"], adata.obs["cell_type"]
+    with pytest.raises(InputError, match="no cell type column"):
+        tool.invoke(ToolContext(adata, tmp_path, Settings(runs_dir=tmp_path), step_id="c"), args)

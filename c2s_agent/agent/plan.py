@@ -135,6 +135,7 @@ def check(plan: Plan, tools: dict[str, Tool], vocab: Vocabulary | None) -> list[
             if slot not in available:
                 problems.append(f"{step.id}: {step.tool} needs {slot}, which neither the data nor an earlier step provides")
         if vocab is not None:
-            problems.extend(f"{step.id}: {p}" for p in vocab.check_args(tool, parsed))
+            produced = {s.partition(":")[2] for s in available - set(vocab.slots) if s.startswith("obs:")}
+            problems.extend(f"{step.id}: {p}" for p in vocab.check_args(tool, parsed, produced))
         available.update(tool.slots("produces", parsed))
     return problems

@@ -80,7 +80,7 @@ class Vocabulary:
         return next((c for c in self.label_columns() if any(h in c.lower() for h in ("cluster", "louvain", "leiden"))), None)
 
     def celltype_column(self) -> str | None:
-        return next((c for c in self.label_columns() if any(h in c.lower() for h in LABEL_HINTS[:5])), None)
+        return next((c for c in self.label_columns() if is_celltype_column(c)), None)
 
     def column_named(self, field_name: str) -> str | None:
         """The column a field is named after (``cell_type`` -> a cell-type column, ``condition`` -> ...)."""
@@ -90,6 +90,14 @@ class Vocabulary:
         if n in ("condition", "treatment", "control", "stimulation", "perturbation"):
             return self.condition_column()
         return next((c for c in self.columns if _norm(c) == n), None)
+
+    def predicted(self, column: str, values: list[str]) -> Vocabulary:
+        """The vocabulary once a step has predicted cell types into ``obs[column]`` (e.g. ``c2s_cell_type`` from
+        annotate_cells): that column, holding ``values``, stands in for the dataset's own cell-type column, so
+        "monocytes" or "T cells" name predicted labels."""
+        own = self.celltype_column()
+        cols = {column: list(values), **{c: v for c, v in self.columns.items() if c not in (own, column)}}
+        return Vocabulary(cols, self.numeric_columns, self.genes, self.slots | {f"obs:{column}"})
 
     # ------------------------------------------------------------------ extraction
     def mentions(self, text: str) -> list[Mention]:
@@ -165,14 +173,22 @@ class Vocabulary:
         return sorted(found, key=lambda f: f.start)
 
     # ------------------------------------------------------------------ checks
-    def check_args(self, tool, args) -> list[str]:
-        """Problems with arguments that name things the dataset does not have."""
+    def check_args(self, tool, args, produced: set[str] = frozenset()) -> list[str]:
+        """Problems with arguments that name things the dataset does not have. Columns in ``produced`` are made
+        by earlier steps: their values are known only when those run, so they are not checked."""
         problems = []
-        for name, f in tool.input_model.model_fields.items():
+        fields = tool.input_model.model_fields
+        on_produced = any(entity_kind(n, f) == "obs_column" and getattr(args, n, None) in produced
+                          for n, f in fields.items())
+        for name, f in fields.items():
             value = getattr(args, name, None)
             if value in (None, "", []):
                 continue
             kind = entity_kind(name, f)
+            if kind == "obs_column" and value in produced:
+                continue
+            if kind in ("obs_values", "obs_value") and on_produced:
+                continue
             if kind == "obs_column" and value not in self.columns and value not in self.numeric_columns:
                 problems.append(f"{tool.name}: {name}={value!r} is not an obs column; use one of {list(self.columns)}")
             elif kind in ("obs_values", "obs_value", "obs_filter"):
@@ -185,6 +201,11 @@ class Vocabulary:
                 if bad:
                     problems.append(f"{tool.name}: {name} has genes {bad} not in the dataset's var_names")
         return problems
+
+
+def is_celltype_column(name: str) -> bool:
+    """A column named like a cell-type annotation (``cell_type``, ``c2s_cell_type``, ``celltype``, ``labels``)."""
+    return any(h in name.lower() for h in LABEL_HINTS[:5])
 
 
 def _norm_keep(text: str) -> str:
@@ -260,10 +281,10 @@ def fill_args(tool, clause: str, vocab: Vocabulary | None, question: str = "") -
     notes: list[str] = []
     fields = tool.input_model.model_fields
     mentions = vocab.mentions(clause) if vocab else []
-    if vocab and question and question != clause:  # columns and labels may be named once for several clauses
+    borrowed = False  # columns and labels may be named once for several clauses: they fill required fields
+    if vocab and question and question != clause and not any(m.kind in ("column", "value") for m in mentions):
         extra = [m for m in vocab.mentions(question) if m.kind in ("column", "value")]
-        if not any(m.kind in ("column", "value") for m in mentions):
-            mentions = mentions + extra
+        mentions, borrowed = mentions + extra, bool(extra)
     columns = [m.column for m in mentions if m.kind == "column"]
     values = [m for m in mentions if m.kind == "value"]
     condition = bool(CONDITION_WORDS.search(clause))
@@ -288,7 +309,7 @@ def fill_args(tool, clause: str, vocab: Vocabulary | None, question: str = "") -
                 taken.add(concept)
         generic_filled = False
         for name in col_fields:
-            if name in args:
+            if name in args or (borrowed and not fields[name].is_required()):
                 continue
             if generic_filled and not fields[name].is_required():
                 continue  # a second optional column field without a telling name stays unset
@@ -313,7 +334,7 @@ def fill_args(tool, clause: str, vocab: Vocabulary | None, question: str = "") -
     for name, kind in kinds.items():
         f = fields[name]
         base, is_list, lits = _base_type(f.annotation)
-        if kind in ("obs_values", "obs_value"):
+        if kind in ("obs_values", "obs_value") and not (borrowed and not f.is_required()):
             named = column_of.get(name) or (vocab.column_named(name) if vocab else None)  # named like a column
             pair_field = re.sub(r"_values?$", "", name) + "_column"  # condition_value <- condition_column
             if pair_field in fields and not args.get(pair_field):

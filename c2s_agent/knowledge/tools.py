@@ -86,8 +86,9 @@ def ppi_neighbourhood(ctx: ToolContext, args: NeighbourhoodInput) -> ToolResult:
 
 # ---------------------------------------------------------------- score_ligand_receptor
 class LRInput(BaseModel):
-    groupby: str = Field(description="obs column holding the cell groups (e.g. cell type)",
-                         json_schema_extra={"entity": "obs_column"})
+    groupby: str | None = Field(None, description="obs column holding the cell groups (e.g. cell type); default the "
+                                "predicted cell types obs['c2s_cell_type'] when the cells were annotated, else the "
+                                "data's cell type column", json_schema_extra={"entity": "obs_column"})
     source: list[str] = Field(min_length=1, description="sending group(s): values of the groupby column",
                               json_schema_extra={"entity": "obs_values"})
     target: list[str] = Field(min_length=1, description="receiving group(s): values of the groupby column",
@@ -117,10 +118,27 @@ class LROutput(BaseModel):
     top_pairs: list[PairOut]
 
 
+PREDICTED = "c2s_cell_type"  # where annotate_cells writes the predicted cell types
+CELL_TYPE_COLUMNS = ("cell_type", "celltype", "cell_types", "bulk_labels", "labels", "annotation")
+
+
+def lr_groupby(adata, groupby: str | None) -> str:
+    """The column to group by: ``groupby``, else the predicted cell types when an annotation ran, else the
+    data's own cell type column."""
+    if groupby:
+        return groupby
+    found = next((c for c in (PREDICTED, *CELL_TYPE_COLUMNS) if c in adata.obs.columns), None)
+    if found is None:
+        raise InputError("groupby", "was not given and the data has no cell type column",
+                         f"name one of {list(adata.obs.columns)}, or annotate the cells first (annotate_cells)")
+    return found
+
+
 def score_ligand_receptor_tool(ctx: ToolContext, args: LRInput) -> ToolResult:
     from .lr import lr_dotplot, score_ligand_receptor
 
-    table = score_ligand_receptor(ctx.adata, args.groupby, args.source, args.target,
+    groupby = lr_groupby(ctx.adata, args.groupby)
+    table = score_ligand_receptor(ctx.adata, groupby, args.source, args.target,
                                   condition=args.condition_column, condition_value=args.condition_value,
                                   n_perms=args.n_perms, min_fraction=args.min_fraction)
     if "condition" not in table:
@@ -137,8 +155,9 @@ def score_ligand_receptor_tool(ctx: ToolContext, args: LRInput) -> ToolResult:
     per = "; ".join(f"{c}: {n_sig.get(c, 0)} significant (p<0.05), top "
                     + ", ".join([p.pair for p in pairs if p.condition == c][:5])
                     for c in sorted(table.condition.unique()))
+    made = " (cell types predicted by the C2S model)" if groupby == PREDICTED else ""
     return ToolResult(output=out, evidence=f"Ligand-receptor scoring {'+'.join(args.source)} -> "
-                      f"{'+'.join(args.target)} over {out.n_interactions} CellPhoneDB pairs, "
+                      f"{'+'.join(args.target)} grouped by obs['{groupby}']{made} over {out.n_interactions} CellPhoneDB pairs, "
                       f"{args.n_perms} permutations: {per}")
 
 
@@ -214,7 +233,9 @@ def all_tools() -> list[Tool]:
                        "How do CD14 monocytes talk to CD4 T cells after stimulation?",
                        "Cell-cell communication between monocytes and T cells in control versus stimulated",
                        "Which signals do monocytes send to NK cells?", "Score ligand receptor interactions between B cells and T cells",
-                       "Does interferon stimulation change signalling from monocytes to T cells?"],
+                       "Does interferon stimulation change signalling from monocytes to T cells?",
+                       "Find interactions from monocytes to T cells",
+                       "What interactions are there between B cells and NK cells?"],
              input_model=LRInput, output_model=LROutput, run=score_ligand_receptor_tool,
              requires=("obs:{groupby}",), produces=("uns:c2s_lr",), cost="medium"),
         Tool(name="gene_set_lookup",

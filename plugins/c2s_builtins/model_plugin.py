@@ -1,5 +1,6 @@
 """Built-in C2S model plugin: the backends (transformers, openai-http, vllm) and the model tools
-(annotate_cells, embed_cells, generate_cells, predict_perturbation). Heavy imports happen inside functions."""
+(annotate_cells, embed_cells, generate_cells, predict_perturbation, multicell_reasoning). Heavy imports happen
+inside functions."""
 
 from __future__ import annotations
 
@@ -267,6 +268,86 @@ def predict_perturbation(ctx: ToolContext, args: PerturbInput) -> ToolResult:
                       f"most increased: {', '.join(up.index[:6])}; most decreased: {', '.join(down.index[:6])}.")
 
 
+# ---------------------------------------------------------------- multicell_reasoning
+class MulticellInput(BaseModel):
+    groupby: str | None = Field(None, description="obs column of the cell groups (cell type or cluster) to reason over",
+                                json_schema_extra={"entity": "obs_column"})
+    groups: list[str] | None = Field(None, description="only these values of groupby: neighbourhoods around their "
+                                     "cells, or their clusters", json_schema_extra={"entity": "obs_values"})
+    mode: Literal["neighbourhood", "cluster"] = Field("neighbourhood", description="kNN neighbourhoods around cells, "
+                                                      "or chunks of each cluster")
+    n_cells: int = Field(4, ge=1, le=16, description="cells per group in one prompt")
+    max_groups: int = Field(100, ge=1, le=2000, description="number of groups: neighbourhoods or cluster chunks "
+                            "(a seeded sample)")
+
+
+class MulticellOutput(BaseModel):
+    n_groups: int
+    n_groups_with_interactions: int
+    answers_without: dict[str, int] = Field(description="most likely cell type per group, without knowledge")
+    answers_with: dict[str, int] = Field(description="most likely cell type per group, with the interactions injected")
+    fraction_changed: float
+    mean_kl: float = Field(description="mean KL divergence of the label distribution with vs without knowledge (nats)")
+    compared_with: str | None = None
+    accuracy_without: float | None = Field(None, description="agreement with the group's majority label")
+    accuracy_with: float | None = None
+    top_interactions: list[str]
+    how: str
+
+
+def multicell_reasoning(ctx: ToolContext, args: MulticellInput) -> ToolResult:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from collections import Counter
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from c2s_agent.models.multicell import multicell
+
+    adata = ctx.adata
+    m = _model(ctx)
+    df = multicell(adata, m, groupby=args.groupby, values=args.groups, mode=args.mode, n_cells=args.n_cells,
+                   max_groups=args.max_groups, settings=ctx.settings, on_call=ctx.record_call)
+    col = _label_column(adata) or args.groupby
+    acc0 = acc1 = None
+    if col is not None:
+        labels = adata.obs[col].astype(str)
+        majority = [labels[c.split(",")].value_counts().index[0] for c in df.cells]
+        df["majority_" + col] = majority
+        acc0, acc1 = float((df.without_knowledge == majority).mean()), float((df.with_knowledge == majority).mean())
+    ctx.save_table(df, "multicell", "Multi-cell prompts: cell type per group without and with injected interactions")
+    a0, a1 = df.without_knowledge.value_counts(), df.with_knowledge.value_counts()
+    counts = pd.DataFrame({"without knowledge": a0, "with interactions": a1}).fillna(0).sort_values("without knowledge")
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(counts) + 1.5))
+    counts.plot.barh(ax=ax, color=["#4477aa", "#ee6677"])
+    ax.set_xlabel("groups")
+    ax.set_title(f"C2S answer per group of {args.n_cells} cells")
+    ctx.save_plot(fig, "multicell_answers", "Cell type per group, with and without injected interactions")
+    pairs = Counter(p for s in df.interactions for p in s.split("; ") if p)
+    trained = "multicell" in m.meta.get("tasks", [])
+    how = (f"{m.name} scored every known cell type by log-likelihood after a multi-cell prompt of {args.n_cells} cell "
+           f"sentences, once as is and once with the CellPhoneDB ligand-receptor pairs the group expresses (every "
+           f"subunit in >= half its cells) injected as text"
+           + ("" if trained else "; this model was trained on single-cell prompts only, so multi-cell prompts and "
+              "injected knowledge are outside its training"))
+    out = MulticellOutput(n_groups=len(df), n_groups_with_interactions=int((df.n_interactions > 0).sum()),
+                          answers_without={str(k): int(v) for k, v in a0.items()},
+                          answers_with={str(k): int(v) for k, v in a1.items()},
+                          fraction_changed=float(df.changed.mean()), mean_kl=float(df.kl_with_vs_without.mean()),
+                          compared_with=col, accuracy_without=acc0, accuracy_with=acc1,
+                          top_interactions=[p for p, _ in pairs.most_common(10)], how=how)
+    where = f"{', '.join(args.groups)} " if args.groups else ""
+    evidence = (f"{len(df)} {where}{args.mode}s of {args.n_cells} cells asked their cell type: "
+                f"{out.n_groups_with_interactions} express at least one ligand-receptor pair "
+                f"(most often {', '.join(out.top_interactions[:4]) or 'none'}); injecting them changed "
+                f"{out.fraction_changed:.0%} of the answers (mean KL {out.mean_kl:.3f} nats)"
+                + (f"; agreement with the majority {col}: {acc0:.0%} without, {acc1:.0%} with" if col else "")
+                + f". How: {how}.")
+    return ToolResult(output=out, evidence=evidence)
+
+
 @hookimpl
 def register_tools(register):
     register(Tool(
@@ -306,3 +387,16 @@ def register_tools(register):
                   "Predict the perturbed state of the control cells"],
         input_model=PerturbInput, output_model=PerturbOutput, run=predict_perturbation,
         produces=("uns:c2s_perturbation",), cost="high"))
+    register(Tool(
+        name="multicell_reasoning",
+        description="Reason over groups of cells (kNN neighbourhoods or clusters) with the C2S model: several cells "
+                    "in one multi-cell prompt, asked the group's cell type with and without the ligand-receptor "
+                    "interactions the group expresses (from the knowledge base) injected as text; reports what "
+                    "the knowledge changes.",
+        examples=["Reason over the monocyte neighbourhoods with interaction knowledge",
+                  "Ask the model about cell neighbourhoods with and without injected knowledge",
+                  "Use multi-cell prompts for each cluster with known ligand-receptor pairs injected",
+                  "Does injecting prior knowledge into the prompt change what the model says about groups of cells?",
+                  "Multi-cell reasoning over the B cell neighbourhoods"],
+        input_model=MulticellInput, output_model=MulticellOutput, run=multicell_reasoning,
+        requires=("obs:{groupby}",), produces=("uns:c2s_multicell",), cost="medium"))

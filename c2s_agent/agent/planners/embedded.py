@@ -17,7 +17,7 @@ import numpy as np
 
 from ..embedder import embedder
 from ..plan import NO_TOOL, Plan, Step
-from ..vocabulary import fill_args
+from ..vocabulary import fill_args, is_celltype_column
 from .base import Recorder, drop_dependents, finish
 
 if TYPE_CHECKING:
@@ -73,6 +73,27 @@ def write_bundled(path: Path) -> int:
     vecs = embedder().encode(texts)
     np.savez(path, **{_text_key(t): v for t, v in zip(texts, vecs)})
     return len(texts)
+
+
+def model_labels(settings) -> list[str]:
+    """The cell types the configured C2S model predicts, from its ``c2s_model.json`` (no weights are loaded);
+    [] for a model served by URL or without metadata."""
+    from ...errors import C2SError
+    from ...models.model import resolve
+
+    try:
+        _, target = resolve(None, settings)
+    except C2SError:
+        return []
+    return _labels_in(str(target))
+
+
+@functools.cache
+def _labels_in(target: str) -> list[str]:
+    import json
+
+    meta = Path(target) / "c2s_model.json"
+    return list(json.loads(meta.read_text()).get("labels", [])) if meta.is_file() else []
 
 
 def _stems(text: str) -> set[str]:
@@ -197,6 +218,7 @@ class EmbeddedPlanner:
             return Plan(question=question, planner=self.name, unanswered=clauses, notes=[f"{NO_TOOL}: no tools installed"])
         names, sim = self.scores([mask_entities(c, vocab) for c in clauses], tools)
         steps, unanswered, notes = [], [], []
+        view = vocab  # after a step predicts cell types, "monocytes" names the predicted labels
         for clause, row in zip(clauses, sim):
             best = int(row.argmax())
             if row[best] < self.threshold:
@@ -204,7 +226,7 @@ class EmbeddedPlanner:
                     continue  # "..., give me 15": details for the previous step, not a new question
                 unanswered.append(clause)
                 continue
-            tool, args, arg_notes, score = self._choose(clause, row, names, tools, vocab, question)
+            tool, args, arg_notes, score = self._choose(clause, row, names, tools, view, question)
             notes.extend(arg_notes)
             last = steps[-1] if steps else None
             if last is not None and last.tool == tool.name and all(last.args.get(k, v) == v for k, v in args.items()):
@@ -214,6 +236,7 @@ class EmbeddedPlanner:
             step = Step(id="", tool=tool.name, args=args, why=clause, score=round(score, 3))
             if not any(s.tool == step.tool and s.args == step.args for s in steps):
                 steps.append(step)
+                view = self._predicted_view(step, tools[step.tool], vocab) or view
         if unanswered:
             notes.append(f"{NO_TOOL}: " + "; ".join(f'"{c}"' for c in unanswered))
         plan = finish(Plan(question=question, steps=steps, planner=self.name, unanswered=unanswered, notes=notes),
@@ -222,6 +245,19 @@ class EmbeddedPlanner:
             record("planner", name=f"{self.name}:minilm", duration_s=time.perf_counter() - t0,
                    arguments={"question": question, "clauses": clauses}, output_bytes=len(plan.model_dump_json()))
         return plan
+
+    def _predicted_view(self, step: Step, tool: Tool, vocab: Vocabulary | None) -> Vocabulary | None:
+        """The vocabulary after ``step`` when it predicts a cell-type column the data lacks (its ``labels``
+        argument, else the model's labels, become that column's values); None otherwise."""
+        if vocab is None:
+            return None
+        for slot in tool.slots("produces", step.args):
+            kind, _, col = slot.partition(":")
+            if kind == "obs" and col not in vocab.columns and is_celltype_column(col):
+                labels = step.args.get("labels") or model_labels(self.settings)
+                if labels:
+                    return vocab.predicted(col, list(labels))
+        return None
 
     @staticmethod
     def _refine(step: Step, clause: str, tools, vocab) -> bool:
