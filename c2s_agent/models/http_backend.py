@@ -2,10 +2,15 @@
 
 Completions use ``/v1/completions`` and embeddings ``/v1/embeddings``. Label scoring uses the fast
 ``/v1/c2s/score_labels`` endpoint of a c2s-agent server, and on other servers the log-probabilities of
-``prompt + label`` echoed back by ``/v1/completions`` (``echo=true, logprobs=0``), as vLLM offers.
+``prompt + label`` echoed back by ``/v1/completions`` (``echo=true, max_tokens=0, logprobs=0``), as vLLM offers.
+A c2s-agent server describes its model (labels, prompt set...); a vLLM server started on a local C2S model
+directory is described by that directory's ``c2s_model.json`` when this machine can read it.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +36,8 @@ class OpenAIHTTPBackend:
         if not models:
             raise ModelError(base, "serves no models", "start the server with a model")
         self.model_id = models[0]["id"]
-        self.metadata = dict(models[0].get("c2s") or {})
+        self.c2s_server = "c2s" in models[0]  # a c2s-agent server, with its extensions
+        self.metadata = dict(models[0].get("c2s") or {}) if self.c2s_server else _local_metadata(models[0])
 
     def _call(self, method: str, path: str, json: dict | None = None) -> dict:
         import httpx
@@ -59,7 +65,7 @@ class OpenAIHTTPBackend:
                     "seed": params.seed, "logprobs": 1}
             if params.temperature > 0 and params.top_k:
                 body["top_k"] = params.top_k
-            if self.metadata:  # c2s-agent server extensions
+            if self.c2s_server:  # its extensions
                 body["ban_repeats"] = params.ban_repeats
                 body["allowed_tokens"] = list(params.allowed) if params.allowed else None
             data = self._call("POST", "/v1/completions", body)
@@ -73,7 +79,7 @@ class OpenAIHTTPBackend:
         return out
 
     def score_labels(self, prompts: list[str], labels: list[str]) -> LabelScores:
-        if self.metadata:
+        if self.c2s_server:
             lp, nll, n_tok = [], [], 0
             for _, chunk in self._chunks(list(prompts)):
                 data = self._call("POST", "/v1/c2s/score_labels", {"prompts": chunk, "labels": labels})
@@ -81,24 +87,35 @@ class OpenAIHTTPBackend:
                 nll.extend(data["prompt_nll"])
                 n_tok += data.get("n_tokens", 0)
             return LabelScores(np.asarray(lp, np.float64), np.asarray(nll, np.float64), n_tok)
-        out = np.zeros((len(prompts), len(labels)))
+        # echo each prompt alone and with each label: the label's tokens are those past the prompt's (token
+        # counts, not text offsets, which servers compute from token strings); a label is set apart from its
+        # prompt by whitespace, which word-level tokenizers need (other backends tokenise the two apart)
         pairs = [(i, j) for i in range(len(prompts)) for j in range(len(labels))]
-        n_tok = 0
-        for start, chunk in self._chunks(pairs):
-            body = {"model": self.model_id, "prompt": [prompts[i] + labels[j] for i, j in chunk], "max_tokens": 1,
-                    "echo": True, "logprobs": 0, "temperature": 0}
+        texts = [p + (l if p[-1:].isspace() or l[:1].isspace() else " " + l) for p, l in
+                 ((prompts[i], labels[j]) for i, j in pairs)]
+        echoed, n_tok = self._echo(list(prompts) + texts)
+        prompt_lp = echoed[: len(prompts)]
+        out = np.zeros((len(prompts), len(labels)))
+        for (i, j), lps in zip(pairs, echoed[len(prompts):]):
+            out[i, j] = sum(lps[len(prompt_lp[i]):])
+        nll = np.array([-np.mean(lp[1:]) if len(lp) > 1 else 0.0 for lp in prompt_lp])
+        return LabelScores(out, nll, n_tok)
+
+    def _echo(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Each text's token log-probabilities (the first token has none) as echoed by /v1/completions."""
+        out, n_tok = [], 0
+        for _, chunk in self._chunks(texts):
+            body = {"model": self.model_id, "prompt": chunk, "max_tokens": 0, "echo": True, "logprobs": 0,
+                    "temperature": 0}
             data = self._call("POST", "/v1/completions", body)
             n_tok += (data.get("usage") or {}).get("prompt_tokens", 0)
-            for c in data["choices"]:
-                i, j = chunk[c["index"]]
-                info = c.get("logprobs") or {}
-                offsets, lps = info.get("text_offset"), info.get("token_logprobs")
-                if offsets is None or lps is None:
+            for c in sorted(data["choices"], key=lambda c: c["index"]):
+                lps = (c.get("logprobs") or {}).get("token_logprobs")
+                if lps is None:
                     raise ModelError(self.url, "does not return prompt log-probabilities (echo)",
                                      "use mode='generate', or a server that supports echo with logprobs (vLLM)")
-                cut = len(prompts[i])
-                out[i, j] = sum(lp for off, lp in zip(offsets, lps) if off >= cut and lp is not None)
-        return LabelScores(out, None, n_tok)
+                out.append([0.0 if x is None else float(x) for x in lps])
+        return out, n_tok
 
     def embed(self, texts: list[str]) -> Embeddings:
         vecs, n_tok = [], 0
@@ -107,3 +124,12 @@ class OpenAIHTTPBackend:
             vecs.extend(d["embedding"] for d in sorted(data["data"], key=lambda d: d["index"]))
             n_tok += (data.get("usage") or {}).get("prompt_tokens", 0)
         return Embeddings(np.asarray(vecs, np.float32), n_tok)
+
+
+def _local_metadata(entry: dict) -> dict:
+    """The c2s_model.json of the directory a server (e.g. vLLM) reports serving, when it is readable here."""
+    meta = Path(entry.get("root") or entry["id"]) / "c2s_model.json"
+    try:
+        return json.loads(meta.read_text()) if meta.is_file() else {}
+    except (OSError, ValueError):
+        return {}
