@@ -130,10 +130,11 @@ def test_tool_groups_by_predicted_labels_after_annotation(kang, tmp_path):
     res = tool.invoke(ToolContext(adata, tmp_path, Settings(runs_dir=tmp_path), step_id="a"), args)
     assert adata.uns["c2s_lr"]["params"]["groupby"] == "cell_type" and "obs['cell_type']" in res.evidence
     adata.obs["c2s_cell_type"] = adata.obs.cell_type.astype(str).replace({"CD16 Mono": "CD14 Mono"})  # a prediction
-    res = tool.invoke(ToolContext(adata, tmp_path, Settings(runs_dir=tmp_path), step_id="b"), args)
+    res = tool.invoke(ToolContext(adata, tmp_path, Settings(runs_dir=tmp_path), step_id="b"), {**args, "source": MONO})
     table = adata.uns["c2s_lr"]["table"]
     assert adata.uns["c2s_lr"]["params"]["groupby"] == "c2s_cell_type" and "predicted by the C2S model" in res.evidence
     assert (table.n_source_cells == int((kang.obs.cell_type.isin(MONO)).sum())).all()
+    assert "left out: CD16 Mono" in res.evidence  # planned before the prediction, never predicted
     del adata.obs["c2s_cell_type"], adata.obs["cell_type"]
     with pytest.raises(InputError, match="no cell type column"):
         tool.invoke(ToolContext(adata, tmp_path, Settings(runs_dir=tmp_path), step_id="c"), args)

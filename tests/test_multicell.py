@@ -105,19 +105,26 @@ def test_prompts_with_and_without_knowledge(mono, records, model):
                                rtol=1e-4)
 
 
-def test_multicell_tool_reports_the_change(mono, tmp_path):
-    from c2s_agent import plugins
-    from c2s_agent.tools import ToolContext
+def test_multicell_tool_in_a_run_reports_the_change_and_how(tmp_path):
+    import pandas as pd
 
-    tool = plugins.tools(Settings())["multicell_reasoning"]
-    ctx = ToolContext(mono, tmp_path, Settings(runs_dir=tmp_path), step_id="s1")
-    res = tool.invoke(ctx, {"groupby": "cell_type", "groups": ["CD14 Mono"], "max_groups": 12})
-    out, table = res.output, mono.uns["c2s_multicell"]["table"]
-    assert out.n_groups == 12 == len(table) and sum(out.answers_with.values()) == 12
-    assert out.fraction_changed == pytest.approx(table.changed.mean())
-    assert all(mono.obs.cell_type.iloc[mono.obs_names.get_loc(c.split(",")[0])] == "CD14 Mono" for c in table.cells)
-    assert "trained on single-cell prompts only" in out.how and "How:" in res.evidence
-    assert {a.path.rsplit("_", 1)[-1] for a in res.artefacts} == {"multicell.csv", "answers.png"}
+    from c2s_agent.agent import runs
+    from c2s_agent.data import read
+
+    out = runs.ask("Reason over 12 monocyte neighbourhoods with interaction knowledge", "demo",
+                   Settings(runs_dir=tmp_path / "runs"))
+    res = out["state"]["results"]["s1"]
+    assert res["tool"] == "multicell_reasoning"
+    assert res["args"] == {"groupby": "cell_type", "groups": ["CD14 Mono", "CD16 Mono"], "max_groups": 12}
+    o = res["output"]
+    table = pd.read_csv(out["run_dir"] / next(a["path"] for a in res["artefacts"] if a["path"].endswith("multicell.csv")))
+    assert o["n_groups"] == 12 == len(table) and sum(o["answers_with"].values()) == 12
+    assert o["fraction_changed"] == pytest.approx(table.changed.mean())
+    assert o["n_groups_with_interactions"] == int((table.n_interactions > 0).sum())
+    cell_type = read("demo").obs.cell_type.astype(str)
+    assert all(cell_type[c.split(",")[0]] in ("CD14 Mono", "CD16 Mono") for c in table.cells)  # centred on monocytes
+    assert "trained on single-cell prompts only" in o["how"]
+    assert f"How step s1 (multicell_reasoning) was made: {o['how']}." in (out["run_dir"] / "report.md").read_text()
 
 
 def test_evaluation_task_rows_and_summary(tmp_path):

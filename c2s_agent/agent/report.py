@@ -186,6 +186,8 @@ def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dic
             for f in failures]
     lims += [f"{NO_TOOL.capitalize()}: \"{c}\"." for c in plan.unanswered]
     lims += [f"Planner assumption: {n}." for n in plan.notes if "grouped by" in n]
+    lims += [f"How step {sid} ({r['tool']}) was made: {r['output']['how']}." for sid, r in results.items()
+             if isinstance(r.get("output"), dict) and r["output"].get("how")]
     if state.get("hypothesize"):
         lims.append("Hypotheses rank routes and effects that this dataset and the curated knowledge are consistent "
                     "with; expression of a ligand and its receptor does not show that they signal, and model "

@@ -138,7 +138,13 @@ def score_ligand_receptor_tool(ctx: ToolContext, args: LRInput) -> ToolResult:
     from .lr import lr_dotplot, score_ligand_receptor
 
     groupby = lr_groupby(ctx.adata, args.groupby)
-    table = score_ligand_receptor(ctx.adata, groupby, args.source, args.target,
+    source, target, absent = args.source, args.target, []
+    if groupby == PREDICTED:  # planned before the prediction: keep the labels the model did predict
+        present = set(ctx.adata.obs[groupby].astype(str))
+        absent = sorted({v for v in source + target if v not in present})
+        source = [v for v in source if v in present] or source  # none left: the scorer names the problem
+        target = [v for v in target if v in present] or target
+    table = score_ligand_receptor(ctx.adata, groupby, source, target,
                                   condition=args.condition_column, condition_value=args.condition_value,
                                   n_perms=args.n_perms, min_fraction=args.min_fraction)
     if "condition" not in table:
@@ -156,8 +162,10 @@ def score_ligand_receptor_tool(ctx: ToolContext, args: LRInput) -> ToolResult:
                     + ", ".join([p.pair for p in pairs if p.condition == c][:5])
                     for c in sorted(table.condition.unique()))
     made = " (cell types predicted by the C2S model)" if groupby == PREDICTED else ""
-    return ToolResult(output=out, evidence=f"Ligand-receptor scoring {'+'.join(args.source)} -> "
-                      f"{'+'.join(args.target)} grouped by obs['{groupby}']{made} over {out.n_interactions} CellPhoneDB pairs, "
+    if absent:
+        made += f"; not predicted for any cell, so left out: {', '.join(absent)}"
+    return ToolResult(output=out, evidence=f"Ligand-receptor scoring {'+'.join(source)} -> "
+                      f"{'+'.join(target)} grouped by obs['{groupby}']{made} over {out.n_interactions} CellPhoneDB pairs, "
                       f"{args.n_perms} permutations: {per}")
 
 
