@@ -17,6 +17,40 @@ from ..errors import InputError, ModelError
 from .backend import Completion, Embeddings, GenParams, LabelScores, length_buckets
 
 
+ATTENTION = "c2s_cpu"
+
+
+def _attention_impl(device: str) -> str:
+    """On CPU, our attention (below); elsewhere transformers' sdpa."""
+    if not str(device).startswith("cpu"):
+        return "sdpa"
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, _cpu_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+    return ATTENTION
+
+
+def _cpu_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """sdpa for prompts; for a single new token, two plain matmuls, which on CPU run several times faster than
+    sdpa's kernel over a long KV cache. Models with attention soft-capping keep sdpa throughout."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.shape[2] != 1 or kwargs.get("softcap") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    import torch
+
+    if key.shape[1] != query.shape[1]:  # grouped-query attention
+        key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
+        value = value.repeat_interleave(query.shape[1] // value.shape[1], dim=1)
+    w = torch.matmul(query, key.transpose(2, 3)) * (scaling if scaling is not None else query.shape[-1] ** -0.5)
+    if attention_mask is not None:
+        w = w.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool else w + attention_mask
+    w = torch.softmax(w, -1, dtype=torch.float32).to(query.dtype)
+    return torch.matmul(w, value).transpose(1, 2).contiguous(), None
+
+
 def _load_metadata(path: Path) -> dict:
     meta = path / "c2s_model.json"
     return json.loads(meta.read_text()) if meta.exists() else {}
@@ -45,7 +79,7 @@ class TransformersBackend:
         self.device = getattr(settings, "device", "cpu")
         try:
             self.tok = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=_attention_impl(self.device)).to(self.device).eval()
         except (OSError, ValueError) as exc:
             raise ModelError(path, f"could not be loaded ({exc})", "check the directory holds a complete checkpoint") from None
         self.tok.padding_side = "left"
@@ -121,41 +155,95 @@ class TransformersBackend:
         return LabelScores(out, nll, n_tokens)
 
     def complete(self, prompts: list[str], params: GenParams) -> list[Completion]:
-        torch = self._torch
-        from transformers import LogitsProcessorList
-
+        """Batched decoding with a preallocated (static) KV cache: one forward pass per new token for a whole
+        batch, top-k then top-p sampling over the k best tokens only, and repeats/disallowed tokens masked with
+        boolean tensors. Greedy when ``temperature`` is 0. Seeded per batch, so results do not depend on
+        which other prompts share the call."""
         enc = self._encode(prompts)
         results: list[Completion | None] = [None] * len(prompts)
-        processors = LogitsProcessorList()
+        allowed = None
         if params.allowed is not None:
-            allowed = self.tok.convert_tokens_to_ids(list(params.allowed)) + [self.tok.eos_token_id]
-            processors.append(_AllowOnly([a for a in allowed if a is not None and a != self.tok.unk_token_id]))
-        sample = params.temperature > 0
-        gen_kwargs = dict(max_new_tokens=params.max_new_tokens, do_sample=sample, pad_token_id=self.tok.pad_token_id,
-                          eos_token_id=self.tok.eos_token_id, return_dict_in_generate=True, output_scores=True)
-        if sample:
-            gen_kwargs.update(temperature=params.temperature, top_k=params.top_k or None, top_p=params.top_p)
-        # generation holds a KV cache per row: budget the batch by prompt + new tokens
-        budget = max(self.batch_tokens // 2, 1024)
-        with torch.inference_mode():
+            ids = self.tok.convert_tokens_to_ids(list(params.allowed)) + [self.tok.eos_token_id]
+            allowed = sorted({a for a in ids if a is not None and a != self.tok.unk_token_id})
+        # every row holds a KV cache of prompt + new tokens: budget the batch by that length
+        budget = max(self.batch_tokens * 2, 4096)
+        with self._torch.inference_mode():
             for b, rows in enumerate(self._buckets([len(e) + params.max_new_tokens for e in enc], budget)):
-                ids, mask, _ = self._pad([enc[i] for i in rows])
-                procs = LogitsProcessorList(list(processors))
-                if params.ban_repeats:
-                    procs.append(_BanRepeats(ids.shape[1], [self.tok.eos_token_id, self.tok.pad_token_id]))
-                torch.manual_seed(params.seed + b)
-                out = self.model.generate(input_ids=ids, attention_mask=mask, logits_processor=procs, **gen_kwargs)
-                new = out.sequences[:, ids.shape[1]:]
-                lp = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-                for k, i in enumerate(rows):
-                    toks = new[k].tolist()
-                    n = next((t for t, x in enumerate(toks) if x in (self.tok.eos_token_id, self.tok.pad_token_id)), len(toks))
-                    text = self.tok.decode(toks[:n], skip_special_tokens=True)
-                    score = lp[k, :n].float()
-                    score = torch.where(torch.isfinite(score), score, torch.zeros_like(score))
-                    results[i] = Completion(text.strip(), len(enc[i]), n, float(score.sum()), score.tolist(),
-                                            "stop" if n < len(toks) or n < params.max_new_tokens else "length")
+                for i, c in zip(rows, self._decode([enc[i] for i in rows], params, allowed, params.seed + b)):
+                    results[i] = c
         return results  # type: ignore[return-value]
+
+    def _decode(self, seqs: list[list[int]], params: GenParams, allowed: list[int] | None, seed: int) -> list[Completion]:
+        torch = self._torch
+        from transformers import StaticCache
+
+        ids, mask, pos = self._pad(seqs)
+        n, p, t_max = ids.shape[0], ids.shape[1], params.max_new_tokens
+        eos, pad = self.tok.eos_token_id, self.tok.pad_token_id
+        vocab = self.model.config.vocab_size
+        bias = torch.zeros(vocab, device=self.device)
+        if allowed is not None:
+            bias.fill_(float("-inf"))
+            bias[allowed] = 0
+        used = torch.zeros((n, vocab), dtype=torch.bool, device=self.device)
+        exempt = [x for x in (eos, pad) if x is not None]
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        full_mask = torch.cat([mask, torch.zeros((n, t_max), dtype=mask.dtype, device=self.device)], 1)
+        cache = StaticCache(config=self.model.config, max_cache_len=p + t_max)
+        out_tokens = torch.full((n, t_max), pad, dtype=torch.long, device=self.device)
+        out_lp = torch.zeros((n, t_max), device=self.device)
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        steps = 0
+        logits = self.model(input_ids=ids, attention_mask=full_mask[:, :p], position_ids=pos, past_key_values=cache,
+                            cache_position=torch.arange(p, device=self.device), logits_to_keep=1).logits[:, -1]
+        next_pos = pos[:, -1:] + 1
+        for t in range(t_max):
+            scores = logits.float() + bias
+            if params.ban_repeats:
+                scores = scores.masked_fill(used, float("-inf"))
+            scores[:, eos] = torch.where(torch.isinf(scores).all(-1), 0.0, scores[:, eos])  # nothing left: stop
+            tok, lp = self._pick(scores, params, gen)
+            tok = torch.where(done, torch.full_like(tok, pad), tok)
+            out_tokens[:, t], out_lp[:, t] = tok, torch.where(done, torch.zeros_like(lp), lp)
+            steps = t + 1
+            done |= (tok == eos) | (tok == pad)
+            if params.ban_repeats:
+                used.scatter_(1, tok[:, None], True)
+                used[:, exempt] = False
+            if bool(done.all()) or t + 1 == t_max:
+                break
+            full_mask[:, p + t] = (~done).to(full_mask.dtype)
+            logits = self.model(input_ids=tok[:, None], attention_mask=full_mask[:, :p + t + 1], position_ids=next_pos,
+                                past_key_values=cache, cache_position=torch.tensor([p + t], device=self.device),
+                                logits_to_keep=1).logits[:, -1]
+            next_pos = next_pos + 1
+        comps = []
+        toks, lps = out_tokens[:, :steps].tolist(), out_lp[:, :steps].tolist()
+        for k, s in enumerate(seqs):
+            row = toks[k]
+            m = next((j for j, x in enumerate(row) if x in (eos, pad)), len(row))
+            text = self.tok.decode(row[:m], skip_special_tokens=True)
+            comps.append(Completion(text.strip(), len(s), m, float(sum(lps[k][:m])), lps[k][:m],
+                                    "stop" if m < t_max else "length"))
+        return comps
+
+    @staticmethod
+    def _pick(scores, params: GenParams, gen):
+        """(token, its log-probability under the distribution sampled from) for each row."""
+        import torch
+
+        if params.temperature <= 0:
+            logp = torch.log_softmax(scores, -1)
+            tok = scores.argmax(-1)
+            return tok, logp.gather(1, tok[:, None]).squeeze(1)
+        k = min(params.top_k or scores.shape[-1], scores.shape[-1])
+        vals, idx = (scores / params.temperature).topk(k, dim=-1)
+        probs = torch.softmax(vals, -1)
+        if params.top_p < 1.0:  # keep the smallest prefix of the sorted tokens whose mass reaches top_p
+            probs = probs.masked_fill(probs.cumsum(-1) - probs > params.top_p, 0.0)
+            probs = probs / probs.sum(-1, keepdim=True)
+        choice = torch.multinomial(probs, 1, generator=gen)
+        return idx.gather(1, choice).squeeze(1), probs.gather(1, choice).squeeze(1).log()
 
     def embed(self, texts: list[str]) -> Embeddings:
         """Mean of the last hidden state over real tokens only (padding never enters the mean)."""
@@ -177,32 +265,3 @@ class TransformersBackend:
         if out is None:
             out = np.zeros((0, self.model.config.hidden_size), np.float32)
         return Embeddings(out, n_tokens)
-
-
-class _BanRepeats:
-    """Forbid any token already generated in this completion (tokens of the prompt stay allowed)."""
-
-    def __init__(self, prompt_len: int, exempt: list[int]):
-        self.prompt_len, self.exempt = prompt_len, [e for e in exempt if e is not None]
-
-    def __call__(self, input_ids, scores):
-        gen = input_ids[:, self.prompt_len:]
-        if gen.shape[1]:
-            keep = scores[:, self.exempt].clone()
-            scores = scores.scatter(1, gen, float("-inf"))
-            scores[:, self.exempt] = keep
-        return scores
-
-
-class _AllowOnly:
-    def __init__(self, allowed: list[int]):
-        self.allowed = sorted(set(allowed))
-        self._mask = None
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        if self._mask is None or self._mask.shape[-1] != scores.shape[-1]:
-            self._mask = torch.full((scores.shape[-1],), float("-inf"), device=scores.device)
-            self._mask[self.allowed] = 0
-        return scores + self._mask
