@@ -27,7 +27,7 @@ tasks:
   - task: reverse_transform_r2
     params: {top_k: [50, 100], max_cells: 600}
   - task: cell_type_annotation
-    params: {limit: 30, chunk_size: 10}
+    params: {limit: 30, chunk_size: 10, baseline_max_train: 1000}
   - task: planner_accuracy
     params: {limit: 6}
 """
@@ -83,6 +83,7 @@ def test_suite_runs_and_scores_every_cell(local_run):
     ann = cells["cell_type_annotation"]["metrics"]
     assert ann["n_cells"] == 30
     assert ann["accuracy"] > 1 / 13 and ann["baseline_accuracy"] > 0.5  # both well above chance on 13 types
+    assert ann["baseline_n_train"] == 1000  # a seeded sample of training rows, read from the backed file
     plan = cells["planner_accuracy"]["metrics"]
     assert plan["n_questions"] + plan["n_skipped"] == 6 and 0 <= plan["accuracy"] <= 1
     manifest = json.loads((res.run_dir / "manifest.json").read_text())

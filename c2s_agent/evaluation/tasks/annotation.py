@@ -4,7 +4,8 @@ baseline trained on the same training cells.
 The held-out cells are the model's own test split (``split.test_obs_names`` in ``c2s_model.json``) when it
 has one, else every cell. Items are chunks of ``chunk_size`` held-out cells, read from the backed ``.h5ad``;
 the baseline is one more item (:func:`c2s_agent.models.training.evaluate._lr_baseline`, the model card's
-baseline, restricted to the evaluated cells). Ties in the sentences are broken within a chunk (the model's
+baseline, restricted to the evaluated cells), fitted on at most ``baseline_max_train`` training cells (a seeded
+sample) read from the backed file, so a large dataset is never loaded whole. Ties in the sentences are broken within a chunk (the model's
 ``tie_break``), so ``chunk_size`` is part of the configuration. Rows hold predicted labels, not
 probabilities: model probabilities can differ in the 7th digit between processes, labels do not.
 """
@@ -23,7 +24,8 @@ class Annotation(Task):
     name = "cell_type_annotation"
     description = "cell type accuracy and macro-F1 on held-out cells vs a logistic-regression baseline"
     uses_model = True
-    defaults = {"label_column": "cell_type", "limit": None, "chunk_size": 50, "seed": 0, "baseline": True}
+    defaults = {"label_column": "cell_type", "limit": None, "chunk_size": 50, "seed": 0, "baseline": True,
+                "baseline_max_train": 20000}
     better = {"accuracy": "higher", "macro_f1": "higher", "baseline_accuracy": "higher", "baseline_macro_f1": "higher"}
 
     def _positions(self, cell, settings) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +51,9 @@ class Annotation(Task):
         size = int(cell.params["chunk_size"])
         out = [{"id": f"cells:{i:05d}-{min(i + size, len(test)):05d}", "positions": test[i:i + size].tolist()}
                for i in range(0, len(test), size)]
+        cap = int(cell.params["baseline_max_train"])
+        if len(train) > cap:
+            train = np.sort(np.random.default_rng(cell.params["seed"]).choice(train, size=cap, replace=False))
         if cell.params["baseline"] and len(train):
             out.append({"id": BASELINE, "train": train.tolist(), "test": test.tolist()})
         return out
@@ -68,17 +73,18 @@ class Annotation(Task):
                 "pred": pred.tolist()}
 
     def _baseline(self, cell, item) -> dict:
-        from ...data import read
         from ...models.training.data import Split
         from ...models.training.evaluate import _lr_baseline
-        from . import resolve_dataset
 
-        adata = read(resolve_dataset(cell.dataset))
+        train, test = np.asarray(item["train"]), np.asarray(item["test"])
+        rows = np.union1d(train, test)  # read_rows returns these rows in sorted order
+        adata = read_rows(cell.dataset, rows)
         if cell.params["label_column"] != "cell_type":
             adata.obs["cell_type"] = adata.obs[cell.params["label_column"]]
-        res = _lr_baseline(adata, Split(np.asarray(item["train"]), np.asarray(item["test"]), np.array([], int)))
+        split = Split(np.searchsorted(rows, train), np.searchsorted(rows, test), np.array([], int))
+        res = _lr_baseline(adata, split)
         return {"accuracy": rounded(res["accuracy"]), "macro_f1": rounded(res["macro_f1"]), "features": res["features"],
-                "n_test": len(item["test"])}
+                "n_train": len(train), "n_test": len(test)}
 
     def summarise(self, cell, results) -> dict:
         from sklearn.metrics import accuracy_score, f1_score
@@ -90,7 +96,8 @@ class Annotation(Task):
             return {"n_cells": 0}
         return {"n_cells": len(truth), "accuracy": accuracy_score(truth, pred),
                 "macro_f1": f1_score(truth, pred, average="macro"),
-                "baseline_accuracy": base.get("accuracy"), "baseline_macro_f1": base.get("macro_f1")}
+                "baseline_accuracy": base.get("accuracy"), "baseline_macro_f1": base.get("macro_f1"),
+                "baseline_n_train": base.get("n_train")}
 
 
 TASK = Annotation()
