@@ -109,7 +109,8 @@ def test_grpo_two_steps_writes_log_curves_and_heldout_metrics(subset, tmp_path, 
     meta = grpo(subset, out, cfg=cfg, progress=False)
     log = json.loads((out / "grpo_log.json").read_text())
     assert [h["step"] for h in log] == [1, 2]
-    assert all({"reward", "kl", "rewards/program_agreement/mean", "rewards/validity/mean"} <= set(h) for h in log)
+    assert all({"reward", "kl", "rewards/program_agreement/mean", "rewards/validity/mean",
+                                "rewards/distribution/mean"} <= set(h) for h in log)
     assert (out / "grpo_curves.png").stat().st_size > 10_000
     assert "CD14 Mono" not in meta["training"]["prompt_groups"]
     held = meta["metrics"]["held_out_perturbation"]["CD14 Mono"]

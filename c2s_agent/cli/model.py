@@ -153,12 +153,12 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
           task: str | None = typer.Option(None, help="with --data: cell_type, generation, perturbation (comma-separated; "
                                           "default cell_type, GRPO perturbation)"),
           method: str = typer.Option("full", help="with --data: full, lora or grpo"),
-          reward: str = typer.Option("program_agreement,validity", help="GRPO rewards (comma-separated registered names)"),
+          reward: str = typer.Option("program_agreement,validity,distribution", help="GRPO rewards (comma-separated registered names)"),
           program: str = typer.Option("ifn_alpha", help="gene program of the program_agreement reward"),
           steps: int = typer.Option(200, help="with --data: optimiser steps"),
           batch_size: int | None = typer.Option(None, help="SFT: examples per step (16); GRPO: prompts per step (4)"),
           num_generations: int = typer.Option(4, help="GRPO: completions per prompt"),
-          beta: float = typer.Option(0.04, help="GRPO: KL coefficient to the starting model"),
+          beta: float = typer.Option(0.1, help="GRPO: KL coefficient to the starting model"),
           label_key: str = typer.Option("cell_type", help="obs column of cell types"),
           condition_key: str = typer.Option("condition", help="obs column of conditions"),
           control: str = typer.Option("ctrl", help="condition value of control cells"),
@@ -172,7 +172,7 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
           threads: int = typer.Option(2, help="torch threads"),
           resume: bool = typer.Option(False, help="continue the run in --out (from its latest checkpoint with --data)"),
           lr: float | None = typer.Option(None, help="peak learning rate (default 1.5e-3 without --data, 2e-4 SFT, "
-                                          "2e-5 GRPO)"),
+                                          "5e-5 GRPO)"),
           evaluate: bool = typer.Option(True, help="without --data: evaluate on held-out cells and write the model card")) -> None:
     """Train a C2S model. Without --data: reproduce the embedded model from the bundled Kang 2018 data (about
     15-25 minutes on 2 cores). With --data: supervised fine-tuning (full or LoRA) or GRPO with registered
@@ -210,7 +210,7 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
         if len(tasks) != 1:
             raise InputError("--task", f"{tasks} gives {len(tasks)} tasks", "GRPO trains one task at a time")
         cfg = GRPOSettings(rewards=split(reward), reward_options={"program": program}, task=tasks[0],
-                           steps=steps, num_generations=num_generations, prompts_per_step=batch_size or 4, lr=lr or 2e-5,
+                           steps=steps, num_generations=num_generations, prompts_per_step=batch_size or 4, lr=lr or 5e-5,
                            beta=beta, threads=threads, resume=resume, data=spec)
         meta = grpo(data, out, base, cfg, progress=True)
         console.print(f"[green]GRPO[/] {out}: {meta['training']['steps']} steps in {meta['training']['minutes']} min; "

@@ -27,14 +27,14 @@ GRPO_TASKS = ("perturbation", "cell_type")
 
 @dataclass
 class GRPOSettings:
-    rewards: tuple[str, ...] = ("program_agreement", "validity")
+    rewards: tuple[str, ...] = ("program_agreement", "validity", "distribution")
     reward_options: dict = field(default_factory=lambda: {"program": "ifn_alpha"})
     task: str = "perturbation"
     steps: int = 100
     num_generations: int = 4
     prompts_per_step: int = 4
-    lr: float = 2e-5
-    beta: float = 0.04  # KL coefficient to the starting model
+    lr: float = 5e-5
+    beta: float = 0.1  # KL coefficient to the starting model
     temperature: float = 1.0
     save_steps: int = 50
     threads: int = 2

@@ -14,7 +14,8 @@ answer). The built-ins (``plugins/c2s_builtins/rewards_plugin.py``):
   and short sentences all cost.
 - ``distribution``: how much a completion lowers the MMD (RBF, median bandwidth; :func:`c2s_agent.metrics.mmd`)
   between the completions of its cell type in the batch and observed perturbed cells of that type, in the
-  reference PCA space: MMD^2 without it minus MMD^2 with it (0 for groups of fewer than 3 completions).
+  reference PCA space: n (MMD^2 without it - MMD^2 with it) for a group of n completions, so the scale does not
+  shrink with the batch (0 for groups of fewer than 3 completions).
 - ``exact_match``: 1 when the completion is the expected label (case, underscores and a final period aside).
 """
 
@@ -179,7 +180,7 @@ def distribution(data: RewardData, **_) -> Reward:
             s = median_bandwidth(x, y)
             full = mmd(x, y, bandwidth=s, n_boot=0, max_cells=None).value
             for j, r in enumerate(rows):
-                out[r] = mmd(np.delete(x, j, 0), y, bandwidth=s, n_boot=0, max_cells=None).value - full
+                out[r] = len(rows) * (mmd(np.delete(x, j, 0), y, bandwidth=s, n_boot=0, max_cells=None).value - full)
         return out.tolist()
 
     return reward
