@@ -37,12 +37,12 @@ def main(argv: list[str]) -> int:
     if res.n_errors:
         print("\n".join(map(str, res.errors)), file=sys.stderr)
         return 1
-    cells = [{"n_cells": c["spec"]["params"]["n_cells"], "top_k": c["spec"]["params"]["top_k"], **c["metrics"]}
-             for c in res.summary["cells"]]
+    cells = [{"groups": f"{p['groupby']} clusters" if p["groupby"] else "kNN neighbourhoods", "n_cells": p["n_cells"],
+              "top_k": p["top_k"], **c["metrics"]} for c in res.summary["cells"] for p in [c["spec"]["params"]]]
     (HERE / "results.json").write_text(json.dumps({"cells": cells, "seconds": round(res.seconds, 1),
                                                    "n_run": res.n_run, "n_cached": res.n_cached}, indent=1))
     fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    lines = ["| metric | " + " | ".join(f"{c['n_cells']} cell(s) x {c['top_k']} genes" for c in cells) + " |",
+    lines = ["| metric | " + " | ".join(f"{c['groups']}, {c['n_cells']} cell(s) x {c['top_k']} genes" for c in cells) + " |",
              "|---|" + "---|" * len(cells)]
     lines += [f"| {label} | " + " | ".join(fmt(c.get(key)) for c in cells) + " |" for key, label in COLUMNS]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
@@ -58,15 +58,15 @@ def _plot(cells: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     x = np.arange(len(cells))
-    names = [f"{c['n_cells']} cell(s)" for c in cells]
+    names = [f"{c['groups']}\n{c['n_cells']} cell(s)" for c in cells]
     for off, key, label, colour in ((-0.27, "accuracy_single_cell", "single-cell prompt", "#999999"),
                                     (0, "accuracy_without", "multi-cell, no knowledge", "#4477aa"),
                                     (0.27, "accuracy_with", "multi-cell + interactions", "#ee6677")):
         axes[0].bar(x + off, [c[key] for c in cells], 0.27, label=label, color=colour)
     axes[0].set_xticks(x, names)
-    axes[0].set_ylabel("cell type accuracy (centre cell)")
+    axes[0].set_ylabel("cell type accuracy (first cell)")
     axes[0].set_ylim(0, 1)
     axes[0].legend(fontsize=8)
     for off, key, label, colour in ((-0.2, "fraction_changed", "answers changed", "#228833"),

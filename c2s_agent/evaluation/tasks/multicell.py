@@ -1,12 +1,13 @@
 """Multi-cell reasoning with knowledge: what injecting the ligand-receptor interactions a group expresses
 changes in a C2S model's answer about the group (:mod:`c2s_agent.models.multicell`).
 
-Groups are kNN neighbourhoods of ``n_cells`` cells among the model's held-out cells (``split.test_obs_names``;
-every cell when the model has no split for the dataset), in a PCA of those cells only, one per held-out
-centre cell. The question is the group's cell type, answered by label log-likelihood after the multi-cell
-prompt, without and with the interactions; the truth is the centre cell's label (and, separately, the
-group's majority label). The single-cell prediction of the centre cell is the reference. Items are chunks
-of ``chunk_size`` groups; rows hold labels and probabilities rounded to 6 digits.
+Groups are drawn from the model's held-out cells (``split.test_obs_names``; every cell when the model has no
+split for the dataset): kNN neighbourhoods of ``n_cells`` cells in a PCA of those cells only, one per held-out
+centre cell, or, with ``groupby``, the clusters of that obs column cut into chunks of ``n_cells`` cells. The
+question is the group's cell type, answered by label log-likelihood after the multi-cell prompt, without and
+with the interactions; the truth is the first (centre) cell's label and, separately, the group's majority
+label. The single-cell prediction of the first cell is the reference. Items are chunks of ``chunk_size``
+groups; rows hold labels and probabilities rounded to 6 digits.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ class MulticellKnowledge(Task):
     name = "multicell_knowledge"
     description = "cell type of cell neighbourhoods from multi-cell prompts, with vs without injected interactions"
     uses_model = True
-    defaults = {"label_column": "cell_type", "n_cells": 4, "top_k": 40, "min_fraction": 0.5, "max_interactions": 6,
-                "limit": None, "chunk_size": 50, "seed": 0}
+    defaults = {"label_column": "cell_type", "groupby": None, "n_cells": 4, "top_k": 40, "min_fraction": 0.5,
+                "max_interactions": 6, "limit": None, "chunk_size": 50, "seed": 0}
     better = {"accuracy_without": "higher", "accuracy_with": "higher", "true_logprob_without": "higher",
               "true_logprob_with": "higher", "accuracy_single_cell": "higher"}
 
@@ -36,11 +37,12 @@ class MulticellKnowledge(Task):
         return np.flatnonzero(is_test) if is_test.any() else np.arange(len(obs))
 
     def items(self, cell, settings) -> list[dict]:
-        from ...models.multicell import neighbourhoods
+        from ...models.multicell import clusters, neighbourhoods
 
         test = self._test_positions(cell, settings)
         cells = read_rows(cell.dataset, test)
-        groups = neighbourhoods(cells, int(cell.params["n_cells"]))  # PCA of the held-out cells only
+        n, by = int(cell.params["n_cells"]), cell.params["groupby"]
+        groups = clusters(cells, by, n, seed=cell.params["seed"]) if by else neighbourhoods(cells, n)  # held-out only
         limit = cell.params["limit"]
         if limit is not None and limit < len(groups):
             pick = np.random.default_rng(cell.params["seed"]).choice(len(groups), size=int(limit), replace=False)
