@@ -4,10 +4,10 @@
 Both call the same :func:`run_shard`, with the same items in the same shards and the same torch thread
 count, so they produce identical result rows.
 
-Model inference on a GPU cluster could instead go through Ray Data's LLM processor
-(``ray.data.llm.build_llm_processor`` with a ``vLLMEngineProcessorConfig``), batching prompts across GPUs.
-That path is NOT implemented here: it needs GPUs and vLLM, neither of which this project can test; C2S models
-served by vLLM can still be evaluated by both executors through the OpenAI-HTTP backend (a model URL).
+With the ``vllm`` backend, the ``ray`` executor sends model inference through Ray Data's LLM processor
+(``ray.data.llm.build_processor`` with a ``vLLMEngineProcessorConfig``: one vLLM engine per GPU of the cluster,
+one CPU engine on a cluster without GPUs): shards of model tasks run in the driver on the ``ray-vllm`` backend,
+each of their model calls one Ray Data job; the other shards still go to Ray tasks.
 """
 
 from __future__ import annotations
@@ -83,7 +83,11 @@ def _ray(shards, settings, threads, address, num_cpus) -> Iterator[ShardResult]:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
     try:
         remote = ray.remote(num_cpus=max(1, threads))(run_shard)
-        pending = {remote.remote(s.cell, s.items, settings, threads): s for s in shards}
+        in_driver = [_ray_llm(s, settings) for s in shards]
+        pending = {remote.remote(s.cell, s.items, settings, threads): s for s, here in zip(shards, in_driver) if not here}
+        llm_settings = settings.model_copy(update={"backend": "ray-vllm"})
+        for shard in (s for s, here in zip(shards, in_driver) if here):
+            yield ShardResult(shard, *run_shard(shard.cell, shard.items, llm_settings, threads))
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -95,3 +99,10 @@ def _ray(shards, settings, threads, address, num_cpus) -> Iterator[ShardResult]:
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_llm(shard: Shard, settings) -> bool:
+    """Whether this shard's model inference goes through Ray Data's LLM processor (model tasks, vllm backend)."""
+    from .tasks import get_task
+
+    return getattr(settings, "backend", "auto") == "vllm" and get_task(shard.cell.task).uses_model

@@ -1,4 +1,4 @@
-"""Built-in C2S model plugin: the backends (transformers, openai-http, vllm) and the model tools
+"""Built-in C2S model plugin: the backends (transformers, openai-http, vllm, ray-vllm) and the model tools
 (annotate_cells, embed_cells, generate_cells, predict_perturbation, multicell_reasoning). Heavy imports happen
 inside functions."""
 
@@ -30,9 +30,15 @@ def register_backends(register):
 
         return VLLMBackend(model, settings)
 
+    def ray_vllm(model, settings):
+        from c2s_agent.models.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, settings, engine="ray")
+
     register("transformers", transformers)
     register("openai-http", openai_http)
     register("vllm", vllm)
+    register("ray-vllm", ray_vllm)
 
 
 def _model(ctx: ToolContext):
