@@ -117,3 +117,18 @@ def test_grpo_two_steps_writes_log_curves_and_heldout_metrics(subset, tmp_path, 
     assert -1 <= held["ifn_alpha"]["mean_cell_reward"] <= 1 and held["scfid"]["value"] > 0
     m = load_model(str(out), Settings(threads=1))
     assert m.meta["training"]["method"] == "grpo"
+
+
+def test_any_hf_model_without_c2s_metadata(subset, tmp_path):
+    """A plain Hugging Face causal LM (the embedded weights without c2s_model.json or reverse transform):
+    labels are written as text, the reverse transform is fitted on the training cells."""
+    base = tmp_path / "plain"
+    base.mkdir()
+    for f in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(embedded_model_path() / f, base / f)
+    out = tmp_path / "from_plain"
+    meta = finetune(subset, out, base=base, cfg=_cfg(tasks=("generation",)), progress=False)
+    assert meta["single_token_labels"] is False and "genes" not in meta
+    assert (out / "reverse_transform.json").exists() and meta["metrics"]["held_out_loss"]["generation"] > 0
+    m = load_model(str(out), Settings(threads=1))
+    assert len(m.generate(["B"], ["ctrl"], n_genes=5, seed=0)[0].split()) >= 1

@@ -242,7 +242,7 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
     from transformers import Trainer, TrainingArguments
 
     from ...data import read
-    from ...sentences import to_sentences
+    from ...sentences import ReverseTransform, to_sentences
     from ..model import embedded_model_path
 
     cfg = cfg or FinetuneConfig()
@@ -286,10 +286,10 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
             ex = [ex[i] for i in sorted(rng.permutation(len(ex))[:MAX_EVAL_EXAMPLES])]
             metrics["held_out_loss"][task] = round(float(trainer.evaluate(encode(tok, ex))["eval_loss"]), 4)
     meta = output_meta(base_m, adata, spec, split, cfg.tasks, out.name)
-    cs = to_sentences(adata[split.train], top_k=None, tie_break=m.meta.get("tie_break", "mean"))
-    from ...sentences import ReverseTransform
-
-    reverse = ReverseTransform.fit(cs, seed=spec.seed) if not (base / "reverse_transform.json").exists() else None
+    reverse = None
+    if not (base / "reverse_transform.json").exists():
+        cs = to_sentences(adata[split.train], top_k=None, tie_break=m.meta.get("tie_break", "mean"))
+        reverse = ReverseTransform.fit(cs, seed=spec.seed)
     meta["training"] = {"method": cfg.method, "base": str(base), "data": str(data) if isinstance(data, (str, Path))
                         else "AnnData", "config": asdict(cfg), "steps": int(trainer.state.global_step),
                         "final_loss": round(float(result.training_loss), 4),
