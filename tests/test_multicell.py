@@ -146,6 +146,8 @@ def test_evaluation_task_rows_and_summary(tmp_path):
     assert summary["n_groups"] == 6
     assert summary["accuracy_with"] == np.mean([g["with"] == g["truth"] for g in groups])
     assert summary["fraction_changed"] == np.mean([g["with"] != g["without"] for g in groups])
+    assert summary["n_fixed"] - summary["n_broken"] == sum(g["with"] == g["truth"] for g in groups) - sum(
+        g["without"] == g["truth"] for g in groups)
     # cluster groups: held-out cells of one cluster each
     by = cell.model_copy(update={"params": task.check_params({"groupby": "seurat_clusters", "limit": 6}, None)})
     clusters = obs.seurat_clusters.astype(str).to_numpy()

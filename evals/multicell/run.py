@@ -23,6 +23,7 @@ COLUMNS = [("n_groups", "groups"), ("fraction_with_interactions", "groups with >
            ("accuracy_majority_without", "acc. (majority) without"), ("accuracy_majority_with", "acc. (majority) with"),
            ("true_logprob_without", "log p(true) without"), ("true_logprob_with", "log p(true) with"),
            ("mean_kl", "mean KL(with || without)"), ("fraction_changed", "answers changed"),
+           ("n_fixed", "answers made right by knowledge"), ("n_broken", "answers made wrong by knowledge"),
            ("injected_accuracy_without", "acc. without (groups with pairs)"),
            ("injected_accuracy_with", "acc. with (groups with pairs)"),
            ("injected_mean_kl", "mean KL (groups with pairs)"), ("injected_fraction_changed", "changed (groups with pairs)")]

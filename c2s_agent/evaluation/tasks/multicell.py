@@ -101,6 +101,8 @@ class MulticellKnowledge(Task):
                 "true_logprob_without": mean(rows, "true_logprob_without"),
                 "true_logprob_with": mean(rows, "true_logprob_with"),
                 "mean_kl": mean(rows, "kl"), "fraction_changed": float(np.mean([g["with"] != g["without"] for g in rows])),
+                "n_fixed": sum(g["with"] == g["truth"] != g["without"] for g in rows),  # wrong -> right with knowledge
+                "n_broken": sum(g["without"] == g["truth"] != g["with"] for g in rows),  # right -> wrong
                 "fraction_with_interactions": len(inj) / len(rows),
                 "mean_interactions": float(np.mean([g["n_interactions"] for g in rows])),
                 "injected_accuracy_without": acc(inj, "without"), "injected_accuracy_with": acc(inj, "with"),
