@@ -153,3 +153,19 @@ def test_evaluation_task_rows_and_summary(tmp_path):
     clusters = obs.seurat_clusters.astype(str).to_numpy()
     for g in [g for it in task.items(by, settings) for g in it["groups"]]:
         assert len(set(clusters[g])) == 1 and all(obs.index[p] in test for p in g)
+
+
+@pytest.mark.parametrize("kwargs, needles", [
+    ({"mode": "tissue"}, ["mode", "'neighbourhood' or 'cluster'"]),
+    ({"mode": "cluster"}, ["groupby", "is needed to reason over clusters"]),
+    ({"values": ["CD14 Mono"]}, ["values", "without groupby"]),
+    ({"groupby": "cell_type", "values": ["Neuron"]}, ["Neuron", "not values of obs['cell_type']"]),
+    ({"groupby": "tissue"}, ["tissue", "is not a column"]),
+    ({"max_groups": 0}, ["max_groups", ">= 1"]),
+])
+def test_bad_multicell_arguments_are_named(mono, model, kwargs, needles):
+    from c2s_agent.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        mc.multicell(mono, model, **kwargs)
+    assert all(n in str(err.value) for n in needles), str(err.value)
