@@ -170,6 +170,24 @@ def test_llm_planner_turns_tool_calls_into_a_checked_plan(tools, vocab, asetting
     assert calls[0][0] == "model" and calls[0][1]["tokens_in"] == 812 and calls[0][1]["tokens_out"] == 41
 
 
+def test_llm_planner_knows_the_predicted_labels(tools, vocab, asettings):
+    """The system prompt lists the column annotate_cells will add and its labels; a plan that groups a later step by
+    it passes the check although the data does not have it yet."""
+    from langchain_core.messages import AIMessage
+
+    reply = AIMessage(content="", tool_calls=[
+        {"name": "annotate_cells", "args": {}, "id": "c1"},
+        {"name": "score_ligand_receptor", "args": {"groupby": "c2s_cell_type", "source": ["CD16 Mono"],
+                                                   "target": ["NK"]}, "id": "c2"}])
+    planner = get_planner(asettings, "llm", chat_model=scripted_model(reply))
+    system = planner._messages("q", vocab, tools)[0].content
+    assert "- obs column 'c2s_cell_type' once annotate_cells has run" in system and "'CD14 Mono', 'CD16 Mono'" in system
+    plan = planner.plan("Annotate the cells and score signals from CD16 monocytes to NK cells", tools, vocab)
+    assert [s.tool for s in plan.steps] == ["annotate_cells", "score_ligand_receptor"] and plan.ok, plan.problems
+    # without the annotation step the same arguments name a column the data lacks
+    assert "c2s_cell_type" in " ".join(check(Plan(question="q", planner="t", steps=plan.steps[1:]), tools, vocab))
+
+
 def test_llm_planner_without_tool_calls_says_no_tool(tools, vocab, asettings):
     from langchain_core.messages import AIMessage
 

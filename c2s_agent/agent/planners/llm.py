@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ...errors import InputError, ModelError
 from ...resources import bundled
 from ..plan import NO_TOOL, Plan, Step
+from ..vocabulary import is_celltype_column
 from .base import Recorder, drop_dependents, finish
 
 if TYPE_CHECKING:
@@ -24,13 +25,35 @@ def tool_spec(tool: Tool) -> dict:
                                              "parameters": tool.input_model.model_json_schema()}}
 
 
-def dataset_text(vocab: Vocabulary | None, max_values: int = 30) -> str:
+def dataset_text(vocab: Vocabulary | None, max_values: int = 30,
+                 predicted: dict[str, tuple[str, list[str]]] | None = None) -> str:
+    """The dataset's columns, values, genes and slots; ``predicted`` maps an obs column a tool can add to
+    (tool name, its values), e.g. the cell types annotate_cells predicts."""
     if vocab is None:
         return "(no dataset given)"
     lines = [f"- obs column {c!r}: {', '.join(map(repr, v[:max_values]))}" + (" ..." if len(v) > max_values else "")
              for c, v in vocab.columns.items()]
+    lines += [f"- obs column {c!r} once {tool} has run (use it, with these labels, for groups named after that "
+              f"step): {', '.join(map(repr, v[:max_values]))}" for c, (tool, v) in (predicted or {}).items()]
     lines.append(f"- {len(vocab.genes):,} genes (symbols), slots present: {', '.join(sorted(vocab.slots)[:40])}")
     return "\n".join(lines)
+
+
+def predicted_columns(tools: dict[str, Tool], vocab: Vocabulary | None, settings) -> dict[str, tuple[str, list[str]]]:
+    """Cell-type columns the data lacks that a tool predicts, with the model's labels as their values."""
+    from .embedded import model_labels
+
+    if vocab is None:
+        return {}
+    out = {}
+    for tool in tools.values():
+        for slot in tool.produces:
+            kind, _, col = slot.partition(":")
+            if kind == "obs" and "{" not in col and col not in vocab.columns and is_celltype_column(col):
+                labels = model_labels(settings)
+                if labels:
+                    out[col] = (tool.name, labels)
+    return out
 
 
 class LLMPlanner:
@@ -74,15 +97,16 @@ class LLMPlanner:
                    tokens_out=usage.get("output_tokens"), output_bytes=len(str(reply.content)))
         return reply
 
-    def _messages(self, question: str, vocab):
+    def _messages(self, question: str, vocab, tools: dict[str, Tool]):
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        system = (bundled("prompts") / "planner_system.md").read_text().replace("{dataset}", dataset_text(vocab))
+        data = dataset_text(vocab, predicted=predicted_columns(tools, vocab, self.settings))
+        system = (bundled("prompts") / "planner_system.md").read_text().replace("{dataset}", data)
         return [SystemMessage(system), HumanMessage(question)]
 
     def plan(self, question: str, tools: dict[str, Tool], vocab: Vocabulary | None,
              record: Recorder | None = None) -> Plan:
-        reply = self._ask(self._messages(question, vocab), tools, record, "plan")
+        reply = self._ask(self._messages(question, vocab, tools), tools, record, "plan")
         steps = [Step(id="", tool=c["name"], args=dict(c.get("args") or {}), why=question) for c in reply.tool_calls]
         notes, unanswered = [], []
         if not steps:
@@ -97,7 +121,7 @@ class LLMPlanner:
         idx = next(i for i, s in enumerate(plan.steps) if s.id == failed.id)
         done = ", ".join(f"{s.tool}({s.args})" for s in plan.steps[:idx]) or "nothing"
         msgs = self._messages(f"{plan.question}\n\nAlready done: {done}. The step {failed.tool}({failed.args}) "
-                              f"failed with: {error}. Plan only the remaining work, avoiding that failure.", vocab)
+                              f"failed with: {error}. Plan only the remaining work, avoiding that failure.", vocab, tools)
         reply = self._ask(msgs, tools, record, "replan")
         new = [Step(id=f"{failed.id}r{i + 1}", tool=c["name"], args=dict(c.get("args") or {}), why=plan.question)
                for i, c in enumerate(reply.tool_calls) if c["name"] in tools]
