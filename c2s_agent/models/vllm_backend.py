@@ -180,7 +180,7 @@ class VLLMBackend:
         """log P(label | prompt) and each prompt's mean token NLL, from vLLM's prompt log-probabilities.
 
         Single-token labels: one request per prompt, reading the labels' log-probabilities at the next position;
-        otherwise one request per prompt+label pair."""
+        otherwise (or beyond 128 labels) one request per prompt+label pair."""
         enc = self._encode(prompts)
         lab = [self.tok(x, add_special_tokens=False)["input_ids"] for x in labels]
         if any(len(x) == 0 for x in lab):
@@ -188,7 +188,7 @@ class VLLMBackend:
         out = np.zeros((len(prompts), len(labels)), np.float64)
         nll = np.zeros(len(prompts), np.float64)
         sampling = dict(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
-        if all(len(x) == 1 for x in lab):
+        if all(len(x) == 1 for x in lab) and len(lab) <= 128:  # vLLM takes at most 128 logprob_token_ids
             ids = [x[0] for x in lab]
             for i, o in enumerate(self.engine.generate(enc, {**sampling, "logprob_token_ids": ids})):
                 out[i] = [o.logprobs[0][t] for t in ids]

@@ -60,6 +60,24 @@ def test_local_and_ray_executors_on_vllm_give_the_transformers_rows(suite, tmp_p
     assert len(jobs) == 1 and len(jobs[0][0]) == 12  # one Ray Data job: the 12 cells' label-scoring requests
 
 
+def test_ray_vllm_backend_generates_as_transformers(reference):
+    """Decoding settings (allowed tokens, ban_repeats) reach the engines through Ray Data's rows."""
+    import ray
+
+    from c2s_agent.config import Settings
+    from c2s_agent.models import load_model
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        model = load_model(None, Settings(backend="ray-vllm", threads=1))
+        assert model.backend.name == "ray-vllm"
+        types = ["CD14 Mono", "B", "NK"]
+        got = model.generate(types, "stim", n_genes=60, temperature=0.0)
+    finally:
+        ray.shutdown()
+    assert got == reference.generate(types, "stim", n_genes=60, temperature=0.0)
+
+
 def test_processor_config_without_and_with_gpus():
     """The GPU path cannot run here: check what it would ask Ray for."""
     import ray

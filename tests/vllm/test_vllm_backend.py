@@ -62,3 +62,14 @@ def test_ban_repeats_changes_greedy_decoding_as_in_transformers(reference, vllm_
     assert [c.text for c in b] == [c.text for c in a]
     assert all(len(c.text.split()) == len(set(c.text.split())) for c in b)
     np.testing.assert_allclose([c.logprob for c in b], [c.logprob for c in a], rtol=1e-4)
+
+
+def test_multi_token_label_scores_agree(reference, vllm_model, held_out):
+    texts, _, _ = reference.sentences(held_out[:4], reference.top_k["cell_type"])
+    prompts = [reference.prompts.format("cell_type", cell=t) for t in texts]
+    labels = ["CD14_Mono .", "B .", "NK CD8_T"]  # two tokens each: scored as prompt+label pairs
+    a = reference.backend.score_labels(prompts, labels)
+    b = vllm_model.backend.score_labels(prompts, labels)
+    np.testing.assert_allclose(b.logprobs, a.logprobs, rtol=1e-4)
+    np.testing.assert_allclose(b.prompt_nll, a.prompt_nll, rtol=1e-4)
+    assert np.isfinite(a.logprobs).all() and (a.logprobs < 0).all()
