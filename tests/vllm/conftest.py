@@ -11,11 +11,13 @@ from importlib.util import find_spec
 import pytest
 
 _spec = find_spec("vllm")  # this folder is on sys.path's tests/ too: a namespace package "vllm" is not vLLM
-collect_ignore_glob = [] if _spec is not None and _spec.origin not in (None, "namespace") else ["test_*.py"]
+HAVE_VLLM = _spec is not None and _spec.origin not in (None, "namespace")
+collect_ignore_glob = [] if HAVE_VLLM else ["test_*.py"]
 
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process (no engine-core child)
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if HAVE_VLLM:  # never change the main suite's environment
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process (no engine-core child)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
