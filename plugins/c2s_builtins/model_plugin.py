@@ -344,8 +344,9 @@ def multicell_reasoning(ctx: ToolContext, args: MulticellInput) -> ToolResult:
                           fraction_changed=float(df.changed.mean()), mean_kl=float(df.kl_with_vs_without.mean()),
                           compared_with=col, accuracy_without=acc0, accuracy_with=acc1,
                           top_interactions=[p for p, _ in pairs.most_common(10)], how=how)
-    where = f"{', '.join(args.groups)} " if args.groups else ""
-    evidence = (f"{len(df)} {where}{args.mode}s of {args.n_cells} cells asked their cell type: "
+    where = f"{args.groupby} {', '.join(args.groups)}" if args.groups else (args.groupby or "all cells")
+    kind = f"kNN neighbourhoods around {where}" if args.mode == "neighbourhood" else f"chunks of clusters: {where}"
+    evidence = (f"{len(df)} groups of {args.n_cells} cells ({kind}) asked their cell type: "
                 f"{out.n_groups_with_interactions} express at least one ligand-receptor pair "
                 f"(most often {', '.join(out.top_interactions[:4]) or 'none'}); injecting them changed "
                 f"{out.fraction_changed:.0%} of the answers (mean KL {out.mean_kl:.3f} nats)"
