@@ -46,4 +46,4 @@ $(VBIN)/.c2s-installed: pyproject.toml
 vllm-env: $(VBIN)/.c2s-installed
 
 test-vllm: vllm-env
-	$(VBIN)/pytest -q -p no:cacheprovider tests/vllm
+	$(VBIN)/pytest -q -p no:cacheprovider tests/vllm_engine

@@ -2,7 +2,7 @@
 Data's LLM processor (vLLM engines on the GPUs of a Ray cluster; the Ray executor of ``c2s eval`` uses it).
 vLLM and Ray are imported only when these backends are used.
 
-Greedy outputs agree token for token with the transformers backend (tests/vllm, run with `make test-vllm`):
+Greedy outputs agree token for token with the transformers backend (tests/vllm_engine, run with `make test-vllm`):
 prompts are tokenised here and sent as token ids, completions are decoded with the same tokenizer, reported
 log-probabilities are those of the processed distribution (after ``allowed``/``ban_repeats``, as transformers
 reports them) and leave out the end-of-text token. Embeddings are not offered by a generation engine, so
