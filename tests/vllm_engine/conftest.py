@@ -10,8 +10,7 @@ from importlib.util import find_spec
 
 import pytest
 
-_spec = find_spec("vllm")  # this folder is on sys.path's tests/ too: a namespace package "vllm" is not vLLM
-HAVE_VLLM = _spec is not None and _spec.origin not in (None, "namespace")
+HAVE_VLLM = find_spec("vllm") is not None
 collect_ignore_glob = [] if HAVE_VLLM else ["test_*.py"]
 
 if HAVE_VLLM:  # never change the main suite's environment
@@ -45,3 +44,22 @@ def held_out(kang, reference):
 
     test = np.asarray(reference.meta["split"]["test_obs_names"])
     return kang[kang.obs_names.isin(test[::10])].copy()
+
+
+@pytest.fixture(scope="session")
+def same_as_reference(reference, held_out):
+    """A check that another model's label-scoring predictions on the held-out cells equal the reference's:
+    labels, every label probability and the sentence NLL."""
+    import numpy as np
+
+    expected = reference.predict_cell_types(held_out, threshold=0.0)
+    cols = [f"p_{x}" for x in reference.known_labels]
+
+    def check(model):
+        got = model.predict_cell_types(held_out, threshold=0.0)
+        assert list(got["label"]) == list(expected["label"])
+        np.testing.assert_allclose(got[cols].to_numpy(), expected[cols].to_numpy(), atol=1e-4)
+        np.testing.assert_allclose(got["sentence_nll"], expected["sentence_nll"], atol=1e-4)
+        return got
+
+    return check
