@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,17 +88,7 @@ def test_resume_without_checkpoint_and_bad_task_are_input_errors(subset, tmp_pat
         finetune(subset, tmp_path / "bad", cfg=_cfg(tasks=("nonsense",)), progress=False)
 
 
-@pytest.fixture
-def trl_importable(monkeypatch):
-    """TRL checks whether vllm is importable; the tests folder on sys.path would offer tests/vllm/ (a test
-    folder, not the package) as a namespace package with no version, so it is taken off for this test."""
-    here = Path(__file__).resolve().parent
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != here])
-    if getattr(sys.modules.get("vllm"), "__file__", "") is None:
-        monkeypatch.delitem(sys.modules, "vllm")
-
-
-def test_grpo_two_steps_writes_log_curves_and_heldout_metrics(subset, tmp_path, trl_importable):
+def test_grpo_two_steps_writes_log_curves_and_heldout_metrics(subset, tmp_path):
     from c2s_agent.models.training.grpo import GRPOSettings, grpo
 
     out = tmp_path / "grpo"
