@@ -1,9 +1,8 @@
 """What the graph's nodes share during one process's part of a run: settings, tools, planner, ledger, the
-working AnnData (its slots saved to ``runs/<id>/slots.h5ad`` after every step that adds any) and timings."""
+working AnnData (what each step changes in its slots saved as a delta in ``runs/<id>/slots/``) and timings."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,15 +27,16 @@ class RunContext:
     elapsed_before: float = 0.0  # wall time spent on this run by earlier processes (before a resume)
     _adata: Any = None
     _vocab: Any = None
+    _saved: dict = field(default_factory=dict)  # fingerprint of the slots as saved
 
     def wall(self) -> float:
         """Wall time of the run so far, across resumes."""
         return self.elapsed_before + time.perf_counter() - self.started
 
     @property
-    def data_file(self) -> Path:
-        """The run's saved slots: obs, var, obsm, uns and layers of the working data, without X."""
-        return self.run_dir / "slots.h5ad"
+    def slots_dir(self) -> Path:
+        """The run's saved slots: one delta file per step that changed obs, var, obsm, layers or uns."""
+        return self.run_dir / "slots"
 
     def input_path(self) -> Path | None:
         from ..data.io import DEMO_ALIASES, DEMO_DATASETS
@@ -50,17 +50,12 @@ class RunContext:
         """The working AnnData: the input normalised, plus the slots earlier steps saved (on resume)."""
         if self._adata is None and self.data is not None:
             t0 = time.perf_counter()  # includes importing anndata/scanpy the first time: part of loading
-            import anndata as ad
-
             from ..data import prepare, read
+            from .slots import apply_deltas, fingerprint
 
             adata = prepare(read(self.data))
-            if self.data_file.exists():
-                saved = ad.read_h5ad(self.data_file)
-                adata.obs, adata.var = saved.obs, saved.var
-                adata.obsm.update(dict(saved.obsm))
-                adata.uns.update(dict(saved.uns))
-                adata.layers.update(dict(saved.layers))
+            apply_deltas(adata, self.slots_dir)
+            self._saved = fingerprint(adata)
             self._adata = adata
             self.timings["load_s"] += time.perf_counter() - t0
         return self._adata
@@ -76,18 +71,10 @@ class RunContext:
         return self._vocab
 
     def persist(self) -> None:
-        """Save the working data's slots atomically (temp file, fsync, rename). X is not saved: tools add
-        results in slots and leave X alone, and the input can be normalised again on resume."""
-        import anndata as ad
-        import scipy.sparse as sp
+        """Save what the last step changed in the working data's slots (X is never saved: tools add results
+        in slots and leave X alone, and the input is normalised again on resume)."""
+        from .slots import save_delta
 
         t0 = time.perf_counter()
-        a = self._adata
-        slots = ad.AnnData(X=sp.csr_matrix(a.shape, dtype="float32"), obs=a.obs, var=a.var, obsm=dict(a.obsm),
-                           uns=dict(a.uns), layers=dict(a.layers))
-        tmp = self.data_file.with_suffix(".tmp.h5ad")
-        slots.write_h5ad(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.data_file)
+        self._saved = save_delta(self._adata, self.slots_dir, self._saved)
         self.timings["persist_s"] += time.perf_counter() - t0

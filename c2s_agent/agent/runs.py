@@ -1,8 +1,8 @@
 """Runs: ``ask`` starts one, ``resume`` continues a killed one, ``list_runs``/``show_run`` read them back.
 
 Each run lives in ``<runs_dir>/<id>/``: ``run.json`` (manifest: question, data, planner, versions, status,
-timings), ``plan.json``, ``ledger.sqlite``, ``artefacts/``, ``slots.h5ad`` (the slots steps added to the working
-data, saved after each step that adds any), ``report.md`` and ``report.html``. Graph checkpoints of all runs are in
+timings), ``plan.json``, ``ledger.sqlite``, ``artefacts/``, ``slots/`` (what each step changed in the working data's
+slots, one delta file per step; ``working_data`` puts them back on the input), ``report.md`` and ``report.html``. Graph checkpoints of all runs are in
 ``<runs_dir>/checkpoints.sqlite``, one thread per run id.
 """
 
@@ -205,6 +205,19 @@ def list_runs(settings) -> list[dict]:
         except (OSError, ValueError):
             continue
     return sorted(runs, key=lambda r: r.get("created", ""), reverse=True)
+
+
+def working_data(settings, run_id: str):
+    """The run's working AnnData: its input normalised, with every slot its steps added (``c2s runs export``)."""
+    run_dir, run = load_run(settings, run_id)
+    if run.get("data") is None:
+        raise InputError(f"run {run_id!r}", "has no data", "export a run that was asked with --data")
+    from ..data import prepare, read
+    from .slots import apply_deltas
+
+    adata = prepare(read(run["data"]))
+    apply_deltas(adata, run_dir / "slots")
+    return adata
 
 
 def show_run(settings, run_id: str) -> dict:

@@ -1,8 +1,9 @@
-"""``c2s ask``, ``c2s resume``, ``c2s runs list|show``, ``c2s plugins list`` and ``c2s eval planning``."""
+"""``c2s ask``, ``c2s resume``, ``c2s runs list|show|export``, ``c2s plugins list`` and ``c2s eval planning``."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -78,8 +79,6 @@ def _progress():
 def _approver(answers_file: str | None):
     """Answers approval pauses from a JSON file (a list of {"action", "args"}, used in order; the run pauses when
     they run out) or by asking on the terminal (accept / edit the arguments as JSON / skip)."""
-    from pathlib import Path
-
     from ..errors import InputError
 
     if answers_file:
@@ -218,6 +217,15 @@ def runs_show(run_id: str = typer.Argument(...), as_json: bool = typer.Option(Fa
                       f"{(r['duration_s'] or 0):7.2f} s{tok}")
     if info.get("report"):
         console.print(f"Report: {info['report']}")
+
+
+@runs_app.command("export")
+def runs_export(run_id: str = typer.Argument(...), out: Path = typer.Argument(..., help="the .h5ad to write")) -> None:
+    """Write a run's working data (the input with every slot its steps added) as an .h5ad."""
+    from ..agent import runs
+
+    runs.working_data(_settings(), run_id).write_h5ad(out)
+    console.print(f"Wrote {out}")
 
 
 @plugins_app.command("list")
