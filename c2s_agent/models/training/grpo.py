@@ -237,8 +237,8 @@ def heldout_perturbation(model, adata, spec: F.DataSpec, groups, rows=None, reve
         pred_mean = ctrl_mean.add((rec["pred"] - rec["ctrl"]).reindex(ctrl_mean.index).fillna(0))
         top_de = lfc_agreement(stim_mean, stim_mean, ctrl_mean, top_n=100).table.index.tolist()
         row: dict = {"n_control": int(len(c_rows)), "n_observed": int(len(p_rows))}
-        rdata = RewardData(list(vocab), reverse, k, {g: rec_profile(rec["ctrl"], vocab)},
-                           {g: rec_profile(rec["stim"], vocab)}, {g: stim_texts})
+        rdata = RewardData(list(vocab), reverse, k, {g: _vector(rec["ctrl"], vocab)},
+                           {g: _vector(rec["stim"], vocab)}, {g: stim_texts})
         for name in ["top_100_de", *programs]:
             gs = top_de if name == "top_100_de" else list(get_program(name).genes)
             a = lfc_agreement(pred_mean, stim_mean, ctrl_mean, genes=gs)
@@ -257,6 +257,6 @@ def heldout_perturbation(model, adata, spec: F.DataSpec, groups, rows=None, reve
     return out
 
 
-def rec_profile(mean, vocab) -> np.ndarray:
+def _vector(mean, vocab) -> np.ndarray:
     """A mean-expression Series as a vector over ``vocab``."""
     return mean.reindex([str(v).upper() for v in vocab]).fillna(0).to_numpy()
