@@ -234,6 +234,34 @@ def output_meta(base_m: dict, adata, spec: DataSpec, split: Split, tasks, name: 
     return meta
 
 
+@dataclass
+class Run:
+    """What SFT and GRPO both start from: the data, the output and base folders, the base's metadata and
+    C2S wrapper, and the seeded split."""
+
+    adata: object
+    out: Path
+    base: Path
+    base_meta: dict
+    model: object
+    split: object
+
+
+def prepare_run(data, out, base, spec, tasks) -> Run:
+    """Check the folders and the data's columns for ``tasks``, load the base's metadata and split the cells."""
+    from ...data import read
+    from ..model import embedded_model_path
+
+    base = Path(base) if base else embedded_model_path()
+    out = Path(out)
+    if out.resolve() == base.resolve():
+        raise InputError("--out", "is the base model's directory", "write the trained model to another folder")
+    adata = read(data) if isinstance(data, (str, Path)) else data
+    check_columns(adata, spec, tasks)
+    base_m = base_meta(base)
+    return Run(adata, out, base, base_m, meta_model(base_m), make_split(adata, spec))
+
+
 def finetune(data, out: str | Path, base: str | Path | None = None, cfg: FinetuneConfig | None = None,
              progress: bool = True) -> dict:
     """Fine-tune ``base`` (default: the embedded model) on ``data`` (an .h5ad path, a bundled name or an
@@ -241,9 +269,7 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from ...data import read
     from ...sentences import ReverseTransform, to_sentences
-    from ..model import embedded_model_path
 
     cfg = cfg or FinetuneConfig()
     spec = cfg.data
@@ -254,15 +280,8 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
         raise InputError("--method", f"{cfg.method!r} is not a fine-tuning method", f"use one of {list(METHODS)} or grpo")
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    base = Path(base) if base else embedded_model_path()
-    out = Path(out)
-    if out.resolve() == base.resolve():
-        raise InputError("--out", "is the base model's directory", "write the fine-tuned model to another folder")
-    adata = read(data) if isinstance(data, (str, Path)) else data
-    check_columns(adata, spec, cfg.tasks)
-    base_m = base_meta(base)
-    m = meta_model(base_m)
-    split = make_split(adata, spec)
+    run = prepare_run(data, out, base, spec, cfg.tasks)
+    adata, out, base, base_m, m, split = run.adata, run.out, run.base, run.base_meta, run.model, run.split
     train_ex = build_examples(adata, m, spec, cfg.tasks, split.train, spec.seed)
     test_ex = build_examples(adata, m, spec, cfg.tasks, split.test, spec.seed + 1)
     if not train_ex:

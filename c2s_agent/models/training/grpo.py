@@ -102,24 +102,14 @@ def grpo(data, out: str | Path, base: str | Path | None = None, cfg: GRPOSetting
         raise InputError("--method grpo", "needs TRL, which is not installed",
                          "pip install 'c2s-agent[train]' (trl==1.16.0)") from None
 
-    from ...data import read
-    from ..model import embedded_model_path
-
     cfg = cfg or GRPOSettings()
     spec = cfg.data
     if cfg.task not in GRPO_TASKS:
         raise InputError("--task", f"{cfg.task!r} is not a GRPO task", f"use one of {list(GRPO_TASKS)}")
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    base = Path(base) if base else embedded_model_path()
-    out = Path(out)
-    if out.resolve() == base.resolve():
-        raise InputError("--out", "is the base model's directory", "write the trained model to another folder")
-    adata = read(data) if isinstance(data, (str, Path)) else data
-    F.check_columns(adata, spec, [cfg.task, "perturbation"] if cfg.task == "perturbation" else [cfg.task])
-    base_m = F.base_meta(base)
-    m = F.meta_model(base_m)
-    split = F.make_split(adata, spec)
+    run = F.prepare_run(data, out, base, spec, [cfg.task])
+    adata, out, base, base_m, m, split = run.adata, run.out, run.base, run.base_meta, run.model, run.split
     lab = adata.obs[spec.label_key].astype(str).to_numpy()
     train_rows = split.train[~np.isin(lab[split.train], list(spec.hold_out))]
     reverse = load_reverse(base, adata, train_rows, m.meta, spec.seed)
