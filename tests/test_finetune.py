@@ -120,3 +120,25 @@ def test_any_hf_model_without_c2s_metadata(subset, tmp_path):
     assert (out / "reverse_transform.json").exists() and meta["metrics"]["held_out_loss"]["generation"] > 0
     m = load_model(str(out), Settings(threads=1))
     assert len(m.generate(["B"], ["ctrl"], n_genes=5, seed=0)[0].split()) >= 1
+
+
+def test_cli_trains_lora_and_grpo_on_an_h5ad(subset, tmp_path):
+    """`c2s train --data FILE` for LoRA SFT and for GRPO, as a user runs it."""
+    from typer.testing import CliRunner
+
+    from c2s_agent.cli import app
+
+    path = tmp_path / "cells.h5ad"
+    subset.write_h5ad(path)
+    runner = CliRunner()
+    common = ["train", "--data", str(path), "--threads", "1", "--steps", "2", "--batch-size", "2"]
+    out = runner.invoke(app, [*common, "--method", "lora", "--task", "cell_type", "--out", str(tmp_path / "lora")])
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "lora" / "c2s_model.json").read_text())["training"]["method"] == "lora"
+    out = runner.invoke(app, [*common, "--method", "grpo", "--num-generations", "2", "--hold-out", "CD14 Mono",
+                              "--out", str(tmp_path / "grpo")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "grpo" / "grpo_curves.png").exists()
+    out = runner.invoke(app, ["train", "--data", str(path), "--method", "grpo", "--reward", "no_such_reward",
+                              "--out", str(tmp_path / "bad")])
+    assert isinstance(out.exception, InputError) and "no_such_reward" in str(out.exception)
