@@ -261,3 +261,12 @@ def test_annotate_then_interactions_use_the_predicted_labels(planner, tools, ase
     # without the annotation the data's own column is used, and a predicted column is not assumed
     alone = planner.plan("Find interactions from monocytes to T cells", tools, vocab)
     assert [s.tool for s in alone.steps] == ["score_ligand_receptor"] and alone.steps[0].args["groupby"] != "c2s_cell_type"
+
+
+def test_question_file_with_a_repeated_id_is_refused(tmp_path):
+    """Results are keyed by question id (the eval harness caches by it): a repeated id would hide a question."""
+    q = "- {id: a1, kind: single, question: Describe the data, expected: [{tool: describe_dataset}]}\n"
+    path = tmp_path / "q.yaml"
+    path.write_text(q + q)
+    with pytest.raises(InputError, match=r"\['a1'\] more than once"):
+        load_questions(path)

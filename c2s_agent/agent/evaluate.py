@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -45,6 +46,9 @@ def load_questions(path: Path = DEFAULT_QUESTIONS) -> list[dict]:
         if not {"id", "kind", "question", "expected"} <= set(q):
             raise InputError(f"{path} item {q.get('id', '?')}", "lacks one of id, kind, question, expected",
                              "give every question all four keys")
+    seen = Counter(q["id"] for q in items)
+    if twice := sorted(i for i, n in seen.items() if n > 1):
+        raise InputError(path, f"uses the ids {twice} more than once", "give every question its own id")
     return items
 
 
