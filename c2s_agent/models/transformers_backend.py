@@ -157,8 +157,8 @@ class TransformersBackend:
     def complete(self, prompts: list[str], params: GenParams) -> list[Completion]:
         """Batched decoding with a preallocated (static) KV cache: one forward pass per new token for a whole
         batch, top-k then top-p sampling over the k best tokens only, and repeats/disallowed tokens masked with
-        boolean tensors. Greedy when ``temperature`` is 0. Seeded per batch, so results do not depend on
-        which other prompts share the call."""
+        boolean tensors. Greedy when ``temperature`` is 0. Batch ``b`` samples with seed ``params.seed + b``,
+        so the same call gives the same completions."""
         enc = self._encode(prompts)
         results: list[Completion | None] = [None] * len(prompts)
         allowed = None
