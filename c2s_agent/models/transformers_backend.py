@@ -254,8 +254,9 @@ class TransformersBackend:
         with torch.inference_mode():
             for rows in self._buckets([len(e) for e in enc], self.batch_tokens * 2):
                 ids, mask, pos = self._pad([enc[i] for i in rows])
-                hidden = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                    output_hidden_states=True).hidden_states[-1].float()
+                # the decoder alone: its last hidden state is the causal LM's, without the unused vocabulary head
+                hidden = self.model.base_model(input_ids=ids, attention_mask=mask,
+                                               position_ids=pos).last_hidden_state.float()
                 m = mask.unsqueeze(-1).to(hidden.dtype)
                 vec = ((hidden * m).sum(1) / m.sum(1).clamp_min(1)).cpu().numpy()
                 if out is None:
