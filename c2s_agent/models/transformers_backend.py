@@ -132,14 +132,14 @@ class TransformersBackend:
             for rows in self._buckets([len(e) for e in enc]):
                 ids, mask, pos = self._pad([enc[i] for i in rows])
                 logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
-                logp = torch.log_softmax(logits, -1)
                 n_tokens += int(mask.sum())
-                tgt = ids[:, 1:]
-                tok_lp = logp[:, :-1].gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+                b, t, v = logits.shape  # fused per-token NLL: no (batch x tokens x vocab) log-softmax in memory
+                tok_nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, v), ids[:, 1:].reshape(-1),
+                                                            reduction="none").view(b, t - 1)
                 real = (mask[:, 1:] * mask[:, :-1]).float()
-                nll[rows] = (-(tok_lp * real).sum(-1) / real.sum(-1).clamp_min(1)).cpu().numpy()
+                nll[rows] = ((tok_nll * real).sum(-1) / real.sum(-1).clamp_min(1)).cpu().numpy()
                 if single:
-                    out[rows] = logp[:, -1, [x[0] for x in lab]].cpu().numpy()
+                    out[rows] = torch.log_softmax(logits[:, -1], -1)[:, [x[0] for x in lab]].cpu().numpy()
             if not single:
                 pairs = [(i, j) for i in range(len(prompts)) for j in range(len(labels))]
                 seqs = [enc[i] + lab[j] for i, j in pairs]
