@@ -40,24 +40,22 @@ def _serve_stderr(extra_env: dict, host: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "C2S_API_KEY"}
     env.update({"HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", **extra_env})
     proc = subprocess.Popen([sys.executable, "-m", "c2s_agent", "serve", "--host", host, "--port", str(port),
-                             "--threads", "1"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    lines = []
+                             "--threads", "1"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    out = b""
     deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
+    try:  # raw reads of the pipe: a buffered readline can hold a line select() no longer reports
+        while time.monotonic() < deadline and b"Serving" not in out:
             ready, _, _ = select.select([proc.stderr], [], [], 1.0)  # never block past the deadline
             if not ready:
                 continue
-            line = proc.stderr.readline()
-            if not line:
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            if not chunk:
                 break
-            lines.append(line)
-            if "Serving" in line:
-                break
+            out += chunk
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return "".join(lines)
+    return out.decode(errors="replace")
 
 
 def test_exposed_server_without_key_warns():
