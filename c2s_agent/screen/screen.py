@@ -322,8 +322,8 @@ def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir,
                 lo, hi = _interval(_bootstrap_means(diffs, n_boot, rng), level)
                 finish(t, SCORED, n_cells=len(diffs), base_mean=float(b["scores"].mean()),
                        predicted_mean=float(scores.mean()), shift=float(diffs.mean()), shift_low=lo, shift_high=hi,
-                       base_scores=np.round(b["scores"], 6).tolist(), predicted_scores=np.round(scores, 6).tolist(),
-                       diffs=np.round(diffs, 6).tolist(), example=pred[0][:400], chunk_seed=chunk_seed,
+                       base_scores=b["scores"].tolist(), predicted_scores=scores.tolist(), diffs=diffs.tolist(),
+                       example=pred[0][:400], chunk_seed=chunk_seed,
                        model_seconds_share_of_chunk=round(dt * len(diffs) / len(texts), 4))
                 bar.advance(1)
     finally:
