@@ -121,6 +121,11 @@ def test_task_endpoints(server, model, cells):
     assert [p["label"] for p in r["predictions"]] == model.predict_cell_types(texts)["label"].tolist()
     r = httpx.post(f"{url}/v1/c2s/generate_cells", json={"cell_types": ["CD14 Mono"], "conditions": ["stim"]}, timeout=60)
     assert r.status_code == 200 and len(r.json()["sentences"][0].split()) > 10
+    # guided generation (the default) through the request-merging worker: each prompt keeps its own twin
+    body = {"cell_types": ["NK", "B", "CD14 Mono"], "conditions": ["ctrl", "stim", "ctrl"], "seed": 4}
+    assert httpx.post(f"{url}/v1/c2s/generate_cells", json=body, timeout=60).json()["sentences"] == \
+        model.generate(body["cell_types"], body["conditions"], seed=4)
+    assert model.meta["generation_guidance"] > 0
     r = httpx.post(f"{url}/v1/c2s/perturb", json={"sentences": texts[:2], "perturbation": "IFN-beta"}, timeout=60)
     assert len(r.json()["sentences"]) == 2
     r = httpx.post(f"{url}/v1/c2s/embed", json={"sentences": texts[:2]}, timeout=60)

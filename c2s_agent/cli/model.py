@@ -92,7 +92,10 @@ def generate(out: Path = typer.Argument(..., metavar="OUT.h5ad"),
              cell_type: str = typer.Option(..., "--cell-type", help="cell type to generate, e.g. 'CD14 Mono'"),
              n: int = typer.Option(50, "--n", help="number of cells"),
              condition: str | None = typer.Option(None, help="condition, e.g. ctrl or stim"),
-             seed: int = typer.Option(0), model: str | None = typer.Option(None, help=MODEL_HELP),
+             seed: int = typer.Option(0),
+             guidance: float | None = typer.Option(None, help="classifier-free guidance weight towards the cell type "
+                                                   "(default: the model's own; 0 samples unguided)"),
+             model: str | None = typer.Option(None, help=MODEL_HELP),
              threads: int | None = typer.Option(None, help="torch threads")) -> None:
     """Generate cells of a type: sentences in obs['c2s_sentence'], expression reconstructed from rank in X."""
     from ..models import tl
@@ -100,7 +103,7 @@ def generate(out: Path = typer.Argument(..., metavar="OUT.h5ad"),
     out = _out_path(out)
     m = _load(model, threads)
     with console.status(f"generating {n} {cell_type} cells ..."):
-        gen = tl.generate_cells(cell_type, n, condition=condition, model=m, seed=seed)
+        gen = tl.generate_cells(cell_type, n, condition=condition, model=m, seed=seed, guidance=guidance)
     gen.write_h5ad(out)
     console.print(f"[green]Wrote[/] {out}: {gen.n_obs} cells, {gen.obs['c2s_n_genes'].mean():.0f} genes each; "
                   f"example: {gen.obs['c2s_sentence'].iloc[0][:120]} ...")
@@ -167,7 +170,7 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
           hold_out: str | None = typer.Option(None, help="cell types whose perturbed cells are never trained on and "
                                               "are evaluated on (comma-separated)"),
           seed: int = typer.Option(0, help="split and training seed"),
-          epochs: int = typer.Option(6, help="without --data: passes over the training examples"),
+          epochs: int = typer.Option(18, help="without --data: passes over the training examples"),
           max_minutes: float = typer.Option(26.0, help="without --data: wall-time cap; training stops and saves at the cap"),
           threads: int = typer.Option(2, help="torch threads"),
           resume: bool = typer.Option(False, help="continue the run in --out (from its latest checkpoint with --data)"),
@@ -175,7 +178,7 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
                                           "5e-5 GRPO)"),
           evaluate: bool = typer.Option(True, help="without --data: evaluate on held-out cells and write the model card")) -> None:
     """Train a C2S model. Without --data: reproduce the embedded model from the bundled Kang 2018 data (about
-    15-25 minutes on 2 cores). With --data: supervised fine-tuning (full or LoRA) or GRPO with registered
+    25-30 minutes on 2 cores, evaluation included). With --data: supervised fine-tuning (full or LoRA) or GRPO with registered
     rewards, from --base (default the embedded model), with a seeded held-out split and its metrics in the
     output model card."""
     import json

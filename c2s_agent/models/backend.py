@@ -16,7 +16,10 @@ import numpy as np
 @dataclass
 class GenParams:
     """Decoding settings. ``temperature=0`` is greedy. ``ban_repeats`` forbids a token twice in one completion
-    (no duplicated genes); ``allowed`` restricts output to these token strings (plus the end of text)."""
+    (no duplicated genes); ``allowed`` restricts output to these token strings (plus the end of text).
+    ``guidance`` > 0 is classifier-free guidance: each step samples from ``lp + guidance * (lp - lp_u)``, where
+    ``lp_u`` are the log-probabilities after ``unconditional[i]`` (prompt ``i`` without its condition); only
+    backends with ``supports_guidance`` offer it."""
 
     max_new_tokens: int = 64
     temperature: float = 0.0
@@ -25,6 +28,8 @@ class GenParams:
     seed: int = 0
     ban_repeats: bool = False
     allowed: tuple[str, ...] | None = None
+    guidance: float = 0.0
+    unconditional: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -51,6 +56,15 @@ class Embeddings:
     vectors: np.ndarray  # (n, d), mean of the last hidden state over real (non-padding) tokens
     n_tokens: int = 0
     extra: dict = field(default_factory=dict)
+
+
+def refuse_guidance(backend: str, params: GenParams) -> None:
+    """Backends without classifier-free guidance say so instead of silently sampling unguided."""
+    if params.guidance > 0:
+        from ..errors import InputError
+
+        raise InputError("guidance", f"is not offered by the {backend} backend",
+                         "use guidance=0, or the transformers backend")
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .backend import Completion, Embeddings, GenParams, LabelScores
+from .backend import Completion, Embeddings, GenParams, LabelScores, refuse_guidance
 
 
 class OpenAIHTTPBackend:
@@ -58,6 +58,7 @@ class OpenAIHTTPBackend:
             yield i, items[i : i + self.batch_size]
 
     def complete(self, prompts: list[str], params: GenParams) -> list[Completion]:
+        refuse_guidance(self.name, params)
         out: list[Completion] = []
         for _, chunk in self._chunks(list(prompts)):
             body = {"model": self.model_id, "prompt": chunk, "max_tokens": params.max_new_tokens,

@@ -196,9 +196,11 @@ class C2SModel:
     # -- generation ----------------------------------------------------------------------------------------
     def generate(self, cell_types: list[str], conditions: list[str] | None = None, n_genes: int | None = None,
                  seed: int = 0, temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95,
-                 on_call: Recorder | None = None) -> list[str]:
+                 guidance: float | None = None, on_call: Recorder | None = None) -> list[str]:
         """One generated cell sentence per requested cell type (and condition; default the first known
-        condition). Genes are never repeated within a sentence and only known genes are emitted."""
+        condition). Genes are never repeated within a sentence and only known genes are emitted.
+        ``guidance``: classifier-free guidance weight towards the requested type (default: the model's
+        ``generation_guidance`` where the backend offers guidance, else 0)."""
         if isinstance(cell_types, str):
             cell_types = [cell_types]
         if not cell_types:
@@ -217,7 +219,13 @@ class C2SModel:
             raise InputError("n_genes", f"must be >= 1 (got {n_genes})", "ask for a positive number of genes")
         prompts = [self.prompts.format("generation", cell_type=self._token(c), label=self._token(c), condition=d,
                                        num_genes=n_genes) for c, d in zip(cell_types, conditions)]
-        return self._complete_sentences(prompts, n_genes, seed, temperature, top_k, top_p, on_call, "generate")
+        if guidance is None:
+            guidance = self.meta.get("generation_guidance", 0.0) if getattr(self.backend, "supports_guidance", False) else 0.0
+        twins = None
+        if guidance > 0:
+            twins = tuple(self.prompts.format("generation_unconditional", condition=d, num_genes=n_genes) for d in conditions)
+        return self._complete_sentences(prompts, n_genes, seed, temperature, top_k, top_p, on_call, "generate",
+                                        guidance, twins)
 
     def perturb(self, cells, perturbation: str, context: str | None = None, seed: int = 0, n_genes: int | None = None,
                 temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95,
@@ -236,10 +244,11 @@ class C2SModel:
                                        num_genes=len(t.split())) for t in texts]
         return self._complete_sentences(prompts, int(n_genes or k), seed, temperature, top_k, top_p, on_call, "perturb")
 
-    def _complete_sentences(self, prompts, n_genes, seed, temperature, top_k, top_p, on_call, kind) -> list[str]:
+    def _complete_sentences(self, prompts, n_genes, seed, temperature, top_k, top_p, on_call, kind,
+                            guidance: float = 0.0, twins: tuple[str, ...] | None = None) -> list[str]:
         allowed = tuple(self.genes) + (".",) if self.genes else None
         params = GenParams(max_new_tokens=n_genes + 1, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                           ban_repeats=True, allowed=allowed)
+                           ban_repeats=True, allowed=allowed, guidance=guidance, unconditional=twins)
         t0 = time.perf_counter()
         comps = self.backend.complete(prompts, params)
         self._record(on_call, kind, len(prompts), t0, prompt_tokens=sum(c.n_prompt_tokens for c in comps),

@@ -17,7 +17,7 @@ from functools import lru_cache
 from ..errors import InputError
 from ..resources import bundled
 
-TASKS = ("cell_type", "generation", "perturbation", "perturbation_context", "multicell")
+TASKS = ("cell_type", "generation", "generation_unconditional", "perturbation", "perturbation_context", "multicell")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -38,6 +39,7 @@ class BatchingBackend:
         self.inner, self.max_batch = backend, max_batch
         self.name, self.model_id, self.metadata = backend.name, backend.model_id, backend.metadata
         self.path = getattr(backend, "path", None)
+        self.supports_guidance = getattr(backend, "supports_guidance", False)
         self._q: queue.Queue = queue.Queue()
         self.batches_run = 0
         self.items_run = 0
@@ -49,7 +51,8 @@ class BatchingBackend:
         return fut.result()
 
     def complete(self, prompts, params: GenParams) -> list[Completion]:
-        return self._submit("complete", params, list(prompts))
+        twins = params.unconditional or [None] * len(prompts)  # travel with their prompts into merged batches
+        return self._submit("complete", replace(params, unconditional=None), list(zip(prompts, twins)))
 
     def score_labels(self, prompts, labels) -> LabelScores:
         rows = self._submit("score", tuple(labels), list(prompts))
@@ -83,7 +86,8 @@ class BatchingBackend:
         key = group[0][1]
         try:
             if kind == "complete":
-                res = self.inner.complete(items, key)
+                prompts, twins = (list(x) for x in zip(*items))
+                res = self.inner.complete(prompts, replace(key, unconditional=tuple(twins) if key.guidance > 0 else None))
             elif kind == "score":
                 s = self.inner.score_labels(items, list(key))
                 share = s.n_tokens // max(1, len(items))
@@ -146,6 +150,7 @@ class GenerateRequest(BaseModel):
     conditions: list[str] | None = None
     n_genes: int | None = Field(None, ge=1, le=2048)
     seed: int = 0
+    guidance: float | None = Field(None, ge=0, le=20)
 
 
 class PerturbRequest(BaseModel):
@@ -286,7 +291,8 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
 
     @app.post("/v1/c2s/generate_cells", dependencies=auth)
     def generate(req: GenerateRequest):
-        return {"sentences": model.generate(req.cell_types, req.conditions, n_genes=req.n_genes, seed=req.seed)}
+        return {"sentences": model.generate(req.cell_types, req.conditions, n_genes=req.n_genes, seed=req.seed,
+                                              guidance=req.guidance)}
 
     @app.post("/v1/c2s/perturb", dependencies=auth)
     def perturb(req: PerturbRequest):

@@ -60,6 +60,7 @@ class TransformersBackend:
     """A causal LM from a local Hugging Face directory."""
 
     name = "transformers"
+    supports_guidance = True
 
     def __init__(self, path: str | Path, settings=None, batch_tokens: int | None = None):
         import torch
@@ -158,8 +159,15 @@ class TransformersBackend:
         """Batched decoding with a preallocated (static) KV cache: one forward pass per new token for a whole
         batch, top-k then top-p sampling over the k best tokens only, and repeats/disallowed tokens masked with
         boolean tensors. Greedy when ``temperature`` is 0. Batch ``b`` samples with seed ``params.seed + b``,
-        so the same call gives the same completions."""
+        so the same call gives the same completions. With ``guidance``, each prompt's unconditional twin runs
+        in the same batch."""
         enc = self._encode(prompts)
+        twins = None
+        if params.guidance > 0:
+            if params.unconditional is None or len(params.unconditional) != len(prompts):
+                raise InputError("unconditional", "needs one prompt per prompt when guidance > 0",
+                                 "pass the prompts without their condition, or guidance=0")
+            twins = self._encode(list(params.unconditional))
         results: list[Completion | None] = [None] * len(prompts)
         allowed = None
         if params.allowed is not None:
@@ -168,17 +176,22 @@ class TransformersBackend:
         # every row holds a KV cache of prompt + new tokens: budget the batch by that length
         budget = max(self.batch_tokens * 2, 4096)
         with self._torch.inference_mode():
-            for b, rows in enumerate(self._buckets([len(e) + params.max_new_tokens for e in enc], budget)):
-                for i, c in zip(rows, self._decode([enc[i] for i in rows], params, allowed, params.seed + b)):
+            lengths = [(len(e) if twins is None else 2 * max(len(e), len(twins[i]))) + params.max_new_tokens
+                       for i, e in enumerate(enc)]
+            for b, rows in enumerate(self._buckets(lengths, budget)):
+                uncond = None if twins is None else [twins[i] for i in rows]
+                for i, c in zip(rows, self._decode([enc[i] for i in rows], params, allowed, params.seed + b, uncond)):
                     results[i] = c
         return results  # type: ignore[return-value]
 
-    def _decode(self, seqs: list[list[int]], params: GenParams, allowed: list[int] | None, seed: int) -> list[Completion]:
+    def _decode(self, seqs: list[list[int]], params: GenParams, allowed: list[int] | None, seed: int,
+                uncond: list[list[int]] | None = None) -> list[Completion]:
         torch = self._torch
         from transformers import StaticCache
 
-        ids, mask, pos = self._pad(seqs)
-        n, p, t_max = ids.shape[0], ids.shape[1], params.max_new_tokens
+        ids, mask, pos = self._pad(seqs + (uncond or []))  # unconditional twins are rows n..2n-1
+        n, p, t_max = len(seqs), ids.shape[1], params.max_new_tokens
+        copies = ids.shape[0] // n
         eos, pad = self.tok.eos_token_id, self.tok.pad_token_id
         vocab = self.model.config.vocab_size
         bias = torch.zeros(vocab, device=self.device)
@@ -188,7 +201,7 @@ class TransformersBackend:
         used = torch.zeros((n, vocab), dtype=torch.bool, device=self.device)
         exempt = [x for x in (eos, pad) if x is not None]
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        full_mask = torch.cat([mask, torch.zeros((n, t_max), dtype=mask.dtype, device=self.device)], 1)
+        full_mask = torch.cat([mask, torch.zeros((n * copies, t_max), dtype=mask.dtype, device=self.device)], 1)
         cache = StaticCache(config=self.model.config, max_cache_len=p + t_max)
         out_tokens = torch.full((n, t_max), pad, dtype=torch.long, device=self.device)
         out_lp = torch.zeros((n, t_max), device=self.device)
@@ -198,7 +211,7 @@ class TransformersBackend:
                             cache_position=torch.arange(p, device=self.device), logits_to_keep=1).logits[:, -1]
         next_pos = pos[:, -1:] + 1
         for t in range(t_max):
-            scores = logits.float() + bias
+            scores = self._guided(logits.float(), n, params.guidance) + bias
             if params.ban_repeats:
                 scores = scores.masked_fill(used, float("-inf"))
             scores[:, eos] = torch.where(torch.isinf(scores).all(-1), 0.0, scores[:, eos])  # nothing left: stop
@@ -212,8 +225,8 @@ class TransformersBackend:
                 used[:, exempt] = False
             if bool(done.all()) or t + 1 == t_max:
                 break
-            full_mask[:, p + t] = (~done).to(full_mask.dtype)
-            logits = self.model(input_ids=tok[:, None], attention_mask=full_mask[:, :p + t + 1], position_ids=next_pos,
+            full_mask[:, p + t] = (~done).to(full_mask.dtype).repeat(copies)
+            logits = self.model(input_ids=tok.repeat(copies)[:, None], attention_mask=full_mask[:, :p + t + 1], position_ids=next_pos,
                                 past_key_values=cache, cache_position=torch.tensor([p + t], device=self.device),
                                 logits_to_keep=1).logits[:, -1]
             next_pos = next_pos + 1
@@ -226,6 +239,16 @@ class TransformersBackend:
             comps.append(Completion(text.strip(), len(s), m, float(sum(lps[k][:m])), lps[k][:m],
                                     "stop" if m < t_max else "length"))
         return comps
+
+    @staticmethod
+    def _guided(logits, n: int, weight: float):
+        """The conditional rows' scores, moved away from their unconditional twins (rows n.. when present)."""
+        if logits.shape[0] == n:
+            return logits
+        import torch
+
+        lp = torch.log_softmax(logits, -1)
+        return lp[:n] + weight * (lp[:n] - lp[n:])
 
     @staticmethod
     def _pick(scores, params: GenParams, gen):

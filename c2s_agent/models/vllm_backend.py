@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .backend import Completion, Embeddings, GenParams, LabelScores
+from .backend import Completion, Embeddings, GenParams, LabelScores, refuse_guidance
 
 
 BAN_REPEATS = "c2s_agent.models.vllm_logits:BanRepeats"  # loaded by name, in this process or a Ray worker
@@ -173,6 +173,7 @@ class VLLMBackend:
         return [self.tok(t)["input_ids"] for t in texts]
 
     def complete(self, prompts: list[str], params: GenParams) -> list[Completion]:
+        refuse_guidance(self.name, params)
         outs = self.engine.generate(self._encode(prompts), sampling_kwargs(self.tok, params))
         return [to_completion(self.tok, o) for o in outs]
 

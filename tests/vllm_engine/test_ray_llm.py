@@ -75,7 +75,7 @@ def test_ray_vllm_backend_generates_as_transformers(reference):
         got = model.generate(types, "stim", n_genes=60, temperature=0.0)
     finally:
         ray.shutdown()
-    assert got == reference.generate(types, "stim", n_genes=60, temperature=0.0)
+    assert got == reference.generate(types, "stim", n_genes=60, temperature=0.0, guidance=0.0)
 
 
 def test_processor_config_without_and_with_gpus():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from c2s_agent.errors import InputError
 from c2s_agent.models.backend import GenParams
 
 
@@ -34,10 +35,12 @@ def test_greedy_labels_agree(reference, vllm_model, held_out):
 def test_greedy_generation_agrees_token_for_token(reference, vllm_model):
     types = reference.known_labels
     conds = ["ctrl", "stim"] * (len(types) // 2) + ["ctrl"] * (len(types) % 2)
-    a = reference.generate(types, conds, temperature=0.0)
+    a = reference.generate(types, conds, temperature=0.0, guidance=0.0)  # vLLM samples unguided
     b = vllm_model.generate(types, conds, temperature=0.0)
     assert b == a
     assert all(0 < len(s.split()) == len(set(s.split())) <= reference.top_k["generation"] for s in b)
+    with pytest.raises(InputError, match="guidance: is not offered by the vllm backend"):
+        vllm_model.generate(types, conds, guidance=2.0)
 
 
 def test_greedy_perturbation_agrees_token_for_token(reference, vllm_model, held_out):
