@@ -49,17 +49,20 @@ class Example:
     label: str | None = None  # cell type label (classification examples)
 
 
-def build_examples(adata, cs, split: Split, seed: int = SEED) -> list[Example]:
-    """All training examples: one per training cell and task, plus one perturbation pair per stimulated cell."""
+def build_examples(adata, cs, split: Split, seed: int = SEED, unconditional: float = 0.0) -> list[Example]:
+    """All training examples: one per training cell and task, plus one perturbation pair per stimulated cell.
+    A random ``unconditional`` fraction of the generation prompts leave out the cell type."""
     ps = embedded()
     rng = np.random.default_rng(seed)
+    drop = np.random.default_rng([seed, 1]).random(len(split.train)) < unconditional
     ct = adata.obs["cell_type"].astype(str).to_numpy()
     cond = adata.obs["condition"].astype(str).to_numpy()
     examples: list[Example] = []
-    for i in split.train:
+    for i, unconditional_prompt in zip(split.train, drop):
         examples.append(Example("cell_type", ps.format("cell_type", cell=cs.sentence(i, K_CLASSIFY)),
                                 ps.response("cell_type", label=label_token(ct[i])), ct[i]))
-        examples.append(Example("generation", ps.format("generation", condition=cond[i], cell_type=label_token(ct[i])),
+        gen_task = "generation_unconditional" if unconditional_prompt else "generation"
+        examples.append(Example("generation", ps.format(gen_task, condition=cond[i], cell_type=label_token(ct[i])),
                                 ps.response("generation", cell=cs.sentence(i, K_GENERATE))))
     train = set(split.train.tolist())
     for i in split.train:

@@ -16,6 +16,7 @@ import numpy as np
 from . import data as D
 
 N_GEN_PER_TYPE = 20
+GUIDANCE_WEIGHTS = (0.0, 1.0, 2.0, 3.0)  # classifier-free guidance weights whose generation fidelity is reported
 
 
 def _lr_baseline(adata, split) -> dict:
@@ -149,15 +150,22 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
             if ((y == lab) & (cond == c))[split.train].sum() >= 3:  # only combinations seen in training
                 types += [lab] * (N_GEN_PER_TYPE // 2)
                 conds += [c] * (N_GEN_PER_TYPE // 2)
-    gen = model.generate(types, conds, seed=0)
-    X = _indicator(gen, genes)
     gtypes = np.asarray(types, dtype=object)
+    by_weight = {}
+    for w in GUIDANCE_WEIGHTS if "generation_guidance" in meta else (0.0,):
+        say(f"generating cells (guidance {w:g}) ...")
+        gw = model.generate(types, conds, seed=0, guidance=w)
+        by_weight[f"{w:g}"] = float((judge.predict(_indicator(gw, genes)) == gtypes).mean())
+    default = float(meta.get("generation_guidance", 0.0))
+    gen = model.generate(types, conds, seed=0, guidance=default)
+    X = _indicator(gen, genes)
     gpred = judge.predict(X)
     lens = np.array([len(s.split()) for s in gen])
     uniq = np.array([len(set(s.split())) for s in gen])
     metrics["generation"] = {
-        "n_generated": len(gen), "per_combination": N_GEN_PER_TYPE // 2,
+        "n_generated": len(gen), "per_combination": N_GEN_PER_TYPE // 2, "guidance": default,
         "fraction_classified_as_conditioned_type": float((gpred == gtypes).mean()),
+        "fraction_classified_as_conditioned_type_by_guidance": by_weight,
         "fraction_classified_as_conditioned_condition": float((judge_cond.predict(X) == np.asarray(conds)).mean()),
         "judge_accuracy_on_real_held_out_cells": real_acc,
         "per_type": {lab: float((gpred[gtypes == lab] == lab).mean()) for lab in labels if (gtypes == lab).any()},
@@ -199,9 +207,8 @@ def model_card(meta: dict) -> str:
         "label is one token), trained from scratch by c2s-agent. Licence: MIT (same as c2s-agent).", "",
         "## Training", "",
         "```", *_commands(t), "```", "",
-        "Each command stops and saves at its wall-time cap; the learning-rate schedule is then compressed so "
-        "training still ends annealed. On an idle 2-core machine the same commands complete more epochs within "
-        "the caps than on the shared machine used here, so the weights will differ; the epochs actually done are:",
+        "A command stops and saves at its wall-time cap, with the learning-rate schedule compressed so training "
+        "still ends annealed; on a slower or busy machine fewer epochs fit and the weights differ. Epochs done here:",
         "", *[f"- run {i + 1}: {round(r.get('epochs_done') or 0, 2)} epochs, {r.get('steps')} steps, {r.get('minutes')} min, peak lr "
               f"{(r.get('config') or {}).get('lr')}" for i, r in enumerate(_runs(t))], "",
         f"- Data: {t['data']}: Kang et al. 2018 IFN-beta PBMCs, 2,000 cells, 13 types (GEO GSE96583).",
@@ -211,8 +218,17 @@ def model_card(meta: dict) -> str:
         f"cell type and condition (ctrl/stim, {meta['top_k']['generation']} genes), IFN-beta perturbation (a control "
         f"sentence -> a stimulated sentence of the same cell type, random pairing, {meta['top_k']['perturbation']} genes).",
         f"- Examples per epoch: {dict(t['n_examples'])}.",
-        f"- Last run: {t.get('tokens_per_s')} tokens/s on 2 shared CPU cores; AdamW, cosine schedule; class-balanced "
+        f"- Last run: {t.get('tokens_per_s')} tokens/s on 2 CPU cores"
+        f"{' (bfloat16 autocast)' if t.get('bfloat16_autocast') else ''}; AdamW, cosine schedule; class-balanced "
         f"label loss with label smoothing {cfg['label_smoothing']}; seed {cfg['seed']}.",
+        *([f"- Augmentation: every epoch after the first re-draws each cell's sentences from its counts thinned "
+           f"binomially (keep rate ~ U({cfg['min_keep']:g}, 1)), the same cell at another sequencing depth; cell types "
+           f"with fewer than {cfg.get('min_cells_per_type', 0)} training cells are repeated up to that count, each "
+           "copy thinned on its own."]
+          if cfg.get("min_keep", 1) < 1 else []),
+        *([f"- Guidance: {100 * cfg['unconditional']:g}% of generation prompts leave out the cell type, so generation "
+           f"can use classifier-free guidance (default weight {meta.get('generation_guidance')})."]
+          if cfg.get("unconditional") else []),
         "", "## Split", "",
         f"- A fixed 80/20 split of all cells, stratified by cell type, seed {s['seed']}: {s['n_train']} training cells, "
         f"{s['n_test']} held-out cells (their names are in c2s_model.json). Held-out cells are never trained on.",
@@ -230,8 +246,11 @@ def model_card(meta: dict) -> str:
         f"{pct(gate.get('test_coverage_at_threshold'))} / {pct(gate.get('test_accuracy_of_called_cells'))} |",
         f"| held-out cells flagged atypical (sentence likelihood gate) | {pct(gate.get('test_fraction_atypical'))} |",
         f"| held-out cells with shuffled gene names called unknown | {pct(gate.get('shuffled_test_cells_fraction_unknown'))} |",
-        f"| generated cells classified as their conditioned type | {pct(gen.get('fraction_classified_as_conditioned_type'))} "
+        f"| generated cells classified as their conditioned type (guidance {gen.get('guidance', 0):g}) | "
+        f"{pct(gen.get('fraction_classified_as_conditioned_type'))} "
         f"(judge on real held-out cells: {pct(gen.get('judge_accuracy_on_real_held_out_cells'))}) |",
+        *[f"| ... with guidance {w} | {pct(v)} |" for w, v in gen.get("fraction_classified_as_conditioned_type_by_guidance", {}).items()
+          if float(w) != gen.get("guidance", 0)],
         f"| generated cells classified as their conditioned condition | {pct(gen.get('fraction_classified_as_conditioned_condition'))} |",
         f"| duplicated genes per generated cell | {gen.get('duplicated_genes_per_cell', 0):.2f} |",
         "", "Per-type recall (label scoring): " + ", ".join(f"{k} {v:.2f}" for k, v in ct.get("per_type_recall", {}).items()),

@@ -26,15 +26,20 @@ MODEL_FORMAT = "c2s-agent-model/1"
 
 @dataclass
 class TrainConfig:
-    epochs: int = 6
+    epochs: int = 18
     batch_tokens: int = 4096
     lr: float = 1.5e-3
     warmup_steps: int = 60
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     w_sentence: float = 0.25  # LM loss on the sentence of cell-type prompts
-    w_generation: float = 0.5
+    w_generation: float = 1.0
     w_perturbation: float = 0.5
+    min_keep: float = 0.5  # epochs after the first see counts thinned binomially, keep rate ~ U(min_keep, 1); 1: off
+    min_cells_per_type: int = 60  # thinned epochs repeat (differently thinned) cells of rarer types up to this count
+    unconditional: float = 0.1  # fraction of generation prompts without their cell type (for guidance)
+    guidance: float = 2.0  # the model's default classifier-free guidance weight for generation
+    bfloat16: bool = True  # bfloat16 autocast where the CPU computes in bfloat16 natively
     hidden: int = 256
     layers: int = 4
     heads: int = 4
@@ -76,8 +81,37 @@ def prepare(cfg: TrainConfig):
     words = template_words([t for ts in ps.prompts.values() for t in ts] + [t for ts in ps.responses.values() for t in ts])
     words += [label_token(x) for x in labels] + conditions + [D.PERTURBATION]
     tok = build_tokenizer(genes, words)
-    examples = D.build_examples(adata, cs, split, cfg.seed)
+    examples = D.build_examples(adata, cs, split, cfg.seed, cfg.unconditional)
     return adata, split, cs, genes, labels, conditions, tok, examples
+
+
+def thinned_examples(adata, split, genes: list[str], cfg: TrainConfig, epoch: int):
+    """The training examples of one epoch from counts thinned binomially (each cell keeps a fraction drawn
+    from U(min_keep, 1) of its reads): the same cells at other sequencing depths, so sentences vary in the
+    order and membership of their lower-ranked genes. Training cells of types with fewer than
+    ``min_cells_per_type`` cells are repeated, each copy thinned on its own."""
+    import anndata as ad
+
+    from ...sentences import to_sentences
+
+    rng = np.random.default_rng([cfg.seed, epoch])
+    ct = adata.obs["cell_type"].astype(str).to_numpy()[split.train]
+    extra = [split.train[ct == t] for t in np.unique(ct)]
+    extra = np.concatenate([np.resize(rows, max(0, cfg.min_cells_per_type - len(rows))) for rows in extra])
+    rows = np.concatenate([np.arange(adata.n_obs), extra])
+    obs = adata.obs.iloc[rows].set_axis([f"cell{i}" for i in range(len(rows))])
+    x = ad.AnnData(adata.X[rows], obs=obs, var=adata.var)
+    split = D.Split(np.concatenate([split.train, adata.n_obs + np.arange(len(extra))]), split.test,
+                    split.held_out_perturbed)
+    counts = x.X.tocsr()
+    keep = rng.uniform(cfg.min_keep, 1.0, x.n_obs)
+    per_entry = np.repeat(keep, np.diff(counts.indptr))
+    counts.data = rng.binomial(counts.data.astype(np.int64), per_entry).astype(np.float32)
+    counts.eliminate_zeros()
+    x.X = counts
+    cs = to_sentences(x, top_k=None, tie_break=D.TIE_BREAK)
+    cs = _restrict(cs, np.isin(cs.genes, np.asarray(genes, dtype=object)))
+    return D.build_examples(x, cs, split, cfg.seed + epoch, cfg.unconditional)
 
 
 def gene_priority(adata, genes: list[str]) -> list[str]:
@@ -234,7 +268,8 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
 
     def lr_at(step: int) -> float:
-        # cosine over the planned steps; on a slow machine the wall-time cap moves the schedule on so the
+        # cosine over the planned steps (counted on the unaugmented epoch; oversampled epochs are ~12% longer and
+        # end at the floor learning rate); on a slow machine the wall-time cap moves the schedule on so the
         # learning rate is still annealed when training stops at the cap
         done = max(step / total, (time.time() - t_train) / (cfg.max_minutes * 60 - (t_train - t0)))
         warm = min(1.0, (step + 1) / cfg.warmup_steps)
@@ -246,6 +281,7 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
         "top_k": {"cell_type": D.K_CLASSIFY, "generation": D.K_GENERATE, "perturbation": D.K_PERTURB},
         "tie_break": D.TIE_BREAK, "n_genes": len(genes), "n_params": n_params, "single_token_labels": True,
         "tasks": ["cell_type", "generation", "perturbation"], "genes": genes,
+        **({"generation_guidance": cfg.guidance} if cfg.unconditional > 0 else {}),
         "gene_priority": gene_priority(adata, genes),
         "training": {"config": asdict(cfg), "data": "kang2018 (bundled data/kang2018_ifnb_pbmc_2k.h5ad)",
                      "n_examples": Counter(e.task for e in examples), "steps_per_epoch": steps_per_epoch},
@@ -256,14 +292,21 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
                   "test_obs_names": adata.obs_names[split.test].tolist()},
     }
     model.train()
+    bf16 = cfg.bfloat16 and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    meta["training"]["bfloat16_autocast"] = bf16
     t_train = time.time()
     step, tokens, last_ckpt, stopped_early, losses = 0, 0, time.time(), False, []
     with Progress(disable=not progress) as bar:
         task = bar.add_task("training", total=total)
         for epoch in range(cfg.epochs):
-            for rows in _batches(encoded, cfg.batch_tokens, rng):
+            if epoch and cfg.min_keep < 1:
+                encoded = encode(tok, thinned_examples(adata, split, genes, cfg, epoch), labels, cfg)
+            batches = _batches(encoded, cfg.batch_tokens, rng)
+            for done_in_epoch, rows in enumerate(batches, 1):
+                epochs_done = epoch + done_in_epoch / len(batches)
                 ids, mask, w, eps = _collate(encoded, rows, tok.pad_token_id)
-                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
                 logp = torch.log_softmax(logits, -1)
                 target = ids[:, 1:]
                 nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
@@ -285,7 +328,7 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
                     print(f"step {step}/{total} epoch {epoch + 1} loss {np.mean(losses[-25:]):.4f} "
                           f"{tokens / (time.time() - t0):.0f} tok/s", flush=True)
                 if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
-                    meta["training"].update(steps=step, epochs_done=step / steps_per_epoch, finished=False)
+                    meta["training"].update(steps=step, epochs_done=round(epochs_done, 2), finished=False)
                     save(model, tok, Path(out), meta, reverse)
                     last_ckpt = time.time()
                 if time.time() - t0 > cfg.max_minutes * 60:
@@ -295,7 +338,7 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
                 break
     model.eval()
     meta["training"]["earlier_runs"] = history
-    meta["training"].update(steps=step, epochs_done=round(step / steps_per_epoch, 2), finished=not stopped_early,
+    meta["training"].update(steps=step, epochs_done=round(epochs_done, 2), finished=not stopped_early,
                             stopped_at_time_cap=stopped_early, minutes=round((time.time() - t0) / 60, 1),
                             tokens_per_s=round(tokens / (time.time() - t0)), final_loss=round(float(np.mean(losses[-50:])), 4),
                             torch=torch.__version__)
