@@ -38,7 +38,7 @@ class TrainConfig:
     min_keep: float = 0.5  # epochs after the first see counts thinned binomially, keep rate ~ U(min_keep, 1); 1: off
     min_cells_per_type: int = 60  # thinned epochs repeat (differently thinned) cells of rarer types up to this count
     unconditional: float = 0.1  # fraction of generation prompts without their cell type (for guidance)
-    guidance: float = 2.0  # the model's default classifier-free guidance weight for generation
+    guidance: float = 1.0  # the model's default classifier-free guidance weight for generation
     bfloat16: bool = True  # bfloat16 autocast where the CPU computes in bfloat16 natively
     hidden: int = 256
     layers: int = 4
