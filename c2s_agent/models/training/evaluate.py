@@ -217,7 +217,7 @@ def model_card(meta: dict) -> str:
         f"- Tasks: cell type prediction (top {meta['top_k']['cell_type']} genes -> label), generation conditioned on "
         f"cell type and condition (ctrl/stim, {meta['top_k']['generation']} genes), IFN-beta perturbation (a control "
         f"sentence -> a stimulated sentence of the same cell type, random pairing, {meta['top_k']['perturbation']} genes).",
-        f"- Examples per epoch: {dict(t['n_examples'])}.",
+        f"- Examples in the first (unaugmented) epoch: {dict(t['n_examples'])}.",
         f"- Last run: {t.get('tokens_per_s')} tokens/s on 2 CPU cores"
         f"{' (bfloat16 autocast)' if t.get('bfloat16_autocast') else ''}; AdamW, cosine schedule; class-balanced "
         f"label loss with label smoothing {cfg['label_smoothing']}; seed {cfg['seed']}.",
