@@ -147,14 +147,12 @@ def test_generated_cells_resemble_their_conditioned_type(model, kang):
 def test_guidance_pulls_generated_cells_towards_their_type(model, kang):
     """Classifier-free guidance (the prompt without its cell type as the unconditional twin): a classifier of
     real training cells' top-gene sets recognises the requested type far more often than without guidance."""
-    from sklearn.linear_model import LogisticRegression
-
-    from c2s_agent.models.training.evaluate import _indicator
+    from c2s_agent.models.training.evaluate import _indicator, judge as fit_judge
 
     train = kang[~kang.obs_names.isin(model.meta["split"]["test_obs_names"])]
     train = train[~((train.obs["cell_type"] == "CD14 Mono") & (train.obs["condition"] == "stim"))]
     real, _, _ = model.sentences(train, model.top_k["generation"])
-    judge = LogisticRegression(max_iter=2000, C=0.5).fit(_indicator(real, model.genes), train.obs["cell_type"].astype(str))
+    judge = fit_judge(real, model.genes, train.obs["cell_type"].astype(str))
     types = [t for t in model.known_labels for _ in range(8)]
     conds = ["ctrl", "stim"] * (len(types) // 2)
     fidelity = {w: np.mean(judge.predict(_indicator(model.generate(types, conds, seed=0, guidance=w), model.genes))

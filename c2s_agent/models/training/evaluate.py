@@ -58,11 +58,18 @@ def _indicator(cs_texts: list[str], genes: list[str]):
     return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(cs_texts), len(genes)))
 
 
+def judge(texts: list[str], genes: list[str], labels):
+    """The generation judge: logistic regression on top-gene indicators of real cells' sentences (the
+    information a generated sentence carries), fitted to ``labels``."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000, C=0.5).fit(_indicator(texts, genes), labels)
+
+
 def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: bool = True) -> dict:
     """Evaluate the model in ``path``, calibrate its unknown gate, and (``write``) update c2s_model.json and
     README.md. Returns the metrics."""
     import torch
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
     from ...config import Settings
@@ -141,9 +148,9 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     genes = model.genes
     train_texts, _, _ = model.sentences(adata[split.train], k)
     test_texts, _, _ = model.sentences(test, k)
-    judge = LogisticRegression(max_iter=2000, C=0.5).fit(_indicator(train_texts, genes), y[split.train])
-    judge_cond = LogisticRegression(max_iter=2000, C=0.5).fit(_indicator(train_texts, genes), cond[split.train])
-    real_acc = float(accuracy_score(truth, judge.predict(_indicator(test_texts, genes))))
+    type_judge = judge(train_texts, genes, y[split.train])
+    judge_cond = judge(train_texts, genes, cond[split.train])
+    real_acc = float(accuracy_score(truth, type_judge.predict(_indicator(test_texts, genes))))
     types, conds = [], []
     for lab in labels:
         for c in model.known_conditions:
@@ -151,15 +158,15 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
                 types += [lab] * (N_GEN_PER_TYPE // 2)
                 conds += [c] * (N_GEN_PER_TYPE // 2)
     gtypes = np.asarray(types, dtype=object)
-    by_weight = {}
-    for w in GUIDANCE_WEIGHTS if "generation_guidance" in meta else (0.0,):
-        say(f"generating cells (guidance {w:g}) ...")
-        gw = model.generate(types, conds, seed=0, guidance=w)
-        by_weight[f"{w:g}"] = float((judge.predict(_indicator(gw, genes)) == gtypes).mean())
     default = float(meta.get("generation_guidance", 0.0))
-    gen = model.generate(types, conds, seed=0, guidance=default)
+    by_weight, generated = {}, {}
+    for w in sorted({default, *GUIDANCE_WEIGHTS}) if "generation_guidance" in meta else (0.0,):
+        say(f"generating cells (guidance {w:g}) ...")
+        generated[w] = model.generate(types, conds, seed=0, guidance=w)
+        by_weight[f"{w:g}"] = float((type_judge.predict(_indicator(generated[w], genes)) == gtypes).mean())
+    gen = generated[default]
     X = _indicator(gen, genes)
-    gpred = judge.predict(X)
+    gpred = type_judge.predict(X)
     lens = np.array([len(s.split()) for s in gen])
     uniq = np.array([len(set(s.split())) for s in gen])
     metrics["generation"] = {
