@@ -9,6 +9,7 @@ import pytest
 
 from c2s_agent.errors import InputError
 from c2s_agent.models.backend import GenParams
+from c2s_agent.models.model import C2SModel
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,24 @@ def test_held_out_accuracy_is_well_above_chance(model, held_out, scored):
     assert acc > majority + 0.3, (acc, majority)
     # the committed card reports the same kind of figure on all 400 held-out cells
     assert abs(model.meta["metrics"]["cell_type"]["accuracy"] - acc) < 0.1
+
+
+def test_condition_genes_are_computed_from_training_cells_and_left_out_of_type_prompts(model, kang):
+    from c2s_agent.models.training import data as D
+
+    split = D.make_split(kang, model.meta["split"]["seed"])
+    genes = D.condition_genes(kang, split, model.genes, len(model.condition_genes))
+    assert genes == model.meta["condition_genes"] and {"ISG15", "IFI6", "MX1"} <= set(genes[:10])
+    stim = kang[split.held_out_perturbed[:40]]  # stimulated CD14 Mono of the training 80%, never trained on
+    prompts, _, _ = model.cell_type_prompts(stim)
+    assert not {w for p in prompts for w in p.split()} & model.condition_genes
+    assert all(sum(w in set(model.genes) for w in p.split()) == model.top_k["cell_type"] for p in prompts)
+    # their interferon response alone made the model call them other myeloid types; without it they are monocytes
+    left_out = (model.predict_cell_types(stim, threshold=0.0)["label"] == "CD14 Mono").mean()
+    kept = C2SModel(model.backend)
+    kept.condition_genes = frozenset()
+    with_them = (kept.predict_cell_types(stim, threshold=0.0)["label"] == "CD14 Mono").mean()
+    assert left_out >= 0.8 and with_them <= 0.4, (left_out, with_them)
 
 
 def test_sentences_do_not_depend_on_the_other_cells_converted(model, held_out):

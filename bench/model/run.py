@@ -96,6 +96,10 @@ def main() -> None:
     ours_bf16.embed(test)
     bf16_emb_s = time.perf_counter() - t0
 
+    # the ceiling: matmul FLOPs per cell (counted on our forward passes) against this CPU's peak matmul rate
+    flops_score, flops_embed = _flops_per_cell(ours, test)
+    peak = {dt: _peak_matmul_gflops(getattr(torch, dt)) for dt in ("float32", "bfloat16")}
+
     def acc(p, t):
         return float((np.asarray(p) == np.asarray(t)).mean())
 
@@ -120,6 +124,42 @@ def main() -> None:
           f"{silhouette_score(ref_emb, truth[:n_ref], metric='cosine'):.3f}, c2s-agent "
           f"{silhouette_score(emb[:n_ref], truth[:n_ref], metric='cosine'):.3f}")
     print(f"reference outputs that name no known label: {(ref_pred == 'unknown').sum()} of {n_ref}")
+    print(f"\nceiling: peak matmul rate on {args.threads} threads {peak['float32']:.0f} GFLOP/s float32, "
+          f"{peak['bfloat16']:.0f} GFLOP/s bfloat16; matmul work per cell {flops_score:.3f} GFLOP (label scoring), "
+          f"{flops_embed:.3f} GFLOP (embedding)")
+    for name, work, ref, ours_f32, ours_bf16 in (
+            ("cell type prediction", flops_score, n_ref / ref_pred_s, test.n_obs / our_pred_s, test.n_obs / bf16_pred_s),
+            ("cell embeddings", flops_embed, n_ref / ref_emb_s, test.n_obs / our_emb_s, test.n_obs / bf16_emb_s)):
+        best = peak["bfloat16"] / work
+        print(f"{name:22s} at peak: {best:7.1f} cells/s = {best / ref:5.1f}x the reference at most; ours reach "
+              f"{100 * ours_f32 * work / peak['float32']:.0f}% (float32) / {100 * ours_bf16 * work / peak['bfloat16']:.0f}% "
+              f"(bfloat16) of peak")
+
+
+def _peak_matmul_gflops(dtype, n: int = 2048, repeats: int = 20) -> float:
+    """The best of several large square matmuls: an upper bound on what any forward pass can sustain."""
+    import torch
+
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _flops_per_cell(model, cells) -> tuple[float, float]:
+    """GFLOP per cell of our label scoring and embedding (torch's FLOP counter over the real forward passes)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sub = cells[:50]
+    out = []
+    for run in (lambda: model.predict_cell_types(sub, threshold=0.0), lambda: model.embed(sub)):
+        with FlopCounterMode(display=False) as counter:
+            run()
+        out.append(counter.get_total_flops() / sub.n_obs / 1e9)
+    return out[0], out[1]
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ class C2SModel:
         self._gene_set = frozenset(self.genes) if self.genes else None
         order = self.meta.get("gene_priority")
         self._priority = {g: i for i, g in enumerate(order)} if order else None
+        # genes that respond to the experimental condition in the model's training cells: cell-type prompts
+        # leave them out, so a cell's predicted type does not hinge on its stimulation state
+        self.condition_genes = frozenset(self.meta.get("condition_genes", ()))
 
     def _retie(self, cs):
         """Order tied genes by the model's training priority, so a cell's sentence does not depend on which
@@ -82,9 +85,9 @@ class C2SModel:
         return label_token(label) if self.meta.get("single_token_labels", bool(self.meta)) else label
 
     # -- inputs --------------------------------------------------------------------------------------------
-    def sentences(self, cells, k: int) -> tuple[list[str], np.ndarray, pd.Index]:
-        """Top-``k`` known-gene sentences for ``cells``; also the fraction of each cell's top-``k`` genes that
-        the model knows, and the cell names."""
+    def sentences(self, cells, k: int, exclude: frozenset = frozenset()) -> tuple[list[str], np.ndarray, pd.Index]:
+        """Top-``k`` known-gene sentences for ``cells`` (genes in ``exclude`` left out before the cut); also the
+        fraction of each cell's top-``k`` genes that the model knows, and the cell names."""
         from ..sentences import CellSentences, to_sentences
 
         if hasattr(cells, "obs_names") and hasattr(cells, "X"):
@@ -107,6 +110,8 @@ class C2SModel:
             raise InputError("cells", "are empty", "pass at least one cell")
         out, known = [], np.ones(len(words))
         for i, w in enumerate(words):
+            if exclude:
+                w = [g for g in w if g not in exclude]
             if self._gene_set is not None:
                 top = w[:k]
                 known[i] = sum(g in self._gene_set for g in top) / max(1, len(top))
@@ -128,8 +133,7 @@ class C2SModel:
         if not 0 <= threshold <= 1:
             raise InputError("threshold", f"must be in [0, 1] (got {threshold})", "pass a probability such as 0.5")
         labels = self._candidate_labels(labels)
-        texts, known, names = self.sentences(cells, self.top_k["cell_type"])
-        prompts = [self.prompts.format("cell_type", cell=t, num_genes=len(t.split())) for t in texts]
+        prompts, known, names = self.cell_type_prompts(cells)
         t0 = time.perf_counter()
         if mode == "score":
             cont = [self.prompts.response("cell_type", label=self._token(x)) for x in labels]
@@ -171,6 +175,12 @@ class C2SModel:
             for j, lab in enumerate(labels):
                 df[f"p_{lab}"] = probs[:, j]
         return df
+
+    def cell_type_prompts(self, cells) -> tuple[list[str], np.ndarray, pd.Index]:
+        """The cell-type prediction prompt of each cell (its top-K genes, the model's condition genes left out),
+        the fraction of its top genes the model knows, and the cell names."""
+        texts, known, names = self.sentences(cells, self.top_k["cell_type"], self.condition_genes)
+        return [self.prompts.format("cell_type", cell=t, num_genes=len(t.split())) for t in texts], known, names
 
     @staticmethod
     def _norm(text: str) -> str:

@@ -41,6 +41,30 @@ def make_split(adata, seed: int = SEED) -> Split:
     return Split(np.sort(train[~out[train]]), np.sort(test), np.sort(train[out[train]]))
 
 
+def condition_genes(adata, split: Split, genes: list[str], n: int) -> list[str]:
+    """The ``n`` vocabulary genes that respond most to the condition within cell types of the training cells:
+    mean over types (with >= 5 training cells per condition) of |stim - ctrl| mean log1p(CP10k), largest
+    first. Held-out and never-trained cells do not enter."""
+    from ...data import prepare
+    from ...sentences import gene_vocabulary
+
+    if n <= 0:
+        return []
+    x = prepare(adata[split.train])
+    names, _ = gene_vocabulary(x.var_names)
+    ct = x.obs["cell_type"].astype(str).to_numpy()
+    cond = x.obs["condition"].astype(str).to_numpy()
+    shifts = []
+    for t in np.unique(ct):
+        a, b = (ct == t) & (cond == "stim"), (ct == t) & (cond == "ctrl")
+        if a.sum() >= 5 and b.sum() >= 5:
+            shifts.append(np.asarray(x.X[a].mean(0) - x.X[b].mean(0)).ravel())
+    effect = np.abs(np.asarray(shifts)).mean(0)
+    in_vocab = np.isin(names, np.asarray(genes, dtype=object))
+    order = [i for i in np.lexsort((np.arange(len(names)), -effect)) if in_vocab[i]]
+    return [str(names[i]) for i in order[:n]]
+
+
 @dataclass
 class Example:
     task: str

@@ -9,6 +9,7 @@ never-trained cells outside the test set and on gene-shuffled copies of them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ N_GEN_PER_TYPE = 20
 GUIDANCE_WEIGHTS = (0.0, 1.0, 2.0, 3.0)  # classifier-free guidance weights whose generation fidelity is reported
 
 
-def _lr_baseline(adata, split) -> dict:
+def _lr_baseline(adata, split, leave_out=()) -> dict:
     import scanpy as sc
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
@@ -36,6 +37,10 @@ def _lr_baseline(adata, split) -> dict:
     out = {"accuracy": float(accuracy_score(y[split.test], pred)),
            "macro_f1": float(f1_score(y[split.test], pred, average="macro")),
            "features": "2,000 HVGs (selected on training cells), log1p(CP10k)"}
+    if len(leave_out):  # the same baseline without the genes the model's cell-type prompts leave out
+        kept = genes[~genes.str.upper().isin(list(leave_out))]
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(x[split.train][:, kept].X, y[split.train])
+        out["accuracy_without_condition_genes"] = float(accuracy_score(y[split.test], clf.predict(x[split.test][:, kept].X)))
     if "condition" in adata.obs:  # the Kang split holds out stimulated CD14 monocytes
         cond = adata.obs["condition"].astype(str).to_numpy()[split.test]
         held = (y[split.test] == D.HELD_OUT_PERTURBED[0]) & (cond == D.HELD_OUT_PERTURBED[1])
@@ -106,8 +111,23 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
         "n_held_out_stim_cd14_mono_in_test": int(held.sum()),
         "per_type_recall": {lab: float((pred[truth == lab] == lab).mean()) for lab in labels if (truth == lab).any()},
     }}
+    if model.condition_genes:
+        # the effect of leaving the condition genes out of cell-type prompts: on the test cells, and on the
+        # never-trained stimulated CD14 Mono cells of the training 80% (the validation cells their number was
+        # chosen on)
+        say("scoring without / with the condition genes ...")
+        full = C2SModel(backend)
+        full.condition_genes = frozenset()
+        val = adata[split.held_out_perturbed]
+        metrics["cell_type"]["condition_genes"] = {
+            "n": len(model.condition_genes),
+            "test_accuracy_with_them": float(accuracy_score(truth, full.predict_cell_types(test, threshold=0.0)["label"])),
+            "validation_accuracy_without_them": float((model.predict_cell_types(val, threshold=0.0)["label"] == D.HELD_OUT_PERTURBED[0]).mean()),
+            "validation_accuracy_with_them": float((full.predict_cell_types(val, threshold=0.0)["label"] == D.HELD_OUT_PERTURBED[0]).mean()),
+            "n_validation": int(len(split.held_out_perturbed)),
+        }
     say("logistic-regression baseline ...")
-    metrics["logistic_regression"] = _lr_baseline(adata, split)
+    metrics["logistic_regression"] = _lr_baseline(adata, split, sorted(model.condition_genes))
 
     # out-of-distribution gate, calibrated on cells never trained on and not in the test set (the stimulated
     # CD14 Mono cells of the training 80%) and on gene-shuffled copies of them: the threshold is the midpoint
@@ -182,8 +202,17 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     meta["metrics"] = metrics
     if write:
         (path / "c2s_model.json").write_text(json.dumps(meta, indent=1))
-        (path / "README.md").write_text(model_card(meta))
+        card = path / "README.md"
+        card.write_text(model_card(meta, card.read_text() if card.exists() else ""))
     return metrics
+
+
+_SECTION = re.compile(r"<!-- ([\w-]+): written by .*?<!-- /\1 -->\n?", re.S)
+
+
+def _sections(old_card: str) -> str:
+    """Sections other scripts wrote into the card between markers (e.g. the perturbation evaluation)."""
+    return "".join(m.group(0).rstrip("\n") + "\n\n" for m in _SECTION.finditer(old_card))
 
 
 def _runs(t: dict) -> list[dict]:
@@ -202,7 +231,8 @@ def _commands(t: dict) -> list[str]:
     return out
 
 
-def model_card(meta: dict) -> str:
+def model_card(meta: dict, old_card: str = "") -> str:
+    """The model card's markdown; marked sections of ``old_card`` written by other scripts are kept."""
     m, t, s = meta.get("metrics", {}), meta["training"], meta["split"]
     ct, lr, gen, gate = m.get("cell_type", {}), m.get("logistic_regression", {}), m.get("generation", {}), m.get("unknown_gate", {})
     cfg = t["config"]
@@ -225,6 +255,12 @@ def model_card(meta: dict) -> str:
         f"cell type and condition (ctrl/stim, {meta['top_k']['generation']} genes), IFN-beta perturbation (a control "
         f"sentence -> a stimulated sentence of the same cell type, random pairing, {meta['top_k']['perturbation']} genes).",
         f"- Examples in the first (unaugmented) epoch: {dict(t['n_examples'])}.",
+        *([f"- Condition genes: cell-type prompts leave out the {len(meta['condition_genes'])} vocabulary genes that change "
+           "most between stimulated and control training cells of the same type (mean |difference| of log1p(CP10k) "
+           f"over types; {', '.join(meta['condition_genes'][:6])}, ...), so a cell's predicted type does not hinge on "
+           "its interferon response. Training prompts keep them. Their number was chosen on validation cells, the "
+           "never-trained stimulated CD14 Mono of the training 80%, never on the test cells."]
+          if meta.get("condition_genes") else []),
         f"- Last run: {t.get('tokens_per_s')} tokens/s on 2 CPU cores"
         f"{' (bfloat16 autocast)' if t.get('bfloat16_autocast') else ''}; AdamW, cosine schedule; class-balanced "
         f"label loss with label smoothing {cfg['label_smoothing']}; seed {cfg['seed']}.",
@@ -245,7 +281,13 @@ def model_card(meta: dict) -> str:
         "", "## Held-out metrics", "",
         "| metric | value |", "|---|---|",
         f"| cell type accuracy, label scoring (all {ct.get('n_test')} held-out cells) | {pct(ct.get('accuracy'))} |",
+        *([f"| ... with the {cg['n']} condition genes kept in the prompts | {pct(cg['test_accuracy_with_them'])} |",
+           f"| validation: never-trained stim CD14 Mono of the training 80% called CD14 Mono ({cg['n_validation']} cells), "
+           f"condition genes left out / kept | {pct(cg['validation_accuracy_without_them'])} / {pct(cg['validation_accuracy_with_them'])} |"]
+          if (cg := ct.get("condition_genes")) else []),
         f"| logistic regression baseline, same split ({lr.get('features')}) | {pct(lr.get('accuracy'))} |",
+        *([f"| ... without the condition genes | {pct(lr['accuracy_without_condition_genes'])} |"]
+          if "accuracy_without_condition_genes" in lr else []),
         f"| macro-F1 model / baseline | {ct.get('macro_f1', 0):.3f} / {lr.get('macro_f1', 0):.3f} |",
         f"| accuracy without the held-out stim CD14 Mono cells, model / baseline | {pct(ct.get('accuracy_excluding_held_out_stim_cd14_mono'))} / {pct(lr.get('accuracy_excluding_held_out_stim_cd14_mono'))} |",
         f"| accuracy on held-out stim CD14 Mono ({ct.get('n_held_out_stim_cd14_mono_in_test')} cells, never seen stimulated), model / baseline | {pct(ct.get('accuracy_on_held_out_stim_cd14_mono'))} / {pct(lr.get('accuracy_on_held_out_stim_cd14_mono'))} |",
@@ -262,7 +304,7 @@ def model_card(meta: dict) -> str:
         f"| duplicated genes per generated cell | {gen.get('duplicated_genes_per_cell', 0):.2f} |",
         "", "Per-type recall (label scoring): " + ", ".join(f"{k} {v:.2f}" for k, v in ct.get("per_type_recall", {}).items()),
         "", "Generation per type: " + ", ".join(f"{k} {v:.2f}" for k, v in gen.get("per_type", {}).items()),
-        "", "## Use", "",
+        "", _sections(old_card) + "## Use", "",
         "```python", "import c2s_agent as c2s", "adata = c2s.read('demo')",
         "c2s.annotate(adata)            # obs['c2s_cell_type'], obs['c2s_confidence']",
         "c2s.embed(adata)               # obsm['X_c2s']",
@@ -271,7 +313,9 @@ def model_card(meta: dict) -> str:
         "- Human PBMCs from one study only; labels are the 13 Seurat annotations of the Kang data. Cells unlike the "
         "training cells (atypical sentence likelihood, few known genes, or low confidence) are called 'unknown'.",
         "- Rare types (Eryth, pDC, Mk) have few training cells and weak recall.",
-        "- Not trained on multi-cell prompts or perturbation contexts.", "",
+        "- Not trained on multi-cell prompts or perturbation contexts.",
+        *(["- Cell types are read without the condition genes: a state defined by those genes alone (an interferon "
+           "response) is not a cell type to this model."] if meta.get("condition_genes") else []), "",
     ]
     return "\n".join(lines)
 

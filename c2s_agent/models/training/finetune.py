@@ -126,13 +126,12 @@ def build_examples(adata, model, spec: DataSpec, tasks, rows, seed: int = 0) -> 
     sub = adata[rows]
     lab = sub.obs[spec.label_key].astype(str).to_numpy()
     cond = sub.obs[spec.condition_key].astype(str).to_numpy() if spec.condition_key in sub.obs else None
-    texts = {t: model.sentences(sub, int(model.top_k[t]))[0] for t in tasks}
+    texts = {t: model.sentences(sub, int(model.top_k[t]))[0] for t in tasks if t != "cell_type"}
+    type_prompts = model.cell_type_prompts(sub)[0] if "cell_type" in tasks else []
     out: list[Example] = []
     for i in range(len(rows)):
         if "cell_type" in tasks:
-            out.append(Example("cell_type", ps.format("cell_type", cell=texts["cell_type"][i],
-                                                      num_genes=len(texts["cell_type"][i].split())),
-                               ps.response("cell_type", label=model._token(lab[i])), lab[i]))
+            out.append(Example("cell_type", type_prompts[i], ps.response("cell_type", label=model._token(lab[i])), lab[i]))
         if "generation" in tasks:
             out.append(Example("generation", ps.format("generation", condition=cond[i], cell_type=model._token(lab[i]),
                                                        label=model._token(lab[i]), num_genes=model.top_k["generation"]),

@@ -58,7 +58,7 @@ def prompts_dataset(adata, model, spec: F.DataSpec, task: str, rows, groups) -> 
     sub = adata[np.asarray(rows)]
     lab = sub.obs[spec.label_key].astype(str).to_numpy()
     k = int(model.top_k[task])
-    texts, _, _ = model.sentences(sub, k)
+    texts, _, _ = model.sentences(sub, k, model.condition_genes if task == "cell_type" else frozenset())
     ps = model.prompts
     out = []
     if task == "perturbation":

@@ -45,6 +45,7 @@ class TrainConfig:
     heads: int = 4
     intermediate: int = 688
     min_gene_count: int = 2  # genes seen fewer times in training sentences are not in the vocabulary
+    condition_genes: int = 50  # cell-type prompts at inference leave out the genes most changed by stimulation
     seed: int = D.SEED
     threads: int = 2
     max_minutes: float = 26.0
@@ -283,6 +284,7 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
         "tasks": ["cell_type", "generation", "perturbation"], "genes": genes,
         **({"generation_guidance": cfg.guidance} if cfg.unconditional > 0 else {}),
         "gene_priority": gene_priority(adata, genes),
+        "condition_genes": D.condition_genes(adata, split, genes, cfg.condition_genes),
         "training": {"config": asdict(cfg), "data": "kang2018 (bundled data/kang2018_ifnb_pbmc_2k.h5ad)",
                      "n_examples": Counter(e.task for e in examples), "steps_per_epoch": steps_per_epoch},
         "split": {"seed": cfg.seed, "test_fraction": D.TEST_FRACTION, "stratify": "cell_type",
