@@ -7,7 +7,9 @@ Both sides use the embedded model (a Llama-style Hugging Face checkpoint in data
 held-out Kang cells of its split (top 128 genes). Reference code paths: `tasks.predict_cell_types_of_data`
 (one prompt at a time through `generate`) and `tasks.embed_cells` (batches of 8, mean over all positions).
 Ours: `C2SModel.predict_cell_types` (label scoring in length-bucketed batched forward passes, and greedy
-generation) and `C2SModel.embed` (mean over real tokens). Prints cells/s, ratios and accuracies.
+generation) and `C2SModel.embed` (mean over real tokens). Prints cells/s, ratios and accuracies, and the ceiling:
+this CPU's peak matmul rate over the matmul FLOPs per cell of our forward passes, the most any implementation of
+the same model on the same cells could reach here.
 """
 
 from __future__ import annotations
