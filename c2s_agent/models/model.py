@@ -46,18 +46,41 @@ class C2SModel:
         # leave them out, so a cell's predicted type does not hinge on its stimulation state
         self.condition_genes = frozenset(self.meta.get("condition_genes", ()))
 
-    def _retie(self, cs):
-        """Order tied genes by the model's training priority, so a cell's sentence does not depend on which
-        other cells were converted with it (``tie_break="mean"`` uses the means of the cells given)."""
-        from ..sentences import CellSentences
+    def _rank(self, adata, k: int, exclude: frozenset) -> tuple[list[str], np.ndarray]:
+        """Top-``k`` sentences of the model's genes straight from the expression matrix (one pass of the ranking
+        kernel), ties broken in the model's training order so a cell's sentence does not depend on the other
+        cells given; and the fraction of each cell's top-``k`` genes (``exclude`` left out) the model knows."""
+        import scipy.sparse as sp
 
-        rank = np.array([self._priority.get(g, len(self._priority)) for g in cs.genes], dtype=np.int64)
-        idx = np.full_like(cs.idx, -1)
-        for i in range(len(cs)):
-            row = cs.idx[i][cs.idx[i] >= 0]
-            order = np.lexsort((rank[row], -cs.values[i, : len(row)]))
-            idx[i, : len(row)] = row[order]
-        return CellSentences(idx, cs.genes, cs.obs_names, None, cs.params)
+        from ..data import prepare
+        from ..sentences.transform import _priority, gene_vocabulary, rank_csr
+
+        data = adata if "c2s_input" in adata.uns and not adata.isbacked else prepare(adata)
+        names, usable = gene_vocabulary(data.var_names)
+        X = data.X if sp.issparse(data.X) else sp.csr_matrix(data.X)
+        if self._priority is None:
+            priority, inv = _priority(len(names), self.meta.get("tie_break", "random"), 42, X)
+        else:  # the model's genes in training order, then every other gene
+            rank = np.array([self._priority.get(g, len(self._priority)) for g in names], np.int64)
+            inv = np.lexsort((np.arange(len(names)), rank)).astype(np.int32)
+            priority = np.empty(len(names), np.uint32)
+            priority[inv] = np.arange(len(names), dtype=np.uint32)
+
+        def top(mask):
+            return rank_csr(X, k, priority, inv, mask)[0] if mask.any() else np.full((X.shape[0], 0), -1)
+
+        def member(genes):
+            return np.fromiter((g in genes for g in names), bool, len(names))
+
+        usable = usable & ~member(exclude)
+        idx = top(usable)
+        known = np.ones(len(idx))
+        if self._gene_set is not None:
+            model_gene = member(self._gene_set)
+            real = idx >= 0
+            known = (model_gene[np.maximum(idx, 0)] & real).sum(1) / np.maximum(1, real.sum(1))
+            idx = top(usable & model_gene)
+        return [" ".join(names[row[row >= 0]]) for row in idx], known
 
     # -- what the model knows ------------------------------------------------------------------------------
     @property
@@ -88,12 +111,13 @@ class C2SModel:
     def sentences(self, cells, k: int, exclude: frozenset = frozenset()) -> tuple[list[str], np.ndarray, pd.Index]:
         """Top-``k`` known-gene sentences for ``cells`` (genes in ``exclude`` left out before the cut); also the
         fraction of each cell's top-``k`` genes that the model knows, and the cell names."""
-        from ..sentences import CellSentences, to_sentences
+        from ..sentences import CellSentences
 
         if hasattr(cells, "obs_names") and hasattr(cells, "X"):
-            cells = to_sentences(cells, top_k=None, tie_break=self.meta.get("tie_break", "random"))
-            if self._priority is not None:
-                cells = self._retie(cells)
+            if cells.n_obs == 0:
+                raise InputError("cells", "are empty", "pass at least one cell")
+            texts, known = self._rank(cells, k, exclude)
+            return texts, known, cells.obs_names.copy()
         if isinstance(cells, CellSentences):
             names = cells.obs_names
             words = [cells.words(i) for i in range(len(cells))]
