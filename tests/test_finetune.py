@@ -14,7 +14,8 @@ from c2s_agent.config import Settings
 from c2s_agent.errors import InputError
 from c2s_agent.models import load_model
 from c2s_agent.models.model import embedded_model_path
-from c2s_agent.models.training.finetune import DataSpec, FinetuneConfig, finetune
+from c2s_agent.models.training.data import condition_genes
+from c2s_agent.models.training.finetune import DataSpec, FinetuneConfig, finetune, make_split
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,10 @@ def test_full_sft_loads_and_predicts(subset, tmp_path):
     test = card["split"]["test_obs_names"]
     assert len(test) == 60 and set(test) <= set(subset.obs_names)
     assert "Held-out metrics" in (out / "README.md").read_text()
+    # the base's number of condition genes, recomputed on this data's training cells
+    split = make_split(subset, DataSpec())
+    assert card["condition_genes"] == condition_genes(subset, split.train, 50, card["genes"])
+    assert "ISG15" in card["condition_genes"][:10]
     acc = meta["metrics"]["cell_type"]["accuracy"]
     assert acc > 0.5  # the embedded model starts good; a tokenisation or loss bug would break it
     m = load_model(str(out), Settings(threads=1))

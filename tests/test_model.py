@@ -57,7 +57,7 @@ def test_condition_genes_are_computed_from_training_cells_and_left_out_of_type_p
     from c2s_agent.models.training import data as D
 
     split = D.make_split(kang, model.meta["split"]["seed"])
-    genes = D.condition_genes(kang, split, model.genes, len(model.condition_genes))
+    genes = D.condition_genes(kang, split.train, len(model.condition_genes), model.genes)
     assert genes == model.meta["condition_genes"] and {"ISG15", "IFI6", "MX1"} <= set(genes[:10])
     stim = kang[split.held_out_perturbed[:40]]  # stimulated CD14 Mono of the training 80%, never trained on
     prompts, _, _ = model.cell_type_prompts(stim)

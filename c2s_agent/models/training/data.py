@@ -3,7 +3,8 @@
 Split: a fixed 80/20 split of all cells stratified by cell type (seed 0). The stimulated CD14 Mono cells are
 additionally kept out of every training task (a held-out perturbation), and no test cell is ever trained on.
 Tasks: cell type prediction (K genes -> one label token), generation conditioned on cell type and condition,
-and IFN-beta perturbation (a control sentence of a type -> a stimulated sentence of the same type).
+and IFN-beta perturbation (a control sentence of a type -> a stimulated sentence of the same type). Also the
+condition genes of any labelled data (what cell-type prompts leave out), for this model and for fine-tuning.
 """
 
 from __future__ import annotations
@@ -41,27 +42,32 @@ def make_split(adata, seed: int = SEED) -> Split:
     return Split(np.sort(train[~out[train]]), np.sort(test), np.sort(train[out[train]]))
 
 
-def condition_genes(adata, split: Split, genes: list[str], n: int) -> list[str]:
-    """The ``n`` vocabulary genes that respond most to the condition within cell types of the training cells:
-    mean over types (with >= 5 training cells per condition) of |stim - ctrl| mean log1p(CP10k), largest
-    first. Held-out and never-trained cells do not enter."""
+def condition_genes(adata, rows, n: int, genes=None, label_key: str = "cell_type", condition_key: str = "condition",
+                    control: str = "ctrl") -> list[str]:
+    """The ``n`` genes (of ``genes``, default all) that respond most to the condition within cell types of the
+    cells at ``rows``: the mean over (type, non-control condition) pairs with >= 5 cells on each side of
+    |condition - control| mean log1p(CP10k), largest first. Empty without such pairs; no other cells enter."""
     from ...data import prepare
     from ...sentences import gene_vocabulary
 
-    if n <= 0:
+    if n <= 0 or condition_key not in adata.obs:
         return []
-    x = prepare(adata[split.train])
+    x = prepare(adata[np.asarray(rows)])
     names, _ = gene_vocabulary(x.var_names)
-    ct = x.obs["cell_type"].astype(str).to_numpy()
-    cond = x.obs["condition"].astype(str).to_numpy()
+    lab = x.obs[label_key].astype(str).to_numpy()
+    cond = x.obs[condition_key].astype(str).to_numpy()
     shifts = []
-    for t in np.unique(ct):
-        a, b = (ct == t) & (cond == "stim"), (ct == t) & (cond == "ctrl")
-        if a.sum() >= 5 and b.sum() >= 5:
-            shifts.append(np.asarray(x.X[a].mean(0) - x.X[b].mean(0)).ravel())
+    for t in np.unique(lab):
+        ctrl = (lab == t) & (cond == control)
+        for c in np.unique(cond[(lab == t) & (cond != control)]):
+            other = (lab == t) & (cond == c)
+            if ctrl.sum() >= 5 and other.sum() >= 5:
+                shifts.append(np.asarray(x.X[other].mean(0) - x.X[ctrl].mean(0)).ravel())
+    if not shifts:
+        return []
     effect = np.abs(np.asarray(shifts)).mean(0)
-    in_vocab = np.isin(names, np.asarray(genes, dtype=object))
-    order = [i for i in np.lexsort((np.arange(len(names)), -effect)) if in_vocab[i]]
+    keep = np.ones(len(names), bool) if genes is None else np.isin(names, np.asarray(list(genes), dtype=object))
+    order = [i for i in np.lexsort((np.arange(len(names)), -effect)) if keep[i]]
     return [str(names[i]) for i in order[:n]]
 
 

@@ -258,8 +258,8 @@ def model_card(meta: dict, old_card: str = "") -> str:
         *([f"- Condition genes: cell-type prompts leave out the {len(meta['condition_genes'])} vocabulary genes that change "
            "most between stimulated and control training cells of the same type (mean |difference| of log1p(CP10k) "
            f"over types; {', '.join(meta['condition_genes'][:6])}, ...), so a cell's predicted type does not hinge on "
-           "its interferon response. Training prompts keep them. Their number was chosen on validation cells, the "
-           "never-trained stimulated CD14 Mono of the training 80%, never on the test cells."]
+           "its interferon response. Training prompts keep them. Their number is the best of 0-100 on validation "
+           "cells, the never-trained stimulated CD14 Mono of the training 80% (for the model of 2026-11-24)."]
           if meta.get("condition_genes") else []),
         f"- Last run: {t.get('tokens_per_s')} tokens/s on 2 CPU cores"
         f"{' (bfloat16 autocast)' if t.get('bfloat16_autocast') else ''}; AdamW, cosine schedule; class-balanced "

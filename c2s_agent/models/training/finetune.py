@@ -8,6 +8,8 @@ peft; LoRA adapters are merged on save, so the output is a plain model directory
 ``OUT/checkpoints`` and resumes from the latest one. The split is seeded (stratified by cell type when every
 type has two cells); cell types in ``hold_out`` lose their perturbed cells from training. Held-out metrics
 (cell-type accuracy, per-task loss) go into ``c2s_model.json`` and ``README.md``, which ``load_model`` reads.
+A base whose cell-type prompts leave out condition genes (the embedded model) gets as many, recomputed from the
+training cells of this data (none without control and perturbed cells of a type).
 
 A base model's own tokenizer decides how sentences tokenise: for the embedded model every gene is a word
 token, and genes outside its vocabulary are unknown tokens (its sentences keep only its known genes).
@@ -25,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ...errors import InputError
-from .data import Example
+from .data import Example, condition_genes
 
 TASKS = ("cell_type", "generation", "perturbation")
 METHODS = ("full", "lora")
@@ -258,7 +260,11 @@ def prepare_run(data, out, base, spec, tasks) -> Run:
     adata = read(data) if isinstance(data, (str, Path)) else data
     check_columns(adata, spec, tasks)
     base_m = base_meta(base)
-    return Run(adata, out, base, base_m, meta_model(base_m), make_split(adata, spec))
+    split = make_split(adata, spec)
+    if base_m.get("condition_genes"):  # as many condition genes as the base leaves out, but of this data
+        base_m["condition_genes"] = condition_genes(adata, split.train, len(base_m["condition_genes"]), base_m.get("genes"),
+                                                    spec.label_key, spec.condition_key, spec.control)
+    return Run(adata, out, base, base_m, meta_model(base_m), split)
 
 
 def finetune(data, out: str | Path, base: str | Path | None = None, cfg: FinetuneConfig | None = None,

@@ -284,7 +284,7 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
         "tasks": ["cell_type", "generation", "perturbation"], "genes": genes,
         **({"generation_guidance": cfg.guidance} if cfg.unconditional > 0 else {}),
         "gene_priority": gene_priority(adata, genes),
-        "condition_genes": D.condition_genes(adata, split, genes, cfg.condition_genes),
+        "condition_genes": D.condition_genes(adata, split.train, cfg.condition_genes, genes),
         "training": {"config": asdict(cfg), "data": "kang2018 (bundled data/kang2018_ifnb_pbmc_2k.h5ad)",
                      "n_examples": Counter(e.task for e in examples), "steps_per_epoch": steps_per_epoch},
         "split": {"seed": cfg.seed, "test_fraction": D.TEST_FRACTION, "stratify": "cell_type",
