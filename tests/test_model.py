@@ -71,6 +71,20 @@ def test_condition_genes_are_computed_from_training_cells_and_left_out_of_type_p
     assert left_out >= 0.8 and with_them <= 0.4, (left_out, with_them)
 
 
+def test_bfloat16_labels_agree_with_float32(held_out, scored):
+    """The README's C2S_DTYPE=bfloat16: the same labels for nearly every held-out cell."""
+    from c2s_agent.config import Settings
+    from c2s_agent.models import load_model
+
+    import torch
+
+    fast = load_model(None, Settings(threads=1, dtype="bfloat16"))
+    assert fast.backend.model.dtype == torch.bfloat16
+    df = fast.predict_cell_types(held_out, threshold=0.0)
+    assert (df["label"] == scored["label"]).mean() >= 0.95
+    assert np.abs(df["confidence"] - scored["confidence"]).median() < 0.05
+
+
 def test_sentences_do_not_depend_on_the_other_cells_converted(model, held_out):
     alone, _, _ = model.sentences(held_out[:5], 128)
     together, _, _ = model.sentences(held_out, 128)
