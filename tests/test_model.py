@@ -62,7 +62,8 @@ def test_condition_genes_are_computed_from_training_cells_and_left_out_of_type_p
     stim = kang[split.held_out_perturbed[:40]]  # stimulated CD14 Mono of the training 80%, never trained on
     prompts, _, _ = model.cell_type_prompts(stim)
     assert not {w for p in prompts for w in p.split()} & model.condition_genes
-    assert all(sum(w in set(model.genes) for w in p.split()) == model.top_k["cell_type"] for p in prompts)
+    known = set(model.genes)
+    assert all(sum(w in known for w in p.split()) == model.top_k["cell_type"] for p in prompts)
     # their interferon response alone made the model call them other myeloid types; without it they are monocytes
     left_out = (model.predict_cell_types(stim, threshold=0.0)["label"] == "CD14 Mono").mean()
     kept = C2SModel(model.backend)
@@ -73,10 +74,10 @@ def test_condition_genes_are_computed_from_training_cells_and_left_out_of_type_p
 
 def test_bfloat16_labels_agree_with_float32(held_out, scored):
     """The README's C2S_DTYPE=bfloat16: the same labels for nearly every held-out cell."""
+    import torch
+
     from c2s_agent.config import Settings
     from c2s_agent.models import load_model
-
-    import torch
 
     fast = load_model(None, Settings(threads=1, dtype="bfloat16"))
     assert fast.backend.model.dtype == torch.bfloat16

@@ -111,6 +111,10 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
         "n_held_out_stim_cd14_mono_in_test": int(held.sum()),
         "per_type_recall": {lab: float((pred[truth == lab] == lab).mean()) for lab in labels if (truth == lab).any()},
     }}
+    # the never-trained stimulated CD14 Mono of the training 80%: validation cells for the condition genes and
+    # calibration cells for the unknown gate
+    calib = adata[split.held_out_perturbed].copy()
+    calib_df = model.predict_cell_types(calib, threshold=0.0)
     if model.condition_genes:
         # the effect of leaving the condition genes out of cell-type prompts: on the test cells, and on the
         # never-trained stimulated CD14 Mono cells of the training 80% (the validation cells their number was
@@ -118,12 +122,11 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
         say("scoring without / with the condition genes ...")
         full = C2SModel(backend)
         full.condition_genes = frozenset()
-        val = adata[split.held_out_perturbed]
         metrics["cell_type"]["condition_genes"] = {
             "n": len(model.condition_genes),
             "test_accuracy_with_them": float(accuracy_score(truth, full.predict_cell_types(test, threshold=0.0)["label"])),
-            "validation_accuracy_without_them": float((model.predict_cell_types(val, threshold=0.0)["label"] == D.HELD_OUT_PERTURBED[0]).mean()),
-            "validation_accuracy_with_them": float((full.predict_cell_types(val, threshold=0.0)["label"] == D.HELD_OUT_PERTURBED[0]).mean()),
+            "validation_accuracy_without_them": float((calib_df["label"] == D.HELD_OUT_PERTURBED[0]).mean()),
+            "validation_accuracy_with_them": float((full.predict_cell_types(calib, threshold=0.0)["label"] == D.HELD_OUT_PERTURBED[0]).mean()),
             "n_validation": int(len(split.held_out_perturbed)),
         }
     say("logistic-regression baseline ...")
@@ -134,8 +137,7 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     # between the real cells' 99.5th percentile and the shuffled cells' 0.5th percentile of sentence NLL
     say("calibrating the unknown gate ...")
     rng = np.random.default_rng(0)
-    calib = adata[split.held_out_perturbed].copy()
-    real_nll = model.predict_cell_types(calib, threshold=0.0)["sentence_nll"].to_numpy()
+    real_nll = calib_df["sentence_nll"].to_numpy()
     calib.var_names = np.asarray(calib.var_names)[rng.permutation(calib.n_vars)]
     shuf_nll = model.predict_cell_types(calib, threshold=0.0)["sentence_nll"].to_numpy()
     max_nll = float((np.quantile(real_nll, 0.995) + np.quantile(shuf_nll, 0.005)) / 2)
