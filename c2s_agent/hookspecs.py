@@ -75,5 +75,5 @@ def register_rewards(register):
     Parameters:
         register: call ``register(name, factory)``; ``factory(data=RewardData, **options)`` returns
             ``reward(prompts, completions, **columns) -> list[float]`` (one value per completion, as TRL's
-            GRPO trainer calls it; see :mod:`c2s_agent.models.training.rewards`).
+            GRPO trainer calls it; see :mod:`c2s_agent.training.rewards`).
     """

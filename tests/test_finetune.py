@@ -14,8 +14,8 @@ from c2s_agent.config import Settings
 from c2s_agent.errors import InputError
 from c2s_agent.models import load_model
 from c2s_agent.models.model import embedded_model_path
-from c2s_agent.models.training.data import condition_genes
-from c2s_agent.models.training.finetune import DataSpec, FinetuneConfig, finetune, make_split
+from c2s_agent.training.data import condition_genes
+from c2s_agent.training.finetune import DataSpec, FinetuneConfig, finetune, make_split
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_resume_without_checkpoint_and_bad_task_are_input_errors(subset, tmp_pat
 
 
 def test_grpo_two_steps_writes_log_curves_and_heldout_metrics(subset, tmp_path):
-    from c2s_agent.models.training.grpo import GRPOSettings, grpo
+    from c2s_agent.training.grpo import GRPOSettings, grpo
 
     out = tmp_path / "grpo"
     cfg = GRPOSettings(steps=2, num_generations=2, prompts_per_step=2, threads=1, n_boot=0,

@@ -54,7 +54,7 @@ def test_held_out_accuracy_is_well_above_chance(model, held_out, scored):
 
 
 def test_condition_genes_are_computed_from_training_cells_and_left_out_of_type_prompts(model, kang):
-    from c2s_agent.models.training import data as D
+    from c2s_agent.training import data as D
 
     split = D.make_split(kang, model.meta["split"]["seed"])
     genes = D.condition_genes(kang, split.train, len(model.condition_genes), model.genes)
@@ -181,7 +181,7 @@ def test_generated_cells_resemble_their_conditioned_type(model, kang):
 def test_guidance_pulls_generated_cells_towards_their_type(model, kang):
     """Classifier-free guidance (the prompt without its cell type as the unconditional twin): a classifier of
     real training cells' top-gene sets recognises the requested type far more often than without guidance."""
-    from c2s_agent.models.training.evaluate import _indicator, judge as fit_judge
+    from c2s_agent.training.evaluate import _indicator, judge as fit_judge
 
     train = kang[~kang.obs_names.isin(model.meta["split"]["test_obs_names"])]
     train = train[~((train.obs["cell_type"] == "CD14 Mono") & (train.obs["condition"] == "stim"))]

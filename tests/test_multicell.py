@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from c2s_agent.config import Settings
-from c2s_agent.models import multicell as mc
+from c2s_agent.knowledge import multicell as mc
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from c2s_agent import hookimpl, plugins
-from c2s_agent.models.training import finetune as F
-from c2s_agent.models.training import rewards as R
-from c2s_agent.models.training.grpo import load_reverse
+from c2s_agent.training import finetune as F
+from c2s_agent.training import rewards as R
+from c2s_agent.training.grpo import load_reverse
 from c2s_agent.models.model import embedded_model_path
 
 GROUP = "B"

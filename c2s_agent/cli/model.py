@@ -186,8 +186,8 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
     from ..errors import InputError
 
     if data is None:
-        from ..models.training.evaluate import evaluate as run_eval
-        from ..models.training.train import TrainConfig, train as run_train
+        from ..training.evaluate import evaluate as run_eval
+        from ..training.train import TrainConfig, train as run_train
 
         out = out or Path("data/models/c2s-embedded")
         meta = run_train(out, TrainConfig(epochs=epochs, max_minutes=max_minutes, threads=threads, resume=resume,
@@ -200,8 +200,8 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
                                       "generation_type_fidelity": metrics["generation"]["fraction_classified_as_conditioned_type"]},
                                      indent=1))
         return
-    from ..models.training.finetune import DataSpec, FinetuneConfig, finetune
-    from ..models.training.grpo import GRPOSettings, grpo
+    from ..training.finetune import DataSpec, FinetuneConfig, finetune
+    from ..training.grpo import GRPOSettings, grpo
 
     if out is None:
         raise InputError("--out", "is needed with --data", "name the folder for the trained model, e.g. --out models/mine")

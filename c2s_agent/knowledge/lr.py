@@ -51,7 +51,7 @@ def _interactions(var_names: pd.Index, path=None) -> pd.DataFrame:
                           "classification": c, "directionality": d} for a, b, c, d in rows])
 
 
-def _subunit_matrix(partners: Sequence[tuple[str, ...]], gene_pos: dict[str, int]) -> np.ndarray:
+def subunit_matrix(partners: Sequence[tuple[str, ...]], gene_pos: dict[str, int]) -> np.ndarray:
     width = max(len(p) for p in partners)
     out = np.full((len(partners), width), -1, dtype=np.int64)
     for i, genes in enumerate(partners):
@@ -59,7 +59,7 @@ def _subunit_matrix(partners: Sequence[tuple[str, ...]], gene_pos: dict[str, int
     return out
 
 
-def _complex_min(values: np.ndarray, sub: np.ndarray) -> np.ndarray:
+def complex_min(values: np.ndarray, sub: np.ndarray) -> np.ndarray:
     """values (genes x k) -> (partners x k): the minimum over each partner's subunits."""
     padded = np.vstack([values, np.full((1, values.shape[1]), np.inf, dtype=values.dtype)])
     return padded[sub].min(axis=1)
@@ -77,8 +77,8 @@ def _score_cells(X, is_src: np.ndarray, is_tgt: np.ndarray, lig_sub, rec_sub, n_
 
     S = np.stack([is_src, is_tgt], axis=1).astype(np.float32)
     (mean, frac) = group_means(S, (XT, DT))
-    lig_mean, rec_mean = _complex_min(mean[:, :1], lig_sub)[:, 0], _complex_min(mean[:, 1:], rec_sub)[:, 0]
-    lig_frac, rec_frac = _complex_min(frac[:, :1], lig_sub)[:, 0], _complex_min(frac[:, 1:], rec_sub)[:, 0]
+    lig_mean, rec_mean = complex_min(mean[:, :1], lig_sub)[:, 0], complex_min(mean[:, 1:], rec_sub)[:, 0]
+    lig_frac, rec_frac = complex_min(frac[:, :1], lig_sub)[:, 0], complex_min(frac[:, 1:], rec_sub)[:, 0]
     expressed = (lig_frac >= min_fraction) & (rec_frac >= min_fraction)
     score = np.where(expressed, (lig_mean + rec_mean) / 2, 0.0)
     hits = np.zeros(len(score))
@@ -88,7 +88,7 @@ def _score_cells(X, is_src: np.ndarray, is_tgt: np.ndarray, lig_sub, rec_sub, n_
         perms = np.argsort(rng.random((k, n)), axis=1)  # k independent shuffles of the cells' labels
         Ps, Pt = is_src[perms].T.astype(np.float32), is_tgt[perms].T.astype(np.float32)
         ms, mt = group_means(Ps, (XT,))[0], group_means(Pt, (XT,))[0]
-        perm_score = (_complex_min(ms, lig_sub) + _complex_min(mt, rec_sub)) / 2
+        perm_score = (complex_min(ms, lig_sub) + complex_min(mt, rec_sub)) / 2
         hits += (perm_score >= score[:, None]).sum(axis=1)
         done += k
     pvalue = np.where(expressed, hits / n_perms, 1.0)
@@ -148,7 +148,7 @@ def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], targ
     gene_pos = {g: i for i, g in enumerate(genes)}
     X = data[:, genes].X
     X = sp.csr_matrix(X, dtype=np.float32)
-    lig_sub, rec_sub = _subunit_matrix(table.ligand_genes, gene_pos), _subunit_matrix(table.receptor_genes, gene_pos)
+    lig_sub, rec_sub = subunit_matrix(table.ligand_genes, gene_pos), subunit_matrix(table.receptor_genes, gene_pos)
     rng = np.random.default_rng(seed)
     frames = []
     g_keep = groups[keep].to_numpy()

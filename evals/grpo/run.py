@@ -61,8 +61,8 @@ def evaluate(out: Path, threads: int) -> dict:
     from c2s_agent.data import prepare, read
     from c2s_agent.metrics import get_encoder
     from c2s_agent.models.model import C2SModel, embedded_model_path
-    from c2s_agent.models.training.finetune import DataSpec
-    from c2s_agent.models.training.grpo import heldout_perturbation
+    from c2s_agent.training.finetune import DataSpec
+    from c2s_agent.training.grpo import heldout_perturbation
     from c2s_agent.models.transformers_backend import TransformersBackend
     from c2s_agent.sentences import ReverseTransform
 

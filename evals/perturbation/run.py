@@ -44,7 +44,7 @@ def main(seed: int = 0, n_boot: int = 100) -> dict:
     from c2s_agent.data import prepare, read
     from c2s_agent.metrics import evaluate_generation, get_encoder, lfc_agreement, mean_expression
     from c2s_agent.models import embedded_model_path, load_model
-    from c2s_agent.models.training import data as D
+    from c2s_agent.training import data as D
     from c2s_agent.screen import get_program
     from c2s_agent.sentences import ReverseTransform
 

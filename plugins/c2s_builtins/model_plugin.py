@@ -310,7 +310,7 @@ def multicell_reasoning(ctx: ToolContext, args: MulticellInput) -> ToolResult:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from c2s_agent.models.multicell import multicell
+    from c2s_agent.knowledge.multicell import multicell
 
     adata = ctx.adata
     m = _model(ctx)

@@ -1,5 +1,5 @@
 """Built-in rewards for GRPO (program agreement, validity, distribution fidelity, exact match); the
-functions live in :mod:`c2s_agent.models.training.rewards`."""
+functions live in :mod:`c2s_agent.training.rewards`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from c2s_agent import hookimpl
 
 @hookimpl
 def register_rewards(register):
-    from c2s_agent.models.training import rewards
+    from c2s_agent.training import rewards
 
     for factory in (rewards.program_agreement, rewards.validity, rewards.distribution, rewards.exact_match):
         register(factory.__name__, factory)

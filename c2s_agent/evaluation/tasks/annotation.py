@@ -3,7 +3,7 @@ baseline trained on the same training cells.
 
 The held-out cells are the model's own test split (``split.test_obs_names`` in ``c2s_model.json``) when it
 has one, else every cell. Items are chunks of ``chunk_size`` held-out cells, read from the backed ``.h5ad``;
-the baseline is one more item (:func:`c2s_agent.models.training.evaluate._lr_baseline`, the model card's
+the baseline is one more item (:func:`c2s_agent.training.evaluate._lr_baseline`, the model card's
 baseline, restricted to the evaluated cells), fitted on at most ``baseline_max_train`` training cells (a seeded
 sample) read from the backed file, so a large dataset is never loaded whole. Ties in the sentences are broken within a chunk (the model's
 ``tie_break``), so ``chunk_size`` is part of the configuration. Rows hold predicted labels, not
@@ -73,8 +73,8 @@ class Annotation(Task):
                 "pred": pred.tolist()}
 
     def _baseline(self, cell, item) -> dict:
-        from ...models.training.data import Split
-        from ...models.training.evaluate import _lr_baseline
+        from ...training.data import Split
+        from ...training.evaluate import _lr_baseline
 
         train, test = np.asarray(item["train"]), np.asarray(item["test"])
         rows = np.union1d(train, test)  # read_rows returns these rows in sorted order

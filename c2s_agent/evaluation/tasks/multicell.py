@@ -1,5 +1,5 @@
 """Multi-cell reasoning with knowledge: what injecting the ligand-receptor interactions a group expresses
-changes in a C2S model's answer about the group (:mod:`c2s_agent.models.multicell`).
+changes in a C2S model's answer about the group (:mod:`c2s_agent.knowledge.multicell`).
 
 Groups are drawn from the model's held-out cells (``split.test_obs_names``; every cell when the model has no
 split for the dataset): kNN neighbourhoods of ``n_cells`` cells in a PCA of those cells only, one per held-out
@@ -37,7 +37,7 @@ class MulticellKnowledge(Task):
         return np.flatnonzero(is_test) if is_test.any() else np.arange(len(obs))
 
     def items(self, cell, settings) -> list[dict]:
-        from ...models.multicell import clusters, neighbourhoods
+        from ...knowledge.multicell import clusters, neighbourhoods
 
         test = self._test_positions(cell, settings)
         cells = read_rows(cell.dataset, test)
@@ -54,7 +54,7 @@ class MulticellKnowledge(Task):
 
     def run(self, cell, items, settings) -> list[dict]:
         from ... import knowledge
-        from ...models.multicell import Group, lr_records, reason
+        from ...knowledge.multicell import Group, lr_records, reason
 
         model = load_cell_model(cell, settings)
         records = lr_records(knowledge.load(settings, progress=False))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..prompts import embedded
-from ..tokenizer import label_token
+from ..models.prompts import embedded
+from ..models.tokenizer import label_token
 
 SEED = 0
 TEST_FRACTION = 0.2
@@ -47,8 +47,8 @@ def condition_genes(adata, rows, n: int, genes=None, label_key: str = "cell_type
     """The ``n`` genes (of ``genes``, default all) that respond most to the condition within cell types of the
     cells at ``rows``: the mean over (type, non-control condition) pairs with >= 5 cells on each side of
     |condition - control| mean log1p(CP10k), largest first. Empty without such pairs; no other cells enter."""
-    from ...data import prepare
-    from ...sentences import gene_vocabulary
+    from ..data import prepare
+    from ..sentences import gene_vocabulary
 
     if n <= 0 or condition_key not in adata.obs:
         return []

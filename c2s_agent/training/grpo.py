@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError
+from ..errors import InputError
 from . import finetune as F
 from .rewards import RewardData, make_rewards, program_agreement, validity
 
@@ -46,7 +46,7 @@ class GRPOSettings:
 
 def load_reverse(base: Path, adata, rows, meta: dict, seed: int):
     """The base model's reverse transform, or one fitted on the training cells."""
-    from ...sentences import ReverseTransform, to_sentences
+    from ..sentences import ReverseTransform, to_sentences
 
     if (base / "reverse_transform.json").exists():
         return ReverseTransform.load(base / "reverse_transform.json")
@@ -150,9 +150,9 @@ def grpo(data, out: str | Path, base: str | Path | None = None, cfg: GRPOSetting
     (out / "grpo_log.json").write_text(json.dumps(history, indent=1))
     plot_curves(history, out / "grpo_curves.png", [f.__name__ for f in reward_funcs])
     if cfg.task == "perturbation":
-        from ...config import Settings
-        from ..model import C2SModel
-        from ..transformers_backend import TransformersBackend
+        from ..config import Settings
+        from ..models.model import C2SModel
+        from ..models.transformers_backend import TransformersBackend
 
         trained = C2SModel(TransformersBackend(out, Settings(threads=cfg.threads)))
         eval_groups = list(spec.hold_out) or sorted(set(lab[split.test]))
@@ -196,9 +196,9 @@ def heldout_perturbation(model, adata, spec: F.DataSpec, groups, rows=None, reve
     ``evals/perturbation``: fold-change agreement (Pearson, Kendall) on each program and the top-100 DE genes,
     in expression and in sentence space, scFID and MMD in the reference PCA space (fitted on all of
     ``adata``), plus the mean per-cell program reward and validity."""
-    from ...data import prepare
-    from ...metrics import evaluate_generation, get_encoder, lfc_agreement, mean_expression
-    from ...screen import get_program
+    from ..data import prepare
+    from ..metrics import evaluate_generation, get_encoder, lfc_agreement, mean_expression
+    from ..screen import get_program
 
     data = prepare(adata)
     data.var_names = data.var_names.astype(str).str.upper()

@@ -25,7 +25,7 @@ def _lr_baseline(adata, split, leave_out=()) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
 
-    from ...data import prepare
+    from ..data import prepare
 
     x = prepare(adata)
     train = x[split.train].copy()
@@ -77,10 +77,10 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     import torch
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-    from ...config import Settings
-    from ...data import read
-    from ..model import C2SModel
-    from ..transformers_backend import TransformersBackend
+    from ..config import Settings
+    from ..data import read
+    from ..models.model import C2SModel
+    from ..models.transformers_backend import TransformersBackend
 
     torch.set_num_threads(threads)
     path = Path(path)
@@ -322,7 +322,7 @@ def model_card(meta: dict, old_card: str = "") -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m c2s_agent.models.training.evaluate PATH
+if __name__ == "__main__":  # python -m c2s_agent.training.evaluate PATH
     import sys
 
     print(json.dumps(evaluate(sys.argv[1] if len(sys.argv) > 1 else "data/models/c2s-embedded"), indent=1))

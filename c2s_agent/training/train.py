@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import length_buckets
+from ..models.backend import length_buckets
 from . import data as D
 
 MODEL_FORMAT = "c2s-agent-model/1"
@@ -64,10 +64,10 @@ def _vocabulary(cs, rows, min_count: int) -> list[str]:
 
 def prepare(cfg: TrainConfig):
     """Data, split, sentences, vocabulary, tokenizer and examples."""
-    from ...data import read
-    from ...sentences import to_sentences
-    from ..prompts import embedded
-    from ..tokenizer import build_tokenizer, label_token, template_words
+    from ..data import read
+    from ..sentences import to_sentences
+    from ..models.prompts import embedded
+    from ..models.tokenizer import build_tokenizer, label_token, template_words
 
     adata = read("kang2018")
     split = D.make_split(adata, cfg.seed)
@@ -93,7 +93,7 @@ def thinned_examples(adata, split, genes: list[str], cfg: TrainConfig, epoch: in
     ``min_cells_per_type`` cells are repeated, each copy thinned on its own."""
     import anndata as ad
 
-    from ...sentences import to_sentences
+    from ..sentences import to_sentences
 
     rng = np.random.default_rng([cfg.seed, epoch])
     ct = adata.obs["cell_type"].astype(str).to_numpy()[split.train]
@@ -118,8 +118,8 @@ def thinned_examples(adata, split, genes: list[str], cfg: TrainConfig, epoch: in
 def gene_priority(adata, genes: list[str]) -> list[str]:
     """The vocabulary genes in the tie-break order used for training (descending mean log1p(CP10k) over the
     whole Kang dataset, then gene index); inference breaks ties the same way for any input."""
-    from ...data import prepare
-    from ...sentences import gene_vocabulary
+    from ..data import prepare
+    from ..sentences import gene_vocabulary
 
     x = prepare(adata)
     names, _ = gene_vocabulary(x.var_names)
@@ -130,7 +130,7 @@ def gene_priority(adata, genes: list[str]) -> list[str]:
 
 
 def _restrict(cs, keep_gene: np.ndarray):
-    from ...sentences import CellSentences
+    from ..sentences import CellSentences
 
     ok = (cs.idx >= 0) & keep_gene[np.maximum(cs.idx, 0)]
     idx = np.full_like(cs.idx, -1)
@@ -146,7 +146,7 @@ def _restrict(cs, keep_gene: np.ndarray):
 
 def encode(tok, examples, labels, cfg: TrainConfig):
     """Token ids and per-token loss weights (and smoothing) for each example."""
-    from ..tokenizer import label_token
+    from ..models.tokenizer import label_token
 
     freq = Counter(e.label for e in examples if e.task == "cell_type")
     top = max(freq.values())
@@ -212,7 +212,7 @@ def _resume(out: Path, tok):
     """The model saved in ``out`` and its training history; its vocabulary must match this run's."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ...errors import InputError
+    from ..errors import InputError
 
     if not (out / "config.json").exists():
         raise InputError(out, "holds no model to resume from", "train without --resume first")
@@ -249,7 +249,7 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
     import torch
     from rich.progress import Progress
 
-    from ...sentences import ReverseTransform
+    from ..sentences import ReverseTransform
 
     cfg = cfg or TrainConfig()
     torch.set_num_threads(cfg.threads)

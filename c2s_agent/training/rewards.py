@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import InputError
+from ..errors import InputError
 
 Reward = Callable[..., list[float]]
 
@@ -100,7 +100,7 @@ class RewardData:
     def embed(self, sentences: Sequence[str]) -> np.ndarray:
         """Cells in the reference PCA space (the encoder is fitted once on ``reference``)."""
         if self._encoder is None:
-            from ...metrics import get_encoder
+            from ..metrics import get_encoder
 
             if self.reference is None:
                 raise InputError("reward data", "has no reference cells to fit the PCA encoder on",
@@ -125,7 +125,7 @@ def _corr(a: np.ndarray, b: np.ndarray, method: str) -> float:
 
 def program_agreement(data: RewardData, program: str = "ifn_alpha", method: str = "pearson", **_) -> Reward:
     """Correlation of each completion's predicted log-fold change with the observed one on a program's genes."""
-    from ...screen import get_program
+    from ..screen import get_program
 
     _need(data, "program_agreement")
     if method not in ("pearson", "kendall"):
@@ -162,8 +162,8 @@ def validity(data: RewardData | None = None, **_) -> Reward:
 
 def distribution(data: RewardData, **_) -> Reward:
     """Leave-one-out MMD improvement of each completion within its cell type's completions of the batch."""
-    from ...metrics import mmd
-    from ...metrics.distribution import median_bandwidth
+    from ..metrics import mmd
+    from ..metrics.distribution import median_bandwidth
 
     _need(data, "distribution")
     observed = {g: data.embed(s) for g, s in data.perturbed_sentences.items()}
@@ -201,7 +201,7 @@ def exact_match(data: RewardData | None = None, **_) -> Reward:
 
 def registered_rewards(settings=None) -> dict[str, Callable]:
     """Reward factories by name, from every plugin (built-ins first)."""
-    from ... import plugins
+    from .. import plugins
 
     return {name: reg.obj for name, reg in plugins.registered("register_rewards", settings).items()}
 

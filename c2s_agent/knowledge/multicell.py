@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .model import C2SModel
+from ..models.model import C2SModel
 
 DEFAULT_CELLS = 4  # the embedded model sees at most 256 tokens: 4 cells x 40 genes plus knowledge fit
 DEFAULT_GENES = 40
@@ -126,7 +126,7 @@ def group_interactions(adata, groups: Sequence[Group], records: Sequence[Interac
     import scipy.sparse as sp
 
     from ..data import prepare
-    from ..knowledge.lr import _complex_min, _subunit_matrix
+    from .lr import complex_min, subunit_matrix
 
     if not 0 < min_fraction <= 1:
         raise InputError("min_fraction", f"must be in (0, 1] (got {min_fraction})", "use e.g. 0.5")
@@ -146,9 +146,9 @@ def group_interactions(adata, groups: Sequence[Group], records: Sequence[Interac
     size = np.asarray(member.sum(1)).ravel()[:, None]
     mean = np.asarray((member @ X).todense()).T / size.T  # genes x groups
     frac = np.asarray((member @ (X > 0).astype(np.float32)).todense()).T / size.T
-    lig, rec = _subunit_matrix([r.ligand_genes for r in recs], pos), _subunit_matrix([r.receptor_genes for r in recs], pos)
-    expressed = (_complex_min(frac, lig) >= min_fraction) & (_complex_min(frac, rec) >= min_fraction)
-    score = np.where(expressed, (_complex_min(mean, lig) + _complex_min(mean, rec)) / 2, -np.inf)  # pairs x groups
+    lig, rec = subunit_matrix([r.ligand_genes for r in recs], pos), subunit_matrix([r.receptor_genes for r in recs], pos)
+    expressed = (complex_min(frac, lig) >= min_fraction) & (complex_min(frac, rec) >= min_fraction)
+    score = np.where(expressed, (complex_min(mean, lig) + complex_min(mean, rec)) / 2, -np.inf)  # pairs x groups
     out = []
     for j in range(len(groups)):
         order = np.argsort(-score[:, j], kind="stable")[:max_interactions]
@@ -221,8 +221,8 @@ def multicell(adata, model=None, groupby: str | None = None, values: Sequence[st
     asked their cell type with and without the ligand-receptor interactions of the knowledge base ``kb``
     (default: loaded for ``settings``) that they express. The table (see :func:`reason`) also goes to
     ``adata.uns[key_added]``."""
-    from ..knowledge import load
-    from .tl import _model
+    from . import load
+    from ..models.tl import _model
 
     if mode not in ("neighbourhood", "cluster"):
         raise InputError("mode", f"{mode!r} is not a grouping", "use 'neighbourhood' or 'cluster'")

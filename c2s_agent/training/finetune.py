@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ...errors import InputError
+from ..errors import InputError
 from .data import Example, condition_genes
 
 TASKS = ("cell_type", "generation", "perturbation")
@@ -82,7 +82,7 @@ def base_meta(base: str | Path) -> dict:
 
 def meta_model(meta: dict):
     """A C2SModel over metadata only: the model's sentences, prompts and label tokens, no weights."""
-    from ..model import C2SModel
+    from ..models.model import C2SModel
 
     meta = {"prompt_set": "embedded", "single_token_labels": False, "top_k": DEFAULT_TOP_K, **meta}
     return C2SModel(SimpleNamespace(metadata=meta, model_id=meta.get("name", "model")))
@@ -250,8 +250,8 @@ class Run:
 
 def prepare_run(data, out, base, spec, tasks) -> Run:
     """Check the folders and the data's columns for ``tasks``, load the base's metadata and split the cells."""
-    from ...data import read
-    from ..model import embedded_model_path
+    from ..data import read
+    from ..models.model import embedded_model_path
 
     base = Path(base) if base else embedded_model_path()
     out = Path(out)
@@ -274,7 +274,7 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from ...sentences import ReverseTransform, to_sentences
+    from ..sentences import ReverseTransform, to_sentences
 
     cfg = cfg or FinetuneConfig()
     spec = cfg.data
@@ -333,9 +333,9 @@ def cell_type_metrics(path: Path, adata, spec: DataSpec, split: Split, threads: 
     """Accuracy and macro-F1 of label scoring on the held-out cells."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from ...config import Settings
-    from ..model import C2SModel
-    from ..transformers_backend import TransformersBackend
+    from ..config import Settings
+    from ..models.model import C2SModel
+    from ..models.transformers_backend import TransformersBackend
 
     model = C2SModel(TransformersBackend(path, Settings(threads=threads)))
     truth = adata.obs[spec.label_key].astype(str).to_numpy()[split.test]
