@@ -22,7 +22,7 @@ class Settings(BaseSettings):
 
     model: str = Field("embedded", description="'embedded', a local HF checkpoint directory, or an http(s) URL")
     backend: str = Field("auto", description="model backend name; 'auto' picks from the model value")
-    planner: Literal["embedded", "llm"] = "embedded"
+    planner: str = Field("embedded", description="a registered planner: 'embedded', 'llm' or a plugin's")
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint for the LLM planner")
     llm_model: str | None = None
     llm_api_key: str | None = None

@@ -7,17 +7,17 @@ is a comma-separated allow-list of entry-point names: when set, only those third
 - A hook implementation whose name is not a hook (a typo) fails fast with a :class:`PluginError`.
 - A plugin that cannot be imported, or raises while registering, is reported in :data:`load_errors` and
   skipped; the rest keep working.
-- Every registered thing knows its plugin; a name registered twice is kept by the first plugin (built-ins
+- Every registered thing (a typed object of :mod:`c2s_agent.registry`, or a Tool) knows its plugin; a name registered twice is kept by the first plugin (built-ins
   first, in ``DEFAULT_PLUGINS`` order, then other plugins by name) and the later one is stored as
   ``"<plugin>:<name>"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pluggy
@@ -36,6 +36,8 @@ DEFAULT_PLUGINS = (
     "c2s_builtins.metrics_plugin",
     "c2s_builtins.screen_plugin",
     "c2s_builtins.rewards_plugin",
+    "c2s_agent.evaluation.tasks",
+    "c2s_agent.agent.planners",
 )
 
 pm = pluggy.PluginManager("c2s_agent")
@@ -50,16 +52,6 @@ _entry_point_plugins: dict[str, str] = {}
 
 class PluginError(C2SError):
     """A plugin is malformed (for example a hook implementation with a misspelled name)."""
-
-
-@dataclass(frozen=True)
-class Registered:
-    """One thing a plugin registered: its name, the object, and the plugin that gave it."""
-
-    name: str
-    obj: Any
-    plugin: str
-    extra: tuple = ()
 
 
 def _report(plugin: str, message: str) -> None:
@@ -129,33 +121,31 @@ def _allowed(plugin: str, allow: set[str] | None) -> bool:
     return allow is None or plugin not in _entry_point_plugins or plugin in allow
 
 
-def collect(hook_name: str, allow: set[str] | None = None) -> dict[str, Registered]:
+def collect(hook_name: str, allow: set[str] | None = None, cls: type | None = None) -> dict[str, Any]:
     """Call one ``register_*`` hook on every allowed plugin and return what they registered, by name.
 
     Built-ins register first, then other plugins by name. A name taken already is kept by its first owner;
-    the later one is stored as ``"<plugin>:<name>"``. A plugin that raises is reported and skipped.
+    the later one is stored as ``"<plugin>:<name>"``. A plugin that raises, or registers something that is not
+    a ``cls``, is reported and skipped.
     """
-    found: dict[str, Registered] = {}
+    found: dict[str, Any] = {}
     order = {name: i for i, name in enumerate(DEFAULT_PLUGINS)}
     impls = [i for i in getattr(pm.hook, hook_name).get_hookimpls() if _allowed(i.plugin_name, allow)]
     impls.sort(key=lambda impl: (order.get(impl.plugin_name, len(order)), impl.plugin_name))
     for impl in impls:
         plugin = impl.plugin_name
-        mine: dict[str, Registered] = {}
+        mine: dict[str, Any] = {}
 
-        def register(name_or_obj, obj=None, *extra, _plugin=plugin, _mine=mine):
-            if obj is None:  # register(tool): the object carries its own name
-                obj, name = name_or_obj, name_or_obj.name
-            else:
-                name = name_or_obj
-            if getattr(obj, "plugin", "") is None and hasattr(obj, "model_copy"):
-                obj = obj.model_copy(update={"plugin": _plugin})
-            key = name if name not in found and name not in _mine else f"{_plugin}:{name}"
-            if key != name:
-                owner = found[name].plugin if name in found else _plugin
+        def register(obj, _plugin=plugin, _mine=mine):
+            if cls is not None and not isinstance(obj, cls):
+                raise TypeError(f"{hook_name} takes {cls.__name__} objects, not {type(obj).__name__}")
+            key = obj.name if obj.name not in found and obj.name not in _mine else f"{_plugin}:{obj.name}"
+            if key != obj.name:
+                owner = found[obj.name].plugin if obj.name in found else _plugin
                 log.warning("%s %r from plugin %s is already registered by %s; kept as %r",
-                            hook_name, name, _plugin, owner, key)
-            _mine[key] = Registered(key, obj, _plugin, tuple(extra))
+                            hook_name, obj.name, _plugin, owner, key)
+            _mine[key] = (obj.model_copy(update={"plugin": _plugin}) if hasattr(obj, "model_copy")
+                          else dataclasses.replace(obj, plugin=_plugin))
 
         try:
             impl.function(register=register)
@@ -186,15 +176,11 @@ def plugin_table(settings=None) -> list[dict]:
     return rows
 
 
-def registered(hook_name: str, settings=None) -> dict[str, Registered]:
-    """Set plugins up under the settings' allow-list and collect one hook's registrations."""
+def registered(hook_name: str, settings=None, cls: type | None = None) -> dict[str, Any]:
+    """Set plugins up under the settings' allow-list and collect one hook's registrations (see
+    :mod:`c2s_agent.registry` for the typed accessors)."""
     from .config import Settings
 
     allow = (settings or Settings()).plugin_allow_list
     setup(allow)
-    return collect(hook_name, allow)
-
-
-def tools(settings=None) -> dict:
-    """All registered tools by name (each :class:`~c2s_agent.tools.Tool` knows its plugin)."""
-    return {name: reg.obj for name, reg in registered("register_tools", settings).items()}
+    return collect(hook_name, allow, cls)

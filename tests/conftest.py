@@ -34,3 +34,13 @@ def settings(tmp_path):
     from c2s_agent.config import Settings
 
     return Settings(runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def example_plugin():
+    """The example third-party plugin's entry-point name; ``make setup`` installs its package into the venv."""
+    import importlib.metadata
+
+    names = {ep.name for ep in importlib.metadata.entry_points(group="c2s_agent")}
+    assert "cell_cycle" in names, "the example plugin is not installed: run `make setup` (pip install -e plugins/c2s-example-plugin)"
+    return "cell_cycle"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, Field
 
-from c2s_agent import hookimpl, plugins
+from c2s_agent import hookimpl, plugins, registry
 from c2s_agent.agent.evaluate import evaluate, load_questions
 from c2s_agent.agent.plan import NO_TOOL, Plan, Step, check
 from c2s_agent.agent.planners import get_planner
@@ -30,7 +30,7 @@ def vocab(kang):
 
 @pytest.fixture(scope="module")
 def tools(asettings):
-    return plugins.tools(asettings)
+    return registry.tools(asettings)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_embedded_planner_accuracy_on_benchmark(asettings):
     assert res["n"] >= 80
     assert res["accuracy"] >= 0.90, wrong
     covered = {s["tool"] for q in load_questions() for s in q["expected"]}
-    assert set(plugins.tools(asettings)) <= covered, "every installed tool has a benchmark question"
+    assert set(registry.tools(asettings)) <= covered, "every installed tool has a benchmark question"
     assert res["by_kind"]["unanswerable"]["accuracy"] >= 0.9
 
 
@@ -129,12 +129,12 @@ def test_planner_uses_whatever_tools_are_registered(planner, vocab, asettings):
     plugins.setup(None)
     plugins.pm.register(QcPlugin(), name="qc-test-plugin")
     try:
-        tools = plugins.tools(asettings)
+        tools = registry.tools(asettings)
         plan = planner.plan("Flag cells with more than 15 percent mitochondrial reads", tools, vocab)
         assert plan.summary() == [{"id": "s1", "tool": "mito_qc", "args": {"pct_threshold": 15.0}}]
     finally:
         plugins.pm.unregister(name="qc-test-plugin")
-    assert "mito_qc" not in plugins.tools(asettings)
+    assert "mito_qc" not in registry.tools(asettings)
 
 
 # ------------------------------------------------------------------ LLM planner (scripted chat model)

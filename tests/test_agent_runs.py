@@ -149,10 +149,7 @@ def test_cli_dry_run_json_and_bad_input(asettings):
     assert p.returncode == 2 and "run 'nope': not found" in p.stderr
 
 
-def test_third_party_plugin_is_planned_and_run_by_entry_point_alone(asettings):
-    from test_plugins import install_example_plugin
-
-    install_example_plugin()
+def test_third_party_plugin_is_planned_and_run_by_entry_point_alone(asettings, example_plugin):
     q = "Which cell cycle phase are the cells in, per cell type?"
     p = subprocess.run([C2S, "ask", q, "--data", "demo"], capture_output=True, text=True, env=_env(asettings),
                        timeout=600)
@@ -166,8 +163,9 @@ def test_third_party_plugin_is_planned_and_run_by_entry_point_alone(asettings):
     p = subprocess.run([C2S, "plugins", "list", "--json"], capture_output=True, text=True, env=_env(asettings),
                        timeout=300)
     listed = {r["name"]: r for r in json.loads(p.stdout)["plugins"]}
-    assert listed["cell_cycle"]["tools"] == ["cell_cycle_phase"] and listed["cell_cycle"]["source"] == "entry point"
-    assert "marker_genes" in listed["c2s_builtins.data_tools"]["tools"]
+    assert listed["cell_cycle"]["registered"] == {"tools": ["cell_cycle_phase"]}
+    assert listed["cell_cycle"]["source"] == "entry point"
+    assert "marker_genes" in listed["c2s_builtins.data_tools"]["registered"]["tools"]
     p = subprocess.run([C2S, "runs", "show", rd.name, "--json"], capture_output=True, text=True, env=_env(asettings),
                        timeout=300)
     shown = json.loads(p.stdout)

@@ -280,10 +280,10 @@ def test_cli(cli_results, case):
 # ================================================================================= planner tool arguments
 @pytest.fixture(scope="module")
 def tools():
-    from c2s_agent import plugins
+    from c2s_agent import registry
     from c2s_agent.config import Settings
 
-    return plugins.tools(Settings(threads=1))
+    return registry.tools(Settings(threads=1))
 
 
 @pytest.fixture()

@@ -285,10 +285,10 @@ def test_render_context_is_fenced_bounded_reference_data(kb, kb_settings):
 
 # ------------------------------------------------------------------------------------------------ tools
 def test_knowledge_tools_through_plugins(kb, kb_settings, tmp_path):
-    from c2s_agent import plugins
+    from c2s_agent import registry
     from c2s_agent.tools import ToolContext
 
-    tools = plugins.tools(kb_settings)
+    tools = registry.tools(kb_settings)
     names = ("retrieve_interactions", "ppi_neighbourhood", "score_ligand_receptor", "gene_set_lookup")
     assert all(n in tools and tools[n].plugin == "c2s_builtins.knowledge_plugin" and tools[n].examples for n in names)
     ctx = ToolContext(None, tmp_path, kb_settings)

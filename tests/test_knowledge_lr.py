@@ -100,12 +100,12 @@ def test_bad_inputs(kang, kwargs, message):
 
 
 def test_tool_writes_table_plot_and_uns(kang, settings, tmp_path):
-    from c2s_agent import plugins
+    from c2s_agent import registry
     from c2s_agent.data import prepare
     from c2s_agent.tools import ToolContext
 
     adata = prepare(kang)
-    tool = plugins.tools(settings)["score_ligand_receptor"]
+    tool = registry.tools(settings)["score_ligand_receptor"]
     ctx = ToolContext(adata, tmp_path, settings)
     res = tool.invoke(ctx, {"groupby": "cell_type", "source": MONO, "target": TCELLS,
                             "condition_column": "condition", "n_perms": 200, "top": 10})
@@ -120,11 +120,11 @@ def test_tool_writes_table_plot_and_uns(kang, settings, tmp_path):
 def test_tool_groups_by_predicted_labels_after_annotation(kang, tmp_path):
     """With no groupby the tool uses obs['c2s_cell_type'] (written by annotate_cells) when present, else the
     data's cell type column."""
-    from c2s_agent import plugins
+    from c2s_agent import registry
     from c2s_agent.config import Settings
     from c2s_agent.tools import ToolContext
 
-    tool = plugins.tools(Settings())["score_ligand_receptor"]
+    tool = registry.tools(Settings())["score_ligand_receptor"]
     adata = kang.copy()
     args = {"source": ["CD14 Mono"], "target": ["NK"], "n_perms": 10}
     res = tool.invoke(ToolContext(adata, tmp_path, Settings(runs_dir=tmp_path), step_id="a"), args)

@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from c2s_agent import hookimpl, plugins
+from c2s_agent import hookimpl, plugins, registry
 from c2s_agent.config import Settings
 from c2s_agent.errors import InputError
 from c2s_agent.metrics import ReferenceEncoder, evaluate_generation, get_encoder
+from c2s_agent.registry import EncoderFactory
 from c2s_agent.tools import ToolContext
 
 
@@ -36,11 +37,11 @@ def split(kang, tmp_path_factory):
 
 
 def test_builtin_encoders_and_tool_are_registered(settings):
-    encoders = plugins.registered("register_encoders", settings)
+    encoders = registry.encoders(settings)
     assert {"pca", "c2s"} <= set(encoders)
     assert encoders["pca"].plugin == "c2s_builtins.metrics_plugin"
     assert isinstance(get_encoder("pca", settings), ReferenceEncoder)
-    tool = plugins.tools(settings)["evaluate_generation"]
+    tool = registry.tools(settings)["evaluate_generation"]
     assert tool.requires == ("file:generated_cells.h5ad",) and tool.produces == ("uns:c2s_generation_metrics",)
 
 
@@ -49,7 +50,7 @@ class SmallPCA:
 
     @hookimpl
     def register_encoders(self, register):
-        register("pca10", lambda settings=None: ReferenceEncoder(n_comps=10))
+        register(EncoderFactory("pca10", lambda settings=None: ReferenceEncoder(n_comps=10)))
 
 
 def test_third_party_encoder_through_the_hook(kang, settings):
@@ -68,7 +69,7 @@ def test_tool_evaluates_a_generated_file(split, tmp_path):
 
     rest, path = split
     adata = prepare(rest)
-    tool = plugins.tools()["evaluate_generation"]
+    tool = registry.tools()["evaluate_generation"]
     ctx = ToolContext(adata, tmp_path, Settings(), step_id="s2")
     import shutil
 

@@ -266,11 +266,11 @@ def test_scanpy_style_functions_write_conventional_slots(model, held_out):
 
 
 def test_tools_run_and_record_model_calls(model, held_out, tmp_path, settings):
-    from c2s_agent import plugins
+    from c2s_agent import registry
     from c2s_agent.data import prepare
     from c2s_agent.tools import ToolContext
 
-    tools = plugins.tools(settings)
+    tools = registry.tools(settings)
     assert {"annotate_cells", "embed_cells", "generate_cells", "predict_perturbation"} <= set(tools)
     calls = []
     ctx = ToolContext(prepare(held_out[:30]), tmp_path, settings.model_copy(update={"threads": 1}),

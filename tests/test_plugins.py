@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from c2s_agent import hookimpl, hookspecs, plugins
+from c2s_agent import hookimpl, hookspecs, plugins, registry
+from c2s_agent.registry import GeneProgram
 from c2s_agent.config import Settings
 from c2s_agent.tools import Tool, ToolResult
 
@@ -35,24 +36,6 @@ def register_plugin():
         if plugins.pm.has_plugin(name):
             plugins.pm.unregister(name=name)
     plugins.load_errors[:] = [e for e in plugins.load_errors if e[0] not in names]
-
-
-def install_example_plugin() -> None:
-    """pip-install the example third-party plugin into this environment (idempotent)."""
-    import importlib
-
-    base = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(EXAMPLE)]
-    # offline with the venv's own setuptools when it can build; else pip fetches a build backend from PyPI
-    p = subprocess.run(base + ["--no-build-isolation"], capture_output=True, text=True, timeout=300)
-    if p.returncode:
-        subprocess.run(base, check=True, capture_output=True, timeout=600)
-    importlib.invalidate_caches()
-
-
-@pytest.fixture(scope="session")
-def example_plugin():
-    install_example_plugin()
-    return "cell_cycle"
 
 
 class _In(BaseModel):
@@ -81,11 +64,10 @@ def test_every_hookspec_documents_its_parameters():
 
 
 def test_builtin_tools_know_their_plugin():
-    tools = plugins.tools(Settings())
+    tools = registry.tools(Settings())
     assert {"describe_dataset", "cell_sentences", "marker_genes", "reconstruct_expression"} <= set(tools)
     assert tools["marker_genes"].plugin == "c2s_builtins.data_tools"
-    reg = plugins.registered("register_tools", Settings())
-    assert reg["cell_sentences"].plugin == "c2s_builtins.data_tools"
+    assert tools["cell_sentences"].plugin == "c2s_builtins.data_tools"
 
 
 def test_misspelled_hook_fails_fast(register_plugin):
@@ -107,7 +89,7 @@ def test_plugin_that_raises_is_reported_and_skipped(register_plugin):
             raise RuntimeError("database missing")
 
     register_plugin(Broken(), "broken-plugin")
-    tools = plugins.tools(Settings())
+    tools = registry.tools(Settings())
     assert "half_registered" not in tools  # nothing half-registered
     assert "marker_genes" in tools  # the others keep working
     assert any(name == "broken-plugin" and "database missing" in msg for name, msg in plugins.load_errors)
@@ -120,29 +102,42 @@ def test_duplicate_names_keep_the_builtin(register_plugin):
             register(_tool("marker_genes", "Another tool that claims the marker_genes name."))
 
     register_plugin(Dup(), "dup-plugin")
-    reg = plugins.registered("register_tools", Settings())
-    assert reg["marker_genes"].plugin == "c2s_builtins.data_tools"
-    assert reg["dup-plugin:marker_genes"].plugin == "dup-plugin"
-    assert reg["dup-plugin:marker_genes"].obj.plugin == "dup-plugin"
+    tools = registry.tools(Settings())
+    assert tools["marker_genes"].plugin == "c2s_builtins.data_tools"
+    assert tools["dup-plugin:marker_genes"].plugin == "dup-plugin"
+    assert tools["dup-plugin:marker_genes"].description.startswith("Another tool")
 
 
-def test_other_hooks_register_with_extra_values(register_plugin):
+def test_other_hooks_register_typed_objects(register_plugin):
     class Programs:
         @hookimpl
         def register_gene_programs(self, register):
-            register("test_ifn", ["ISG15", "IFIT1"], "two interferon genes, for this test")
+            register(GeneProgram("test_ifn", ("ISG15", "IFIT1"), "two interferon genes, for this test"))
+
+        @hookimpl
+        def register_rewards(self, register):
+            register("length", len)  # the old untyped form is refused, and reported
 
     register_plugin(Programs(), "programs-plugin")
-    reg = plugins.registered("register_gene_programs", Settings())["test_ifn"]
-    assert reg.obj == ["ISG15", "IFIT1"] and reg.extra == ("two interferon genes, for this test",)
+    reg = registry.gene_programs(Settings())["test_ifn"]
+    assert reg.genes == ("ISG15", "IFIT1") and reg.source == "two interferon genes, for this test"
     assert reg.plugin == "programs-plugin"
+    assert "length" not in registry.rewards(Settings())
+    assert any(n == "programs-plugin" and "RewardFactory" in msg for n, msg in plugins.load_errors)
+
+
+def test_builtins_register_the_documented_types():
+    for kind, (hook, cls) in registry.KINDS.items():
+        found = registry.collect(kind, Settings())
+        assert found, f"no built-in registers {kind}"
+        assert all(isinstance(obj, cls or Tool) and obj.plugin for obj in found.values()), kind
 
 
 def test_entry_point_plugin_loads_and_allow_list_excludes_it(example_plugin):
-    assert "cell_cycle_phase" in plugins.tools(Settings(plugins=None))
-    assert plugins.tools(Settings(plugins=None))["cell_cycle_phase"].plugin == example_plugin
-    assert "cell_cycle_phase" in plugins.tools(Settings(plugins=example_plugin))
-    assert "cell_cycle_phase" not in plugins.tools(Settings(plugins="some_other_plugin"))
+    assert "cell_cycle_phase" in registry.tools(Settings(plugins=None))
+    assert registry.tools(Settings(plugins=None))["cell_cycle_phase"].plugin == example_plugin
+    assert "cell_cycle_phase" in registry.tools(Settings(plugins=example_plugin))
+    assert "cell_cycle_phase" not in registry.tools(Settings(plugins="some_other_plugin"))
     rows = {r["name"]: r for r in plugins.plugin_table(Settings())}
     assert rows[example_plugin]["source"] == "entry point" and rows[example_plugin]["version"] == "0.1.0"
     assert example_plugin not in {r["name"] for r in plugins.plugin_table(Settings(plugins="x"))}

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c2s_agent import hookimpl, plugins
+from c2s_agent import hookimpl, plugins, registry
 from c2s_agent.training import finetune as F
 from c2s_agent.training import rewards as R
 from c2s_agent.training.grpo import load_reverse
 from c2s_agent.models.model import embedded_model_path
+from c2s_agent.registry import RewardFactory
 
 GROUP = "B"
 
@@ -89,7 +90,7 @@ class _LengthReward:
         def factory(data=None, **_):
             return lambda prompts, completions, **__: [float(len(c.split())) for c in completions]
 
-        register("length", factory)
+        register(RewardFactory("length", factory))
 
 
 @pytest.fixture

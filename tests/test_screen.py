@@ -203,10 +203,10 @@ def test_screen_cli_reports_unseen_and_bad_program(tmp_path):
 
 # --------------------------------------------------------------------------------------------- agent tools
 def test_agent_tools(kang, model, tmp_path, settings):
-    from c2s_agent import plugins
+    from c2s_agent import registry
     from c2s_agent.tools import ToolContext
 
-    tools = plugins.tools(settings)
+    tools = registry.tools(settings)
     assert {"run_screen", "score_gene_program"} <= set(tools)
     assert all(len(tools[n].examples) >= 4 for n in ("run_screen", "score_gene_program"))
     calls = []
@@ -231,11 +231,11 @@ def test_agent_tools(kang, model, tmp_path, settings):
 
 
 def test_planner_sends_screen_questions_to_the_screen(kang, settings):
-    from c2s_agent import plugins
+    from c2s_agent import registry
     from c2s_agent.agent.planners.embedded import EmbeddedPlanner
     from c2s_agent.agent.vocabulary import Vocabulary
 
-    tools, vocab, planner = plugins.tools(settings), Vocabulary.from_adata(kang), EmbeddedPlanner(settings)
+    tools, vocab, planner = registry.tools(settings), Vocabulary.from_adata(kang), EmbeddedPlanner(settings)
     expected = {"Which of these perturbations raise antigen presentation only under interferon: IFN-beta, TNF?": "run_screen",
                 "Which perturbations increase MHC class I presentation in stimulated but not control cells?": "run_screen",
                 "Score the interferon gamma response per condition": "score_gene_program",

@@ -25,7 +25,7 @@ THREE_STEP = ("Annotate the cells with the C2S model, then score ligand-receptor
 
 
 def plan_latency(n: int = 20) -> tuple[float, float]:
-    from c2s_agent import plugins
+    from c2s_agent import registry
     from c2s_agent.agent.evaluate import load_questions
     from c2s_agent.agent.planners.embedded import EmbeddedPlanner
     from c2s_agent.agent.vocabulary import Vocabulary
@@ -33,7 +33,7 @@ def plan_latency(n: int = 20) -> tuple[float, float]:
     from c2s_agent.data import read
 
     settings = Settings()
-    tools = plugins.tools(settings)
+    tools = registry.tools(settings)
     vocab = Vocabulary.from_adata(read("demo", backed=True))
     planner = EmbeddedPlanner(settings)
     t0 = time.perf_counter()

@@ -54,12 +54,12 @@ def load_questions(path: Path = DEFAULT_QUESTIONS) -> list[dict]:
 
 def evaluate(settings, questions: list[dict], planner_name: str = "embedded", chat_model=None) -> dict:
     """Plan every question whose expected tools are installed; return accuracy overall and per kind."""
-    from .. import plugins
+    from .. import registry
     from ..data import read
     from .planners import get_planner
     from .vocabulary import Vocabulary
 
-    tools = plugins.tools(settings)
+    tools = registry.tools(settings)
     planner = get_planner(settings, planner_name, chat_model=chat_model)
     vocabs: dict[str, Vocabulary] = {}
     rows, skipped = [], []

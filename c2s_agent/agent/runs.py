@@ -49,7 +49,7 @@ def _data_summary(adata) -> str | None:
 
 def dry_run(question: str, data: str | None, settings, planner_name: str | None = None, chat_model=None) -> Plan:
     """The checked plan for ``question`` on ``data``, without running anything."""
-    from .. import plugins
+    from .. import registry
     from ..data import read
     from .planners import get_planner
     from .vocabulary import Vocabulary
@@ -57,7 +57,7 @@ def dry_run(question: str, data: str | None, settings, planner_name: str | None 
     _check_question(question)
     vocab = Vocabulary.from_adata(read(data, backed=True)) if data else None
     planner = get_planner(settings, planner_name, chat_model=chat_model)
-    return planner.plan(question, plugins.tools(settings), vocab)
+    return planner.plan(question, registry.tools(settings), vocab)
 
 
 def _check_question(question: str) -> None:
@@ -66,10 +66,10 @@ def _check_question(question: str) -> None:
 
 
 def _context(run_dir: Path, run: dict, settings, progress, chat_model=None) -> RunContext:
-    from .. import plugins
+    from .. import registry
     from .planners import get_planner
 
-    return RunContext(settings=settings, tools=plugins.tools(settings),
+    return RunContext(settings=settings, tools=registry.tools(settings),
                       planner=get_planner(settings, run["planner"], chat_model=chat_model),
                       ledger=Ledger(run_dir / "ledger.sqlite", run["id"]), run_dir=run_dir, data=run["data"],
                       progress=progress or (lambda event, info: None))
@@ -131,7 +131,7 @@ def ask(question: str, data: str | None, settings, planner_name: str | None = No
     if approve not in (None, "high", "medium"):
         raise InputError("--approve", f"must be 'high' or 'medium' (got {approve!r})",
                          "use --approve (pauses before high-cost steps) or --approve-cost medium")
-    from .. import plugins
+    from .. import registry
     from ..resources import DEMO_ALIASES, DEMO_DATASETS
 
     _check_question(question)
@@ -146,7 +146,7 @@ def ask(question: str, data: str | None, settings, planner_name: str | None = No
            "hypothesize": hypothesize, "approve": approve,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "created_epoch": time.time(),
            "status": "running", "pid": os.getpid(), "versions": _versions(),
-           "tools": {n: t.plugin for n, t in plugins.tools(settings).items()}}
+           "tools": {n: t.plugin for n, t in registry.tools(settings).items()}}
     ctx = _context(run_dir, run, settings, progress, chat_model)
     run["data_summary"] = _data_summary(ctx.adata())
     _write_json(run_dir / "run.json", run)

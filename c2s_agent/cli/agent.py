@@ -230,23 +230,31 @@ def runs_export(run_id: str = typer.Argument(...), out: Path = typer.Argument(..
 
 @plugins_app.command("list")
 def plugins_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Loaded plugins, the tools each registered, and plugins that failed to load."""
-    from .. import plugins
+    """Loaded plugins, what each registered, and plugins that failed to load (to stdout)."""
+    from rich.console import Console
+
+    from .. import plugins, registry
 
     settings = _settings()
     rows = plugins.plugin_table(settings)
-    tools = plugins.registered("register_tools", settings)
+    found = {kind: registry.collect(kind, settings) for kind in registry.KINDS}
     for row in rows:
-        row["tools"] = sorted(name for name, reg in tools.items() if reg.plugin == row["name"])
+        row["registered"] = {kind: sorted(n for n, obj in objs.items() if obj.plugin == row["name"])
+                             for kind, objs in found.items()}
+        row["registered"] = {k: v for k, v in row["registered"].items() if v}
     if as_json:
         print(json.dumps({"plugins": rows, "errors": plugins.load_errors}, indent=1))
         return
+    out = Console(soft_wrap=True)
     for row in rows:
-        console.print(f"[bold]{row['name']}[/] ({row['version']}, {row['source']}): hooks {', '.join(row['hooks'])}")
-        for name in row["tools"]:
-            console.print(f"    tool [cyan]{name}[/]: {tools[name].obj.description[:100]}")
+        out.print(f"[bold]{row['name']}[/] ({row['version']}, {row['source']}): hooks {', '.join(row['hooks'])}")
+        for name in row["registered"].get("tools", []):
+            out.print(f"    tool [cyan]{name}[/]: {found['tools'][name].description[:100]}")
+        for kind, names in row["registered"].items():
+            if kind != "tools":
+                out.print(f"    {kind.replace('_', ' ')}: {', '.join(names)}")
     for name, msg in plugins.load_errors:
-        console.print(f"[yellow]not loaded[/] {name}: {msg}")
+        out.print(f"[yellow]not loaded[/] {name}: {msg}")
 
 
 @eval_app.command("planning")

@@ -51,7 +51,7 @@ def run_shard(cell, items: list[dict], settings, threads: int) -> tuple[list[dic
     worker = f"{socket.gethostname()}:{os.getpid()}"
     t0 = time.perf_counter()
     try:
-        results = get_task(cell.task).run(cell, items, settings)
+        results = get_task(cell.task, settings).run(cell, items, settings)
         if len(results) != len(items):
             raise RuntimeError(f"task {cell.task} returned {len(results)} results for {len(items)} items")
         return results, None, time.perf_counter() - t0, worker
@@ -105,4 +105,4 @@ def _ray_llm(shard: Shard, settings) -> bool:
     """Whether this shard's model inference goes through Ray Data's LLM processor (model tasks, vllm backend)."""
     from .tasks import get_task
 
-    return getattr(settings, "backend", "auto") == "vllm" and get_task(shard.cell.task).uses_model
+    return getattr(settings, "backend", "auto") == "vllm" and get_task(shard.cell.task, settings).uses_model

@@ -112,9 +112,9 @@ def run_suite(suite: Suite, settings, out: str | Path | None = None, run_id: str
     run_dir = run_dir_for(settings, suite.name, out, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     store = Store(run_dir / "results.sqlite")
-    cells, plan, shards, n_items, n_cached = suite.cells(), [], [], 0, 0
+    cells, plan, shards, n_items, n_cached = suite.cells(settings), [], [], 0, 0
     for cell in cells:
-        task = get_task(cell.task)
+        task = get_task(cell.task, settings)
         items = task.items(cell, settings)
         if not items:
             raise InputError(cell.label, "has no items to evaluate", "check the dataset and the task's parameters")

@@ -4,10 +4,12 @@ re-run skips it; the primary key makes a duplicate row impossible."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (cell_id TEXT PRIMARY KEY, label TEXT, spec TEXT NOT NULL);
@@ -16,6 +18,11 @@ CREATE TABLE IF NOT EXISTS rows (
     result TEXT, error TEXT, seconds REAL, worker TEXT, finished_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS rows_cell ON rows (cell_id);
 """
+
+
+def content_hash(value: Any) -> str:
+    """sha256 of the canonical JSON of ``value``."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
 
 
 class Store:

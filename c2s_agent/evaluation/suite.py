@@ -16,9 +16,7 @@ A suite expands into *cells* (one task on one dataset with one model and prompt 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError
+from .store import content_hash
 
 NOT_USED = "-"
 
@@ -59,13 +58,13 @@ class Suite(BaseModel):
     tasks: list[TaskSpec]
     path: Path | None = Field(None, exclude=True)
 
-    def cells(self) -> list[Cell]:
+    def cells(self, settings=None) -> list[Cell]:
         """Every (task, dataset, model, prompt set) combination, in suite order; axes a task ignores collapse."""
         from .tasks import get_task
 
         out: list[Cell] = []
         for spec in self.tasks:
-            task = get_task(spec.task)
+            task = get_task(spec.task, settings)
             params = task.check_params(spec.params, self.path)
             axes = [spec.datasets or self.matrix.datasets if task.uses_dataset else [NOT_USED],
                     spec.models or self.matrix.models if task.uses_model else [NOT_USED],
@@ -97,11 +96,6 @@ class Cell(BaseModel):
     def label(self) -> str:
         parts = [p for p in (self.dataset, self.model, self.prompt_set) if p not in (NOT_USED, "default")]
         return f"{self.task} ({', '.join(parts)})" if parts else self.task
-
-
-def content_hash(value: Any) -> str:
-    """sha256 of the canonical JSON of ``value``."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
 
 
 def load_suite(path: str | Path) -> Suite:

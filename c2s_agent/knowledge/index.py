@@ -43,12 +43,11 @@ def index_dir(settings) -> Path:
 
 def registered_sources(settings=None) -> dict[str, Source]:
     """Knowledge sources registered by plugins (``register_knowledge_sources``)."""
-    from .. import plugins
+    from .. import registry
 
     out = {}
-    for name, reg in plugins.registered("register_knowledge_sources", settings).items():
-        files = [Path(p) for p in (reg.extra[0] if reg.extra else [])]
-        out[name] = Source(name, reg.obj, files, reg.plugin)
+    for name, reg in registry.knowledge_sources(settings).items():
+        out[name] = Source(name, reg.loader, [Path(p) for p in reg.files], reg.plugin)
     return out
 
 

@@ -249,9 +249,9 @@ class C2SEncoder:
 
 def available(settings=None) -> dict:
     """Registered encoder factories by name."""
-    from .. import plugins
+    from .. import registry
 
-    return {name: reg.obj for name, reg in plugins.registered("register_encoders", settings).items()}
+    return {name: reg.factory for name, reg in registry.encoders(settings).items()}
 
 
 def get_encoder(encoder: str | Encoder = "pca", settings=None) -> Encoder:

@@ -357,7 +357,7 @@ def load_model(model: str | None = None, settings=None) -> C2SModel:
     """Load a model once per process: None or "embedded" (the bundled model), a local HF directory, or the
     URL of an OpenAI-compatible server (a vLLM server or ``c2s serve``)."""
     from ..config import Settings
-    from .. import plugins
+    from .. import registry
 
     settings = settings or Settings()
     backend_name, target = resolve(model, settings)
@@ -365,7 +365,7 @@ def load_model(model: str | None = None, settings=None) -> C2SModel:
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
-        factories = {name: reg.obj for name, reg in plugins.registered("register_backends", settings).items()}
+        factories = {name: reg.factory for name, reg in registry.backends(settings).items()}
         if backend_name not in factories:
             raise InputError("backend", f"{backend_name!r} is not registered", f"use one of {sorted(factories)}")
         _CACHE[key] = C2SModel(factories[backend_name](target, settings))

@@ -13,11 +13,10 @@ sets plus a curated MHC class I core), from any bundled gene set by its full nam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..errors import InputError
+from ..registry import GeneProgram
 
 METHODS = ("rank", "expression")
 
@@ -37,22 +36,6 @@ BUILTIN_SETS = {
 }
 
 
-@dataclass(frozen=True)
-class GeneProgram:
-    """A named gene list with its provenance."""
-
-    name: str
-    genes: tuple[str, ...]
-    source: str
-
-    def restricted(self, universe) -> tuple[str, ...]:
-        """The program's genes that are in ``universe`` (all of them when ``universe`` is None)."""
-        if universe is None:
-            return self.genes
-        known = {str(g).upper() for g in universe}
-        return tuple(g for g in self.genes if g in known)
-
-
 def builtin_programs() -> dict[str, GeneProgram]:
     """The built-in programs: MSigDB Hallmark / Reactome sets by short name and the curated MHC-I core."""
     from ..knowledge.sources import load_gene_sets
@@ -67,12 +50,12 @@ def builtin_programs() -> dict[str, GeneProgram]:
 
 def programs(settings=None) -> dict[str, GeneProgram]:
     """Every registered program by name (built-ins first, then plugins)."""
-    from .. import plugins
+    from .. import registry
 
     out = {}
-    for name, reg in plugins.registered("register_gene_programs", settings).items():
-        genes, source = reg.obj, (reg.extra[0] if reg.extra else reg.plugin)
-        out[name] = GeneProgram(name, tuple(dict.fromkeys(str(g).upper() for g in genes)), str(source))
+    for name, reg in registry.gene_programs(settings).items():
+        out[name] = GeneProgram(name, tuple(dict.fromkeys(str(g).upper() for g in reg.genes)),
+                                reg.source or reg.plugin, reg.plugin)
     return out
 
 

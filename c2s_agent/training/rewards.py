@@ -201,9 +201,9 @@ def exact_match(data: RewardData | None = None, **_) -> Reward:
 
 def registered_rewards(settings=None) -> dict[str, Callable]:
     """Reward factories by name, from every plugin (built-ins first)."""
-    from .. import plugins
+    from .. import registry
 
-    return {name: reg.obj for name, reg in plugins.registered("register_rewards", settings).items()}
+    return {name: reg.factory for name, reg in registry.rewards(settings).items()}
 
 
 def make_rewards(names: Sequence[str], data: RewardData | None, options: dict | None = None,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from c2s_agent import hookimpl
 from c2s_agent.errors import InputError
 from c2s_agent.knowledge.retrieve import Hit
+from c2s_agent.registry import KnowledgeSource
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -217,15 +218,17 @@ def gene_set_lookup(ctx: ToolContext, args: GeneSetInput) -> ToolResult:
 def register_knowledge_sources(register):
     from c2s_agent.knowledge import sources as s
 
-    files = s.default_files()
-    register("cellphonedb", s.load_cellphonedb, files["cellphonedb"])
-    register("biogrid", s.load_biogrid, files["biogrid"])
-    register("intact", s.load_intact, files["intact"])
-    register("hallmark", lambda path=None: s.load_gmt(path or files["hallmark"][0]), files["hallmark"])
-    register("reactome_wikipathways", lambda path=None: s.load_gmt(path or files["reactome_wikipathways"][0]),
-             files["reactome_wikipathways"])
-    register("markers", lambda path=None: s.load_gmt(*([path] if path else files["markers"])), files["markers"])
-    register("cell_ontology", s.load_cell_ontology, files["cell_ontology"])
+    files = {k: tuple(v) for k, v in s.default_files().items()}
+    register(KnowledgeSource("cellphonedb", s.load_cellphonedb, files["cellphonedb"]))
+    register(KnowledgeSource("biogrid", s.load_biogrid, files["biogrid"]))
+    register(KnowledgeSource("intact", s.load_intact, files["intact"]))
+    register(KnowledgeSource("hallmark", lambda path=None: s.load_gmt(path or files["hallmark"][0]), files["hallmark"]))
+    register(KnowledgeSource("reactome_wikipathways",
+                             lambda path=None: s.load_gmt(path or files["reactome_wikipathways"][0]),
+                             files["reactome_wikipathways"]))
+    register(KnowledgeSource("markers", lambda path=None: s.load_gmt(*([path] if path else files["markers"])),
+                             files["markers"]))
+    register(KnowledgeSource("cell_ontology", s.load_cell_ontology, files["cell_ontology"]))
 
 
 @hookimpl

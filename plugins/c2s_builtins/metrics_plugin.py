@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl
 from c2s_agent.errors import InputError
+from c2s_agent.registry import EncoderFactory
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 GENERATED_FILE = "generated_cells.h5ad"
@@ -21,8 +22,8 @@ GENERATED_FILE = "generated_cells.h5ad"
 def register_encoders(register):
     from c2s_agent.metrics.encoders import C2SEncoder, ReferenceEncoder
 
-    register("pca", lambda settings=None: ReferenceEncoder())
-    register("c2s", lambda settings=None: C2SEncoder(settings))
+    register(EncoderFactory("pca", lambda settings=None: ReferenceEncoder()))
+    register(EncoderFactory("c2s", lambda settings=None: C2SEncoder(settings)))
 
 
 class EvaluateInput(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl
 from c2s_agent.errors import InputError
+from c2s_agent.registry import BackendFactory
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -35,10 +36,9 @@ def register_backends(register):
 
         return VLLMBackend(model, settings, engine="ray")
 
-    register("transformers", transformers)
-    register("openai-http", openai_http)
-    register("vllm", vllm)
-    register("ray-vllm", ray_vllm)
+    for name, factory in (("transformers", transformers), ("openai-http", openai_http), ("vllm", vllm),
+                          ("ray-vllm", ray_vllm)):
+        register(BackendFactory(name, factory))
 
 
 def _model(ctx: ToolContext):

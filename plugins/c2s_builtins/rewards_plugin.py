@@ -4,6 +4,7 @@ functions live in :mod:`c2s_agent.training.rewards`."""
 from __future__ import annotations
 
 from c2s_agent import hookimpl
+from c2s_agent.registry import RewardFactory
 
 
 @hookimpl
@@ -11,4 +12,4 @@ def register_rewards(register):
     from c2s_agent.training import rewards
 
     for factory in (rewards.program_agreement, rewards.validity, rewards.distribution, rewards.exact_match):
-        register(factory.__name__, factory)
+        register(RewardFactory(factory.__name__, factory))

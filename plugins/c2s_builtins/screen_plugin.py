@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl
 from c2s_agent.errors import InputError
+from c2s_agent.registry import GeneProgram
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -15,7 +16,7 @@ def register_gene_programs(register):
     from c2s_agent.screen.programs import builtin_programs
 
     for name, prog in builtin_programs().items():
-        register(name, list(prog.genes), prog.source)
+        register(GeneProgram(name, tuple(prog.genes), prog.source))
 
 
 #: Words in a question that name a built-in program (first match wins: antigen presentation before interferon).

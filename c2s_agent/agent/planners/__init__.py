@@ -1,24 +1,49 @@
-"""Planners: the embedded offline planner (default) and the LLM planner, chosen by ``Settings.planner``."""
+"""Planners, registered like any plugin's (hook ``register_planners``): the embedded offline planner (default)
+and the LLM planner. Also registers the planner's evaluation task."""
 
 from __future__ import annotations
 
+from ...hookspecs import hookimpl
+from ...registry import EvalTask, PlannerFactory
 from .base import Planner
 
 
-def get_planner(settings, name: str | None = None, chat_model=None) -> Planner:
-    """The planner named ``name`` (default ``settings.planner``); ``chat_model`` overrides the LLM planner's."""
+def get_planner(settings, name: str | None = None, **options) -> Planner:
+    """The planner named ``name`` (default ``settings.planner``); ``options`` go to its factory (e.g. the LLM
+    planner's ``chat_model``)."""
+    from ... import registry
     from ...errors import InputError
 
     name = name or settings.planner
-    if name == "embedded":
-        from .embedded import EmbeddedPlanner
+    planners = registry.planners(settings)
+    if name not in planners:
+        raise InputError(f"planner {name!r}", "is not a planner", f"use one of {sorted(planners)}")
+    return planners[name].factory(settings, **options)
 
-        return EmbeddedPlanner(settings)
-    if name == "llm":
-        from .llm import LLMPlanner
 
-        return LLMPlanner(settings, chat_model=chat_model)
-    raise InputError(f"planner {name!r}", "is not a planner", "use 'embedded' or 'llm'")
+def _embedded(settings, **_):
+    from .embedded import EmbeddedPlanner
+
+    return EmbeddedPlanner(settings)
+
+
+def _llm(settings, chat_model=None, **_):
+    from .llm import LLMPlanner
+
+    return LLMPlanner(settings, chat_model=chat_model)
+
+
+@hookimpl
+def register_planners(register):
+    register(PlannerFactory("embedded", _embedded, "offline: MiniLM similarity of question clauses to tool texts"))
+    register(PlannerFactory("llm", _llm, "an OpenAI-compatible chat model with tool calling"))
+
+
+@hookimpl
+def register_eval_tasks(register):
+    from ..eval_task import TASK
+
+    register(EvalTask(TASK.name, TASK))
 
 
 __all__ = ["Planner", "get_planner"]

@@ -59,10 +59,10 @@ def _bundled() -> dict[str, np.ndarray]:
 
 def builtin_tool_texts() -> list[str]:
     """Every description and example of the tools the built-in plugins register."""
-    from ... import plugins
+    from ... import registry
     from ...config import Settings
 
-    tools = plugins.tools(Settings())
+    tools = registry.tools(Settings())
     return sorted({t for tool in tools.values() if (tool.plugin or "").startswith("c2s_builtins")
                    for t in (tool.description, *tool.examples)})
 

@@ -7,13 +7,14 @@ executor gives the same rows) and aggregates the rows of a cell into metrics (:m
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ...errors import InputError
-from ..suite import content_hash
+from ...hookspecs import hookimpl
+from ...registry import EvalTask
+from ..store import content_hash
 
 
 class Task:
@@ -50,23 +51,14 @@ class Task:
         return content_hash(inspect.getsource(inspect.getmodule(type(self))))[:12]
 
 
-MODULES = {
-    "cell_type_annotation": "annotation",
-    "generation_fidelity": "generation",
-    "perturbation_response": "perturbation",
-    "retrieval_recall": "retrieval",
-    "planner_accuracy": "planner",
-    "reverse_transform_r2": "reverse",
-    "multicell_knowledge": "multicell",
-}
+def get_task(name: str, settings=None) -> Task:
+    """The registered evaluation task called ``name`` (hook ``register_eval_tasks``)."""
+    from ... import registry
 
-
-def get_task(name: str) -> Task:
-    """The adapter for a task name."""
-    if name not in MODULES:
-        raise InputError(f"task {name!r}", "is not an evaluation task", f"use one of {sorted(MODULES)}")
-    module = importlib.import_module(f"{__name__}.{MODULES[name]}")
-    return module.TASK
+    tasks = registry.eval_tasks(settings)
+    if name not in tasks:
+        raise InputError(f"task {name!r}", "is not an evaluation task", f"use one of {sorted(tasks)}")
+    return tasks[name].task
 
 
 def resolve_dataset(name: str) -> str:
@@ -138,3 +130,12 @@ def rounded(x, digits: int = 10):
         return None
     x = float(x)
     return None if not math.isfinite(x) else float(f"{x:.{digits}g}")
+
+
+@hookimpl
+def register_eval_tasks(register):
+    """The built-in evaluation tasks (the planner's is registered by the agent)."""
+    from . import annotation, generation, multicell, perturbation, retrieval, reverse
+
+    for module in (annotation, generation, perturbation, retrieval, reverse, multicell):
+        register(EvalTask(module.TASK.name, module.TASK))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import InputError
-from . import Task
+from ..errors import InputError
+from ..evaluation.tasks import Task
 
 
 class PlannerAccuracy(Task):
@@ -27,7 +27,7 @@ class PlannerAccuracy(Task):
         return params
 
     def _questions(self, cell) -> list[dict]:
-        from ...agent.evaluate import DEFAULT_QUESTIONS, load_questions
+        from .evaluate import DEFAULT_QUESTIONS, load_questions
 
         qs = load_questions(Path(cell.params["questions"] or DEFAULT_QUESTIONS))
         limit = cell.params["limit"]
@@ -37,7 +37,7 @@ class PlannerAccuracy(Task):
         return [{"id": q["id"], "question": q} for q in self._questions(cell)]
 
     def run(self, cell, items, settings) -> list[dict]:
-        from ...agent.evaluate import evaluate
+        from .evaluate import evaluate
 
         res = evaluate(settings, [it["question"] for it in items], cell.params["planner"])
         by_id = {r["id"]: r for r in res["rows"]}

@@ -1,0 +1,110 @@
+"""A user's words -> a dataset's label values, by meaning (the Cell Ontology's is-a) and by morphology.
+
+"monocytes" names "CD14+ Monocytes" and "FCGR3A+ Monocytes"; "T cells" every T-cell label; "Tregs"
+"CD4+/CD25 T Reg"; "stimulated" "stim"; "control" "ctrl".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .ontology import GENERIC, is_a, lookup, singular, words
+
+#: Words that never name a label on their own.
+STOP = frozenset("a an the of in on at to for from by with and or vs versus than between among each every all any "
+                 "this that these those their its which what how who is are be do does did my our your me us it "
+                 "they them there here not no only also both per".split())
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Equal, or one abbreviates the other ("mono"/"monocyte", "stim"/"stimulated", "ctrl"/"control")."""
+    if a == b:
+        return True
+    short, long_ = sorted((a, b), key=len)
+    if len(short) >= 4 and short.isalpha() and long_.startswith(short) and len(long_) - len(short) <= 7:
+        return True
+    if 3 <= len(short) <= 5 and short.isalpha() and len(long_) >= 5 and short[0] == long_[0] and short not in long_:
+        it = iter(long_)
+        return all(ch in it for ch in short)  # letters in order: "ctrl" in "control"
+    return False
+
+
+def _contained(phrase: list[str], label: list[str]) -> bool:
+    return all(any(_same_word(p, w) for w in label) for p in phrase)
+
+
+def match_labels(phrase: str, values: Iterable[str]) -> list[str]:
+    """The values ``phrase`` names: the value itself; else values whose Cell Ontology term is the phrase's term
+    or a descendant of it; and values holding every content word of the phrase (abbreviations allowed)."""
+    values = [str(v) for v in values]
+    norm = lambda s: " ".join(words(s))  # noqa: E731
+    exact = [v for v in values if norm(v) == norm(phrase)]
+    if exact:
+        return exact
+    content = [w for w in words(phrase) if w not in GENERIC and w not in STOP]
+    if not content:
+        return []
+    term = lookup(phrase, strict=True)
+    out = []
+    for v in values:
+        label = words(v)
+        by_meaning = term is not None and (t := lookup(v)) is not None and is_a(t, term)
+        if by_meaning or _contained(content, label):
+            out.append(v)
+    return out
+
+
+@dataclass(frozen=True)
+class LabelMention:
+    """Where a question names label values: the span, its text and the values it names (of one column)."""
+
+    start: int
+    end: int
+    text: str
+    column: str
+    values: tuple[str, ...]
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9+/\-]*")
+
+
+def find_label_mentions(text: str, columns: dict[str, list[str]], max_words: int = 5) -> list[LabelMention]:
+    """Non-overlapping spans of ``text`` that name values of ``columns`` (longest spans first, then by column
+    order). A one- or two-letter word counts only as written in capitals before "cell(s)" or as a whole value
+    ("B cells", "NK"), so that "a" or "to" never name a label."""
+    toks = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
+    found: list[LabelMention] = []
+    taken = [False] * len(toks)
+    for n in range(min(max_words, len(toks)), 0, -1):
+        for i in range(len(toks) - n + 1):
+            if any(taken[i:i + n]):
+                continue
+            span = toks[i:i + n]
+            phrase = text[span[0][0]:span[-1][1]]
+            if not _plausible(phrase, toks, i + n):
+                continue
+            for col, vals in columns.items():
+                hit = match_labels(phrase, vals)
+                if hit:
+                    found.append(LabelMention(span[0][0], span[-1][1], phrase, col, tuple(hit)))
+                    taken[i:i + n] = [True] * n
+                    break
+    return sorted(found, key=lambda m: m.start)
+
+
+def _plausible(phrase: str, toks, after: int) -> bool:
+    """Whether a span could name a label: it has a content word, does not end in a stop word, and short
+    capitals ("B", "NK", "DC") stand before "cell(s)" or alone in capitals."""
+    ws = phrase.split()
+    if any(singular(w) in STOP or (w.isdigit() and len(ws) > 1) for w in ws) or singular(ws[0]) in GENERIC:
+        return False
+    content = [w for w in ws if singular(w.strip("+-/")) not in GENERIC and singular(w) not in STOP]
+    if not content or all(w.strip("+-/").isdigit() for w in content):  # numbers name clusters only after "cluster"
+        return False
+    if all(len(w.strip("+-/")) <= 2 for w in content):
+        nxt = toks[after][2].lower() if after < len(toks) else ""
+        cell_word = nxt.startswith("cell") or any(w.lower().startswith("cell") for w in ws)
+        return all(w.isupper() for w in content) and (cell_word or len(content[0].strip("+-/")) == 2)
+    return True
