@@ -16,6 +16,9 @@ KINDS = ("prompts", "knowledge", "data")
 DEMO_DATASETS = {
     "pbmc68k": "pbmc68k_reduced.h5ad",
     "kang2018": "kang2018_ifnb_pbmc_2k.h5ad",
+    "cellbench": "cellbench_lung_5cl_450.h5ad",
+    "moor2018": "moor2018_mouse_intestine_700.h5ad",
+    "visium": "visium_mouse_brain_49spots.h5ad",
 }
 DEMO_ALIASES = {"demo": "kang2018"}
 
@@ -31,7 +34,7 @@ def bundled(kind: str) -> Path:
 
 
 def demo_path(name: str = "demo") -> Path:
-    """Path of a bundled demo dataset: "pbmc68k", "kang2018" (or "demo", the Kang data)."""
+    """Path of a bundled dataset: "kang2018" (or "demo"), "pbmc68k", "cellbench", "moor2018" or "visium"."""
     key = DEMO_ALIASES.get(name, name)
     if key not in DEMO_DATASETS:
         raise InputError(name, "is not a bundled demo dataset", f"use one of {sorted(DEMO_DATASETS) + ['demo']}")
