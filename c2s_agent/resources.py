@@ -1,7 +1,7 @@
-"""Locate the files shipped with c2s-agent (prompts, knowledge, demo data).
+"""Locate the files shipped with c2s-agent (prompts, knowledge, demo data, evaluation sets).
 
 In a wheel they live in ``c2s_agent/_bundled/<kind>``; in a source checkout they are the top-level folders
-``prompts/``, ``knowledge/`` and ``data/``.
+``prompts/``, ``knowledge/``, ``data/`` and ``evals/``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import InputError
 
 _PKG = Path(__file__).resolve().parent
-KINDS = ("prompts", "knowledge", "data")
+KINDS = ("prompts", "knowledge", "data", "evals")
 
 DEMO_DATASETS = {
     "pbmc68k": "pbmc68k_reduced.h5ad",
@@ -24,7 +24,7 @@ DEMO_ALIASES = {"demo": "kang2018"}
 
 
 def bundled(kind: str) -> Path:
-    """Return the folder holding the bundled ``kind`` ("prompts", "knowledge" or "data")."""
+    """Return the folder holding the bundled ``kind`` ("prompts", "knowledge", "data" or "evals")."""
     if kind not in KINDS:
         raise ValueError(f"unknown bundled kind {kind!r}; one of {KINDS}")
     for root in (_PKG / "_bundled" / kind, _PKG.parent / kind):

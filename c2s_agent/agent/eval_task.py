@@ -27,9 +27,9 @@ class PlannerAccuracy(Task):
         return params
 
     def _questions(self, cell) -> list[dict]:
-        from .evaluate import DEFAULT_QUESTIONS, load_questions
+        from .evaluate import load_questions
 
-        qs = load_questions(Path(cell.params["questions"] or DEFAULT_QUESTIONS))
+        qs = load_questions(cell.params["questions"] or "development")
         limit = cell.params["limit"]
         return qs[:limit] if limit else qs
 
