@@ -18,8 +18,10 @@ class PlannerAccuracy(Task):
     shard_size = 16
 
     def check_params(self, params, suite_path):
+        from .evaluate import QUESTION_SETS
+
         params = super().check_params(params, suite_path)
-        if params["questions"] is not None:
+        if params["questions"] is not None and params["questions"] not in QUESTION_SETS:
             path = Path(params["questions"])
             if not path.is_absolute() and suite_path is not None:
                 path = suite_path.parent / path

@@ -4,6 +4,7 @@ through their contract (:class:`c2s_agent.tools.Tool`): costs, slots, hypothesis
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 
@@ -122,7 +123,7 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
         extra["approvals"] = [{"step": step.id, "action": action, "args": args}]
         if action == "edit" and args != step.args:
             step = step.model_copy(update={"args": args, "origin": "user"})
-            note = Note(kind="edited", text=f"{step.id} ({step.tool}): arguments edited by the user: {args}")
+            note = Note(kind="edited", text=f"{step.id} ({step.tool}): arguments edited by the user: {json.dumps(args)}")
             p = p.model_copy(update={"steps": [step if s.id == step.id else s for s in p.steps], "notes": [*p.notes, note]})
             _write_plan(ctx, p)
             extra["plan"] = p

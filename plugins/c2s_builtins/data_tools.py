@@ -189,6 +189,7 @@ def register_tools(register):
         description="Describe a single-cell dataset: how many cells and genes, which annotation columns it has, and "
                     "how many cells fall in each group.",
         examples=["What is in this dataset?", "How many cells are there per cell type?",
+                  "Which cell types does this dataset contain?",
                   "Summarise the data", "Which annotations and conditions does the dataset have?",
                   "How many cells and genes does it have?", "Give an overview of the data",
                   "Split the cell counts by sample", "How are the cells distributed across the clusters?"],

@@ -299,7 +299,7 @@ def register_tools(register):
         name="annotate_cells",
         description="Predict each cell's type with the C2S language model (scores every known cell type by "
                     "likelihood, or generates the label); cells unlike the training data are called 'unknown'.",
-        examples=["What cell types are in this dataset?", "Annotate the cells with the C2S model",
+        examples=["Predict the cell types with the C2S model", "Annotate the cells with the C2S model",
                   "Predict cell types", "Label each cell with its cell type", "Which cells are monocytes?",
                   "How confident is the model about each cell's type?"],
         input_model=AnnotateInput, output_model=AnnotateOutput, run=annotate_cells,
