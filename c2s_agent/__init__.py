@@ -14,3 +14,12 @@ from .models.tl import annotate, embed, generate_cells, perturb  # noqa: E402  (
 __all__ = ["C2SError", "CellSentences", "InputError", "ReverseTransform", "hookimpl", "inspect", "multicell_text",
            "prepare", "read", "read_demo", "to_sentences"]
 __all__ += ["annotate", "embed", "generate_cells", "perturb"]
+
+
+def __getattr__(name: str):
+    """``c2s_agent.tl`` (analysis functions) and ``c2s_agent.pl`` (plots), imported on first use."""
+    if name in ("tl", "pl"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'c2s_agent' has no attribute {name!r}")

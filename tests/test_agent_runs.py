@@ -228,7 +228,8 @@ def test_resume_refuses_a_run_that_is_still_running(asettings):
         rd = Path(asettings.runs_dir) / "r-live"
         rd.mkdir(parents=True)
         (rd / "run.json").write_text(json.dumps({"id": "r-live", "question": "q", "data": "demo", "planner": "embedded",
-                                                 "status": "running", "pid": sleeper.pid, "created_epoch": 0}))
+                                                 "status": "running", "pid": sleeper.pid, "created": "2026-12-04T00:00:00",
+                                                 "created_epoch": 0}))
         with pytest.raises(InputError, match=rf"run 'r-live': is still running \(process {sleeper.pid}\)"):
             runs.resume("r-live", asettings)
     finally:

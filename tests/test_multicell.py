@@ -123,8 +123,8 @@ def test_multicell_tool_in_a_run_reports_the_change_and_how(tmp_path):
     assert o["n_groups_with_interactions"] == int((table.n_interactions > 0).sum())
     cell_type = read("demo").obs.cell_type.astype(str)
     assert all(cell_type[c.split(",")[0]] in ("CD14 Mono", "CD16 Mono") for c in table.cells)  # centred on monocytes
-    assert "trained on single-cell prompts only" in o["how"]
-    assert f"How step s1 (multicell_reasoning) was made: {o['how']}." in (out["run_dir"] / "report.md").read_text()
+    assert "trained on single-cell prompts only" in res.method
+    assert f"How step s1 (multicell_reasoning) was made: {res.method}." in (out["run_dir"] / "report.md").read_text()
 
 
 def test_evaluation_task_rows_and_summary(tmp_path):

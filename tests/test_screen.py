@@ -228,7 +228,7 @@ def test_agent_tools(kang, model, tmp_path, settings):
     assert "Not scored (1): TNF" in res.evidence and "trained on" in res.evidence
     kinds = {a.kind for a in res.artefacts}
     assert {"table", "plot", "file"} <= kinds and all((tmp_path / a.path).exists() for a in res.artefacts)
-    assert [c["task"] for c in calls] == ["perturb"] and calls[0]["name"] == "c2s-embedded.perturb"
+    assert [c["task"] for c in calls] == ["perturb"] and calls[0]["model"] == "c2s-embedded"
     assert "Ranking: context split = shift in stim minus shift in ctrl" in res.evidence
     with pytest.raises(InputError, match="program: was not given and the question names none"):
         tools["score_gene_program"].invoke(ctx, {"question": "score the cells"})
@@ -236,10 +236,10 @@ def test_agent_tools(kang, model, tmp_path, settings):
 
 def test_planner_sends_screen_questions_to_the_screen(kang, settings):
     from c2s_agent import registry
+    from c2s_agent.agent.dataset import DatasetView
     from c2s_agent.agent.planners.embedded import EmbeddedPlanner
-    from c2s_agent.agent.vocabulary import Vocabulary
 
-    tools, vocab, planner = registry.tools(settings), Vocabulary.from_adata(kang), EmbeddedPlanner(settings)
+    tools, vocab, planner = registry.tools(settings), DatasetView.from_adata(kang), EmbeddedPlanner(settings)
     expected = {"Which of these perturbations raise antigen presentation only under interferon: IFN-beta, TNF?": "run_screen",
                 "Which perturbations increase MHC class I presentation in stimulated but not control cells?": "run_screen",
                 "Score the interferon gamma response per condition": "score_gene_program",

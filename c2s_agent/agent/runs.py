@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import InputError
+from ..logs import library_output_to
 from .context import RunContext, RunManifest
 from .ledger import Ledger
 from .plan import Plan
@@ -93,17 +94,18 @@ def _invoke(ctx: RunContext, inputs, approver=None) -> dict:
         config = {"configurable": {"thread_id": ctx.manifest.id}, "recursion_limit": 200}
         request = pending_approval(graph, config) if inputs is None else None
         state = None
-        while True:
-            if request is not None:
-                answer = approver(request) if approver else None
-                if answer is None:
-                    state = graph.get_state(config).values
+        with library_output_to(ctx.run_dir / "run.log"):  # library warnings into the run's log, not the terminal
+            while True:
+                if request is not None:
+                    answer = approver(request) if approver else None
+                    if answer is None:
+                        state = graph.get_state(config).values
+                        break
+                    inputs = Command(resume=answer)
+                state = graph.invoke(inputs, config, context=ctx, durability="sync")
+                request = pending_approval(graph, config)
+                if request is None:
                     break
-                inputs = Command(resume=answer)
-            state = graph.invoke(inputs, config, context=ctx, durability="sync")
-            request = pending_approval(graph, config)
-            if request is None:
-                break
         paused = request is not None
         ctx.save_manifest(status="awaiting_approval" if paused else state.get("status"),
                           finished=None if paused else datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from pathlib import Path
 
 from ._app import app, console
 from ..errors import C2SError
@@ -19,9 +20,14 @@ from . import screen  # noqa: E402,F401
 
 
 def main() -> None:
-    """Entry point: run the app; user errors print one clear message and exit with status 2."""
+    """Entry point: run the app, library warnings and logs into ``<cache>/logs/c2s.log``; user errors print one
+    clear message and exit with status 2."""
+    from ..config import Settings
+    from ..logs import library_output_to
+
     try:
-        app()
+        with library_output_to(Path(Settings().cache_dir) / "logs" / "c2s.log"):
+            app()
     except C2SError as exc:
         console.print(f"[bold red]Error:[/] {exc}", highlight=False)
         sys.exit(2)

@@ -38,7 +38,7 @@ def _show_plan(plan) -> None:
         table.add_row(s.id, s.tool, json.dumps(s.args), s.why)
     console.print(table)
     for note in plan.notes:
-        console.print(f"  [dim]{note}[/]")
+        console.print(f"  [dim]{note.kind}: {note.text}[/]", highlight=False)
     for p in plan.problems:
         console.print(f"  [red]problem:[/] {p}")
 
@@ -59,8 +59,8 @@ def _progress():
                 state["status"].stop()
             step = info["step"]
             if event == "step_done":
-                console.print(f"[green]done[/] {step.id} {step.tool} ({info['result']['duration_s']:.1f} s): "
-                              f"{info['result']['evidence'][:200]}")
+                console.print(f"[green]done[/] {step.id} {step.tool} ({info['result'].duration_s:.1f} s): "
+                              f"{info['result'].evidence[:200]}")
             elif event == "step_skipped":
                 console.print(f"[dim]already done[/] {step.id} {step.tool}")
             else:
@@ -151,7 +151,7 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
         if as_json:
             print(json.dumps({"question": question, "planner": plan.planner, "ok": plan.ok,
                               "answerable": plan.answerable, "steps": plan.summary(), "unanswered": plan.unanswered,
-                              "notes": plan.notes, "problems": plan.problems}, indent=1))
+                              "notes": [n.model_dump() for n in plan.notes], "problems": plan.problems}, indent=1))
         else:
             _show_plan(plan)
         return

@@ -96,7 +96,8 @@ class Columns:
 def find_columns(obs: pd.DataFrame) -> Columns:
     """The dataset's cell-type, condition, sample and cluster columns (None where it has none)."""
     cats = categorical_columns(obs)
-    usable = {c: v for c, v in cats.items() if len(v) > 1 and c != PREDICTED_TYPE and not c.startswith("c2s_")}
+    usable = {c: v for c, v in cats.items() if (len(v) > 1 or _hint_rank(c, "cell_type") is not None)
+              and c != PREDICTED_TYPE and not c.startswith("c2s_")}  # a subset may hold one cell type
     used: set[str] = set()
 
     def pick(role: str, ok=lambda c, v: True, score=None, need_hint: bool = True) -> str | None:

@@ -31,11 +31,15 @@ def ligand_receptor(adata, source: list[str], target: list[str], groupby: str | 
     (default: the predicted cell types when the cells were annotated, else the dataset's cell-type column), per
     value of ``obs[condition]`` (or only ``condition_value``). Requested groups no cell holds are left out (they
     may be labels a model was expected to predict). Writes ``uns["c2s_lr"]``."""
-    roles = find_columns(adata.obs)
-    groupby = groupby or roles.predicted or roles.groups()
     if groupby is None:
-        raise InputError("groupby", "was not given and the data has no cell type column",
-                         f"name one of {list(adata.obs.columns)}, or annotate the cells first")
+        roles = find_columns(adata.obs)
+        wanted = set(source) | set(target)
+        holding = [c for c in (roles.predicted, roles.cell_type, roles.cluster, *roles.labels)
+                   if c and wanted & set(adata.obs[c].astype(str))]
+        if not holding:
+            raise InputError("groupby", f"was not given and no obs column holds {sorted(wanted)} (no cell type column "
+                             "has them)", f"name one of {list(adata.obs.columns)}, or annotate the cells first")
+        groupby = holding[0]
     present = set(adata.obs[groupby].astype(str))
     absent = sorted({v for v in [*source, *target] if v not in present})
     source = [v for v in source if v in present] or source  # none left: the scorer names the problem

@@ -12,7 +12,7 @@ from ..conventions import categorical_columns
 from ..conventions.slots import MARKERS
 from ..errors import InputError
 
-RIBOSOMAL = re.compile(r"^M?RP[LS]\d", re.I)
+RIBOSOMAL = re.compile(r"^M?RP[LS](?:\d|P\d|A$)", re.I)
 MITOCHONDRIAL = re.compile(r"^MT-", re.I)
 
 

@@ -192,7 +192,7 @@ def register_tools(register):
                   "Which cell types does this dataset contain?",
                   "Summarise the data", "Which annotations and conditions does the dataset have?",
                   "How many cells and genes does it have?", "Give an overview of the data",
-                  "Split the cell counts by sample", "How are the cells distributed across the clusters?"],
+                  "Split the cell counts by sample", "Count the cells in each cluster"],
         input_model=DescribeInput, output_model=DescribeOutput, run=describe_dataset))
     register(Tool(
         name="cell_sentences",
