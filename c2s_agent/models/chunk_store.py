@@ -86,7 +86,6 @@ class ChunkStore:
         self.db.close()
 
     def remove(self) -> None:
-        """Close and delete the store (and its WAL files)."""
-        self.close()
+        """Delete the (closed) store and its WAL files."""
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)

@@ -89,7 +89,7 @@ def stream(task: str, inp, out: str | Path, model=None, settings=None, chunk_siz
     ``seed`` (perturb). ``threads``: torch threads per chunk (default: the settings', one per core locally, 1 on
     Ray). Progress with an ETA goes to stderr."""
     from ..config import Settings
-    from ..jobs import EXECUTORS, ray_cluster, run_jobs
+    from ..jobs import EXECUTORS, ray_cluster
 
     if task not in TASKS:
         raise InputError(f"task {task!r}", "cannot be streamed", f"use one of {list(TASKS)}")
@@ -100,6 +100,14 @@ def stream(task: str, inp, out: str | Path, model=None, settings=None, chunk_siz
     out = _out_path(out)
     settings = settings or Settings()
     threads = threads or settings.threads or (1 if executor == "ray" else os.cpu_count() or 1)
+    with ray_cluster(address, num_cpus) if executor == "ray" else _nothing():  # vLLM engines need the cluster
+        return _stream(task, inp, out, model, settings, chunk_size, source, executor, threads, progress, options)
+
+
+def _stream(task, inp, out: Path, model, settings, chunk_size: int, source: str, executor: str, threads: int,
+            progress: bool, options: dict) -> StreamResult:
+    from ..jobs import run_jobs
+
     path, src, var, obs, n_obs = _open_input(inp, source)
     llm = executor == "ray" and settings.backend == "vllm"
     m = model if isinstance(model, C2SModel) else load_model(
@@ -117,20 +125,22 @@ def stream(task: str, inp, out: str | Path, model=None, settings=None, chunk_siz
     bar = Progress(task, n_obs, sum(b - a for i, a, b in bounds if i in done), len(done), len(bounds), progress)
     workers: set[str] = set()
     t0 = time.perf_counter()
-    with _writing(out), (ray_cluster(address, num_cpus) if executor == "ray" else _nothing()):
-        jobs = run_jobs(run_chunk, [(work, a, b) for _, a, b in todo], "ray" if remote else "local", threads,
-                        address, num_cpus)
-        for j, result in jobs:
-            i, a, b = todo[j]
-            if isinstance(result, Exception):
-                raise ModelError(f"chunk {i} (cells {a}-{b})", f"failed on a Ray worker ({type(result).__name__}: "
-                                 f"{str(result)[:300]})", "run the same command again: finished chunks are kept")
-            store.write(i, a, b, *result)
-            workers.add(result[2])
-            bar.advance(b - a)
-        seconds = time.perf_counter() - t0
-        summary = _write_output(task, store, path, out, obs, m, options)
-    bar.close()
+    try:
+        with _writing(out):
+            for j, result in run_jobs(run_chunk, [(work, a, b) for _, a, b in todo], "ray" if remote else "local",
+                                      threads):
+                i, a, b = todo[j]
+                if isinstance(result, Exception):
+                    raise ModelError(f"chunk {i} (cells {a}-{b})", f"failed on a Ray worker ({type(result).__name__}:"
+                                     f" {str(result)[:300]})", "run the same command again: finished chunks are kept")
+                store.write(i, a, b, *result)
+                workers.add(result[2])
+                bar.advance(b - a)
+            seconds = time.perf_counter() - t0
+            summary = _write_output(task, store, path, out, obs, m, options)
+    finally:
+        bar.close()
+        store.close()
     store.remove()
     return StreamResult(task, out, n_obs, len(bounds), len(done), len(todo), seconds,
                         sum(b - a for _, a, b in todo), summary, sorted(workers))
