@@ -237,7 +237,7 @@ def main() -> None:
             for executor in args.executors.split(","):
                 rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60))
                 print(json.dumps(rows[-1]), flush=True)
-                if not rows[-1]["complete"] and n == max(int(x) for x in args.sizes.split(",")):
+                if not rows[-1]["complete"] and executor == "local" and n == max(int(x) for x in args.sizes.split(",")):
                     rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60, fresh=False))
                     print(json.dumps(rows[-1]), flush=True)  # the killed run resumed: its chunks are kept
     print(f"\n{'cells':>9} {'task':<9} {'executor':<10} {'cells/s':>8} {'end-to-end':>10} {'peak RSS':>9} "
