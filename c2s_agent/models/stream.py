@@ -108,7 +108,7 @@ def _stream(task, inp, out: Path, model, settings, chunk_size: int, source: str,
             progress: bool, options: dict) -> StreamResult:
     from ..jobs import run_jobs
 
-    path, src, var, obs, n_obs = _open_input(inp, source)
+    path, src, var, obs, n_obs = _open_input(inp, source, task != "perturb")
     llm = executor == "ray" and settings.backend == "vllm"
     m = model if isinstance(model, C2SModel) else load_model(
         model, settings.model_copy(update={"backend": "ray-vllm"}) if llm else settings)
@@ -206,8 +206,9 @@ def _task_options(task: str, m: C2SModel, options: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- input
-def _open_input(inp, source: str):
-    """(path, matrix source, gene table, obs, number of cells) of a backed input, checked once."""
+def _open_input(inp, source: str, copied: bool):
+    """(path, matrix source, gene table, obs, number of cells) of a backed input, checked once. ``copied``: the
+    output will be a copy of the file with slots added, which needs the current .h5ad layout."""
     from ..data import read
     from ..data.io import resolve
 
@@ -222,21 +223,29 @@ def _open_input(inp, source: str):
         path = Path(adata.filename).resolve()
     finally:
         adata.file.close()
-    _check_empty(path, m.report.source)
+    _check_file(path, m.report.source, copied)
     return path, m.report.source, var, obs, len(obs)
 
 
 def _node(f, source: str):
-    return f["X"] if source == "X" else f["raw/X"] if source == "raw" else f[f"layers/{source}"]
+    """The matrix ``source`` of an open .h5ad (``raw.X``: files written by anndata before 0.7)."""
+    if source == "raw":
+        return f["raw/X"] if "raw" in f else f["raw.X"]
+    return f["X"] if source == "X" else f[f"layers/{source}"]
 
 
-def _check_empty(path: Path, source: str) -> None:
-    """Empty cells are refused up front (as the in-memory path refuses them), from a sparse matrix's indptr."""
+def _check_file(path: Path, source: str, copied: bool) -> None:
+    """Refused up front: a file in the layout of anndata < 0.8 when the output is its copy, and empty cells
+    (as the in-memory path refuses them, read from a sparse matrix's indptr)."""
     import h5py
 
     with h5py.File(path, "r") as f:
+        if copied and f.attrs.get("encoding-type") != "anndata":
+            raise InputError(path, "is in the layout of anndata < 0.8, which streamed outputs cannot extend",
+                             "re-save it once: anndata.read_h5ad(path, backed='r').write_h5ad(new_path)")
         node = _node(f, source)
-        if not isinstance(node, h5py.Group) or node.attrs.get("encoding-type") != "csr_matrix":
+        if not isinstance(node, h5py.Group) or "csr" not in str(node.attrs.get("encoding-type",
+                                                                                  node.attrs.get("h5sparse_format"))):
             return
         empty = int((np.diff(node["indptr"][:]) == 0).sum())
     if empty:
