@@ -55,8 +55,11 @@ def test_streamed_annotation_and_embeddings_equal_the_in_memory_path(kang, tmp_p
     assert not store_path(tmp_path / "ann.h5ad").exists()  # the store goes once the output is written
 
     X = tl.embed(cells, model)
-    tl.embed(ad.read_h5ad(path, backed="r"), model, out=tmp_path / "emb.h5ad", chunk_size=128)
+    calls = []
+    tl.embed(ad.read_h5ad(path, backed="r"), model, out=tmp_path / "emb.h5ad", chunk_size=128,
+             on_call=lambda kind, **f: calls.append((kind, f["task"], f["n_inputs"])))
     np.testing.assert_allclose(ad.read_h5ad(tmp_path / "emb.h5ad").obsm["X_c2s"], X, atol=1e-5)
+    assert calls == [("model", "embed", 128), ("model", "embed", 128), ("model", "embed", 44)]  # one per chunk
 
 
 def test_streamed_perturbation_samples_each_chunk_from_its_own_seeds(kang, tmp_path, model):

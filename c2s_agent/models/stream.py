@@ -82,12 +82,13 @@ def store_path(out: str | Path) -> Path:
 
 def stream(task: str, inp, out: str | Path, model=None, settings=None, chunk_size: int = DEFAULT_CHUNK,
            source: str = "auto", executor: str = "local", threads: int | None = None, address: str | None = None,
-           num_cpus: int | None = None, progress: bool = True, **options) -> StreamResult:
+           num_cpus: int | None = None, progress: bool = True, on_call=None, **options) -> StreamResult:
     """Run ``task`` ("annotate", "embed" or "perturb") over the cells of ``inp`` (a path, a bundled dataset name
     or a backed AnnData) chunk by chunk, writing ``out`` (.h5ad). ``options`` go to the task: ``mode``,
     ``labels``, ``threshold``, ``key_added`` (annotate), ``key_added`` (embed), ``perturbation``, ``context``,
     ``seed`` (perturb). ``threads``: torch threads per chunk (default: the settings', one per core locally, 1 on
-    Ray). Progress with an ETA goes to stderr."""
+    Ray). Progress with an ETA goes to stderr; ``on_call`` (a run ledger's recorder) gets one model call per
+    chunk."""
     from ..config import Settings
     from ..jobs import EXECUTORS, ray_cluster
 
@@ -101,11 +102,12 @@ def stream(task: str, inp, out: str | Path, model=None, settings=None, chunk_siz
     settings = settings or Settings()
     threads = threads or settings.threads or (1 if executor == "ray" else os.cpu_count() or 1)
     with ray_cluster(address, num_cpus) if executor == "ray" else _nothing():  # vLLM engines need the cluster
-        return _stream(task, inp, out, model, settings, chunk_size, source, executor, threads, progress, options)
+        return _stream(task, inp, out, model, settings, chunk_size, source, executor, threads, progress, on_call,
+                       options)
 
 
 def _stream(task, inp, out: Path, model, settings, chunk_size: int, source: str, executor: str, threads: int,
-            progress: bool, options: dict) -> StreamResult:
+            progress: bool, on_call, options: dict) -> StreamResult:
     from ..jobs import run_jobs
 
     path, src, var, obs, n_obs = _open_input(inp, source, task != "perturb")
@@ -136,6 +138,9 @@ def _stream(task, inp, out: Path, model, settings, chunk_size: int, source: str,
                 store.write(i, a, b, *result)
                 workers.add(result[2])
                 bar.advance(b - a)
+                if on_call is not None:
+                    on_call("model", task=task, model=m.name, backend=m.backend.name, n_inputs=b - a,
+                            seconds=round(result[1], 4), worker=result[2])
             seconds = time.perf_counter() - t0
             summary = _write_output(task, store, path, out, obs, m, options)
     finally:

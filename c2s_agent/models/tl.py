@@ -40,8 +40,8 @@ def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = 
     'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode) and a summary in
     ``uns["c2s_annotate"]``. Returns the prediction table (streamed: the StreamResult)."""
     if _streamed(adata, out):
-        return stream("annotate", adata, out, model, settings, chunk_size, executor=executor, mode=mode, labels=labels,
-                      threshold=threshold, key_added=key_added)
+        return stream("annotate", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call, mode=mode,
+                      labels=labels, threshold=threshold, key_added=key_added)
     m = _model(model, settings)
     df = m.predict_cell_types(adata, mode=mode, labels=labels, threshold=threshold, on_call=on_call)
     conf_key = key_added.replace("cell_type", "confidence") if "cell_type" in key_added else key_added + "_confidence"
@@ -66,7 +66,8 @@ def embed(adata, model=None, key_added: str = "X_c2s", settings=None, on_call=No
     """Cell embeddings into ``obsm[key_added]`` (mean last hidden state over real tokens); returns them
     (streamed: the StreamResult)."""
     if _streamed(adata, out):
-        return stream("embed", adata, out, model, settings, chunk_size, executor=executor, key_added=key_added)
+        return stream("embed", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
+                      key_added=key_added)
     m = _model(model, settings)
     X = m.embed(adata, on_call=on_call)
     adata.obsm[key_added] = X
@@ -133,8 +134,8 @@ def perturb(adata, perturbation: str, context: str | None = None, model=None, se
     sentences in ``obs["c2s_sentence"]`` and expression reconstructed from rank (streamed: written to ``out``,
     the StreamResult returned)."""
     if _streamed(adata, out):
-        return stream("perturb", adata, out, model, settings, chunk_size, executor=executor, perturbation=perturbation,
-                      context=context, seed=seed)
+        return stream("perturb", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
+                      perturbation=perturbation, context=context, seed=seed)
     m = _model(model, settings)
     sentences = m.perturb(adata, perturbation, context=context, seed=seed, on_call=on_call)
     obs = {"c2s_perturbation": [perturbation] * len(sentences), "c2s_source_cell": list(map(str, adata.obs_names))}
