@@ -48,7 +48,8 @@ def test_streamed_annotation_and_embeddings_equal_the_in_memory_path(kang, tmp_p
     assert list(out.obs_names) == list(cells.obs_names) and out.n_vars == cells.n_vars
     assert (out.obs["c2s_cell_type"].astype(str).to_numpy() == df["label"].to_numpy()).all()
     np.testing.assert_allclose(out.obs["c2s_confidence"], df["confidence"], atol=1e-5)
-    np.testing.assert_allclose(out.obsm["c2s_label_probs"].to_numpy(), cells.obsm["c2s_label_probs"].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(out.obsm["c2s_label_probs"].to_numpy(), cells.obsm["c2s_label_probs"].to_numpy(),
+                               atol=1e-5)
     assert list(out.obsm["c2s_label_probs"].columns) == list(cells.obsm["c2s_label_probs"].columns)
     assert out.uns["c2s_annotate"]["counts"] == cells.uns["c2s_annotate"]["counts"]
     assert (out.X != cells.X).nnz == 0 and list(out.obs.columns[:-2]) == list(kang.obs.columns)

@@ -126,7 +126,8 @@ def main() -> None:
     label_ids = tok.convert_tokens_to_ids([x.replace(" ", "_") for x in meta["labels"]])
     data = batches(ids, args.batch, tok.pad_token_id if tok.pad_token_id is not None else 0)
     result = {"device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-              "cells": args.cells, "batch": args.batch, "prompt_tokens_mean": round(float(np.mean([len(x) for x in ids])), 1),
+              "cells": args.cells, "batch": args.batch,
+              "prompt_tokens_mean": round(float(np.mean([len(x) for x in ids])), 1),
               "tokenize_cells_per_s": round(args.cells / tokenize_s, 1), "torch": torch.__version__,
               "transformers": transformers.__version__}
     for dtype in args.dtypes.split(","):

@@ -165,8 +165,8 @@ def run(path: Path, task: str, executor: str, chunk: int, budget_s: float, fresh
                       cells_per_s=round(done / (max(r[5] for r in rows) - first), 1) if rows else 0.0)
     else:
         rate = [float(x.split()[0].replace(",", "")) for x in log.split(" run at ")[1:]]
-        result.update(cells_done=n_cells, chunks_done=-(-n_cells // chunk), end_to_end_cells_per_s=round(n_cells / wall, 1),
-                      cells_per_s=rate[-1] if rate else None)
+        result.update(cells_done=n_cells, chunks_done=-(-n_cells // chunk),
+                      end_to_end_cells_per_s=round(n_cells / wall, 1), cells_per_s=rate[-1] if rate else None)
         out.unlink(missing_ok=True)
     return result
 

@@ -225,10 +225,12 @@ def empty_cells(X: sp.csr_matrix, source: str, drop_empty: bool) -> np.ndarray:
     empty = np.diff(X.indptr) == 0
     if empty.any():
         if empty.all():
-            raise InputError(source, "every cell is empty (no non-zero values)", "check that the right matrix was chosen")
+            raise InputError(source, "every cell is empty (no non-zero values)",
+                             "check that the right matrix was chosen")
         if not drop_empty:
             raise InputError(source, f"{int(empty.sum())} cells have no expressed genes",
-                             "filter them (sc.pp.filter_cells(adata, min_genes=1)) or pass drop_empty=True / --drop-empty")
+                             "filter them (sc.pp.filter_cells(adata, min_genes=1)) "
+                             "or pass drop_empty=True / --drop-empty")
     return empty
 
 

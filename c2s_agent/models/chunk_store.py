@@ -59,7 +59,8 @@ class ChunkStore:
             changed = sorted(k for k in set(old) | set(spec) if json.dumps(old.get(k), sort_keys=True, default=str)
                              != json.dumps(spec.get(k), sort_keys=True, default=str))
             raise InputError(self.path, f"holds the results of another run (different {', '.join(changed)})",
-                             "run again with the same input, model and options to resume it, or delete it to start over")
+                             "run again with the same input, model and options to resume it, "
+                             "or delete it to start over")
 
     def done(self) -> set[int]:
         """Numbers of the finished chunks."""
@@ -75,12 +76,14 @@ class ChunkStore:
 
     def chunks(self):
         """(chunk, start, stop, arrays) of every finished chunk, in order, one at a time."""
-        for chunk, start, stop, payload in self.db.execute("SELECT chunk, start, stop, payload FROM chunks ORDER BY chunk"):
+        rows = self.db.execute("SELECT chunk, start, stop, payload FROM chunks ORDER BY chunk")
+        for chunk, start, stop, payload in rows:
             yield chunk, start, stop, unpack(payload)
 
     def rows(self) -> list[tuple]:
         """(chunk, start, stop, seconds, worker, finished_at) of every finished chunk."""
-        return list(self.db.execute("SELECT chunk, start, stop, seconds, worker, finished_at FROM chunks ORDER BY chunk"))
+        return list(self.db.execute("SELECT chunk, start, stop, seconds, worker, finished_at FROM chunks "
+                                    "ORDER BY chunk"))
 
     def close(self) -> None:
         self.db.close()

@@ -219,7 +219,8 @@ def _open_input(inp, source: str, copied: bool):
 
     path = Path(inp.filename) if hasattr(inp, "isbacked") and inp.isbacked else None
     if hasattr(inp, "obs_names") and path is None:
-        raise InputError("cells", "are an in-memory AnnData", "stream a path or a backed AnnData (read(path, backed=True))")
+        raise InputError("cells", "are an in-memory AnnData",
+                         "stream a path or a backed AnnData (read(path, backed=True))")
     adata = read(path or inp, backed=True)
     try:
         m = resolve(adata, source)

@@ -40,8 +40,8 @@ def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = 
     'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode) and a summary in
     ``uns["c2s_annotate"]``. Returns the prediction table (streamed: the StreamResult)."""
     if _streamed(adata, out):
-        return stream("annotate", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call, mode=mode,
-                      labels=labels, threshold=threshold, key_added=key_added)
+        return stream("annotate", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
+                      mode=mode, labels=labels, threshold=threshold, key_added=key_added)
     m = _model(model, settings)
     df = m.predict_cell_types(adata, mode=mode, labels=labels, threshold=threshold, on_call=on_call)
     conf_key = key_added.replace("cell_type", "confidence") if "cell_type" in key_added else key_added + "_confidence"

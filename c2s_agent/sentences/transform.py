@@ -150,7 +150,8 @@ def rank_csr(X, top_k: int | None, priority: np.ndarray, inv: np.ndarray,
         list(pool.map(lambda a: block(a, min(a + step, X.shape[0])), range(0, X.shape[0], step)))
     if bad.any():
         raise InputError("expression matrix", f"has {int(bad.sum())} negative, NaN or infinite values in "
-                         f"{int((bad > 0).sum())} cells", "give counts or log-normalised values (no scaled data, no NaN)")
+                         f"{int((bad > 0).sum())} cells",
+                         "give counts or log-normalised values (no scaled data, no NaN)")
     if top_k is None:  # stored zeros and left-out genes shorten some rows: trim the padding
         n = int((idx >= 0).sum(1).max(initial=0))
         idx, bits = idx[:, :n], bits[:, :n]
