@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench vllm-env test-vllm
+.PHONY: setup demo lint test bench vllm-env test-vllm
 
 $(BIN)/.c2s-installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,14 +14,20 @@ $(BIN)/.c2s-installed: pyproject.toml
 	# The CPU build of torch must come first: a looser spec would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
+	# the example third-party plugin, found by the tests through its entry point alone
+	$(BIN)/pip install -q --no-deps -e plugins/c2s-example-plugin
 	touch $@
 
 setup: $(BIN)/.c2s-installed
 
 demo: setup
-	$(BIN)/c2s ask "Which marker genes distinguish the cell types, and how do monocytes respond to interferon?" --data demo
+	$(BIN)/c2s hypothesize "Annotate the cells with the C2S model and propose how monocytes might signal to T cells after interferon stimulation" --data demo
 
-test: setup
+lint: setup
+	$(BIN)/ruff check c2s_agent plugins tests bench evals
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/pytest -q
 
 bench: setup

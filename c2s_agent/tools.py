@@ -1,4 +1,5 @@
-"""The tool contract: what a tool needs and produces, validated input and output, artefacts and evidence."""
+"""The tool contract: what a tool needs and produces, validated input and output, artefacts and evidence, and
+what the agent may build from its results (hypotheses, report notes). The agent knows tools only through it."""
 
 from __future__ import annotations
 
@@ -30,13 +31,69 @@ class Artefact(BaseModel):
 
 
 class ToolResult(BaseModel):
-    """What a tool run returns: structured output, artefacts and a short evidence text for the report."""
+    """What a tool run returns: structured output, artefacts, a short evidence text for the report, and how the
+    numbers were made when a reader should know it (the report lists it under Limitations)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     output: BaseModel
     artefacts: list[Artefact] = []
     evidence: str
+    method: str | None = None
+
+
+class Evidence(BaseModel):
+    """One piece of evidence behind a hypothesis: from the data, a model or curated knowledge."""
+
+    kind: Literal["data", "model", "knowledge"]
+    text: str
+    step: str | None = Field(None, description="the step whose result this comes from")
+    source: str | None = Field(None, description="the knowledge source, for knowledge evidence")
+
+
+class Hypothesis(BaseModel):
+    """A testable hypothesis with its evidence, a confidence in [0, 1] (the mean of its parts) and the experiment
+    that would test it."""
+
+    id: str = ""
+    statement: str
+    evidence: list[Evidence]
+    confidence: float
+    confidence_parts: dict[str, float]
+    experiment: str
+
+
+class StepResult(BaseModel):
+    """A finished step as the agent stores it: the tool's result with the step's id, tool and arguments."""
+
+    step: str
+    tool: str
+    plugin: str | None = None
+    args: dict = {}
+    why: str = ""
+    evidence: str
+    method: str | None = None
+    output: dict = {}
+    artefacts: list[Artefact] = []
+    duration_s: float = 0.0
+
+
+class HypothesisContext:
+    """What a tool's hypothesis builder may use: the run directory (to read its tables), settings, the other
+    steps' results, and the condition of interest (when ``Tool.focus_args`` named one)."""
+
+    def __init__(self, run_dir: Path, settings: Settings, results: list[StepResult], focus: str | None = None):
+        self.run_dir, self.settings, self.results, self.focus = Path(run_dir), settings, results, focus
+
+    def table(self, result: StepResult, suffix: str) -> list[dict]:
+        """The rows of the step's CSV artefact whose path ends in ``suffix`` ([] when it has none)."""
+        import csv
+
+        art = next((a for a in result.artefacts if a.path.endswith(suffix)), None)
+        if art is None or not (self.run_dir / art.path).exists():
+            return []
+        with open(self.run_dir / art.path, newline="") as fh:
+            return list(csv.DictReader(fh))
 
 
 class ToolContext:
@@ -67,28 +124,30 @@ class ToolContext:
                              f"give a path inside {' or '.join(map(str, roots))}")
         return path
 
-    def _path(self, name: str) -> Path:
+    def artefact_path(self, name: str) -> Path:
+        """Where this step writes an artefact called ``name`` (in the run's ``artefacts/``, prefixed by the step)."""
         path = self.run_dir / "artefacts" / f"{self.step_id}_{name}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def save_table(self, df: pd.DataFrame, name: str, title: str) -> Artefact:
-        path = self._path(f"{name}.csv")
+        path = self.artefact_path(f"{name}.csv")
         df.to_csv(path)
-        return self._add("table", path, title)
+        return self.add("table", path, title)
 
     def save_plot(self, fig, name: str, title: str) -> Artefact:
         import matplotlib.pyplot as plt
 
-        path = self._path(f"{name}.png")
+        path = self.artefact_path(f"{name}.png")
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
-        return self._add("plot", path, title)
+        return self.add("plot", path, title)
 
     def save_file(self, path: Path, title: str, kind: Literal["file", "h5ad"] = "file") -> Artefact:
-        return self._add(kind, Path(path), title)
+        return self.add(kind, Path(path), title)
 
-    def _add(self, kind, path: Path, title: str) -> Artefact:
+    def add(self, kind: Literal["table", "plot", "file", "h5ad"], path: Path, title: str) -> Artefact:
+        """Record a file the step wrote (inside the run directory) as an artefact."""
         art = Artefact(kind=kind, path=str(Path(path).resolve().relative_to(self.run_dir.resolve())), title=title)
         self.artefacts.append(art)
         return art
@@ -120,6 +179,14 @@ class Tool(BaseModel):
     needs_data: bool = True
     cost: Literal["low", "medium", "high"] = "low"
     plugin: str | None = None
+    produced_values: Callable[[Any], dict[str, list[str]]] | None = Field(
+        None, description="the values the tool will write into the obs columns it produces (e.g. the cell types a "
+                          "model predicts), so planners can match a question's words to them before it runs")
+    hypotheses: Callable[[StepResult, HypothesisContext], list[Hypothesis]] | None = Field(
+        None, description="builds testable hypotheses from a result of this tool (hypothesis mode)")
+    focus_args: Callable[[dict], tuple[dict, str | None]] | None = Field(
+        None, description="hypothesis mode: the arguments to run with instead (e.g. every condition rather than "
+                          "one) and the condition of interest taken out of them")
 
     @field_validator("requires", "produces")
     @classmethod

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Hermetic: caches (the knowledge index, embeddings) and runs of a test session live in one temporary folder,
+# never in ~/.cache or the working directory.
+_SESSION = tempfile.mkdtemp(prefix="c2s-tests-")
+atexit.register(shutil.rmtree, _SESSION, ignore_errors=True)
+os.environ["C2S_CACHE_DIR"] = os.path.join(_SESSION, "cache")
+os.environ["C2S_RUNS_DIR"] = os.path.join(_SESSION, "runs")
 
 import pytest  # noqa: E402
 
@@ -44,3 +54,18 @@ def example_plugin():
     names = {ep.name for ep in importlib.metadata.entry_points(group="c2s_agent")}
     assert "cell_cycle" in names, "the example plugin is not installed: run `make setup` (pip install -e plugins/c2s-example-plugin)"
     return "cell_cycle"
+
+
+@pytest.fixture()
+def scripted_model():
+    """A factory of SCRIPTED tool-calling chat models (langchain_core's GenericFakeChatModel replaying the given
+    AIMessages), to exercise how the LLM planner handles tool calls, failures and tokens; the planner against a real
+    model is tested with SmolLM2 served on 127.0.0.1."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    class Scripted(GenericFakeChatModel):
+        def bind_tools(self, tools, **kwargs):
+            self.__dict__.setdefault("bound", []).append([t["function"]["name"] for t in tools])
+            return self
+
+    return lambda *replies: Scripted(messages=iter(replies))

@@ -50,8 +50,8 @@ def test_pause_then_resume_later_with_edited_arguments(asettings):
     done = runs.resume(run["id"], asettings, approver=approver)
     assert done["run"]["status"] == "done"
     assert requests[0]["problem"] is None and "n_perms" in requests[1]["problem"]
-    res = done["state"]["results"]["s1"]
-    assert res["args"]["n_perms"] == 50 and "50 permutations" in res["evidence"]
+    res = done["results"]["s1"]
+    assert res.args["n_perms"] == 50 and "50 permutations" in res.evidence
     md = (done["run_dir"] / "report.md").read_text()
     assert "arguments edited by the user" in md and '"n_perms": 50' in md
     assert done["state"]["approvals"][-1]["action"] == "edit"

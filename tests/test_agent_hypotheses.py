@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from c2s_agent.agent import runs
-from c2s_agent.agent.hypotheses import CONFIDENCE_RULE, Hypothesis, build, focus_condition, to_markdown
+from c2s_agent.agent.report import hypotheses_markdown
+from c2s_agent.tl.hypotheses import CONFIDENCE_RULE, focus_condition
 from c2s_agent.config import Settings
 
 QUESTION = "How might monocytes signal to T cells after interferon stimulation?"
@@ -36,13 +37,13 @@ def test_routes_are_ranked_with_evidence_that_matches_the_data(run, kang):
     from c2s_agent.data import prepare
 
     state = run["state"]
-    hyps = [Hypothesis.model_validate(h) for h in state["hypotheses"]]
+    hyps = state["hypotheses"]
     assert hyps, "a significant route should give at least one hypothesis"
     assert [h.id for h in hyps] == [f"h{i + 1}" for i in range(len(hyps))]
     assert [h.confidence for h in hyps] == sorted((h.confidence for h in hyps), reverse=True)
     # hypothesis mode scored both conditions to compare stim with ctrl
-    lr = next(r for r in state["results"].values() if r["tool"] == "score_ligand_receptor")
-    assert "condition_value" not in lr["args"] and state["focus"] == {"s1": "stim"}
+    lr = next(r for r in run["results"].values() if r.tool == "score_ligand_receptor")
+    assert "condition_value" not in lr.args and state["focus"] == {"s1": "stim"}
     top = hyps[0]
     assert "after stim (compared with ctrl)" in top.statement
     ligand = top.statement.split(" through ")[1].split(" -> ")[0]
@@ -66,7 +67,7 @@ def test_report_and_hypotheses_file(run):
     rd = Path(run["run_dir"])
     md = (rd / "report.md").read_text()
     saved = json.loads((rd / "hypotheses.json").read_text())
-    assert saved == run["state"]["hypotheses"]
+    assert saved == [h.model_dump() for h in run["state"]["hypotheses"]]
     assert "## Hypotheses" in md and CONFIDENCE_RULE in md
     for h in saved:
         assert f'<a id="hyp-{h["id"]}"></a>' in md and h["statement"] in md
@@ -78,8 +79,9 @@ def test_focus_condition_and_no_hypothesis_source(tmp_path):
     assert focus_condition(["ctrl", "stim"]) == ("stim", "ctrl")
     assert focus_condition(["ctrl", "stim"], "ctrl") == ("ctrl", "stim")
     assert focus_condition(["all"]) == ("all", None)
-    hyps = build({"s1": {"tool": "marker_genes", "args": {}, "output": {"markers": {}}, "artefacts": []}}, tmp_path)
-    assert hyps == [] and "No hypothesis could be built" in to_markdown(hyps)
+    out = runs.ask("Which genes mark the NK cells?", "demo", Settings(runs_dir=tmp_path / "runs"), hypothesize=True)
+    assert out["state"]["hypotheses"] == [] and "No hypothesis could be built" in hypotheses_markdown([])
+    assert "No hypothesis could be built" in (out["run_dir"] / "report.md").read_text()
 
 
 def test_cli_hypothesize_prints_ranked_hypotheses(tmp_path):

@@ -3,6 +3,8 @@ vocabulary, ordering by requires/produces, the plan check, and the LLM planner d
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from pydantic import BaseModel, Field
 
@@ -10,8 +12,10 @@ from c2s_agent import hookimpl, plugins, registry
 from c2s_agent.agent.evaluate import evaluate, load_questions
 from c2s_agent.agent.plan import NO_TOOL, Plan, Step, check
 from c2s_agent.agent.planners import get_planner
-from c2s_agent.agent.planners.embedded import EmbeddedPlanner, split_clauses
-from c2s_agent.agent.vocabulary import Vocabulary
+from c2s_agent.agent.dataset import DatasetView
+from c2s_agent.agent.mentions import find_mentions
+from c2s_agent.agent.planners.embedded import EmbeddedPlanner
+from c2s_agent.agent.planners.matching import split_clauses
 from c2s_agent.config import Settings
 from c2s_agent.errors import InputError
 from c2s_agent.tools import Tool, ToolResult
@@ -25,7 +29,7 @@ def asettings(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vocab(kang):
-    return Vocabulary.from_adata(kang)
+    return DatasetView.from_adata(kang)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,7 @@ def test_unanswerable_gets_an_honest_no(planner, tools, vocab):
     plan = planner.plan("What will the weather be in Paris tomorrow?", tools, vocab)
     assert plan.steps == [] and not plan.answerable
     assert plan.unanswered == ["What will the weather be in Paris tomorrow"]
-    assert any(n.startswith(NO_TOOL) for n in plan.notes)
+    assert any(n.kind == "unanswered" and n.text.startswith(NO_TOOL) for n in plan.notes)
 
 
 def test_clause_splitting():
@@ -64,13 +68,14 @@ def test_clause_splitting():
 
 
 def test_entities_from_the_datasets_vocabulary(vocab):
-    found = [(m.kind, m.text, m.column) for m in vocab.mentions("top 20 genes up in stimulated CD14 Mono, is ISG15 among them?")]
+    found = [(m.kind, m.text, m.column) for m in find_mentions("top 20 genes up in stimulated CD14 Mono, is ISG15 among "
+                                                               "them?", vocab)]
     assert ("number", "20", None) in found
     assert ("value", "stim", "condition") in found
     assert ("value", "CD14 Mono", "cell_type") in found
     assert ("gene", "ISG15", None) in found
     assert ("gene", "CD14", None) not in found  # part of the label, not a gene mention
-    assert [(m.text, m.column) for m in vocab.mentions("markers for clusters 3 and 5")] == [
+    assert [(m.text, m.column) for m in find_mentions("markers for clusters 3 and 5", vocab)] == [
         ("seurat_clusters", "seurat_clusters"), ("3", "seurat_clusters"), ("5", "seurat_clusters")]
 
 
@@ -78,10 +83,12 @@ def test_producer_step_is_inserted_and_ordered(planner, tools, vocab):
     plan = planner.plan("Fit the reverse transform on the top 40 genes", tools, vocab)
     assert [s.tool for s in plan.steps] == ["cell_sentences", "reconstruct_expression"]
     assert plan.steps[1].args == {"top_k": 40}
-    assert any("added cell_sentences before reconstruct_expression" in n for n in plan.notes)
+    assert any(n.kind == "inserted" and "added cell_sentences before reconstruct_expression" in n.text
+               for n in plan.notes)
+    assert plan.steps[0].origin == "inserted"
     assert plan.ok
     # a dataset that already holds the sentences needs no producer step
-    have = Vocabulary(vocab.columns, vocab.numeric_columns, vocab.genes, vocab.slots | {"obsm:c2s_rank_idx"})
+    have = dataclasses.replace(vocab, slots=vocab.slots | {"obsm:c2s_rank_idx"})
     assert [s.tool for s in planner.plan("Fit the reverse transform", tools, have).steps] == ["reconstruct_expression"]
 
 
@@ -138,21 +145,7 @@ def test_planner_uses_whatever_tools_are_registered(planner, vocab, asettings):
 
 
 # ------------------------------------------------------------------ LLM planner (scripted chat model)
-def scripted_model(*replies):
-    """A SCRIPTED stand-in for a tool-calling chat model (langchain_core's GenericFakeChatModel replaying the
-    given AIMessages). No instruction-tuned model is available offline; this exercises the planner's handling
-    of tool calls, not a model's judgement."""
-    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-
-    class Scripted(GenericFakeChatModel):
-        def bind_tools(self, tools, **kwargs):
-            self.__dict__.setdefault("bound", []).append([t["function"]["name"] for t in tools])
-            return self
-
-    return Scripted(messages=iter(replies))
-
-
-def test_llm_planner_turns_tool_calls_into_a_checked_plan(tools, vocab, asettings):
+def test_llm_planner_turns_tool_calls_into_a_checked_plan(tools, vocab, asettings, scripted_model):
     from langchain_core.messages import AIMessage
 
     reply = AIMessage(content="", tool_calls=[
@@ -170,7 +163,7 @@ def test_llm_planner_turns_tool_calls_into_a_checked_plan(tools, vocab, asetting
     assert calls[0][0] == "model" and calls[0][1]["tokens_in"] == 812 and calls[0][1]["tokens_out"] == 41
 
 
-def test_llm_planner_knows_the_predicted_labels(tools, vocab, asettings):
+def test_llm_planner_knows_the_predicted_labels(tools, vocab, asettings, scripted_model):
     """The system prompt lists the column annotate_cells will add and its labels; a plan that groups a later step by
     it passes the check although the data does not have it yet."""
     from langchain_core.messages import AIMessage
@@ -188,7 +181,7 @@ def test_llm_planner_knows_the_predicted_labels(tools, vocab, asettings):
     assert "c2s_cell_type" in " ".join(check(Plan(question="q", planner="t", steps=plan.steps[1:]), tools, vocab))
 
 
-def test_llm_planner_without_tool_calls_says_no_tool(tools, vocab, asettings):
+def test_llm_planner_without_tool_calls_says_no_tool(tools, vocab, asettings, scripted_model):
     from langchain_core.messages import AIMessage
 
     planner = get_planner(asettings, "llm", chat_model=scripted_model(AIMessage(content="No installed tool can do this.")))
@@ -228,17 +221,17 @@ def test_numpy_embedder_matches_sentence_transformers():
 
 
 def test_bundled_tool_embeddings_are_current_and_right():
-    """The shipped embeddings cover every built-in tool text (else: python -m c2s_agent.agent.planners.embedded)
+    """The shipped embeddings cover every built-in tool text (else: python -m c2s_agent.agent.planners.matching)
     and equal what the embedder computes now."""
     import numpy as np
 
     from c2s_agent.agent.embedder import embedder
-    from c2s_agent.agent.planners.embedded import _bundled, _text_key, builtin_tool_texts
+    from c2s_agent.agent.planners.matching import _bundled, _text_key, builtin_tool_texts
 
     texts = builtin_tool_texts()
     assert len(texts) > 50
     missing = [t for t in texts if _text_key(t) not in _bundled()]
-    assert not missing, f"stale prompts/planner_embeddings.npz; rebuild it: python -m c2s_agent.agent.planners.embedded ({missing[:3]})"
+    assert not missing, f"stale prompts/planner_embeddings.npz; rebuild it: python -m c2s_agent.agent.planners.matching ({missing[:3]})"
     sample = texts[::17]
     fresh = embedder().encode(sample)
     np.testing.assert_allclose(np.stack([_bundled()[_text_key(t)] for t in sample]), fresh, atol=1e-5)
@@ -250,7 +243,7 @@ def test_annotate_then_interactions_use_the_predicted_labels(planner, tools, ase
     "T cells" mapped onto the model's labels, whatever the dataset calls its own cell types."""
     from c2s_agent.data import read
 
-    vocab = Vocabulary.from_adata(read(data, backed=True))
+    vocab = DatasetView.from_adata(read(data, backed=True))
     plan = planner.plan("Annotate the cells and find interactions from monocytes to T cells", tools, vocab)
     assert plan.summary() == [
         {"id": "s1", "tool": "annotate_cells", "args": {}},

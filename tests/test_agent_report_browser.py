@@ -50,7 +50,7 @@ def run(tmp_path_factory, kang):
 
 def test_report_contents(run):
     assert run["run"]["status"] == "done"
-    tools = [r["tool"] for r in run["state"]["results"].values()]
+    tools = [r.tool for r in run["results"].values()]
     assert tools[:2] == ["annotate_cells", "score_ligand_receptor"]
     md = (run["run_dir"] / "report.md").read_text()
     for section in ("## Answer", "## Hypotheses", "## Figures", "## Plan", "## Steps", "## Provenance", "## Cost",

@@ -343,14 +343,14 @@ def model():
 def test_model_output_that_is_not_a_gene_list(model, text):
     """Model output goes through the parser and the reverse transform: junk becomes an empty or short
     sentence with its unknown words counted, endless output is cut, and nothing is ever executed."""
-    from c2s_agent.models.tl import _to_adata
+    from c2s_agent.models.tl import from_sentences
     from c2s_agent.sentences.parse import MAX_CHARS, parse_genes
 
     lookup = {g: i for i, g in enumerate(model.genes)}
     parsed = parse_genes(text, lookup)
     assert len(parsed.idx) <= min(len(lookup), MAX_CHARS)
     t0 = time.process_time()
-    out = _to_adata(model, [text[:MAX_CHARS]], {"c2s_cell_type": ["B"]})
+    out = from_sentences(model, [text[:MAX_CHARS]], {"c2s_cell_type": ["B"]})
     assert out.n_obs == 1 and out.n_vars == len(model.genes)
     assert np.isfinite(out.X.toarray()).all()
     if text.startswith("LYZ"):

@@ -213,7 +213,7 @@ def test_generate_cells_returns_anndata_with_reconstructed_expression(model):
 def test_invalid_and_duplicated_genes_are_counted_not_fatal(model):
     from c2s_agent.models import tl
 
-    out = tl._to_adata(model, ["CD74 NOTAGENE CD74 LYZ .", "", "hello world"], {"source": ["a", "b", "c"]})
+    out = tl.from_sentences(model, ["CD74 NOTAGENE CD74 LYZ .", "", "hello world"], {"source": ["a", "b", "c"]})
     assert out.obs["c2s_n_unknown"].tolist() == [1, 0, 2]
     assert out.obs["c2s_n_duplicated"].tolist() == [1, 0, 0]
     assert out.obs["c2s_n_genes"].tolist() == [2, 0, 0]

@@ -113,11 +113,11 @@ def test_multicell_tool_in_a_run_reports_the_change_and_how(tmp_path):
 
     out = runs.ask("Reason over 12 monocyte neighbourhoods with interaction knowledge", "demo",
                    Settings(runs_dir=tmp_path / "runs"))
-    res = out["state"]["results"]["s1"]
-    assert res["tool"] == "multicell_reasoning"
-    assert res["args"] == {"groupby": "cell_type", "groups": ["CD14 Mono", "CD16 Mono"], "max_groups": 12}
-    o = res["output"]
-    table = pd.read_csv(out["run_dir"] / next(a["path"] for a in res["artefacts"] if a["path"].endswith("multicell.csv")))
+    res = out["results"]["s1"]
+    assert res.tool == "multicell_reasoning"
+    assert res.args == {"groupby": "cell_type", "groups": ["CD14 Mono", "CD16 Mono"], "max_groups": 12}
+    o = res.output
+    table = pd.read_csv(out["run_dir"] / next(a.path for a in res.artefacts if a.path.endswith("multicell.csv")))
     assert o["n_groups"] == 12 == len(table) and sum(o["answers_with"].values()) == 12
     assert o["fraction_changed"] == pytest.approx(table.changed.mean())
     assert o["n_groups_with_interactions"] == int((table.n_interactions > 0).sum())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
@@ -75,7 +77,9 @@ def test_parser_accepts_any_text(text):
     parsed = parse_genes(text, lookup)
     assert len(set(parsed.idx.tolist())) == len(parsed.idx)
     assert set(parsed.idx.tolist()) <= {0, 1, 2}
-    assert parsed.n_unknown >= 0 and parsed.n_duplicated >= 0
+    tokens = [t.strip(".") for t in re.split(r"[\s,;]+", text.strip().rstrip(".").upper()) if t]
+    assert len(parsed.idx) + parsed.n_unknown + parsed.n_duplicated == len(tokens)  # every token accounted for
+    assert parsed.n_unknown == sum(t not in lookup for t in tokens)
 
 
 @settings(max_examples=30, deadline=None)

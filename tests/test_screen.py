@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from c2s_agent import pl
 from c2s_agent.errors import InputError
 from c2s_agent.screen import (get_program, load_library, predict, programs, rank_scores, resolve_contexts, run_screen,
                               score_cells)
@@ -93,7 +94,7 @@ def test_library_from_list_string_and_csv(tmp_path):
 
 
 def test_contexts_default_and_bad_specs(kang, pbmc):
-    assert resolve_contexts(kang) == [("interferon", {"condition": "stim"}), ("neutral", {"condition": "ctrl"})]
+    assert resolve_contexts(kang) == [("stim", {"condition": "stim"}), ("ctrl", {"condition": "ctrl"})]
     assert resolve_contexts(kang, ["hi:condition=stim;cell_type=B", "lo:condition=ctrl"])[0] == \
         ("hi", {"condition": "stim", "cell_type": "B"})
     with pytest.raises(InputError, match="context: 'stim' is not of the form NAME:COLUMN=VALUE"):
@@ -122,13 +123,16 @@ def test_screen_scores_known_flags_unseen_and_skips_finished(kang, model, tmp_pa
     assert t.loc["TNF", "status"] == "unseen" and np.isnan(t.loc["TNF", "split"]) and t.loc["TNF", "rank"] == 0
     assert "not among the perturbations the model was trained on" in t.loc["TNF", "reason"]
     # the model was trained to turn control cells into IFN-beta-stimulated ones: the IFN program goes up
-    assert t.loc["IFN-beta", "shift_neutral"] > 0.05 and t.loc["IFN-beta", "low_neutral"] > 0
+    assert t.loc["IFN-beta", "shift_ctrl"] > 0.05 and t.loc["IFN-beta", "low_ctrl"] > 0
     assert t.loc["IFN-beta", "split_low"] <= t.loc["IFN-beta", "split"] <= t.loc["IFN-beta", "split_high"]
-    assert np.isclose(t.loc["IFN-beta", "split"], t.loc["IFN-beta", "shift_interferon"] - t.loc["IFN-beta", "shift_neutral"])
+    assert np.isclose(t.loc["IFN-beta", "split"], t.loc["IFN-beta", "shift_stim"] - t.loc["IFN-beta", "shift_ctrl"])
     assert res.summary["run"]["cells_predicted"] == 12 and res.summary["run"]["items_run"] == 4
     assert "IFN-beta" in res.summary["trained_on"] and "stim CD14 Mono" in res.summary["trained_on"]
-    for key in ("ranked", "items", "summary", "ranking_plot", "distribution_plot"):
+    for key in ("ranked", "items", "summary"):
         assert res.files[key].exists() and res.files[key].stat().st_size > 0
+    assert {r["context"] for r in res.records} == {"stim", "ctrl"} and len(res.records) == 4
+    for fig in (pl.screen_ranking(res), pl.screen_distributions(res)):
+        assert len(fig.axes) >= 1 and fig.axes[0].has_data()
     again = run_screen(kang, ["IFN-beta", "TNF"], None, "ifn_alpha", **kw)
     assert again.summary["run"]["items_skipped_finished"] == 4 and again.summary["run"]["cells_predicted"] == 0
     pd.testing.assert_frame_equal(again.table, res.table)
@@ -173,7 +177,7 @@ def test_screen_resumes_after_kill_9_without_losing_or_redoing(tmp_path):
             if len(before) >= 2:
                 break
         time.sleep(0.05)
-    seed = int.from_bytes(os.urandom(4), "little")  # kill at a random moment after the second item
+    seed = 7  # kill at a seeded moment after the second item
     time.sleep(random.Random(seed).uniform(0, 0.2))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -218,14 +222,14 @@ def test_agent_tools(kang, model, tmp_path, settings):
     question = "Which of these perturbations raise antigen presentation only under interferon: IFN-beta, TNF?"
     res = tools["run_screen"].invoke(ctx, {"question": question, "n_cells": 4})
     out = res.output
-    assert out.program == "mhc_i" and out.contexts == ["interferon", "neutral"]
+    assert out.program == "mhc_i" and out.contexts == ["stim", "ctrl"]
     assert out.n_scored == 1 and out.n_not_scored == 1 and "unseen" in out.not_scored["TNF"]
     assert out.ranking[0]["item"] == "IFN-beta" and "split" in out.ranking[0]
     assert "Not scored (1): TNF" in res.evidence and "trained on" in res.evidence
     kinds = {a.kind for a in res.artefacts}
     assert {"table", "plot", "file"} <= kinds and all((tmp_path / a.path).exists() for a in res.artefacts)
     assert [c["task"] for c in calls] == ["perturb"] and calls[0]["name"] == "c2s-embedded.perturb"
-    assert "Ranking: context split = shift in interferon minus shift in neutral" in res.evidence
+    assert "Ranking: context split = shift in stim minus shift in ctrl" in res.evidence
     with pytest.raises(InputError, match="program: was not given and the question names none"):
         tools["score_gene_program"].invoke(ctx, {"question": "score the cells"})
 

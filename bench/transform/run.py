@@ -6,9 +6,9 @@ Run with the reference venv (built by bench/setup_reference.sh):
 Prints cells/s of each and the ratio on the bundled datasets and on a synthetic 40,000 x 20,000 count matrix
 (~1,400 non-zeros per cell): the ranking kernel alone, ranks plus strings, and the whole user path
 (``to_sentences(adata, top_k=200).strings()`` on the AnnData as given, warm: counts are ranked as they are and
-only the ranked entries normalised). It checks that non-tied genes come out in the same order, and with --million streams
-1,000,000 x 20,000 cells from a backed .h5ad to top-200 sentences in a child process, printing wall time and
-peak RSS.
+only the ranked entries normalised). It checks that non-tied genes come out in the same order, and with
+--million streams 1,000,000 x 20,000 cells from a backed .h5ad to top-200 sentences in a child process,
+printing wall time and peak RSS.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def compare(name: str, adata, ref_cells: int) -> None:
         idx, t_rank, t_all = ours(adata, k)
         n_ok, n = same_order(ref_sents, idx[: sub.n_obs], sub.X, adata.var_names, k)
         r_rank, r_all = adata.n_obs / t_rank, adata.n_obs / t_all
-        print(f"  ours {'top-' + str(k) if k else 'all genes':<9} ranks {r_rank:>9,.0f} cells/s (x{r_rank / r_ref:,.1f})"
+        what = f"top-{k}" if k else "all genes"
+        print(f"  ours {what:<9} ranks {r_rank:>9,.0f} cells/s (x{r_rank / r_ref:,.1f})"
               f" | ranks + strings {r_all:>8,.0f} cells/s (x{r_all / r_ref:,.1f}) | same non-tied order {n_ok}/{n}")
     r_user = adata.n_obs / user_path(adata)
     print(f"  ours to_sentences(adata, top_k=200).strings(), from the AnnData as given: {r_user:,.0f} cells/s "

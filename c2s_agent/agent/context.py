@@ -1,15 +1,43 @@
-"""What the graph's nodes share during one process's part of a run: settings, tools, planner, ledger, the
-working AnnData (what each step changes in its slots saved as a delta in ``runs/<id>/slots/``) and timings."""
+"""What the graph's nodes share during one process's part of a run: settings, tools, planner, ledger, the run's
+manifest, the working AnnData (what each step changes in its slots saved as a delta in ``runs/<id>/slots/``) and
+timings. The context passes through LangGraph's runtime; it is never checkpointed."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from .ledger import Ledger
+
+
+class RunManifest(BaseModel):
+    """``run.json``: what was asked of what data, by which planner and software, and how the run stands."""
+
+    id: str
+    question: str
+    data: str | None
+    planner: str
+    hypothesize: bool = False
+    approve: str | None = None
+    session: str | None = Field(None, description="the session this run is a turn of")
+    created: str
+    created_epoch: float
+    status: str = "running"
+    pid: int | None = None
+    versions: dict[str, str | None] = {}
+    tools: dict[str, str | None] = {}
+    data_summary: str | None = None
+    timings: dict[str, float] = {}
+    finished: str | None = None
+    report: str | None = None
+    waiting_for: dict | None = None
+    resumed: int = 0
 
 
 @dataclass
@@ -19,15 +47,20 @@ class RunContext:
     planner: Any
     ledger: Ledger
     run_dir: Path
-    data: str | None
+    manifest: RunManifest
     progress: Callable[[str, dict], None] = lambda event, info: None
     timings: dict = field(default_factory=lambda: {"load_s": 0.0, "plan_s": 0.0, "tools_s": 0.0, "persist_s": 0.0,
                                                    "report_s": 0.0})
     started: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall time spent on this run by earlier processes (before a resume)
+    base: Any = None  # an AnnData given in memory (c2s.ask); else the input is read from ``manifest.data``
     _adata: Any = None
-    _vocab: Any = None
+    _view: Any = None
     _saved: dict = field(default_factory=dict)  # fingerprint of the slots as saved
+
+    @property
+    def data(self) -> str | None:
+        return self.manifest.data
 
     def wall(self) -> float:
         """Wall time of the run so far, across resumes."""
@@ -38,9 +71,15 @@ class RunContext:
         """The run's saved slots: one delta file per step that changed obs, var, obsm, layers or uns."""
         return self.run_dir / "slots"
 
+    def save_manifest(self, **changes) -> None:
+        """Update the manifest and write ``run.json`` (atomically)."""
+        self.manifest = self.manifest.model_copy(update=changes)
+        tmp = self.run_dir / "run.json.tmp"
+        tmp.write_text(json.dumps(self.manifest.model_dump(), indent=1, default=str))
+        tmp.replace(self.run_dir / "run.json")
+
     def input_path(self) -> Path | None:
-        from ..data.io import DEMO_ALIASES, DEMO_DATASETS
-        from ..resources import demo_path
+        from ..resources import DEMO_ALIASES, DEMO_DATASETS, demo_path
 
         if self.data is None:
             return None
@@ -48,27 +87,28 @@ class RunContext:
 
     def adata(self):
         """The working AnnData: the input normalised, plus the slots earlier steps saved (on resume)."""
-        if self._adata is None and self.data is not None:
+        if self._adata is None and (self.data is not None or self.base is not None):
             t0 = time.perf_counter()  # includes importing anndata/scanpy the first time: part of loading
             from ..data import prepare, read
             from .slots import apply_deltas, fingerprint
 
-            adata = prepare(read(self.data))
+            adata = prepare(self.base if self.base is not None else read(self.data))
             apply_deltas(adata, self.slots_dir)
             self._saved = fingerprint(adata)
             self._adata = adata
             self.timings["load_s"] += time.perf_counter() - t0
         return self._adata
 
-    def vocab(self):
-        from .vocabulary import Vocabulary
+    def view(self):
+        """What the dataset offers a question (:class:`~c2s_agent.agent.dataset.DatasetView`), read once."""
+        from .dataset import DatasetView
 
         adata = self.adata()
         if adata is None:
             return None
-        if self._vocab is None:
-            self._vocab = Vocabulary.from_adata(adata)
-        return self._vocab
+        if self._view is None:
+            self._view = DatasetView.from_adata(adata)
+        return self._view
 
     def persist(self) -> None:
         """Save what the last step changed in the working data's slots (X is never saved: tools add results

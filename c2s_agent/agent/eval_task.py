@@ -18,8 +18,10 @@ class PlannerAccuracy(Task):
     shard_size = 16
 
     def check_params(self, params, suite_path):
+        from .evaluate import QUESTION_SETS
+
         params = super().check_params(params, suite_path)
-        if params["questions"] is not None:
+        if params["questions"] is not None and params["questions"] not in QUESTION_SETS:
             path = Path(params["questions"])
             if not path.is_absolute() and suite_path is not None:
                 path = suite_path.parent / path
@@ -27,9 +29,9 @@ class PlannerAccuracy(Task):
         return params
 
     def _questions(self, cell) -> list[dict]:
-        from .evaluate import DEFAULT_QUESTIONS, load_questions
+        from .evaluate import load_questions
 
-        qs = load_questions(Path(cell.params["questions"] or DEFAULT_QUESTIONS))
+        qs = load_questions(cell.params["questions"] or "development")
         limit = cell.params["limit"]
         return qs[:limit] if limit else qs
 

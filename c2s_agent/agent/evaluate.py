@@ -1,7 +1,8 @@
-"""The planning benchmark: questions with expected plans (``evals/planning/questions.yaml``), scored by exact
-plan accuracy: the right tools in the right order with the right key arguments, or an honest refusal.
+"""The planning benchmark: questions with expected plans, scored by exact plan accuracy: the right tools in the
+right order with the right key arguments, or an honest refusal. Two bundled sets: ``development`` (the questions
+the planners are developed on) and ``heldout`` (written before tuning, never used to develop them).
 
-Run it with ``python -m c2s_agent.agent.evaluate [--planner embedded] [--questions FILE]``.
+Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|FILE]``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ import yaml
 
 from ..errors import InputError
 
-DEFAULT_QUESTIONS = Path(__file__).resolve().parents[2] / "evals" / "planning" / "questions.yaml"
+#: The bundled question sets by name.
+QUESTION_SETS = {"development": "questions.yaml", "heldout": "heldout.yaml"}
+
+
+def question_file(name_or_path: str | Path = "development") -> Path:
+    """A bundled question set ("development" or "heldout") or a YAML file."""
+    from ..resources import bundled
+
+    if str(name_or_path) in QUESTION_SETS:
+        return bundled("evals") / "planning" / QUESTION_SETS[str(name_or_path)]
+    return Path(name_or_path)
 
 
 def _same(expected, got) -> bool:
@@ -37,10 +48,10 @@ def plan_matches(expected: list[dict], steps: list[dict]) -> bool:
                for e, s in zip(expected, steps))
 
 
-def load_questions(path: Path = DEFAULT_QUESTIONS) -> list[dict]:
-    path = Path(path)
+def load_questions(which: str | Path = "development") -> list[dict]:
+    path = question_file(which)
     if not path.exists():
-        raise InputError(path, "no such question file", "pass --questions evals/planning/questions.yaml")
+        raise InputError(path, "no such question file", f"pass --questions {' or '.join(QUESTION_SETS)}, or a YAML file")
     items = yaml.safe_load(path.read_text())
     for q in items:
         if not {"id", "kind", "question", "expected"} <= set(q):
@@ -56,12 +67,12 @@ def evaluate(settings, questions: list[dict], planner_name: str = "embedded", ch
     """Plan every question whose expected tools are installed; return accuracy overall and per kind."""
     from .. import registry
     from ..data import read
+    from .dataset import DatasetView
     from .planners import get_planner
-    from .vocabulary import Vocabulary
 
     tools = registry.tools(settings)
     planner = get_planner(settings, planner_name, chat_model=chat_model)
-    vocabs: dict[str, Vocabulary] = {}
+    vocabs: dict[str, DatasetView] = {}
     rows, skipped = [], []
     planner.plan("warm up", tools, None)  # load the embedding model and embed the tools once
     for q in questions:
@@ -71,7 +82,7 @@ def evaluate(settings, questions: list[dict], planner_name: str = "embedded", ch
             continue
         data = q.get("data", "demo")
         if data not in vocabs:
-            vocabs[data] = Vocabulary.from_adata(read(data, backed=True))
+            vocabs[data] = DatasetView.from_adata(read(data, backed=True))
         t0 = time.perf_counter()
         plan = planner.plan(q["question"], tools, vocabs[data])
         latency = time.perf_counter() - t0
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..config import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
+    ap.add_argument("--questions", default="development", help="development, heldout or a YAML file")
     ap.add_argument("--planner", default="embedded")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
     ap.add_argument("-v", "--verbose", action="store_true", help="list the questions planned wrongly")

@@ -8,8 +8,10 @@ from pathlib import Path
 from langgraph.graph import END, START, StateGraph
 
 from . import nodes
+from ..tools import Evidence, Hypothesis
 from .context import RunContext
-from .state import InputState, RunState
+from .plan import Note, Plan, Step
+from .state import Failure, InputState, RunState
 
 
 def after_plan(state: RunState) -> str:
@@ -23,11 +25,11 @@ def _finished(state: RunState) -> str:
 def after_execute(state: RunState) -> str:
     if state.get("status") == "failed_step":
         return "replan"
-    return "execute" if state["cursor"] < len(state["plan"]["steps"]) else _finished(state)
+    return "execute" if state["cursor"] < len(state["plan"].steps) else _finished(state)
 
 
 def after_replan(state: RunState) -> str:
-    return "execute" if state["cursor"] < len(state["plan"]["steps"]) else _finished(state)
+    return "execute" if state["cursor"] < len(state["plan"].steps) else _finished(state)
 
 
 def build(checkpointer=None):
@@ -47,11 +49,18 @@ def build(checkpointer=None):
     return g.compile(checkpointer=checkpointer)
 
 
+#: The only types a checkpoint may hold besides plain data (the serializer refuses any other class).
+STATE_TYPES = [Plan, Step, Note, Failure, Hypothesis, Evidence]
+
+
 def sqlite_checkpointer(runs_dir: Path):
-    """A SQLite checkpointer shared by all runs in ``runs_dir`` (one thread per run)."""
+    """A SQLite checkpointer shared by all runs in ``runs_dir`` (one thread per run), restricted to the state's
+    own types."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     runs_dir.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(runs_dir / "checkpoints.sqlite", check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
-    return SqliteSaver(conn)
+    serde = JsonPlusSerializer(allowed_msgpack_modules=[(t.__module__, t.__name__) for t in STATE_TYPES])
+    return SqliteSaver(conn, serde=serde)

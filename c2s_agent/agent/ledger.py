@@ -9,6 +9,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from ..tools import StepResult
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     run_id TEXT NOT NULL,
@@ -55,9 +57,9 @@ class Ledger:
                         (self.run_id, step_id, tool, args, time.time(), input_bytes or len(args)))
         self._seq[step_id] = 0
 
-    def finish_step(self, step_id: str, status: str, duration_s: float, result: dict | None = None,
+    def finish_step(self, step_id: str, status: str, duration_s: float, result: StepResult | None = None,
                     error: str | None = None) -> None:
-        text = json.dumps(result, default=str) if result is not None else None
+        text = result.model_dump_json() if result is not None else None
         self.db.execute("UPDATE calls SET status=?, duration_s=?, output_bytes=?, result=?, error=? "
                         "WHERE run_id=? AND step_id=? AND seq=0",
                         (status, duration_s, len(text) if text else None, text, error, self.run_id, step_id))
@@ -86,11 +88,17 @@ class Ledger:
                          status, time.time() - (duration or 0), duration, input_bytes, output_bytes, tokens_in,
                          tokens_out, error))
 
-    def finished(self, step_id: str) -> dict | None:
+    def finished(self, step_id: str) -> StepResult | None:
         """The stored result of a step that finished ok, or None."""
         row = self.db.execute("SELECT result FROM calls WHERE run_id=? AND step_id=? AND seq=0 AND status='ok'",
                               (self.run_id, step_id)).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
+        return StepResult.model_validate_json(row[0]) if row and row[0] else None
+
+    def results(self) -> list[StepResult]:
+        """Every step that finished ok, in the order they ran."""
+        rows = self.db.execute("SELECT result FROM calls WHERE run_id=? AND seq=0 AND status='ok' AND result IS NOT NULL "
+                               "ORDER BY started", (self.run_id,)).fetchall()
+        return [StepResult.model_validate_json(r[0]) for r in rows]
 
     def rows(self) -> list[dict]:
         cur = self.db.execute("SELECT * FROM calls WHERE run_id=? ORDER BY started, step_id, seq", (self.run_id,))

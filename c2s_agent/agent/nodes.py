@@ -1,5 +1,6 @@
-"""The graph's nodes. Each is idempotent: a step whose ledger row says it finished is not run again, so a
-run resumed after a crash between a step's end and the next checkpoint does not redo it."""
+"""The graph's nodes. Each is idempotent: a step whose ledger row says it finished is not run again, so a run
+resumed after a crash between a step's end and the next checkpoint does not redo it. The agent knows tools only
+through their contract (:class:`c2s_agent.tools.Tool`): costs, slots, hypothesis builders."""
 
 from __future__ import annotations
 
@@ -9,19 +10,18 @@ import traceback
 
 from langgraph.runtime import Runtime
 
+from ..tools import HypothesisContext, StepResult, ToolContext
 from .context import RunContext
-from .plan import Plan, Step
-from .state import RunState
+from .plan import Note, Plan, Step
+from .state import Failure, RunState
 
 MAX_REPLANS = 2
 COST_RANK = {"low": 0, "medium": 1, "high": 2}
 
 
 def needs_approval(tool, approve: str | None) -> bool:
-    """With ``--approve LEVEL``, steps whose tool costs at least LEVEL (or is irreversible) pause for the user."""
-    if not approve:
-        return False
-    return COST_RANK.get(tool.cost, 0) >= COST_RANK.get(approve, 2) or bool(getattr(tool, "irreversible", False))
+    """With ``--approve LEVEL``, steps whose tool costs at least LEVEL pause for the user."""
+    return bool(approve) and COST_RANK.get(tool.cost, 0) >= COST_RANK.get(approve, 2)
 
 
 def _ask_approval(step: Step, tool) -> tuple[str, dict]:
@@ -50,44 +50,70 @@ def _ask_approval(step: Step, tool) -> tuple[str, dict]:
     return "skip", args
 
 
-def _write_plan(ctx: RunContext, plan: Plan, name: str = "plan.json") -> None:
-    path = ctx.run_dir / name
+def _write_plan(ctx: RunContext, plan: Plan) -> None:
+    path = ctx.run_dir / "plan.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(plan.model_dump_json(indent=1))
     tmp.replace(path)
 
 
+def _focus(plan: Plan, tools: dict) -> tuple[Plan, dict[str, str]]:
+    """Hypothesis mode: steps whose tool says how (``focus_args``) run with the arguments it gives, and the
+    condition of interest it took out is kept for the hypotheses."""
+    steps, notes, focus = [], [], {}
+    for s in plan.steps:
+        adapt = getattr(tools.get(s.tool), "focus_args", None)
+        args, cond = adapt(s.args) if adapt else (s.args, None)
+        if cond is not None:
+            focus[s.id] = cond
+            notes.append(Note(kind="hypothesis", text=f"hypothesis mode: {s.id} ({s.tool}) scores every condition "
+                                                      f"to compare {cond} with its reference"))
+            s = s.model_copy(update={"args": args})
+        steps.append(s)
+    return plan.model_copy(update={"steps": steps, "notes": [*plan.notes, *notes]}), focus
+
+
 def plan(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    """Plan the question against the installed tools and the dataset's vocabulary, then check the plan."""
+    """Plan the question against the installed tools and the dataset's view, then check the plan."""
     ctx = runtime.context
     if state.get("plan"):
         return {}
     t0 = time.perf_counter()
-    vocab = ctx.vocab()
-    record = lambda kind, **f: ctx.ledger.record("plan", kind, **f)  # noqa: E731
-    p = ctx.planner.plan(state["question"], ctx.tools, vocab, record=record)
+    p = ctx.planner.plan(state["question"], ctx.tools, ctx.view(),
+                         record=lambda kind, **f: ctx.ledger.record("plan", kind, **f))
     focus = {}
     if state.get("hypothesize"):
-        from .hypotheses import adapt_plan
-
-        p, focus = adapt_plan(p)
+        p, focus = _focus(p, ctx.tools)
     ctx.timings["plan_s"] += time.perf_counter() - t0
     _write_plan(ctx, p)
     status = "unanswerable" if not p.steps else ("invalid" if p.problems else "planned")
     ctx.progress("plan", {"plan": p, "status": status})
-    return {"plan": p.model_dump(), "initial_plan": p.model_dump(), "cursor": 0, "results": {}, "replans": 0,
-            "status": status, "focus": focus}
+    return {"plan": p, "initial_plan": p, "cursor": 0, "replans": 0, "status": status, "focus": focus}
+
+
+def _run_step(ctx: RunContext, step: Step, tool) -> StepResult:
+    tctx = ToolContext(ctx.adata(), ctx.run_dir, ctx.settings, step_id=step.id, data_path=ctx.input_path(),
+                       record_call=lambda kind, **f: ctx.ledger.record(step.id, kind, **f))
+    t0 = time.perf_counter()
+    try:
+        res = tool.invoke(tctx, step.args)
+    finally:
+        ctx.timings["tools_s"] += time.perf_counter() - t0
+    if tool.produces and ctx.adata() is not None:
+        ctx.persist()
+    return StepResult(step=step.id, tool=step.tool, plugin=tool.plugin, args=step.args, why=step.why,
+                      evidence=res.evidence, method=res.method, output=res.output.model_dump(mode="json"),
+                      artefacts=res.artefacts, duration_s=time.perf_counter() - t0)
 
 
 def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    """Run the step at the cursor (or take its stored result if the ledger says it already finished)."""
+    """Run the step at the cursor (unless the ledger says it already finished)."""
     ctx = runtime.context
-    p = Plan.model_validate(state["plan"])
+    p: Plan = state["plan"]
     step = p.steps[state["cursor"]]
-    done = ctx.ledger.finished(step.id)
-    if done is not None:
+    if ctx.ledger.finished(step.id) is not None:
         ctx.progress("step_skipped", {"step": step})
-        return {"results": {step.id: done}, "cursor": state["cursor"] + 1, "status": "running"}
+        return {"cursor": state["cursor"] + 1, "status": "running"}
     tool = ctx.tools[step.tool]
     extra = {}
     if needs_approval(tool, state.get("approve")):
@@ -96,39 +122,34 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
             return _skip(state, p, step, ctx)
         extra["approvals"] = [{"step": step.id, "action": action, "args": args}]
         if action == "edit" and args != step.args:
-            note = f"{step.id} ({step.tool}): arguments edited by the user: {json.dumps(args)}"
-            step = step.model_copy(update={"args": args})
+            step = step.model_copy(update={"args": args, "origin": "user"})
+            note = Note(kind="edited", text=f"{step.id} ({step.tool}): arguments edited by the user: {json.dumps(args)}")
             p = p.model_copy(update={"steps": [step if s.id == step.id else s for s in p.steps], "notes": [*p.notes, note]})
             _write_plan(ctx, p)
-            extra["plan"] = p.model_dump()
+            extra["plan"] = p
         ctx.progress("approval", {"step": step, "action": action})
     ctx.progress("step_start", {"step": step, "index": state["cursor"], "total": len(p.steps)})
     ctx.ledger.start_step(step.id, step.tool, step.args)
-    from ..tools import ToolContext
-
-    tctx = ToolContext(ctx.adata(), ctx.run_dir, ctx.settings, step_id=step.id, data_path=ctx.input_path(),
-                       record_call=lambda kind, **f: ctx.ledger.record(step.id, kind, **f))
     t0 = time.perf_counter()
     try:
-        res = tool.invoke(tctx, step.args)
+        result = _run_step(ctx, step, tool)
     except Exception as exc:  # noqa: BLE001 - a failing tool leads to a re-plan, not a crash
-        dt = time.perf_counter() - t0
-        ctx.timings["tools_s"] += dt
         error = f"{type(exc).__name__}: {exc}"
-        ctx.ledger.finish_step(step.id, "error", dt, error=error + "\n" + traceback.format_exc(limit=3))
+        ctx.ledger.finish_step(step.id, "error", time.perf_counter() - t0,
+                               error=error + "\n" + traceback.format_exc(limit=3))
         ctx.progress("step_failed", {"step": step, "error": error})
-        return {"failures": [{"step": step.id, "tool": step.tool, "args": step.args, "error": error}],
+        return {"failures": [Failure(step=step.id, tool=step.tool, args=step.args, error=error)],
                 "status": "failed_step", **extra}
-    dt = time.perf_counter() - t0
-    ctx.timings["tools_s"] += dt
-    if tool.produces and ctx.adata() is not None:
-        ctx.persist()
-    result = {"tool": step.tool, "plugin": tool.plugin, "args": step.args, "why": step.why, "evidence": res.evidence,
-              "output": json.loads(res.output.model_dump_json()), "artefacts": [a.model_dump() for a in res.artefacts],
-              "duration_s": dt}
-    ctx.ledger.finish_step(step.id, "ok", dt, result=result)
+    ctx.ledger.finish_step(step.id, "ok", result.duration_s, result=result)
     ctx.progress("step_done", {"step": step, "result": result})
-    return {"results": {step.id: result}, "cursor": state["cursor"] + 1, "status": "running", **extra}
+    return {"cursor": state["cursor"] + 1, "status": "running", **extra}
+
+
+def _done_slots(ctx: RunContext, steps: list[Step]) -> set[str]:
+    out: set[str] = set()
+    for s in steps:
+        out |= set(ctx.tools[s.tool].slots("produces", s.args))
+    return out
 
 
 def _skip(state: RunState, p: Plan, step: Step, ctx: RunContext) -> dict:
@@ -136,62 +157,56 @@ def _skip(state: RunState, p: Plan, step: Step, ctx: RunContext) -> dict:
     from .planners.base import drop_dependents
 
     cursor = state["cursor"]
-    done_slots = set()
-    for s in p.steps[:cursor]:
-        done_slots |= set(ctx.tools[s.tool].slots("produces", s.args))
-    kept, dropped = drop_dependents(p.steps[cursor + 1:], step, ctx.tools, ctx.vocab(), done_slots)
-    note = f"{step.id} ({step.tool}) skipped by the user" + (f"; {'; '.join(dropped)}" if dropped else "")
+    kept, dropped = drop_dependents(p.steps[cursor + 1:], step, ctx.tools, ctx.view(), _done_slots(ctx, p.steps[:cursor]))
+    note = Note(kind="skipped", text=f"{step.id} ({step.tool}) skipped by the user" + "".join(f"; {d}" for d in dropped))
     p = p.model_copy(update={"steps": p.steps[:cursor] + kept, "notes": [*p.notes, note]})
     _write_plan(ctx, p)
     ctx.progress("approval", {"step": step, "action": "skip"})
-    return {"plan": p.model_dump(), "approvals": [{"step": step.id, "action": "skip", "tool": step.tool}],
-            "status": "running"}
+    return {"plan": p, "approvals": [{"step": step.id, "action": "skip", "tool": step.tool}], "status": "running"}
 
 
 def replan(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    """After a failed step: let the planner replace it (next-best tool) or drop the steps that needed it."""
+    """After a failed step: let the planner replace it (keeping the question's intent) or drop the steps that
+    needed it."""
+    from .planners.base import drop_dependents
+
     ctx = runtime.context
-    p = Plan.model_validate(state["plan"])
+    p: Plan = state["plan"]
     cursor = state["cursor"]
-    failed: Step = p.steps[cursor]
-    error = state["failures"][-1]["error"]
-    done_slots = set()
-    for s in p.steps[:cursor]:
-        done_slots |= set(ctx.tools[s.tool].slots("produces", s.args))
+    failed = p.steps[cursor]
+    done = _done_slots(ctx, p.steps[:cursor])
     t0 = time.perf_counter()
     if state.get("replans", 0) < MAX_REPLANS:
-        new = ctx.planner.replan(p, failed, error, ctx.tools, ctx.vocab(), done_slots=done_slots,
-                                 record=lambda kind, **f: ctx.ledger.record("replan", kind, **f))
+        new, notes = ctx.planner.replan(p, failed, state["failures"][-1].error, ctx.tools, ctx.view(),
+                                        record=lambda kind, **f: ctx.ledger.record("replan", kind, **f), done_slots=done)
     else:
-        from .planners.base import drop_dependents
-
-        new, _ = drop_dependents(p.steps[cursor + 1:], failed, ctx.tools, ctx.vocab(), done_slots)
+        new, dropped = drop_dependents(p.steps[cursor + 1:], failed, ctx.tools, ctx.view(), done)
+        notes = [Note(kind="replanned", text=d) for d in dropped]
     ctx.timings["plan_s"] += time.perf_counter() - t0
-    kept = {s.id for s in new}
-    dropped = [s.id for s in p.steps[cursor + 1:] if s.id not in kept]
-    note = f"{failed.id} ({failed.tool}) failed: {error}"
-    note += "; replaced by " + ", ".join(f"{s.id} ({s.tool})" for s in new if s.id not in {x.id for x in p.steps}) \
-        if any(s.id not in {x.id for x in p.steps} for s in new) else ""
-    note += f"; dropped {', '.join(dropped)}" if dropped else ""
-    p = p.model_copy(update={"steps": p.steps[:cursor] + new, "notes": [*p.notes, note]})
+    notes = [Note(kind="replanned", text=f"{failed.id} ({failed.tool}) failed: {state['failures'][-1].error}"), *notes]
+    p = p.model_copy(update={"steps": p.steps[:cursor] + new, "notes": [*p.notes, *notes]})
     _write_plan(ctx, p)
-    ctx.progress("replan", {"note": note})
-    return {"plan": p.model_dump(), "replans": state.get("replans", 0) + 1, "status": "running"}
+    ctx.progress("replan", {"note": "; ".join(n.text for n in notes)})
+    return {"plan": p, "replans": state.get("replans", 0) + 1, "status": "running"}
 
 
 def hypothesize(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    """Hypothesis mode: ranked hypotheses from the step results, saved to hypotheses.json."""
-    from .hypotheses import build
+    """Hypothesis mode: ranked hypotheses from the tools that build them, saved to hypotheses.json."""
+    from ..tl.hypotheses import ranked
 
     ctx = runtime.context
     t0 = time.perf_counter()
-    hyps = build(state.get("results") or {}, ctx.run_dir, ctx.settings, focus=state.get("focus"))
-    dt = time.perf_counter() - t0
-    ctx.timings["hypotheses_s"] = ctx.timings.get("hypotheses_s", 0.0) + dt
-    out = [h.model_dump() for h in hyps]
-    (ctx.run_dir / "hypotheses.json").write_text(json.dumps(out, indent=1))
+    results = ctx.ledger.results()
+    hyps = []
+    for r in results:
+        build = getattr(ctx.tools.get(r.tool), "hypotheses", None)
+        if build is not None:
+            hyps += build(r, HypothesisContext(ctx.run_dir, ctx.settings, results, (state.get("focus") or {}).get(r.step)))
+    hyps = ranked(hyps)
+    ctx.timings["hypotheses_s"] = ctx.timings.get("hypotheses_s", 0.0) + time.perf_counter() - t0
+    (ctx.run_dir / "hypotheses.json").write_text("[" + ",\n".join(h.model_dump_json() for h in hyps) + "]")
     ctx.progress("hypotheses", {"hypotheses": hyps})
-    return {"hypotheses": out}
+    return {"hypotheses": hyps}
 
 
 def report(state: RunState, runtime: Runtime[RunContext]) -> dict:

@@ -4,7 +4,7 @@ before they run."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
@@ -12,19 +12,37 @@ from ..errors import PlanError
 
 if TYPE_CHECKING:
     from ..tools import Tool
-    from .vocabulary import Vocabulary
+    from .dataset import DatasetView
 
 NO_TOOL = "no installed tool can do this"
 
 
 class Step(BaseModel):
-    """One tool call: which tool, with which arguments, and the part of the question it answers."""
+    """One tool call: which tool, with which arguments, the part of the question it answers, and where it came from:
+    the question, inserted because a later step needs what it produces, a replacement for a failed step, or the
+    user (an approval edit)."""
 
     id: str
     tool: str
     args: dict = Field(default_factory=dict)
     why: str = Field("", description="the clause of the question this step answers, or why it was added")
     score: float | None = Field(None, description="planner's match score for the tool")
+    origin: Literal["question", "inserted", "replacement", "user"] = "question"
+
+
+NoteKind = Literal["assumption", "match", "missing", "inserted", "unanswered", "edited", "skipped", "replanned",
+                   "hypothesis", "fallback"]
+
+
+class Note(BaseModel):
+    """Something a reader of the plan should know, by kind: an assumption the planner made, how the question's words
+    were matched to the data's labels, an entity the data lacks, a step inserted, edited, skipped or re-planned."""
+
+    kind: NoteKind
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class Plan(BaseModel):
@@ -34,7 +52,7 @@ class Plan(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     planner: str
     unanswered: list[str] = Field(default_factory=list, description="clauses no installed tool can answer")
-    notes: list[str] = Field(default_factory=list, description="assumptions and inserted steps")
+    notes: list[Note] = Field(default_factory=list, description="assumptions, matches, inserted steps ...")
     problems: list[str] = Field(default_factory=list, description="what the check found wrong")
 
     @property
@@ -75,13 +93,13 @@ def _slots(tool: Tool, which: str, args: dict) -> list[str]:
     return tool.slots(which, parsed)
 
 
-def resolve(steps: list[Step], tools: dict[str, Tool], have: set[str], fill=None) -> tuple[list[Step], list[str]]:
+def resolve(steps: list[Step], tools: dict[str, Tool], have: set[str], fill=None) -> tuple[list[Step], list[Note]]:
     """Insert producer steps for missing required slots and order steps so producers come first.
 
     ``fill(tool, why)`` gives arguments for an inserted step (defaults when None). Returns the ordered steps
     and notes on what was inserted.
     """
-    notes: list[str] = []
+    notes: list[Note] = []
     out: list[Step] = []
     available = set(have)
 
@@ -99,8 +117,9 @@ def resolve(steps: list[Step], tools: dict[str, Tool], have: set[str], fill=None
                 producer = producer_for(slot, tools)
                 if producer is not None:
                     args = fill(producer, step.why) if fill else {}
-                    notes.append(f"added {producer.name} before {step.tool}: it needs {slot}")
-                    add(Step(id="", tool=producer.name, args=args, why=f"needed by {step.tool} ({slot})"), depth + 1)
+                    notes.append(Note(kind="inserted", text=f"added {producer.name} before {step.tool}: it needs {slot}"))
+                    add(Step(id="", tool=producer.name, args=args, why=f"needed by {step.tool} ({slot})",
+                             origin="inserted"), depth + 1)
         if step in out:
             return
         out.append(step)
@@ -113,17 +132,19 @@ def resolve(steps: list[Step], tools: dict[str, Tool], have: set[str], fill=None
     return _renumber(out), notes
 
 
-def check(plan: Plan, tools: dict[str, Tool], vocab: Vocabulary | None) -> list[str]:
+def check(plan: Plan, tools: dict[str, Tool], view: DatasetView | None) -> list[str]:
     """Problems that would stop the plan: unknown tools, invalid arguments, slots nothing produces earlier,
     tools that need data when none is given. An empty list means the plan can run."""
     problems = []
-    available = set(vocab.slots) if vocab is not None else set()
+    from .arguments import check_args
+
+    available = set(view.slots) if view is not None else set()
     for step in plan.steps:
         tool = tools.get(step.tool)
         if tool is None:
             problems.append(f"{step.id}: no installed tool is called {step.tool!r}")
             continue
-        if tool.needs_data and vocab is None:
+        if tool.needs_data and view is None:
             problems.append(f"{step.id}: {step.tool} needs a dataset; pass --data FILE or demo")
             continue
         try:
@@ -134,8 +155,8 @@ def check(plan: Plan, tools: dict[str, Tool], vocab: Vocabulary | None) -> list[
         for slot in tool.slots("requires", parsed):
             if slot not in available:
                 problems.append(f"{step.id}: {step.tool} needs {slot}, which neither the data nor an earlier step provides")
-        if vocab is not None:
-            produced = {s.partition(":")[2] for s in available - set(vocab.slots) if s.startswith("obs:")}
-            problems.extend(f"{step.id}: {p}" for p in vocab.check_args(tool, parsed, produced))
+        if view is not None:
+            produced = {s.partition(":")[2] for s in available - set(view.slots) if s.startswith("obs:")}
+            problems.extend(f"{step.id}: {p}" for p in check_args(tool, parsed, view, produced))
         available.update(tool.slots("produces", parsed))
     return problems

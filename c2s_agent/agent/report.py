@@ -7,9 +7,14 @@ import base64
 import csv
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..conventions.slots import PREDICTED_TYPE
+from ..tools import Hypothesis, StepResult
+from .context import RunManifest
 from .plan import NO_TOOL, Plan
+from .state import Failure
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}
 table{border-collapse:collapse;font-size:.9em;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}
@@ -38,167 +43,189 @@ def _fmt_args(args: dict) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in args.items()) or "defaults"
 
 
-def figures(adata, state: dict, run_dir: Path) -> list[tuple[str, str]]:
+def figures(adata, hypotheses: list, run_dir: Path) -> list[tuple[str, str]]:
     """Report-level plots: the cells coloured by predicted type (when annotation ran) and the hypotheses' ranking.
     Returns (title, path relative to the run directory) pairs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .. import pl
 
     out = []
     folder = run_dir / "artefacts"
     folder.mkdir(parents=True, exist_ok=True)
-    if adata is not None and "c2s_cell_type" in adata.obs:
-        key = next((k for k in adata.obsm if "umap" in k.lower()), None)
-        if key is not None:
-            xy, what = adata.obsm[key][:, :2], f"UMAP (obsm['{key}'])"
-        else:
-            import scanpy as sc
-
-            tmp = adata.copy()
-            sc.pp.pca(tmp, n_comps=2)
-            xy, what = tmp.obsm["X_pca"], "PCA (the data has no UMAP)"
-        labels = adata.obs["c2s_cell_type"].astype(str)
-        fig, ax = plt.subplots(figsize=(6.5, 5))
-        for lab in sorted(labels.unique()):
-            m = (labels == lab).to_numpy()
-            ax.scatter(*xy[m].T, s=5, label=f"{lab} ({m.sum()})")
-        ax.legend(fontsize=7, markerscale=2, bbox_to_anchor=(1, 1), loc="upper left")
-        ax.set(xticks=[], yticks=[], title="Cells by C2S-predicted type", xlabel=what)
+    if adata is not None and PREDICTED_TYPE in adata.obs:
+        fig, what = pl.groups_2d(adata, PREDICTED_TYPE, "Cells by C2S-predicted type")
         fig.savefig(folder / "report_predicted_types.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        out.append((f"{what} coloured by the C2S-predicted cell type (obs['c2s_cell_type'])",
+        out.append((f"{what} coloured by the C2S-predicted cell type (obs['{PREDICTED_TYPE}'])",
                     "artefacts/report_predicted_types.png"))
-    hyps = state.get("hypotheses") or []
-    if hyps:
-        parts = ["statistics", "change", "knowledge"]
-        fig, ax = plt.subplots(figsize=(7, 0.45 * len(hyps) + 1.2))
-        left = [0.0] * len(hyps)
-        for part in parts:
-            vals = [h["confidence_parts"].get(part, 0) / 3 for h in hyps]
-            ax.barh(range(len(hyps)), vals, left=left, label=part)
-            left = [a + b for a, b in zip(left, vals)]
-        ax.set_yticks(range(len(hyps)), [f"{h['id']}: {h['statement'][:60]}" for h in hyps], fontsize=7)
-        ax.invert_yaxis()
-        ax.set(xlim=(0, 1), xlabel="confidence (mean of the three parts)", title="Hypotheses by confidence")
-        ax.legend(fontsize=7, loc="lower right")
-        fig.savefig(folder / "report_hypotheses.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
+    if hypotheses:
+        pl.hypotheses([h.model_dump() for h in hypotheses]).savefig(folder / "report_hypotheses.png", dpi=100,
+                                                                    bbox_inches="tight")
         out.append(("Hypotheses ranked by confidence, split into its parts", "artefacts/report_hypotheses.png"))
     return out
 
 
-def provenance(run: dict, state: dict) -> str:
+def hypotheses_markdown(hyps: list[Hypothesis]) -> str:
+    """The report's Hypotheses section."""
+    from ..tl.hypotheses import CONFIDENCE_RULE
+
+    if not hyps:
+        return "No hypothesis could be built from these steps (hypotheses come from tools that build them: " \
+               "ligand-receptor scores, screens and perturbation predictions)."
+    lines = [f"Ranked by confidence ({CONFIDENCE_RULE}).", ""]
+    for h in hyps:
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in h.confidence_parts.items())
+        lines += [f"<a id=\"hyp-{h.id}\"></a>", "", f"### {h.id}. {h.statement}", "",
+                  f"**Confidence {h.confidence:.2f}** ({parts})", "", "Evidence:", ""]
+        for e in h.evidence:
+            link = f" ([step {e.step}](#step-{e.step}))" if e.step else ""
+            src = f" [{e.source}]" if e.source and e.source not in e.text else ""
+            lines.append(f"- *{e.kind}*: {e.text}{src}{link}")
+        lines += ["", f"**Test.** {h.experiment}", ""]
+    return "\n".join(lines)
+
+
+@dataclass
+class ReportInputs:
+    """Everything a report is written from: the manifest, the plans, the finished steps (from the ledger),
+    failures, hypotheses, ledger rows and totals, and report-level figures."""
+
+    run: RunManifest
+    question: str
+    plan: Plan
+    initial: Plan
+    results: dict[str, StepResult]
+    failures: list[Failure]
+    hypotheses: list[Hypothesis] | None
+    ledger_rows: list[dict]
+    totals: dict
+    run_dir: Path
+    figures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def provenance(r: ReportInputs) -> str:
     """Where every number comes from: the input, each step's tool, plugin, arguments and files, and versions."""
-    rows = [[f"[{sid}](#step-{sid})", res["tool"], res.get("plugin", ""), _fmt_args(res["args"]),
-             ", ".join(f"[{Path(a['path']).name}]({a['path']})" for a in res["artefacts"]) or "-",
-             f"ledger.sqlite: step {sid}, seq 0"] for sid, res in (state.get("results") or {}).items()]
-    vers = ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items() if v)
-    head = [f"Input: `{run.get('data')}` ({run.get('data_summary') or 'no data'}). Every number in the Answer, "
+    rows = [[f"[{sid}](#step-{sid})", res.tool, res.plugin or "", _fmt_args(res.args),
+             ", ".join(f"[{Path(a.path).name}]({a.path})" for a in res.artefacts) or "-",
+             f"ledger.sqlite: step {sid}, seq 0"] for sid, res in r.results.items()]
+    vers = ", ".join(f"{k} {v}" for k, v in r.run.versions.items() if v)
+    head = [f"Input: `{r.run.data}` ({r.run.data_summary or 'no data'}). Every number in the Answer, "
             "Hypotheses and Steps sections comes from one of these steps (the link next to it), computed by the "
             "named tool with these arguments; tool calls, model calls and tokens are rows of the run's ledger.", ""]
     table = _md_table(rows, ["step", "tool", "plugin", "arguments", "files", "ledger row"]) if rows else "No step ran."
     return "\n".join(head + [table, "", f"Software: {vers}."])
 
 
-def render_markdown(run: dict, state: dict, run_dir: Path, ledger_rows: list[dict], totals: dict,
-                    figs: list[tuple[str, str]] = ()) -> str:
-    plan = Plan.model_validate(state.get("plan") or {"question": state["question"], "planner": "?"})
-    results: dict = state.get("results") or {}
-    failures: list = state.get("failures") or []
-    out = [f"# {state['question']}", "",
-           f"<span class=\"small\">Run `{run['id']}` · data: {run.get('data_summary') or state.get('data')} · "
-           f"planner: {plan.planner} · {run.get('created', '')}</span>", "", "## Answer", ""]
-    if not plan.steps and not results:
+def _answer(r: ReportInputs) -> list[str]:
+    plan, out = r.plan, []
+    if not plan.steps and not r.results:
         out += [f"**{NO_TOOL.capitalize()}.** The question was understood as: "
-                + "; ".join(f"\"{c}\"" for c in plan.unanswered or [state["question"]])
-                + f". Installed tools: {', '.join(sorted(run.get('tools', [])))}.", ""]
+                + "; ".join(f"\"{c}\"" for c in plan.unanswered or [r.question])
+                + f". Installed tools: {', '.join(sorted(r.run.tools))}.", ""]
+        out += [f"- {n.text}" for n in plan.notes if n.kind == "missing"]
         if plan.problems:
             out += ["The plan could not run:", ""] + [f"- {p}" for p in plan.problems] + [""]
-    elif plan.problems and not results:
+    elif plan.problems and not r.results:
         out += ["The plan did not pass its check, so nothing was run:", ""] + [f"- {p}" for p in plan.problems] + [""]
-    for sid, res in results.items():
-        out.append(f"- {res['evidence']} ([step {sid}](#step-{sid}))")
-    for f in failures:
-        out.append(f"- Step {f['step']} ({f['tool']}) failed: {f['error']} ([step {f['step']}](#step-{f['step']}))")
+    out += [f"- {res.evidence} ([step {sid}](#step-{sid}))" for sid, res in r.results.items()]
+    out += [f"- Step {f.step} ({f.tool}) failed: {f.error} ([step {f.step}](#step-{f.step}))" for f in r.failures]
     if plan.unanswered and plan.steps:
         out.append(f"- Not answered ({NO_TOOL}): " + "; ".join(f"\"{c}\"" for c in plan.unanswered))
-    if state.get("hypothesize"):
-        from .hypotheses import Hypothesis, to_markdown
-
-        out += ["", "## Hypotheses", "", to_markdown([Hypothesis.model_validate(h) for h in state.get("hypotheses") or []])]
-    if figs:
+    if r.hypotheses is not None:
+        out += ["", "## Hypotheses", "", hypotheses_markdown(r.hypotheses)]
+    if r.figures:
         out += ["", "## Figures", ""]
-        for title, path in figs:
+        for title, path in r.figures:
             out += [f"![{title}]({path})", "", f"<span class=\"small\">{title}.</span>", ""]
-    out += ["", "## Plan", ""]
-    initial = state.get("initial_plan") or state.get("plan")
-    if initial and initial.get("steps"):
-        out.append(_md_table([[f"[{s['id']}](#step-{s['id']})", s["tool"], _fmt_args(s["args"]), s.get("why", "")]
-                              for s in initial["steps"]], ["step", "tool", "arguments", "answers"]))
+    return out
+
+
+def _plan_section(r: ReportInputs) -> list[str]:
+    out = ["", "## Plan", ""]
+    if r.initial.steps:
+        out.append(_md_table([[f"[{s.id}](#step-{s.id})", s.tool, _fmt_args(s.args), s.why] for s in r.initial.steps],
+                             ["step", "tool", "arguments", "answers"]))
     else:
         out.append("No steps.")
-    for note in plan.notes:
-        out.append(f"\n- {note}")
-    out += ["", "## Steps", ""]
-    failed = {f["step"]: f for f in failures}
-    step_ids = list(dict.fromkeys([*(s["id"] for s in (initial or {}).get("steps", [])), *results, *failed]))
-    rows_by_step = {}
-    for r in ledger_rows:
-        rows_by_step.setdefault(r["step_id"], []).append(r)
-    for sid in step_ids:
-        res, fail = results.get(sid), failed.get(sid)
-        out += [f"<a id=\"step-{sid}\"></a>", ""]
-        if res:
-            out += [f"### {sid} · {res['tool']}", "",
-                    f"<span class=\"small\">plugin {res.get('plugin')} · arguments: `{_fmt_args(res['args'])}` · "
-                    f"{res['duration_s']:.2f} s</span>", "", f"**Evidence.** {res['evidence']}", ""]
-            calls = [r for r in rows_by_step.get(sid, []) if r["kind"] != "tool"]
-            if calls:
-                tok = sum((r["tokens_in"] or 0) + (r["tokens_out"] or 0) for r in calls)
-                out += [f"<span class=\"small\">{len(calls)} model calls, {tok} tokens.</span>", ""]
-            for art in res["artefacts"]:
-                path = run_dir / art["path"]
-                if art["kind"] == "plot":
-                    out += [f"![{art['title']}]({art['path']})", ""]
-                elif art["kind"] == "table" and path.exists():
-                    out += [f"*{art['title']}* ([CSV]({art['path']}))", "", _csv_preview(path), ""]
-                else:
-                    out += [f"- [{art['title']}]({art['path']})", ""]
-        elif fail:
-            out += [f"### {sid} · {fail['tool']} (failed)", "", f"Arguments: `{_fmt_args(fail['args'])}`", "",
-                    f"**Error.** {fail['error']}", ""]
+    out += [f"\n- {n.text}" for n in r.plan.notes]
+    return out
+
+
+def _step(r: ReportInputs, res: StepResult, calls: list[dict]) -> list[str]:
+    out = [f"### {res.step} · {res.tool}", "",
+           f"<span class=\"small\">plugin {res.plugin} · arguments: `{_fmt_args(res.args)}` · "
+           f"{res.duration_s:.2f} s</span>", "", f"**Evidence.** {res.evidence}", ""]
+    if calls:
+        tok = sum((c["tokens_in"] or 0) + (c["tokens_out"] or 0) for c in calls)
+        out += [f"<span class=\"small\">{len(calls)} model calls, {tok} tokens.</span>", ""]
+    for art in res.artefacts:
+        path = r.run_dir / art.path
+        if art.kind == "plot":
+            out += [f"![{art.title}]({art.path})", ""]
+        elif art.kind == "table" and path.exists():
+            out += [f"*{art.title}* ([CSV]({art.path}))", "", _csv_preview(path), ""]
         else:
-            why = ("the plan did not pass its check" if plan.problems and not results
+            out += [f"- [{art.title}]({art.path})", ""]
+    return out
+
+
+def _steps_section(r: ReportInputs) -> list[str]:
+    out = ["", "## Steps", ""]
+    failed = {f.step: f for f in r.failures}
+    ids = list(dict.fromkeys([*(s.id for s in r.initial.steps), *r.results, *failed]))
+    calls: dict[str, list] = {}
+    for row in r.ledger_rows:
+        if row["kind"] != "tool":
+            calls.setdefault(row["step_id"], []).append(row)
+    for sid in ids:
+        out += [f"<a id=\"step-{sid}\"></a>", ""]
+        if sid in r.results:
+            out += _step(r, r.results[sid], calls.get(sid, []))
+        elif sid in failed:
+            f = failed[sid]
+            out += [f"### {sid} · {f.tool} (failed)", "", f"Arguments: `{_fmt_args(f.args)}`", "",
+                    f"**Error.** {f.error}", ""]
+        else:
+            why = ("the plan did not pass its check" if r.plan.problems and not r.results
                    else "dropped after an earlier step failed")
             out += [f"### {sid} (not run)", "", f"Not run: {why}.", ""]
-    out += ["## Provenance", "", provenance(run, state), ""]
-    t = run.get("timings", {})
-    out += ["## Cost", "",
-            _md_table([["wall time", f"{t.get('total_s', 0):.2f} s"], ["tool time", f"{totals['tool_seconds']:.2f} s"],
-                       ["planning", f"{t.get('plan_s', 0):.2f} s"], ["loading data", f"{t.get('load_s', 0):.2f} s"],
-                       ["saving working data", f"{t.get('persist_s', 0):.2f} s"],
-                       ["ledger rows", str(totals["calls"])], ["model and planner calls", str(totals["model_calls"])],
-                       ["tokens (in / out)", f"{totals['tokens_in']} / {totals['tokens_out']}"]], ["", ""]), "",
-            "## Limitations", ""]
-    lims = [f"Step {f['step']} ({f['tool']}) failed; statements that would have come from it are missing."
-            for f in failures]
-    lims += [f"{NO_TOOL.capitalize()}: \"{c}\"." for c in plan.unanswered]
-    lims += [f"Planner assumption: {n}." for n in plan.notes if "grouped by" in n]
-    lims += [f"How step {sid} ({r['tool']}) was made: {r['output']['how']}." for sid, r in results.items()
-             if isinstance(r.get("output"), dict) and r["output"].get("how")]
-    if state.get("hypothesize"):
+    return out
+
+
+def _cost(r: ReportInputs) -> list[str]:
+    t, tot = r.run.timings, r.totals
+    return ["## Cost", "", _md_table(
+        [["wall time", f"{t.get('total_s', 0):.2f} s"], ["tool time", f"{tot['tool_seconds']:.2f} s"],
+         ["planning", f"{t.get('plan_s', 0):.2f} s"], ["loading data", f"{t.get('load_s', 0):.2f} s"],
+         ["saving working data", f"{t.get('persist_s', 0):.2f} s"], ["ledger rows", str(tot["calls"])],
+         ["model and planner calls", str(tot["model_calls"])],
+         ["tokens (in / out)", f"{tot['tokens_in']} / {tot['tokens_out']}"]], ["", ""]), ""]
+
+
+def _limitations(r: ReportInputs) -> list[str]:
+    lims = [f"Step {f.step} ({f.tool}) failed; statements that would have come from it are missing." for f in r.failures]
+    lims += [f"{NO_TOOL.capitalize()}: \"{c}\"." for c in r.plan.unanswered]
+    lims += [f"{LIMIT_KINDS[n.kind]}: {n.text}." for n in r.plan.notes if n.kind in LIMIT_KINDS]
+    lims += [f"How step {sid} ({res.tool}) was made: {res.method}." for sid, res in r.results.items() if res.method]
+    if r.hypotheses is not None:
         lims.append("Hypotheses rank routes and effects that this dataset and the curated knowledge are consistent "
                     "with; expression of a ligand and its receptor does not show that they signal, and model "
                     "predictions are only as good as the model's held-out metrics. Each needs the proposed experiment.")
     lims += ["Each statement reports what one tool computed on this dataset; none is a validated biological "
              "conclusion. Differential expression p-values ignore donor structure (cells are not independent "
              "replicates).",
-             f"The plan was made by the {plan.planner} planner from tool descriptions; check that it matches the "
+             f"The plan was made by the {r.plan.planner} planner from tool descriptions; check that it matches the "
              "question (see the Plan section)."]
-    out += [f"- {x}" for x in lims]
-    return "\n".join(out) + "\n"
+    return ["## Limitations", ""] + [f"- {x}" for x in lims]
+
+
+#: Plan notes a reader must see among the limitations, with how they are introduced.
+LIMIT_KINDS = {"assumption": "Planner assumption", "missing": "Not in the data", "fallback": "Re-planned"}
+
+
+def render_markdown(r: ReportInputs) -> str:
+    head = [f"# {r.question}", "", f"<span class=\"small\">Run `{r.run.id}` · data: {r.run.data_summary or r.run.data} · "
+            f"planner: {r.plan.planner} · {r.run.created}</span>", "", "## Answer", ""]
+    parts = head + _answer(r) + _plan_section(r) + _steps_section(r) + ["## Provenance", "", provenance(r), ""]
+    return "\n".join(parts + _cost(r) + _limitations(r)) + "\n"
 
 
 def to_html(md: str, run_dir: Path, title: str) -> str:
@@ -222,10 +249,14 @@ def to_html(md: str, run_dir: Path, title: str) -> str:
 
 def write_report(ctx, state: dict) -> Path:
     """Write report.md and report.html for the run in ``ctx``; returns the HTML path."""
-    run = json.loads((ctx.run_dir / "run.json").read_text())
-    run["timings"] = {**run.get("timings", {}), **ctx.timings, "total_s": ctx.wall()}
-    figs = figures(ctx.adata(), state, ctx.run_dir)
-    md = render_markdown(run, state, ctx.run_dir, ctx.ledger.rows(), ctx.ledger.totals(), figs)
+    run = ctx.manifest.model_copy(update={"timings": {**ctx.manifest.timings, **ctx.timings, "total_s": ctx.wall()}})
+    plan = state.get("plan") or Plan(question=state["question"], planner=run.planner)
+    hyps = state.get("hypotheses") if state.get("hypothesize") else None
+    r = ReportInputs(run, state["question"], plan, state.get("initial_plan") or plan,
+                     {res.step: res for res in ctx.ledger.results()}, list(state.get("failures") or []),
+                     None if hyps is None else list(hyps), ctx.ledger.rows(), ctx.ledger.totals(), ctx.run_dir)
+    r.figures = figures(ctx.adata(), r.hypotheses or [], ctx.run_dir)
+    md = render_markdown(r)
     (ctx.run_dir / "report.md").write_text(md)
     path = ctx.run_dir / "report.html"
     path.write_text(to_html(md, ctx.run_dir, state["question"]))

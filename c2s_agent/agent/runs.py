@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import InputError
-from .context import RunContext
+from .context import RunContext, RunManifest
 from .ledger import Ledger
 from .plan import Plan
 
@@ -37,12 +37,6 @@ def _versions() -> dict:
     return out
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)
-
-
 def _data_summary(adata) -> str | None:
     return None if adata is None else f"{adata.n_obs:,} cells × {adata.n_vars:,} genes"
 
@@ -51,13 +45,13 @@ def dry_run(question: str, data: str | None, settings, planner_name: str | None 
     """The checked plan for ``question`` on ``data``, without running anything."""
     from .. import registry
     from ..data import read
+    from .dataset import DatasetView
     from .planners import get_planner
-    from .vocabulary import Vocabulary
 
     _check_question(question)
-    vocab = Vocabulary.from_adata(read(data, backed=True)) if data else None
+    view = DatasetView.from_adata(read(data, backed=True)) if data else None
     planner = get_planner(settings, planner_name, chat_model=chat_model)
-    return planner.plan(question, registry.tools(settings), vocab)
+    return planner.plan(question, registry.tools(settings), view)
 
 
 def _check_question(question: str) -> None:
@@ -65,14 +59,14 @@ def _check_question(question: str) -> None:
         raise InputError("question", "is empty", 'ask something, e.g. c2s ask "Which genes mark each cell type?" --data demo')
 
 
-def _context(run_dir: Path, run: dict, settings, progress, chat_model=None) -> RunContext:
+def _context(run_dir: Path, run: RunManifest, settings, progress, chat_model=None, base=None) -> RunContext:
     from .. import registry
     from .planners import get_planner
 
     return RunContext(settings=settings, tools=registry.tools(settings),
-                      planner=get_planner(settings, run["planner"], chat_model=chat_model),
-                      ledger=Ledger(run_dir / "ledger.sqlite", run["id"]), run_dir=run_dir, data=run["data"],
-                      progress=progress or (lambda event, info: None))
+                      planner=get_planner(settings, run.planner, chat_model=chat_model),
+                      ledger=Ledger(run_dir / "ledger.sqlite", run.id), run_dir=run_dir, manifest=run,
+                      progress=progress or (lambda event, info: None), base=base)
 
 
 def pending_approval(graph, config) -> dict | None:
@@ -81,7 +75,7 @@ def pending_approval(graph, config) -> dict | None:
     return next((i.value for t in snap.tasks for i in t.interrupts), None)
 
 
-def _invoke(ctx: RunContext, run: dict, inputs, approver=None) -> dict:
+def _invoke(ctx: RunContext, inputs, approver=None) -> dict:
     """Run the graph from ``inputs`` (None: from the last checkpoint). At an approval pause, ``approver(request)``
     gives the answer ({"action": "accept"|"edit"|"skip", "args": {...}}); without one, or when it returns None,
     the run stops with status ``awaiting_approval`` and ``resume`` continues it later."""
@@ -96,7 +90,7 @@ def _invoke(ctx: RunContext, run: dict, inputs, approver=None) -> dict:
     saver = sqlite_checkpointer(Path(ctx.settings.runs_dir))
     try:
         graph = build(saver)
-        config = {"configurable": {"thread_id": run["id"]}, "recursion_limit": 200}
+        config = {"configurable": {"thread_id": ctx.manifest.id}, "recursion_limit": 200}
         request = pending_approval(graph, config) if inputs is None else None
         state = None
         while True:
@@ -110,16 +104,17 @@ def _invoke(ctx: RunContext, run: dict, inputs, approver=None) -> dict:
             request = pending_approval(graph, config)
             if request is None:
                 break
+        paused = request is not None
+        ctx.save_manifest(status="awaiting_approval" if paused else state.get("status"),
+                          finished=None if paused else datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          timings={**ctx.timings, "total_s": ctx.wall()}, pid=None, waiting_for=request,
+                          report=str(ctx.run_dir / "report.html") if state.get("report") else None)
+        results = {r.step: r for r in ctx.ledger.results()}
     finally:
         saver.conn.close()
         ctx.ledger.close()
-    paused = request is not None
-    run.update(status="awaiting_approval" if paused else state.get("status"),
-               finished=None if paused else datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               timings={**ctx.timings, "total_s": ctx.wall()}, pid=None, waiting_for=request,
-               report=str(ctx.run_dir / "report.html") if state.get("report") else None)
-    _write_json(ctx.run_dir / "run.json", run)
-    return {"run_id": run["id"], "run_dir": ctx.run_dir, "state": state, "run": run}
+    return {"run_id": ctx.manifest.id, "run_dir": ctx.run_dir, "state": state, "run": ctx.manifest.model_dump(),
+            "results": results}
 
 
 def ask(question: str, data: str | None, settings, planner_name: str | None = None, progress=None,
@@ -142,44 +137,41 @@ def ask(question: str, data: str | None, settings, planner_name: str | None = No
     run_id = run_id or new_run_id()
     run_dir = Path(settings.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
-    run = {"id": run_id, "question": question, "data": data, "planner": planner_name or settings.planner,
-           "hypothesize": hypothesize, "approve": approve,
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "created_epoch": time.time(),
-           "status": "running", "pid": os.getpid(), "versions": _versions(),
-           "tools": {n: t.plugin for n, t in registry.tools(settings).items()}}
+    run = RunManifest(id=run_id, question=question, data=data, planner=planner_name or settings.planner,
+                      hypothesize=hypothesize, approve=approve,
+                      created=datetime.now(timezone.utc).isoformat(timespec="seconds"), created_epoch=time.time(),
+                      pid=os.getpid(), versions=_versions(),
+                      tools={n: t.plugin for n, t in registry.tools(settings).items()})
     ctx = _context(run_dir, run, settings, progress, chat_model)
-    run["data_summary"] = _data_summary(ctx.adata())
-    _write_json(run_dir / "run.json", run)
-    return _invoke(ctx, run, {"run_id": run_id, "question": question, "data": data, "hypothesize": hypothesize,
-                              "approve": approve}, approver)
+    ctx.save_manifest(data_summary=_data_summary(ctx.adata()))
+    return _invoke(ctx, {"run_id": run_id, "question": question, "data": data, "hypothesize": hypothesize,
+                         "approve": approve}, approver)
 
 
-def load_run(settings, run_id: str) -> tuple[Path, dict]:
+def load_run(settings, run_id: str) -> tuple[Path, RunManifest]:
     run_dir = Path(settings.runs_dir) / run_id
     if not (run_dir / "run.json").exists():
         known = [r["id"] for r in list_runs(settings)][:5]
         raise InputError(f"run {run_id!r}", f"not found in {settings.runs_dir}",
                          f"use an id from `c2s runs list` (latest: {', '.join(known) or 'none'})")
-    return run_dir, json.loads((run_dir / "run.json").read_text())
+    return run_dir, RunManifest.model_validate_json((run_dir / "run.json").read_text())
 
 
 def resume(run_id: str, settings, progress=None, chat_model=None, approver=None) -> dict:
     """Continue a run from its last checkpoint (or its approval pause, answered by ``approver``); finished steps
     are not run again."""
     run_dir, run = load_run(settings, run_id)
-    if run.get("status") in ("done", "unanswerable", "invalid"):
-        raise InputError(f"run {run_id!r}", f"already finished ({run['status']})",
+    if run.status in ("done", "unanswerable", "invalid"):
+        raise InputError(f"run {run_id!r}", f"already finished ({run.status})",
                          f"read its report at {run_dir / 'report.html'}, or ask again")
-    pid = run.get("pid")
-    if pid and pid != os.getpid() and _alive(pid):
-        raise InputError(f"run {run_id!r}", f"is still running (process {pid})",
-                         f"wait for it to finish, or stop that process (kill {pid}) and resume")
+    if run.pid and run.pid != os.getpid() and _alive(run.pid):
+        raise InputError(f"run {run_id!r}", f"is still running (process {run.pid})",
+                         f"wait for it to finish, or stop that process (kill {run.pid}) and resume")
     ctx = _context(run_dir, run, settings, progress, chat_model)
-    last = max((r["started"] + (r["duration_s"] or 0) for r in ctx.ledger.rows()), default=run["created_epoch"])
-    ctx.elapsed_before = max(0.0, last - run["created_epoch"])
-    run.update(status="running", pid=os.getpid(), resumed=run.get("resumed", 0) + 1)
-    _write_json(run_dir / "run.json", run)
-    return _invoke(ctx, run, None, approver)
+    last = max((r["started"] + (r["duration_s"] or 0) for r in ctx.ledger.rows()), default=run.created_epoch)
+    ctx.elapsed_before = max(0.0, last - run.created_epoch)
+    ctx.save_manifest(status="running", pid=os.getpid(), resumed=run.resumed + 1)
+    return _invoke(ctx, None, approver)
 
 
 def _alive(pid: int) -> bool:
@@ -210,12 +202,12 @@ def list_runs(settings) -> list[dict]:
 def working_data(settings, run_id: str):
     """The run's working AnnData: its input normalised, with every slot its steps added (``c2s runs export``)."""
     run_dir, run = load_run(settings, run_id)
-    if run.get("data") is None:
+    if run.data is None:
         raise InputError(f"run {run_id!r}", "has no data", "export a run that was asked with --data")
     from ..data import prepare, read
     from .slots import apply_deltas
 
-    adata = prepare(read(run["data"]))
+    adata = prepare(read(run.data))
     apply_deltas(adata, run_dir / "slots")
     return adata
 
@@ -229,4 +221,4 @@ def show_run(settings, run_id: str) -> dict:
         rows = ledger.rows()
     finally:
         ledger.close()
-    return {**run, "plan": plan, "ledger": rows, "run_dir": str(run_dir)}
+    return {**run.model_dump(), "plan": plan, "ledger": rows, "run_dir": str(run_dir)}

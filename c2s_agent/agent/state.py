@@ -1,15 +1,25 @@
-"""The agent graph's state. Input is narrow (run id, question, data); the rest is filled by the nodes and
-checkpointed after every node, so a killed run resumes where it stopped."""
+"""The agent graph's state. Input is narrow (run id, question, data, options); the nodes fill in the plan, the
+cursor and what went wrong, checkpointed after every node, so a killed run resumes where it stopped. Step results
+are not state: the run's ledger alone records which steps finished and what they returned."""
 
 from __future__ import annotations
 
 import operator
 from typing import Annotated, TypedDict
 
+from pydantic import BaseModel
 
-def merge(left: dict, right: dict) -> dict:
-    """Reducer: step results accumulate by step id."""
-    return {**(left or {}), **(right or {})}
+from ..tools import Hypothesis
+from .plan import Plan
+
+
+class Failure(BaseModel):
+    """A step that raised: its id, tool, arguments and the error."""
+
+    step: str
+    tool: str
+    args: dict = {}
+    error: str
 
 
 class InputState(TypedDict):
@@ -23,14 +33,13 @@ class InputState(TypedDict):
 
 
 class RunState(InputState, total=False):
-    plan: dict | None  # Plan.model_dump(): the plan being carried out (changes on re-plan)
-    initial_plan: dict | None
+    plan: Plan  # the plan being carried out (changes on re-plan)
+    initial_plan: Plan
     cursor: int  # index of the next step to run
-    results: Annotated[dict, merge]  # step id -> {tool, args, evidence, output, artefacts, duration_s, plugin}
-    failures: Annotated[list, operator.add]  # {step, tool, error}
+    failures: Annotated[list[Failure], operator.add]
     replans: int
     status: str  # planned | unanswerable | invalid | running | failed_step | done
     report: str | None
-    approvals: Annotated[list, operator.add]  # {step, action, args|tool}: the user's answers at approval pauses
-    focus: dict  # hypothesis mode: ligand-receptor step id -> condition of interest
-    hypotheses: list  # Hypothesis.model_dump() of each, ranked
+    approvals: Annotated[list[dict], operator.add]  # the user's answers at approval pauses
+    focus: dict[str, str]  # hypothesis mode: step id -> condition of interest
+    hypotheses: list[Hypothesis]  # ranked

@@ -259,8 +259,11 @@ def plugins_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @eval_app.command("planning")
 def eval_planning_cmd(planner: str = typer.Option("embedded", "--planner"),
+                      questions: str = typer.Option("development", "--questions",
+                                                    help="'development', 'heldout' or a YAML file of questions"),
+                      as_json: bool = typer.Option(False, "--json", help="print every row as JSON"),
                       verbose: bool = typer.Option(False, "-v", "--verbose", help="list wrongly planned questions")) -> None:
-    """Score a planner on the planning benchmark (evals/planning/questions.yaml) and print its accuracy."""
+    """Score a planner on a planning question set and print its accuracy (to stdout)."""
     from ..agent.evaluate import main
 
-    main(["--planner", planner] + (["-v"] if verbose else []))
+    main(["--planner", planner, "--questions", questions] + (["--json"] if as_json else []) + (["-v"] if verbose else []))

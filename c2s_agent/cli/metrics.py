@@ -31,7 +31,8 @@ def evaluate(real: str = typer.Argument(..., metavar="REAL.h5ad", help="real cel
     """Metrics of GENERATED against REAL cells, each with a 95% bootstrap interval."""
     from ..data import read
     from ..errors import InputError
-    from ..metrics import ReferenceEncoder, evaluate_generation, get_encoder, plot_embedding, plot_metrics
+    from .. import pl
+    from ..metrics import ReferenceEncoder, evaluate_generation, get_encoder
     from ..metrics.inputs import parse_where, select
 
     real_all = read(real)
@@ -57,8 +58,8 @@ def evaluate(real: str = typer.Argument(..., metavar="REAL.h5ad", help="real cel
     summary = result.to_dict()
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
-        plot_metrics(result).savefig(plots / "generation_metrics.png", dpi=110, bbox_inches="tight")
-        plot_embedding(result).savefig(plots / "generation_embedding.png", dpi=110, bbox_inches="tight")
+        pl.generation_metrics(result).savefig(plots / "generation_metrics.png", dpi=110, bbox_inches="tight")
+        pl.generation_embedding(result).savefig(plots / "generation_embedding.png", dpi=110, bbox_inches="tight")
     if as_json:
         print(json.dumps({k: summary[k] for k in ("encoder", "n_real", "n_generated", "metrics", "notes")}, indent=1))
         return

@@ -38,6 +38,11 @@ def screen(data: str = typer.Option("demo", "--data", help="an .h5ad file, or 'd
     res = run_screen(data, perturbations, contexts or None, program, out_dir=out, model=model, cell_type=cell_type,
                      n_cells=n_cells, seed=seed, n_boot=n_boot, batch_cells=batch_cells,
                      trust_undeclared=trust_undeclared, settings=settings, progress=not as_json)
+    if (res.table["status"] == "scored").any():
+        from .. import pl
+
+        pl.screen_ranking(res).savefig(Path(out) / "ranking.png", dpi=110, bbox_inches="tight")
+        pl.screen_distributions(res).savefig(Path(out) / "distributions.png", dpi=110, bbox_inches="tight")
     if as_json:
         print(json.dumps({k: res.summary[k] for k in ("program", "contexts", "counts", "run", "trained_on", "top")},
                          indent=1, default=str))

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .ontology import GENERIC, is_a, lookup, singular, words
+from .ontology import GENERIC, is_a, is_class_name, key, lookup, singular, words
 
 #: Words that never name a label on their own.
 STOP = frozenset("a an the of in on at to for from by with and or vs versus than between among each every all any "
@@ -18,40 +18,46 @@ STOP = frozenset("a an the of in on at to for from by with and or vs versus than
                  "they them there here not no only also both per".split())
 
 
-def _same_word(a: str, b: str) -> bool:
-    """Equal, or one abbreviates the other ("mono"/"monocyte", "stim"/"stimulated", "ctrl"/"control")."""
-    if a == b:
+def _same_word(word: str, label_word: str, lower_label: bool = False) -> bool:
+    """Equal, or one abbreviates the other ("mono"/"monocyte", "stim"/"stimulated"); a lower-case label word may
+    also be a contraction of the user's word ("ctrl"/"control", "dbl"/"doublet")."""
+    if word == label_word:
         return True
-    short, long_ = sorted((a, b), key=len)
+    short, long_ = sorted((word, label_word), key=len)
     if len(short) >= 4 and short.isalpha() and long_.startswith(short) and len(long_) - len(short) <= 7:
         return True
-    if 3 <= len(short) <= 5 and short.isalpha() and len(long_) >= 5 and short[0] == long_[0] and short not in long_:
+    if lower_label and label_word == short and 3 <= len(short) <= 5 and short.isalpha() and len(long_) >= len(short) + 2 \
+            and short[0] == long_[0] and short not in long_:
         it = iter(long_)
         return all(ch in it for ch in short)  # letters in order: "ctrl" in "control"
     return False
 
 
-def _contained(phrase: list[str], label: list[str]) -> bool:
-    return all(any(_same_word(p, w) for w in label) for p in phrase)
+def _label_words(value: str) -> list[tuple[str, bool]]:
+    """The words of a label, each with whether it was written in lower case (an abbreviation such as "ctrl")."""
+    return [(w, raw.islower()) for raw in re.split(r"[\s_/]+", value) if raw for w in words(raw)]
+
+
+def _contained(phrase: list[str], label: list[tuple[str, bool]]) -> bool:
+    return all(any(_same_word(p, w, low) for w, low in label) for p in phrase)
 
 
 def match_labels(phrase: str, values: Iterable[str]) -> list[str]:
     """The values ``phrase`` names: the value itself; else values whose Cell Ontology term is the phrase's term
     or a descendant of it; and values holding every content word of the phrase (abbreviations allowed)."""
     values = [str(v) for v in values]
-    norm = lambda s: " ".join(words(s))  # noqa: E731
-    exact = [v for v in values if norm(v) == norm(phrase)]
-    if exact:
-        return exact
+    exact = [v for v in values if key(v) == key(phrase) or " ".join(words(v)) == " ".join(words(phrase))]
+    if exact and not any(is_class_name(v) for v in exact):
+        return exact  # "CD4 Naive T cells" is that label; "B cells" is every B-cell label
     content = [w for w in words(phrase) if w not in GENERIC and w not in STOP]
     if not content:
         return []
     term = lookup(phrase, strict=True)
-    out = []
+    out = list(exact)
     for v in values:
-        label = words(v)
+        label = _label_words(v)
         by_meaning = term is not None and (t := lookup(v)) is not None and is_a(t, term)
-        if by_meaning or _contained(content, label):
+        if (by_meaning or _contained(content, label)) and v not in out:
             out.append(v)
     return out
 
@@ -67,7 +73,7 @@ class LabelMention:
     values: tuple[str, ...]
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9+/\-]*")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9+/]*-?")
 
 
 def find_label_mentions(text: str, columns: dict[str, list[str]], max_words: int = 5) -> list[LabelMention]:

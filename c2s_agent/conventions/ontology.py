@@ -35,18 +35,19 @@ SHORTHAND: tuple[tuple[frozenset[str], str], ...] = tuple((frozenset(w.split()),
     ("cd34", "CL:0000837"), ("hsc", "CL:0000037"), ("hspc", "CL:0000837"), ("progenitor", "CL:0011026"),
     ("macrophage", "CL:0000235"), ("neutrophil", "CL:0000775"), ("mast", "CL:0000097"),
     ("granulocyte", "CL:0000094"), ("lymphocyte", "CL:0000542"), ("myeloid", "CL:0000763"),
-    ("leukocyte", "CL:0000738"), ("immune", "CL:0000738"),
+    ("leukocyte", "CL:0000738"),
 ))
 
 
 @dataclass(frozen=True)
 class Term:
-    """A Cell Ontology term: id, name, synonyms and every ancestor id."""
+    """A Cell Ontology term: id, name, synonyms, every ancestor id and its definition."""
 
     id: str
     name: str
     synonyms: tuple[str, ...]
     ancestors: frozenset[str]
+    definition: str = ""
 
 
 def singular(word: str) -> str:
@@ -79,7 +80,8 @@ def terms() -> dict[str, Term]:
 
     path = next(iter(sorted((bundled("knowledge") / "ontology").glob("cl_ontology_*.json"))))
     raw = json.loads(path.read_text())
-    return {cl: Term(cl, t["label"], tuple(t.get("synonyms") or ()), frozenset(t.get("ancestors") or ()))
+    return {cl: Term(cl, t["label"], tuple(t.get("synonyms") or ()), frozenset(t.get("ancestors") or ()),
+                     t.get("description") or "")
             for cl, t in raw.items() if cl.startswith("CL:") and not t.get("deprecated") and t.get("label")}
 
 
@@ -118,6 +120,23 @@ def lookup(text: str, strict: bool = False) -> Term | None:
     return terms().get(cl) if cl else None
 
 
+def is_class_name(label: str) -> bool:
+    """Whether a label is the plain name of a class of cells ("B", "NK cells", "Monocytes") rather than one kind
+    within it ("CD4 Naive T", "B Activated")."""
+    k = key(label)
+    return bool(k) and k in _names()
+
+
+#: Classes by developmental potential, not identity (a monocyte "is a" progenitor of macrophages): a phrase naming
+#: them names only cells that are nothing more specific than these.
+POTENCY = frozenset({"CL:0011026", "CL:0000034", "CL:0011115", "CL:0000048"})
+
+
 def is_a(term: Term, ancestor: Term) -> bool:
-    """Whether ``term`` is ``ancestor`` or one of its descendants."""
-    return term.id == ancestor.id or ancestor.id in term.ancestors
+    """Whether ``term`` is ``ancestor`` or one of its descendants (by identity, not developmental potential)."""
+    return term.id == ancestor.id or (ancestor.id in term.ancestors and ancestor.id not in POTENCY)
+
+
+def names_cell_type(text: str) -> bool:
+    """Whether a phrase is the name or synonym of a Cell Ontology term ("neutrophils", "plasma cells")."""
+    return key(text) in _names()

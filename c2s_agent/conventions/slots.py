@@ -19,6 +19,8 @@ PREDICTED_CONFIDENCE = "c2s_confidence"
 LABEL_PROBS = "c2s_label_probs"
 EMBEDDING = "X_c2s"
 EMBEDDING_UMAP = "X_c2s_umap"
+#: ``obs`` column of similarity to a reference group.
+SIMILARITY = "c2s_similarity"
 #: ``obs`` columns of generated or perturbed cells.
 SENTENCE = "c2s_sentence"
 GENERATED_TYPE = PREDICTED_TYPE

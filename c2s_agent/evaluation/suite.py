@@ -99,10 +99,15 @@ class Cell(BaseModel):
 
 
 def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite YAML file (unknown tasks and parameters are InputErrors)."""
+    """Read and validate a suite YAML file, or a bundled suite by name ("bundled"); unknown tasks and parameters
+    are InputErrors."""
+    from ..resources import bundled
+
     path = Path(path)
+    if not path.exists() and (bundled("evals") / "suites" / f"{path}.yaml").exists():
+        path = bundled("evals") / "suites" / f"{path}.yaml"
     if not path.exists():
-        raise InputError(path, "no such suite file", "pass a YAML suite such as evals/suites/bundled.yaml")
+        raise InputError(path, "no such suite file", "pass a YAML suite such as evals/suites/bundled.yaml, or 'bundled'")
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -184,31 +184,3 @@ def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], targ
                                        "expression": "log1p(CP10k)", "database": "CellPhoneDB v5.0.0"},
                             "table": out.astype({"significant": bool})}
     return out
-
-
-def lr_dotplot(table: pd.DataFrame, top: int = 20):
-    """Dot plot of the top pairs: colour = score, size = -log10 p-value, one column per condition."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cond = table["condition"] if "condition" in table else pd.Series("all", index=table.index)
-    t = table.assign(condition=cond)
-    pairs = (t[t.significant].sort_values("score", ascending=False).pair.drop_duplicates().head(top).tolist()
-             or t.sort_values("score", ascending=False).pair.drop_duplicates().head(top).tolist())
-    sub = t[t.pair.isin(pairs)]
-    conds = sorted(sub.condition.unique())
-    n_perm_floor = 1e-3
-    fig, ax = plt.subplots(figsize=(2 + 1.2 * len(conds), 0.3 * len(pairs) + 1.5))
-    ypos = {p: i for i, p in enumerate(reversed(pairs))}
-    xs = [conds.index(c) for c in sub.condition]
-    ys = [ypos[p] for p in sub.pair]
-    size = 20 + 60 * -np.log10(np.maximum(sub.pvalue.to_numpy(), n_perm_floor))
-    sc = ax.scatter(xs, ys, s=size, c=sub.score, cmap="viridis", edgecolors="k", linewidths=0.3)
-    ax.set_xticks(range(len(conds)), conds)
-    ax.set_yticks(range(len(pairs)), list(reversed(pairs)), fontsize=8)
-    ax.set_xlim(-0.7, len(conds) - 0.3)
-    fig.colorbar(sc, ax=ax, label="score (mean log1p CP10k)")
-    ax.set_title("Ligand -> receptor (size: -log10 p)")
-    return fig

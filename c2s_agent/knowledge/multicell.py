@@ -222,13 +222,13 @@ def multicell(adata, model=None, groupby: str | None = None, values: Sequence[st
     (default: loaded for ``settings``) that they express. The table (see :func:`reason`) also goes to
     ``adata.uns[key_added]``."""
     from . import load
-    from ..models.tl import _model
+    from ..models.tl import get_model
 
     if mode not in ("neighbourhood", "cluster"):
         raise InputError("mode", f"{mode!r} is not a grouping", "use 'neighbourhood' or 'cluster'")
     if max_groups < 1:
         raise InputError("max_groups", f"must be >= 1 (got {max_groups})", "use e.g. 100")
-    m = _model(model, settings)
+    m = get_model(model, settings)
     rng = np.random.default_rng(seed)
     if mode == "cluster":
         if groupby is None:
@@ -268,3 +268,22 @@ def _mask(adata, groupby: str, values: Sequence[str] | None) -> np.ndarray:
     if missing:
         raise InputError(f"values {missing}", f"are not values of obs[{groupby!r}]", f"use some of {sorted(set(col))}")
     return col.isin(list(values)).to_numpy()
+
+
+def agreement_with(adata, df: pd.DataFrame, column: str) -> tuple[float, float]:
+    """How often the answers without and with knowledge equal the majority ``obs[column]`` label of each group's
+    cells; adds that label to ``df`` as ``majority_<column>``."""
+    labels = adata.obs[column].astype(str)
+    df[f"majority_{column}"] = [labels[c.split(",")].value_counts().index[0] for c in df.cells]
+    truth = df[f"majority_{column}"]
+    return float((df.without_knowledge == truth).mean()), float((df.with_knowledge == truth).mean())
+
+
+def method(model: C2SModel, n_cells: int) -> str:
+    """How :func:`multicell` asks the model, in words (for reports)."""
+    trained = "multicell" in model.meta.get("tasks", [])
+    return (f"{model.name} scored every known cell type by log-likelihood after a multi-cell prompt of {n_cells} cell "
+            "sentences, once as is and once with the CellPhoneDB ligand-receptor pairs the group expresses (every "
+            "subunit in >= half its cells) injected as text"
+            + ("" if trained else "; this model was trained on single-cell prompts only, so multi-cell prompts and "
+               "injected knowledge are outside its training"))

@@ -6,8 +6,7 @@ from .evaluate import DESCRIPTIONS, METRICS, EvaluationResult, evaluate_generati
 from .encoders import C2SEncoder, Encoder, ReferenceEncoder, get_encoder
 from .frechet import frechet_distance, scfid
 from .lfc import LfcAgreement, lfc_agreement, mean_expression
-from .plots import plot_embedding, plot_metrics
 
 __all__ = ["DESCRIPTIONS", "METRICS", "C2SEncoder", "Encoder", "EvaluationResult", "LfcAgreement", "MetricValue", "ReferenceEncoder", "energy_distance",
            "frechet_distance", "gene_wasserstein", "get_encoder", "lfc_agreement", "mean_expression", "mmd",
-           "evaluate_generation", "plot_embedding", "plot_metrics", "scfid", "sliced_wasserstein"]
+           "evaluate_generation", "scfid", "sliced_wasserstein"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, ModelError
+from ..errors import C2SError, InputError, ModelError
 from ..resources import bundled
 from . import prompts as prompt_sets
 from .backend import Backend, GenParams
@@ -350,6 +350,19 @@ def resolve(model: str | None, settings=None) -> tuple[str, str]:
         raise InputError(value, "is not a model directory or an http(s) URL",
                          "pass a folder written by save_pretrained, 'embedded', or a server URL such as http://127.0.0.1:8000")
     return ("transformers" if wanted == "auto" else wanted), str(path)
+
+
+def model_metadata(settings=None, model: str | None = None) -> dict:
+    """A model's ``c2s_model.json`` (labels, conditions, perturbations ...) read without loading its weights;
+    {} for a model served by URL or one without metadata."""
+    import json
+
+    try:
+        _, target = resolve(model, settings)
+    except C2SError:
+        return {}
+    meta = Path(target) / "c2s_model.json"
+    return json.loads(meta.read_text()) if meta.is_file() else {}
 
 
 def load_model(model: str | None = None, settings=None) -> C2SModel:

@@ -355,20 +355,20 @@ def _write_perturbed(store: ChunkStore, tmp: Path, obs, m: C2SModel, opts: dict)
     from anndata.experimental import concat_on_disk
 
     from ..conventions import slots
-    from .tl import _reverse, _to_adata
+    from .tl import _reverse, from_sentences, type_columns
 
     reverse, genes = _reverse(m), m.genes
     parts = Path(f"{tmp}.parts")
     shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir()
     files = []
-    cell_types = [c for c in (slots.CELL_TYPE, slots.PREDICTED_TYPE) if c in obs]
+    cell_types = type_columns(obs)
     for i, start, stop, arrays in store.chunks():
         sentences = arrays["sentence"].tolist()
         names = obs.index[start:stop].astype(str)
         cols = {slots.PERTURBATION: [opts["perturbation"]] * len(sentences), slots.SOURCE_CELL: list(names)}
         cols.update({c: obs[c].iloc[start:stop].astype(str).tolist() for c in cell_types})
-        part = _to_adata(m, sentences, cols, genes=genes or None, reverse=reverse)
+        part = from_sentences(m, sentences, cols, genes=genes or None, reverse=reverse)
         part.obs_names = [f"{c}_{opts['perturbation']}" for c in names]
         files.append(parts / f"{i:07d}.h5ad")
         part.write_h5ad(files[-1])

@@ -15,12 +15,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import find_columns
+from ..conventions.slots import (
+    ANNOTATION,
+    EMBEDDING,
+    GENERATED_CONDITION,
+    GENERATED_TYPE,
+    LABEL_PROBS,
+    PERTURBATION,
+    PREDICTED_TYPE,
+    SENTENCE,
+    SOURCE_CELL,
+)
 from ..errors import InputError
 from .model import C2SModel, load_model
 from .stream import DEFAULT_CHUNK, stream
 
 
-def _model(model, settings=None) -> C2SModel:
+def get_model(model, settings=None) -> C2SModel:
+    """A loaded C2SModel: ``model`` itself, or what :func:`load_model` loads for it (None: the embedded model)."""
     return model if isinstance(model, C2SModel) else load_model(model, settings)
 
 
@@ -34,7 +47,7 @@ def _streamed(adata, out) -> bool:
 
 
 def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = None, threshold: float | None = None,
-             key_added: str = "c2s_cell_type", settings=None, on_call=None, out=None, chunk_size: int = DEFAULT_CHUNK,
+             key_added: str = PREDICTED_TYPE, settings=None, on_call=None, out=None, chunk_size: int = DEFAULT_CHUNK,
              executor: str = "local"):
     """Predict cell types: ``obs[key_added]`` (a known label or "unknown") and ``obs[key_added.replace('cell_type',
     'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode) and a summary in
@@ -42,7 +55,7 @@ def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = 
     if _streamed(adata, out):
         return stream("annotate", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
                       mode=mode, labels=labels, threshold=threshold, key_added=key_added)
-    m = _model(model, settings)
+    m = get_model(model, settings)
     df = m.predict_cell_types(adata, mode=mode, labels=labels, threshold=threshold, on_call=on_call)
     conf_key = key_added.replace("cell_type", "confidence") if "cell_type" in key_added else key_added + "_confidence"
     adata.obs[key_added] = df["label"].to_numpy()
@@ -52,23 +65,23 @@ def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = 
     if probs:
         import pandas as pd
 
-        adata.obsm["c2s_label_probs"] = pd.DataFrame(df[probs].to_numpy(np.float32), index=adata.obs_names,
+        adata.obsm[LABEL_PROBS] = pd.DataFrame(df[probs].to_numpy(np.float32), index=adata.obs_names,
                                                      columns=[c[2:] for c in probs])
-    adata.uns["c2s_annotate"] = {"model": m.name, "mode": mode, "threshold": float(threshold if threshold is not None
+    adata.uns[ANNOTATION] = {"model": m.name, "mode": mode, "threshold": float(threshold if threshold is not None
                                                                                   else m.confidence_threshold),
                                  "n_unknown": int((df["label"] == "unknown").sum()),
                                  "counts": {str(k): int(v) for k, v in df["label"].value_counts().items()}}
     return df
 
 
-def embed(adata, model=None, key_added: str = "X_c2s", settings=None, on_call=None, out=None,
+def embed(adata, model=None, key_added: str = EMBEDDING, settings=None, on_call=None, out=None,
           chunk_size: int = DEFAULT_CHUNK, executor: str = "local"):
     """Cell embeddings into ``obsm[key_added]`` (mean last hidden state over real tokens); returns them
     (streamed: the StreamResult)."""
     if _streamed(adata, out):
         return stream("embed", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
                       key_added=key_added)
-    m = _model(model, settings)
+    m = get_model(model, settings)
     X = m.embed(adata, on_call=on_call)
     adata.obsm[key_added] = X
     adata.uns["c2s_embed"] = {"model": m.name, "dim": int(X.shape[1])}
@@ -86,7 +99,7 @@ def _reverse(m: C2SModel):
     return None
 
 
-def _to_adata(m: C2SModel, sentences: list[str], obs: dict, genes=None, reverse=None):
+def from_sentences(m: C2SModel, sentences: list[str], obs: dict, genes=None, reverse=None):
     """An AnnData of generated sentences (``obs["c2s_sentence"]``) with expression reconstructed from rank."""
     import anndata as ad
     import pandas as pd
@@ -101,7 +114,7 @@ def _to_adata(m: C2SModel, sentences: list[str], obs: dict, genes=None, reverse=
     else:  # no fit known: ranks only, expression left empty
         out = ad.AnnData(X=sp.csr_matrix((len(sentences), len(genes)), dtype=np.float32),
                          obs=pd.DataFrame(index=names), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
-    out.obs["c2s_sentence"] = sentences
+    out.obs[SENTENCE] = sentences
     for k, v in obs.items():
         out.obs[k] = pd.Categorical(v) if isinstance(v[0], str) else v
     return out
@@ -114,16 +127,16 @@ def generate_cells(cell_type: str | list[str], n: int = 1, condition: str | list
     ``obs["c2s_sentence"]``, expression reconstructed from rank in ``X`` (log1p CP10k), unknown and repeated
     gene names counted in ``obs["c2s_n_unknown"]`` / ``obs["c2s_n_duplicated"]``. ``guidance``: see
     :meth:`C2SModel.generate`."""
-    m = _model(model, settings)
+    m = get_model(model, settings)
     if n < 1:
         raise InputError("n", f"must be >= 1 (got {n})", "ask for at least one cell")
     types = [cell_type] * n if isinstance(cell_type, str) else list(cell_type)
     conds = None if condition is None else ([condition] * len(types) if isinstance(condition, str) else list(condition))
     sentences = m.generate(types, conds, n_genes=n_genes, seed=seed, guidance=guidance, on_call=on_call)
-    obs = {"c2s_cell_type": types}
+    obs = {GENERATED_TYPE: types}
     if conds is not None or m.known_conditions:
-        obs["c2s_condition"] = conds or [m.known_conditions[0]] * len(types)
-    out = _to_adata(m, sentences, obs)
+        obs[GENERATED_CONDITION] = conds or [m.known_conditions[0]] * len(types)
+    out = from_sentences(m, sentences, obs)
     out.uns["c2s_generate"] = {"model": m.name, "seed": seed}
     return out
 
@@ -136,13 +149,17 @@ def perturb(adata, perturbation: str, context: str | None = None, model=None, se
     if _streamed(adata, out):
         return stream("perturb", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
                       perturbation=perturbation, context=context, seed=seed)
-    m = _model(model, settings)
+    m = get_model(model, settings)
     sentences = m.perturb(adata, perturbation, context=context, seed=seed, on_call=on_call)
-    obs = {"c2s_perturbation": [perturbation] * len(sentences), "c2s_source_cell": list(map(str, adata.obs_names))}
-    for col in ("cell_type", "c2s_cell_type"):
-        if col in adata.obs:
-            obs[col] = adata.obs[col].astype(str).tolist()
-    out = _to_adata(m, sentences, obs)
-    out.obs_names = [f"{c}_{perturbation}" for c in adata.obs_names.astype(str)]
-    out.uns["c2s_perturb"] = {"model": m.name, "perturbation": perturbation, "context": context, "seed": seed}
-    return out
+    obs = {PERTURBATION: [perturbation] * len(sentences), SOURCE_CELL: list(map(str, adata.obs_names))}
+    obs.update({col: adata.obs[col].astype(str).tolist() for col in type_columns(adata.obs)})
+    result = from_sentences(m, sentences, obs)
+    result.obs_names = [f"{c}_{perturbation}" for c in adata.obs_names.astype(str)]
+    result.uns["c2s_perturb"] = {"model": m.name, "perturbation": perturbation, "context": context, "seed": seed}
+    return result
+
+
+def type_columns(obs) -> list[str]:
+    """The obs columns of known and predicted cell types, which perturbed cells carry over."""
+    roles = find_columns(obs)
+    return sorted({roles.cell_type, roles.predicted} - {None})

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..conventions import find_columns
 from ..data.select import obs_mask
 from ..errors import InputError
 
-CELL_TYPE_KEYS = ("cell_type", "c2s_cell_type")
 
-
-def cell_type_key(adata, key: str | None = None) -> str:
-    """The obs column holding cell types: ``key`` if given, else ``cell_type`` or ``c2s_cell_type``."""
+def cell_type_key(adata, key: str | None = None, value: str | None = None) -> str:
+    """The obs column holding cell types: ``key`` if given, else the dataset's cell-type column or the predicted
+    one (the first that holds ``value``, when given)."""
     if key is not None:
         if key not in adata.obs.columns:
             raise InputError("cell_type_key", f"{key!r} is not an obs column", f"use one of {list(adata.obs.columns)}")
         return key
-    for k in CELL_TYPE_KEYS:
-        if k in adata.obs.columns:
-            return k
-    raise InputError("cell_type", "was given but the data has no cell type column (cell_type or c2s_cell_type)",
+    roles = find_columns(adata.obs)
+    found = [c for c in (roles.cell_type, roles.predicted, roles.cluster) if c]
+    holding = [c for c in found if value is None or value in set(adata.obs[c].astype(str))]
+    if holding or found:
+        return (holding or found)[0]
+    raise InputError("cell_type", "was given but the data has no cell type column",
                      "run annotate_cells first (c2s annotate), or pass cell_type_key=")
 
 
@@ -30,7 +32,7 @@ def select_cells(adata, where: dict[str, str] | None = None, cell_type: str | No
     drawn at random (seeded) and returned in data order."""
     conditions = dict(where or {})
     if cell_type:
-        conditions[cell_type_key(adata, cell_type_key_)] = cell_type
+        conditions[cell_type_key(adata, cell_type_key_, cell_type)] = cell_type
     rows = np.flatnonzero(obs_mask(adata, conditions, name))
     if n_cells is not None and len(rows) > n_cells:
         rows = np.sort(np.random.default_rng(seed).choice(rows, n_cells, replace=False))

@@ -12,7 +12,9 @@ sets plus a curated MHC class I core), from any bundled gene set by its full nam
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
 import numpy as np
 
 from ..errors import InputError
@@ -155,3 +157,27 @@ def score_cells(cells, program, method: str = "rank", k: int | None = None, univ
     else:
         sentences = cells
     return rank_scores(sentences, genes, k), genes
+
+
+#: Words in a question that name a built-in program (first match wins: antigen presentation before interferon).
+PROGRAM_WORDS = (("mhc_i", r"antigen.present|\bmhc|\bhla\b|class i\b"), ("ifn_gamma", r"interferon.gamma|\bifn.?g"),
+                 ("ifn_alpha", r"interferon|\bifn|type i\b"), ("apoptosis", r"apopto|cell death"),
+                 ("inflammatory", r"inflamm"), ("tnfa_nfkb", r"\btnf|nf.?kb"))
+
+
+def program_from_text(text: str | None) -> str | None:
+    """The built-in program a question names ("antigen presentation" -> mhc_i, "interferon gamma" -> ifn_gamma)."""
+    for name, pattern in PROGRAM_WORDS:
+        if text and re.search(pattern, text.lower()):
+            return name
+    return None
+
+
+def perturbations_from_text(text: str | None, known: list[str]) -> list[str]:
+    """Perturbations listed after a colon ("...: IFN-beta, TNF and IL4"), else known ones the text names."""
+    if text and ":" in text:
+        listed = re.split(r",|;|\band\b|\bor\b", text.rsplit(":", 1)[1])
+        names = [x.strip(" ?.!'\"") for x in listed]
+        if [n for n in names if n]:
+            return list(dict.fromkeys(n for n in names if n))
+    return [k for k in known if text and k.lower() in text.lower()]

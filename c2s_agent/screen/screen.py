@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..conventions import find_columns
 from ..errors import InputError
 from .cells import select_cells
 from .programs import GeneProgram, get_program, rank_scores
@@ -80,14 +81,15 @@ def _parse_where(text: str, name: str) -> dict[str, str]:
 
 def resolve_contexts(adata, contexts=None) -> list[tuple[str, dict[str, str]]]:
     """Named base-cell sets. ``contexts``: a dict name -> {column: value} or "column=value[;column=value]", a
-    list of "name:column=value" strings, or None for the interferon (``condition=stim``) and neutral
-    (``condition=ctrl``) contexts of data with such a column."""
+    list of "name:column=value" strings, or None for the dataset's condition column: its first treated value,
+    then its control (each context named after its value)."""
     if contexts is None:
-        cond = adata.obs["condition"].astype(str) if "condition" in adata.obs else None
-        if cond is None or not {"stim", "ctrl"} <= set(cond):
-            raise InputError("contexts", "were not given and the data has no condition column with 'stim' and 'ctrl'",
-                             "name contexts, e.g. {'interferon': 'condition=stim', 'neutral': 'condition=ctrl'}")
-        return [("interferon", {"condition": "stim"}), ("neutral", {"condition": "ctrl"})]
+        roles = find_columns(adata.obs)
+        if roles.condition is None or roles.control is None:
+            raise InputError("contexts", "were not given and the data has no condition column with a control value",
+                             "name contexts, e.g. {'interferon': 'stim=STIM', 'neutral': 'stim=CTRL'}")
+        treated = next(v for v in roles.values[roles.condition] if v != roles.control)
+        return [(treated, {roles.condition: treated}), (roles.control, {roles.condition: roles.control})]
     if isinstance(contexts, str):
         contexts = [c for c in contexts.split(",") if c.strip()]
     out: list[tuple[str, dict[str, str]]] = []
@@ -152,6 +154,7 @@ class ScreenResult:
     out_dir: Path
     summary: dict
     files: dict[str, Path] = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list, repr=False)  # one per item and context, with per-cell scores
 
 
 def _bootstrap_means(diffs: np.ndarray, n_boot: int, rng) -> np.ndarray:
@@ -205,8 +208,9 @@ def _tables(records: list[dict], library: pd.DataFrame, contexts: list[str], n_b
 def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir, model=None,
                cell_type: str | None = None, cell_type_key: str | None = None, n_cells: int = 64, seed: int = 0,
                n_boot: int = 1000, level: float = 0.95, batch_cells: int = 1024, trust_undeclared: bool = False,
-               settings=None, progress: bool = True, on_call=None, plots: bool = True) -> ScreenResult:
-    """Run (or resume) a virtual screen and write the ranked table, per-item table, summary and plots.
+               settings=None, progress: bool = True, on_call=None) -> ScreenResult:
+    """Run (or resume) a virtual screen and write the ranked table, per-item table and summary (plots:
+    :func:`c2s_agent.pl.screen_ranking` and :func:`c2s_agent.pl.screen_distributions`).
 
     ``adata``: AnnData or a path / demo name; ``perturbations``: see :func:`load_library`; ``contexts``: see
     :func:`resolve_contexts` (the first two define the split: first minus second); ``program``: a program name,
@@ -342,8 +346,8 @@ def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir,
                "contexts": {c: w for c, w in ctxs}, "split": f"shift in {ctxs[0][0]} minus shift in {ctxs[1][0]}"
                if len(ctxs) >= 2 else None, "counts": {str(k2): int(v) for k2, v in counts.items()},
                "run": stats, "top": table.head(10).replace({np.nan: None}).to_dict("records")}
-    files = _write(out_dir, table, items, records, summary, [c for c, _ in ctxs], plots)
-    return ScreenResult(table, items, out_dir, summary, files)
+    files = _write(out_dir, table, items, summary)
+    return ScreenResult(table, items, out_dir, summary, files, records)
 
 
 class _NoBar:
@@ -374,20 +378,9 @@ def _progress(show: bool, total: int, text: str):
     return _Bar(total, text) if show and total else _NoBar()
 
 
-def _write(out_dir: Path, table, items, records, summary, contexts, plots: bool) -> dict[str, Path]:
+def _write(out_dir: Path, table, items, summary) -> dict[str, Path]:
     files = {"ranked": out_dir / "ranked.csv", "items": out_dir / "items.csv", "summary": out_dir / "summary.json"}
     table.to_csv(files["ranked"], index=False)
     items.to_csv(files["items"], index=False)
     files["summary"].write_text(json.dumps(summary, indent=1, default=str))
-    if plots and (table["status"] == SCORED).any():
-        from .plots import plot_distributions, plot_ranking
-
-        files["ranking_plot"] = out_dir / "ranking.png"
-        plot_ranking(table, contexts, summary["program"]).savefig(files["ranking_plot"], dpi=110, bbox_inches="tight")
-        files["distribution_plot"] = out_dir / "distributions.png"
-        plot_distributions(records, table, contexts, summary["program"]).savefig(
-            files["distribution_plot"], dpi=110, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
     return files

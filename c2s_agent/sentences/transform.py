@@ -212,8 +212,10 @@ def to_adata(adata, cs: CellSentences):
 def from_adata(adata) -> CellSentences:
     """Read sentences stored by :func:`to_adata` (or computed by ``c2s sentences``)."""
     if OBSM_KEY not in adata.obsm:
-        raise InputError("AnnData", f'has no obsm["{OBSM_KEY}"]', "run c2s_agent.sentences.to_sentences and to_adata, or `c2s sentences`")
-    genes = np.asarray(adata.var[VAR_KEY] if VAR_KEY in adata.var else gene_vocabulary(adata.var_names)[0], dtype=object)
+        raise InputError("AnnData", f'has no obsm["{OBSM_KEY}"]',
+                         "run c2s_agent.sentences.to_sentences and to_adata, or `c2s sentences`")
+    genes = adata.var[VAR_KEY] if VAR_KEY in adata.var else gene_vocabulary(adata.var_names)[0]
+    genes = np.asarray(genes, dtype=object)
     return CellSentences(np.asarray(adata.obsm[OBSM_KEY], dtype=np.int32), genes, adata.obs_names.copy(),
                          None, dict(adata.uns.get(UNS_KEY, {})))
 

@@ -1,6 +1,7 @@
-"""Built-in data tools: describe a dataset, cell sentences, marker genes per group, reverse transform.
+"""Built-in data tools: describe a dataset, cell sentences, marker genes, captions, the reverse transform.
 
-The agent hands these tools a normalised AnnData (``X`` = log1p(CP10k), see :func:`c2s_agent.data.prepare`).
+Each tool validates its input, calls one function of :mod:`c2s_agent.tl` and packs the result with its plots
+(:mod:`c2s_agent.pl`). The agent hands tools a normalised AnnData (``X`` = log1p(CP10k)).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from c2s_agent import hookimpl
-from c2s_agent.errors import InputError
+from c2s_agent import hookimpl, pl, tl
+from c2s_agent.conventions.slots import MARKERS
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -26,53 +27,33 @@ class DescribeOutput(BaseModel):
     n_genes: int
     normalisation: list[str]
     obs_columns: dict[str, int | str] = Field(description="categorical columns: number of values; else 'numeric'")
+    roles: dict[str, str | None] = Field(description="which column holds cell types, conditions, samples, clusters")
+    species: str | None
     obsm: list[str]
     breakdown_column: str | None
     breakdown: dict[str, int]
 
 
-LABEL_HINTS = ("cell_type", "celltype", "cell type", "label", "annotation", "cluster", "louvain", "leiden")
-
-
-def _label_columns(adata) -> list[str]:
-    """Categorical obs columns with 2..100 values, cell-type-like names first."""
-    cols = [c for c in adata.obs.columns
-            if adata.obs[c].dtype.name in ("category", "object") and 1 < adata.obs[c].nunique() <= 100]
-    rank = lambda c: next((i for i, h in enumerate(LABEL_HINTS) if h in c.lower()), len(LABEL_HINTS))  # noqa: E731
-    return sorted(cols, key=rank)
-
-
 def describe_dataset(ctx: ToolContext, args: DescribeInput) -> ToolResult:
-    import matplotlib.pyplot as plt
     import pandas as pd
 
-    adata = ctx.adata
-    labels = _label_columns(adata)
-    column = args.column or (labels[0] if labels else None)
-    if column is not None and column not in adata.obs.columns:
-        raise InputError(f"column {column!r}", "is not an obs column of this dataset",
-                         f"use one of {list(adata.obs.columns)}")
-    cols = {c: (int(adata.obs[c].nunique()) if c in labels or adata.obs[c].dtype.name in ("category", "object")
-                else "numeric") for c in adata.obs.columns}
-    counts = adata.obs[column].value_counts() if column else pd.Series(dtype=int)
-    out = DescribeOutput(n_cells=adata.n_obs, n_genes=adata.n_vars,
-                         normalisation=list(adata.uns.get("c2s_input", {}).get("steps", [])),
-                         obs_columns=cols, obsm=list(adata.obsm.keys()), breakdown_column=column,
-                         breakdown={str(k): int(v) for k, v in counts.items()})
-    summary = pd.DataFrame([{"column": c, "kind": "numeric" if v == "numeric" else "categorical",
-                             "n_values": None if v == "numeric" else v,
-                             "examples": ", ".join(map(str, adata.obs[c].unique()[:5]))} for c, v in cols.items()])
-    ctx.save_table(summary.set_index("column"), "obs_columns", "Annotation columns")
-    if column:
-        fig, ax = plt.subplots(figsize=(6, 0.3 * len(counts) + 1.2))
-        counts.sort_values().plot.barh(ax=ax, color="#4c72b0")
-        ax.set_xlabel("cells")
-        ax.set_title(f"Cells per {column}")
-        ctx.save_plot(fig, "cells_per_group", f"Cells per {column}")
-    parts = ", ".join(f"{k} ({v})" for k, v in list(out.breakdown.items())[:8])
-    evidence = (f"The dataset has {adata.n_obs:,} cells and {adata.n_vars:,} genes with annotation columns "
-                f"{', '.join(cols)}." + (f" By {column}: {parts}." if column else ""))
-    return ToolResult(output=out, evidence=evidence)
+    d = tl.describe(ctx.adata, args.column)
+    roles = {r: getattr(d.roles, r) for r in ("cell_type", "condition", "sample", "cluster")}
+    out = DescribeOutput(n_cells=d.n_cells, n_genes=d.n_genes, normalisation=d.normalisation, obs_columns=d.columns,
+                         roles=roles, species=d.species.name, obsm=d.obsm, breakdown_column=d.breakdown_column,
+                         breakdown=d.breakdown)
+    rows = [{"column": c, "role": d.roles.role_of(c) or "", "values": v,
+             "examples": ", ".join(map(str, ctx.adata.obs[c].unique()[:5]))} for c, v in d.columns.items()]
+    ctx.save_table(pd.DataFrame(rows).set_index("column"), "obs_columns", "Annotation columns and their roles")
+    if d.breakdown_column:
+        ctx.save_plot(pl.counts(d.breakdown, f"Cells per {d.breakdown_column}"), "cells_per_group",
+                      f"Cells per {d.breakdown_column}")
+    parts = ", ".join(f"{k} ({v})" for k, v in list(d.breakdown.items())[:8])
+    found = "; ".join(f"{r.replace('_', ' ')}: {c!r}" for r, c in roles.items() if c)
+    return ToolResult(output=out, evidence=(
+        f"The dataset has {d.n_cells:,} cells and {d.n_genes:,} genes ({d.species.name or 'organism not clear'}: "
+        f"{d.species.evidence}); columns by role: {found or 'none recognised'}."
+        + (f" By {d.breakdown_column}: {parts}." if d.breakdown_column else "")))
 
 
 # ---------------------------------------------------------------- cell_sentences
@@ -91,7 +72,6 @@ class SentencesOutput(BaseModel):
 
 
 def cell_sentences(ctx: ToolContext, args: SentencesInput) -> ToolResult:
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     from c2s_agent.sentences import to_sentences
@@ -99,20 +79,14 @@ def cell_sentences(ctx: ToolContext, args: SentencesInput) -> ToolResult:
 
     cs = to_sentences(ctx.adata, top_k=args.top_k, tie_break=args.tie_break, seed=args.seed)
     to_adata(ctx.adata, cs)
-    lengths = cs.lengths
-    table = pd.DataFrame({"cell": cs.obs_names[:20], "sentence (top 20 genes)": [cs.sentence(i, 20) for i in range(min(20, len(cs)))]})
-    ctx.save_table(table.set_index("cell"), "sentences", "First cell sentences (top 20 genes)")
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(lengths, bins=40, color="#55a868")
-    ax.set_xlabel("genes in sentence")
-    ax.set_ylabel("cells")
-    ax.set_title("Cell sentence lengths")
-    ctx.save_plot(fig, "lengths", "Cell sentence lengths")
-    out = SentencesOutput(n_cells=len(cs), top_k=args.top_k, median_length=float(np.median(lengths)),
+    first = range(min(20, len(cs)))
+    ctx.save_table(pd.DataFrame({"cell": cs.obs_names[:20], "sentence (top 20 genes)": [cs.sentence(i, 20) for i in first]})
+                   .set_index("cell"), "sentences", "First cell sentences (top 20 genes)")
+    ctx.save_plot(pl.lengths(cs.lengths), "lengths", "Cell sentence lengths")
+    out = SentencesOutput(n_cells=len(cs), top_k=args.top_k, median_length=float(np.median(cs.lengths)),
                           example=cs.sentence(0, 30))
-    evidence = (f"Converted {len(cs):,} cells to sentences of their top {args.top_k} genes "
-                f"(median length {out.median_length:.0f}); the first cell begins: {cs.sentence(0, 10)}.")
-    return ToolResult(output=out, evidence=evidence)
+    return ToolResult(output=out, evidence=f"Converted {len(cs):,} cells to sentences of their top {args.top_k} genes "
+                      f"(median length {out.median_length:.0f}); the first cell begins: {cs.sentence(0, 10)}.")
 
 
 # ---------------------------------------------------------------- marker_genes
@@ -125,31 +99,35 @@ class MarkersInput(BaseModel):
                                      "another obs column (e.g. only monocytes)", json_schema_extra={"entity": "obs_filter"})
     n_genes: int = Field(5, ge=1, le=200, description="top marker genes per group",
                          json_schema_extra={"entity": "number"})
-    method: Literal["t-test", "wilcoxon"] = Field("t-test", description="differential expression test")
+    method: Literal["wilcoxon", "t-test"] = Field("wilcoxon", description="differential expression test")
+    min_fold_change: float = Field(2.0, ge=1, description="least fold change of a marker over the other cells",
+                                   json_schema_extra={"entity": None})
+    housekeeping: bool = Field(False, description="also report ribosomal and mitochondrial genes")
 
 
 class MarkersOutput(BaseModel):
     groupby: str
     n_cells: int
     markers: dict[str, list[str]]
+    rule: str
 
 
-def _filter_cells(adata, values: list[str], skip: str):
-    mask = np.zeros(adata.n_obs, bool)
-    found = []
-    for col in _label_columns(adata):
-        if col == skip:
-            continue
-        hit = adata.obs[col].astype(str).isin(values).to_numpy()
-        if hit.any():
-            mask |= hit
-            found.append(col)
-    if not mask.any():
-        raise InputError(f"within={values}", "matches no cell label in any obs column",
-                         "name values that appear in the dataset's annotation columns")
-    return mask, found
+def marker_genes(ctx: ToolContext, args: MarkersInput) -> ToolResult:
+    table = tl.marker_genes(ctx.adata, args.groupby, args.groups, args.within, args.n_genes, args.method,
+                            args.min_fold_change, housekeeping=args.housekeeping)
+    info = ctx.adata.uns[MARKERS]
+    markers = {g: table.loc[table.group == g, "gene"].tolist() for g in info["groups"]}
+    ctx.save_table(table, "markers", f"Top {args.n_genes} marker genes per {args.groupby}")
+    if len(table):
+        ctx.save_plot(pl.markers(ctx.adata, table, args.groupby), "dotplot", f"Marker genes per {args.groupby}")
+    subset = f" among cells labelled {', '.join(args.within)}" if args.within else ""
+    lines = "; ".join(f"{g}: {', '.join(gs) or 'none passes'}" for g, gs in list(markers.items())[:12])
+    out = MarkersOutput(groupby=args.groupby, n_cells=info["n_cells"], markers=markers, rule=info["rule"])
+    return ToolResult(output=out, method=f"marker genes: {info['rule']}", evidence=(
+        f"Top {args.n_genes} marker genes per {args.groupby}{subset} ({info['n_cells']:,} cells): {lines}."))
 
 
+# ---------------------------------------------------------------- caption_groups
 class CaptionInput(BaseModel):
     groupby: str = Field(description="obs column whose groups get captions (clusters, cell types)",
                          json_schema_extra={"entity": "obs_column"})
@@ -162,71 +140,17 @@ class CaptionOutput(BaseModel):
     captions: dict[str, str]
 
 
-def caption_groups_tool(ctx: ToolContext, args: CaptionInput) -> ToolResult:
+def caption_groups(ctx: ToolContext, args: CaptionInput) -> ToolResult:
     import pandas as pd
 
-    from c2s_agent.agent.captions import METHOD, caption_groups
     from c2s_agent.knowledge.index import load
 
-    if args.groupby not in ctx.adata.obs.columns:
-        raise InputError(f"groupby={args.groupby!r}", "is not an obs column of this dataset",
-                         f"use one of {list(ctx.adata.obs.columns)}")
-    caps = caption_groups(ctx.adata, args.groupby, load(ctx.settings, progress=False), args.n_genes, args.groups)
+    caps = tl.caption_groups(ctx.adata, args.groupby, load(ctx.settings, progress=False), args.n_genes, args.groups)
     ctx.save_table(pd.DataFrame([c.model_dump() for c in caps]).set_index("group"), "captions",
                    f"Captions per {args.groupby}")
-    text = " ".join(c.text for c in caps[:6])
-    return ToolResult(output=CaptionOutput(method=METHOD, captions={c.group: c.text for c in caps}),
-                      evidence=f"Captions per {args.groupby} ({METHOD}): {text}")
-
-
-def marker_genes(ctx: ToolContext, args: MarkersInput) -> ToolResult:
-    import pandas as pd
-    import scanpy as sc
-
-    adata = ctx.adata
-    if args.groupby not in adata.obs.columns:
-        raise InputError(f"groupby={args.groupby!r}", "is not an obs column of this dataset",
-                         f"use one of {list(adata.obs.columns)}")
-    view = adata
-    if args.within:
-        mask, _ = _filter_cells(adata, args.within, args.groupby)
-        view = adata[mask]
-    work = sc.AnnData(view.X, obs=view.obs[[args.groupby]].astype(str).astype("category"), var=view.var[[]])
-    sizes = work.obs[args.groupby].value_counts()
-    keep = sizes[sizes >= 3].index
-    if len(keep) < 2:
-        raise InputError(f"groupby={args.groupby!r}", "has fewer than two groups with at least 3 cells here",
-                         "choose a column (or a cell subset) with at least two populated groups")
-    work = work[work.obs[args.groupby].isin(keep)].copy()
-    work.obs[args.groupby] = work.obs[args.groupby].cat.remove_unused_categories()
-    groups = [g for g in (args.groups or list(keep)) if g in set(keep)]
-    if args.groups and not groups:
-        raise InputError(f"groups={args.groups}", f"are not populated values of {args.groupby!r}",
-                         f"use some of {list(keep)}")
-    sc.pp.filter_genes(work, min_cells=max(3, work.n_obs // 100))
-    sc.tl.rank_genes_groups(work, args.groupby, groups=groups if args.groups else "all", method=args.method,
-                            n_genes=max(args.n_genes, 25))
-    df = sc.get.rank_genes_groups_df(work, None)
-    if "group" not in df.columns:
-        df.insert(0, "group", groups[0])
-    df = df.groupby("group", observed=True).head(args.n_genes).reset_index(drop=True)
-    df["group"] = df["group"].astype(str)
-    markers = {g: df.loc[df["group"] == g, "names"].astype(str).tolist() for g in groups}
-    table = df.rename(columns={"names": "gene", "logfoldchanges": "log2fc", "pvals_adj": "p_adj"})
-    ctx.save_table(table[[c for c in ("group", "gene", "scores", "log2fc", "p_adj") if c in table.columns]],
-                   "markers", f"Top {args.n_genes} marker genes per {args.groupby}")
-    genes = list(dict.fromkeys(g for gs in markers.values() for g in gs))
-    dp = sc.pl.dotplot(work, var_names={g: markers[g] for g in groups if markers[g]}, groupby=args.groupby,
-                       show=False, return_fig=True, standard_scale="var")
-    dp.make_figure()
-    ctx.save_plot(dp.fig, "dotplot", f"Marker genes per {args.groupby}")
-    adata.uns["c2s_markers"] = {"groupby": args.groupby, "method": args.method, "within": list(args.within or []),
-                                "groups": list(markers), "genes": [",".join(markers[g]) for g in markers]}
-    subset = f" among cells labelled {', '.join(args.within)}" if args.within else ""
-    lines = "; ".join(f"{g}: {', '.join(gs)}" for g, gs in list(markers.items())[:12])
-    evidence = (f"Top {args.n_genes} marker genes per {args.groupby}{subset} ({args.method}, {work.n_obs:,} cells, "
-                f"{len(genes)} distinct genes): {lines}.")
-    return ToolResult(output=MarkersOutput(groupby=args.groupby, n_cells=work.n_obs, markers=markers), evidence=evidence)
+    out = CaptionOutput(method=tl.captions.METHOD, captions={c.group: c.text for c in caps})
+    return ToolResult(output=out, method=f"captions: {out.method}",
+                      evidence=f"Captions per {args.groupby}: " + " ".join(c.text for c in caps[:6]))
 
 
 # ---------------------------------------------------------------- reconstruct_expression
@@ -246,58 +170,29 @@ class ReconstructOutput(BaseModel):
 
 
 def reconstruct_expression(ctx: ToolContext, args: ReconstructInput) -> ToolResult:
-    import matplotlib.pyplot as plt
-    import scipy.sparse as sp
-
-    from c2s_agent.sentences import ReverseTransform
-    from c2s_agent.sentences.transform import from_adata
-
-    adata = ctx.adata
-    cs = from_adata(adata)
-    X = adata.X.tocsr() if sp.issparse(adata.X) else sp.csr_matrix(adata.X)
-    safe = np.maximum(cs.idx, 0)
-    rows = np.repeat(np.arange(len(cs)), safe.shape[1])
-    picked = np.asarray(X[rows, safe.ravel()]).reshape(safe.shape)
-    cs.values = np.where(cs.idx >= 0, picked, 0).astype(np.float32)
-    order = np.random.default_rng(args.seed).permutation(len(cs))
-    n_test = max(1, int(round(len(cs) * args.holdout_fraction)))
-    test, train = order[:n_test], order[n_test:]
-    fit = ReverseTransform.fit(cs.subset(train), n_cells=len(train), seed=args.seed)
-    scores = fit.evaluate(cs.subset(test), top_k=args.top_k)
-    path = fit.save(ctx.run_dir / "artefacts" / f"{ctx.step_id}_reverse_transform.json")
-    ctx.save_file(path, "Fitted reverse transform (JSON)")
-    held = cs.subset(test)
-    idx, vals = held.idx[:, : args.top_k], held.values[:, : args.top_k]
-    keep = idx >= 0
-    ranks = np.broadcast_to(np.arange(idx.shape[1]), idx.shape)[keep]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.hexbin(np.log10(1 + ranks), vals[keep], gridsize=40, bins="log", cmap="Greys")
-    ax.plot(fit.log_rank, fit.expression, color="#c44e52", lw=2, label="fitted")
-    ax.set_xlim(0, np.log10(1 + args.top_k))
-    ax.set_xlabel("log10(1 + rank)")
-    ax.set_ylabel("log1p(CP10k)")
-    ax.set_title(f"Held-out cells: R²={scores['r2']:.2f}, Spearman={scores['spearman']:.2f}")
-    ax.legend()
-    ctx.save_plot(fig, "fit", "Expression against rank on held-out cells")
-    adata.uns["c2s_reverse_fit"] = {k: float(v) for k, v in scores.items()}
-    out = ReconstructOutput(n_fit_cells=len(train), n_heldout_cells=len(test), r2=scores["r2"],
-                            pearson=scores["pearson"], spearman=scores["spearman"])
-    evidence = (f"The reverse transform (expression from rank), fitted on {len(train):,} cells, reconstructs the top "
-                f"{args.top_k} genes of {len(test):,} held-out cells with R²={out.r2:.3f}, Pearson r={out.pearson:.3f} "
-                f"and Spearman rho={out.spearman:.3f}.")
-    return ToolResult(output=out, evidence=evidence)
+    res = tl.reverse_fit(ctx.adata, args.top_k, args.holdout_fraction, args.seed)
+    ctx.save_file(res.fit.save(ctx.run_dir / "artefacts" / f"{ctx.step_id}_reverse_transform.json"),
+                  "Fitted reverse transform (JSON)")
+    ctx.save_plot(pl.reverse_fit(res.fit, res.held_out, args.top_k, res.scores), "fit",
+                  "Expression against rank on held-out cells")
+    out = ReconstructOutput(n_fit_cells=res.n_fit_cells, n_heldout_cells=len(res.held_out), **res.scores)
+    return ToolResult(output=out, evidence=(
+        f"The reverse transform (expression from rank), fitted on {out.n_fit_cells:,} cells, reconstructs the top "
+        f"{args.top_k} genes of {out.n_heldout_cells:,} held-out cells with R²={out.r2:.3f}, Pearson r="
+        f"{out.pearson:.3f} and Spearman rho={out.spearman:.3f}."))
 
 
 @hookimpl
 def register_tools(register):
     register(Tool(
         name="describe_dataset",
-        description="Describe a single-cell dataset: how many cells and genes, which annotation columns it has, "
-                    "and how many cells fall in each group.",
+        description="Describe a single-cell dataset: how many cells and genes, which annotation columns it has, and "
+                    "how many cells fall in each group.",
         examples=["What is in this dataset?", "How many cells are there per cell type?",
+                  "Which cell types does this dataset contain?",
                   "Summarise the data", "Which annotations and conditions does the dataset have?",
                   "How many cells and genes does it have?", "Give an overview of the data",
-                  "Split the cell counts by sample"],
+                  "Split the cell counts by sample", "How are the cells distributed across the clusters?"],
         input_model=DescribeInput, output_model=DescribeOutput, run=describe_dataset))
     register(Tool(
         name="cell_sentences",
@@ -317,7 +212,9 @@ def register_tools(register):
                   "Which genes are specific to CD14 Mono cells?", "How do monocytes respond to interferon?",
                   "Differential expression between conditions in B cells", "Run a DE test between groups",
                   "What makes each cell population different from the others?",
-                  "Which genes characterise each group of cells?"],
+                  "Which genes characterise each group of cells?", "What makes the NK cells special?",
+                  "Which genes change in NK cells between stimulated and control?",
+                  "What changes in these cells after treatment?"],
         input_model=MarkersInput, output_model=MarkersOutput, run=marker_genes,
         produces=("uns:c2s_markers",), cost="medium"))
     register(Tool(
@@ -326,7 +223,7 @@ def register_tools(register):
                     "(when annotation ran), the Cell Ontology definition and curated interactions of the markers.",
         examples=["Write a caption for every cell type", "Write captions for the seurat clusters",
                   "Describe each cell type in plain words with its markers and ontology definition"],
-        input_model=CaptionInput, output_model=CaptionOutput, run=caption_groups_tool))
+        input_model=CaptionInput, output_model=CaptionOutput, run=caption_groups))
     register(Tool(
         name="reconstruct_expression",
         description="Fit the reverse transform that turns cell sentences back into expression values and measure "

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from c2s_agent import hookimpl
+from c2s_agent import hookimpl, pl, tl
+from c2s_agent.conventions.slots import CONDITION, PREDICTED_TYPE
 from c2s_agent.errors import InputError
 from c2s_agent.knowledge.retrieve import Hit
 from c2s_agent.registry import KnowledgeSource
+from c2s_agent.tl.hypotheses import communication_hypotheses
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -120,57 +122,42 @@ class LROutput(BaseModel):
     n_interactions: int
     n_significant: dict[str, int]
     top_pairs: list[PairOut]
+    groupby: str
+    source: list[str] = Field(description="sending groups scored")
+    target: list[str] = Field(description="receiving groups scored")
+    absent: list[str] = Field(description="requested groups no cell holds")
 
 
-PREDICTED = "c2s_cell_type"  # where annotate_cells writes the predicted cell types
-CELL_TYPE_COLUMNS = ("cell_type", "celltype", "cell_types", "bulk_labels", "labels", "annotation")
-
-
-def lr_groupby(adata, groupby: str | None) -> str:
-    """The column to group by: ``groupby``, else the predicted cell types when an annotation ran, else the
-    data's own cell type column."""
-    if groupby:
-        return groupby
-    found = next((c for c in (PREDICTED, *CELL_TYPE_COLUMNS) if c in adata.obs.columns), None)
-    if found is None:
-        raise InputError("groupby", "was not given and the data has no cell type column",
-                         f"name one of {list(adata.obs.columns)}, or annotate the cells first (annotate_cells)")
-    return found
-
-
-def score_ligand_receptor_tool(ctx: ToolContext, args: LRInput) -> ToolResult:
-    from c2s_agent.knowledge.lr import lr_dotplot, score_ligand_receptor
-
-    groupby = lr_groupby(ctx.adata, args.groupby)
-    source, target, absent = args.source, args.target, []
-    if groupby == PREDICTED:  # planned before the prediction: keep the labels the model did predict
-        present = set(ctx.adata.obs[groupby].astype(str))
-        absent = sorted({v for v in source + target if v not in present})
-        source = [v for v in source if v in present] or source  # none left: the scorer names the problem
-        target = [v for v in target if v in present] or target
-    table = score_ligand_receptor(ctx.adata, groupby, source, target,
-                                  condition=args.condition_column, condition_value=args.condition_value,
-                                  n_perms=args.n_perms, min_fraction=args.min_fraction)
-    if "condition" not in table:
-        table.insert(0, "condition", "all")
+def score_ligand_receptor(ctx: ToolContext, args: LRInput) -> ToolResult:
+    res = tl.ligand_receptor(ctx.adata, args.source, args.target, args.groupby, args.condition_column,
+                             args.condition_value, args.n_perms, args.min_fraction)
+    table = res.table
     sig = table[table.significant]
-    n_sig = {str(c): int(n) for c, n in sig.groupby("condition").size().items()}
-    top = sig.sort_values(["condition", "rank"]).groupby("condition").head(args.top)
+    n_sig = {str(c): int(n) for c, n in sig.groupby(CONDITION).size().items()}
+    top = sig.sort_values([CONDITION, "rank"]).groupby(CONDITION).head(args.top)
     ctx.save_table(table, "ligand_receptor", "Ligand-receptor scores (CellPhoneDB v5 pairs)")
-    ctx.save_plot(lr_dotplot(table, top=args.top), "ligand_receptor_dotplot", "Top ligand-receptor pairs")
-    pairs = [PairOut(condition=str(r.condition), pair=r.pair, score=round(float(r.score), 4),
-                     pvalue=float(r.pvalue), ligand_mean=round(float(r.ligand_mean), 4),
-                     receptor_mean=round(float(r.receptor_mean), 4)) for r in top.itertuples()]
-    out = LROutput(n_interactions=int(table.pair.nunique()), n_significant=n_sig, top_pairs=pairs)
+    ctx.save_plot(pl.ligand_receptor(table, top=args.top), "ligand_receptor_dotplot", "Top ligand-receptor pairs")
+    pairs = [PairOut(condition=str(r[CONDITION]), pair=r["pair"], score=round(float(r["score"]), 4),
+                     pvalue=float(r["pvalue"]), ligand_mean=round(float(r["ligand_mean"]), 4),
+                     receptor_mean=round(float(r["receptor_mean"]), 4)) for r in top.to_dict("records")]
+    out = LROutput(n_interactions=int(table.pair.nunique()), n_significant=n_sig, top_pairs=pairs,
+                   groupby=res.groupby, source=res.source, target=res.target, absent=res.absent)
     per = "; ".join(f"{c}: {n_sig.get(c, 0)} significant (p<0.05), top "
                     + ", ".join([p.pair for p in pairs if p.condition == c][:5])
-                    for c in sorted(table.condition.unique()))
-    made = " (cell types predicted by the C2S model)" if groupby == PREDICTED else ""
-    if absent:
-        made += f"; not predicted for any cell, so left out: {', '.join(absent)}"
-    return ToolResult(output=out, evidence=f"Ligand-receptor scoring {'+'.join(source)} -> "
-                      f"{'+'.join(target)} grouped by obs['{groupby}']{made} over {out.n_interactions} CellPhoneDB pairs, "
-                      f"{args.n_perms} permutations: {per}")
+                    for c in sorted(table[CONDITION].unique()))
+    made = " (cell types predicted by the C2S model)" if res.groupby == PREDICTED_TYPE else ""
+    if res.absent:
+        made += f"; not found in any cell, so left out: {', '.join(res.absent)}"
+    return ToolResult(output=out, evidence=f"Ligand-receptor scoring {'+'.join(res.source)} -> "
+                      f"{'+'.join(res.target)} grouped by obs['{res.groupby}']{made} over {out.n_interactions} CellPhoneDB "
+                      f"pairs, {args.n_perms} permutations: {per}")
+
+
+def every_condition(args: dict) -> tuple[dict, str | None]:
+    """Hypothesis mode scores every condition, to compare the one asked about with its reference."""
+    if not (args.get("condition_column") and args.get("condition_value")):
+        return args, None
+    return {k: v for k, v in args.items() if k != "condition_value"}, args["condition_value"]
 
 
 # ---------------------------------------------------------------- gene_set_lookup
@@ -251,7 +238,8 @@ def register_tools(register):
                          "the genes share.",
              examples=["Which proteins interact with ISG15?", "Show the protein interaction network around STAT1 and IRF9",
                        "What are the physical binding partners of JAK1?",
-                       "Which partners do MX1 and OAS1 share?", "Protein-protein interactions of CD74"],
+                       "Which partners do MX1 and OAS1 share?", "Protein-protein interactions of CD74",
+                       "Which protein interactions link IRF1 and JAK2 to the interferon response genes?"],
              input_model=NeighbourhoodInput, output_model=NeighbourhoodOutput, run=ppi_neighbourhood, needs_data=False),
         Tool(name="score_ligand_receptor",
              description="Score cell-cell communication between a sending and a receiving group of cells: CellPhoneDB "
@@ -264,9 +252,11 @@ def register_tools(register):
                        "Which signals do monocytes send to NK cells?", "Score ligand receptor interactions between B cells and T cells",
                        "Does interferon stimulation change signalling from monocytes to T cells?",
                        "Find interactions from monocytes to T cells",
-                       "What interactions are there between B cells and NK cells?"],
-             input_model=LRInput, output_model=LROutput, run=score_ligand_receptor_tool,
-             requires=("obs:{groupby}",), produces=("uns:c2s_lr",), cost="medium"),
+                       "What interactions are there between B cells and NK cells?",
+                       "Propose hypotheses for how B cells signal to T cells"],
+             input_model=LRInput, output_model=LROutput, run=score_ligand_receptor,
+             requires=("obs:{groupby}",), produces=("uns:c2s_lr",), cost="medium",
+             hypotheses=communication_hypotheses, focus_args=every_condition),
         Tool(name="gene_set_lookup",
              description="Find gene sets (MSigDB Hallmark, Reactome, WikiPathways, T-cell markers, cell-cycle phases) "
                          "by name or topic, or test a list of genes for overlap with every gene set (hypergeometric "

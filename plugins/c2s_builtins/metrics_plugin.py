@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl
+from c2s_agent.conventions.slots import GENERATED_CONDITION, GENERATED_TYPE, GENERATION_METRICS
 from c2s_agent.errors import InputError
 from c2s_agent.registry import EncoderFactory
 from c2s_agent.tools import Tool, ToolContext, ToolResult
@@ -75,7 +76,7 @@ def _where(column, value, name):
 def _auto_real(adata, generated) -> dict | None:
     """Select real cells matching the generated cells' requested type (and condition) when one column holds it."""
     where = {}
-    for key in ("c2s_cell_type", "c2s_condition"):
+    for key in (GENERATED_TYPE, GENERATED_CONDITION):
         if key not in generated.obs or generated.obs[key].nunique() != 1:
             continue
         value = str(generated.obs[key].iloc[0])
@@ -90,7 +91,8 @@ def evaluate_generation_tool(ctx: ToolContext, args: EvaluateInput) -> ToolResul
     import anndata as ad
 
     from c2s_agent.data import read
-    from c2s_agent.metrics import evaluate_generation, plot_embedding, plot_metrics
+    from c2s_agent import pl
+    from c2s_agent.metrics import evaluate_generation
     from c2s_agent.metrics.inputs import select
 
     path = _generated_path(ctx, args.generated)
@@ -108,10 +110,10 @@ def evaluate_generation_tool(ctx: ToolContext, args: EvaluateInput) -> ToolResul
                                  control=control, genes=args.genes, n_boot=args.n_boot, settings=ctx.settings)
     result.notes[:0] = notes
     ctx.save_table(result.table(), "generation_metrics", "Generated vs real cells: metrics with 95% bootstrap intervals")
-    ctx.save_plot(plot_metrics(result), "generation_metrics", "Metric values with bootstrap intervals")
-    ctx.save_plot(plot_embedding(result), "generation_embedding", "Real and generated cells on a shared PCA")
+    ctx.save_plot(pl.generation_metrics(result), "generation_metrics", "Metric values with bootstrap intervals")
+    ctx.save_plot(pl.generation_embedding(result), "generation_embedding", "Real and generated cells on a shared PCA")
     summary = result.to_dict()
-    ctx.adata.uns["c2s_generation_metrics"] = json.dumps(summary)
+    ctx.adata.uns[GENERATION_METRICS] = json.dumps(summary)
     out = EvaluateOutput(encoder=result.encoder, n_real=summary["n_real"], n_generated=summary["n_generated"],
                          metrics=summary["metrics"], notes=result.notes)
     parts = []

@@ -1,16 +1,20 @@
 """Built-in C2S model plugin: the backends (transformers, openai-http, vllm, ray-vllm) and the model tools
-(annotate_cells, embed_cells, generate_cells, predict_perturbation, multicell_reasoning). Heavy imports happen
-inside functions."""
+(annotate_cells, embed_cells, generate_cells, predict_perturbation, multicell_reasoning). Each tool calls one
+function of :mod:`c2s_agent.tl`; heavy imports happen inside functions."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from c2s_agent import hookimpl
+from c2s_agent import hookimpl, pl, tl
+from c2s_agent.conventions import find_columns
+from c2s_agent.conventions.slots import EMBEDDING, EMBEDDING_UMAP, PREDICTED_TYPE, SENTENCE, SIMILARITY
 from c2s_agent.errors import InputError
 from c2s_agent.registry import BackendFactory
+from c2s_agent.tl.hypotheses import perturbation_hypotheses
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -42,16 +46,20 @@ def register_backends(register):
 
 
 def _model(ctx: ToolContext):
-    from c2s_agent.models import load_model
-
-    return load_model(ctx.settings.model, ctx.settings)
+    return tl.get_model(ctx.settings.model, ctx.settings)
 
 
-def _label_column(adata) -> str | None:
-    for c in ("cell_type", "celltype", "cell_types", "bulk_labels", "labels", "annotation"):
-        if c in adata.obs.columns:
-            return c
-    return None
+def _column(ctx: ToolContext, column: str | None, name: str) -> str | None:
+    if column and column not in ctx.adata.obs.columns:
+        raise InputError(f"{name} {column!r}", "is not an obs column", f"use one of {list(ctx.adata.obs.columns)}")
+    return column
+
+
+def predicted_labels(settings) -> dict[str, list[str]]:
+    """The cell types the configured model predicts, from its metadata (no weights are loaded)."""
+    from c2s_agent.models.model import model_metadata
+
+    return {f"obs:{PREDICTED_TYPE}": list(model_metadata(settings).get("labels", []))}
 
 
 # ---------------------------------------------------------------- annotate_cells
@@ -73,41 +81,23 @@ class AnnotateOutput(BaseModel):
 
 
 def annotate_cells(ctx: ToolContext, args: AnnotateInput) -> ToolResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from c2s_agent.models import tl
-
-    adata = ctx.adata
-    if args.compare_with and args.compare_with not in adata.obs.columns:
-        raise InputError(f"compare_with {args.compare_with!r}", "is not an obs column", f"use one of {list(adata.obs.columns)}")
-    df = tl.annotate(adata, _model(ctx), mode=args.mode, labels=args.labels, threshold=args.threshold,
+    col = _column(ctx, args.compare_with, "compare_with") or find_columns(ctx.adata.obs).cell_type
+    df = tl.annotate(ctx.adata, _model(ctx), mode=args.mode, labels=args.labels, threshold=args.threshold,
                      on_call=ctx.record_call)
     counts = {str(k): int(v) for k, v in df["label"].value_counts().items()}
-    col = args.compare_with or _label_column(adata)
     acc = None
     if col is not None:
-        called = df["label"] != "unknown"
-        truth = adata.obs[col].astype(str).to_numpy()
-        acc = float((df["label"].to_numpy()[called.to_numpy()] == truth[called.to_numpy()]).mean()) if called.any() else 0.0
-        table = pd.crosstab(adata.obs[col].astype(str), adata.obs["c2s_cell_type"].astype(str))
+        acc, table = tl.agreement(ctx.adata, col)
         ctx.save_table(table, "confusion", f"Predicted (columns) vs {col} (rows)")
     ctx.save_table(df.round(4), "predictions", "C2S cell type predictions per cell")
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(counts) + 1.2))
-    pd.Series(counts).sort_values().plot.barh(ax=ax, color="#4477aa")
-    ax.set_xlabel("cells")
-    ax.set_title("C2S predicted cell types")
-    ctx.save_plot(fig, "predicted_types", "Cells per predicted cell type")
+    ctx.save_plot(pl.counts(counts, "C2S predicted cell types"), "predicted_types", "Cells per predicted cell type")
     out = AnnotateOutput(n_cells=len(df), n_unknown=counts.get("unknown", 0), counts=counts,
                          mean_confidence=float(df["confidence"].mean()), compared_with=col, accuracy=acc)
     top = ", ".join(f"{k} {v}" for k, v in list(counts.items())[:5])
-    evidence = (f"C2S model ({args.mode} mode) annotated {len(df)} cells: {top}; {out.n_unknown} unknown; "
-                f"mean confidence {out.mean_confidence:.2f}"
-                + (f"; agreement with obs['{col}'] {acc:.1%} of called cells" if acc is not None else "") + ".")
-    return ToolResult(output=out, evidence=evidence)
+    return ToolResult(output=out, evidence=(
+        f"C2S model ({args.mode} mode) annotated {len(df)} cells: {top}; {out.n_unknown} unknown; mean confidence "
+        f"{out.mean_confidence:.2f}" + (f"; agreement with obs['{col}'] {acc:.1%} of called cells" if acc is not None
+                                        else "") + "."))
 
 
 # ---------------------------------------------------------------- embed_cells
@@ -124,53 +114,58 @@ class EmbedOutput(BaseModel):
 
 
 def embed_cells(ctx: ToolContext, args: EmbedInput) -> ToolResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from c2s_agent.models import tl
-
-    adata = ctx.adata
-    if args.color_by and args.color_by not in adata.obs.columns:
-        raise InputError(f"color_by {args.color_by!r}", "is not an obs column", f"use one of {list(adata.obs.columns)}")
-    X = tl.embed(adata, _model(ctx), on_call=ctx.record_call)
-    col = args.color_by or ("c2s_cell_type" if "c2s_cell_type" in adata.obs else _label_column(adata))
+    col = _column(ctx, args.color_by, "color_by") or find_columns(ctx.adata.obs).groups(prefer_predicted=True)
+    X = tl.embed(ctx.adata, _model(ctx), on_call=ctx.record_call)
     sil = None
-    if adata.n_obs >= 10:
-        import scanpy as sc
+    if ctx.adata.n_obs >= 10:
+        tl.umap(ctx.adata)
+        sil = tl.silhouette(ctx.adata, col) if col else None
+        ctx.save_plot(pl.embedding(ctx.adata, EMBEDDING_UMAP, col, "UMAP of C2S embeddings"), "umap_c2s",
+                      "UMAP of C2S cell embeddings")
+    out = EmbedOutput(n_cells=ctx.adata.n_obs, dim=int(X.shape[1]), silhouette=sil, color_by=col)
+    return ToolResult(output=out, evidence=f"Embedded {out.n_cells} cells with the C2S model into obsm['{EMBEDDING}'] "
+                      f"({out.dim} dimensions)" + (f"; silhouette of {col} {sil:.2f}" if sil is not None else "") + ".")
 
-        tmp = __import__("anndata").AnnData(X=X.astype(np.float32), obs=adata.obs[[col]] if col else None)
-        sc.pp.neighbors(tmp, use_rep="X", n_neighbors=min(15, adata.n_obs - 1))
-        sc.tl.umap(tmp, random_state=0)
-        adata.obsm["X_c2s_umap"] = tmp.obsm["X_umap"]
-        fig, ax = plt.subplots(figsize=(6.5, 5))
-        if col:
-            from sklearn.metrics import silhouette_score
 
-            labels = adata.obs[col].astype(str).to_numpy()
-            if 1 < len(set(labels)) < len(labels):
-                sil = float(silhouette_score(X, labels, metric="cosine"))
-            for lab in sorted(set(labels)):
-                m = labels == lab
-                ax.scatter(*tmp.obsm["X_umap"][m].T, s=4, label=lab)
-            ax.legend(markerscale=3, fontsize=7, bbox_to_anchor=(1, 1), loc="upper left")
-        else:
-            ax.scatter(*tmp.obsm["X_umap"].T, s=4)
-        ax.set_title(f"UMAP of C2S embeddings{f' coloured by {col}' if col else ''}")
-        ax.set_xticks([]), ax.set_yticks([])
-        ctx.save_plot(fig, "umap_c2s", "UMAP of C2S cell embeddings")
-    out = EmbedOutput(n_cells=adata.n_obs, dim=int(X.shape[1]), silhouette=sil, color_by=col)
-    return ToolResult(output=out, evidence=f"Embedded {adata.n_obs} cells with the C2S model into obsm['X_c2s'] "
-                      f"({X.shape[1]} dimensions)" + (f"; silhouette of {col} {sil:.2f}" if sil is not None else "") + ".")
+# ---------------------------------------------------------------- similar_cells
+class SimilarInput(BaseModel):
+    reference: list[str] = Field(min_length=1, description="the reference group: labels of an obs column (e.g. a "
+                                 "cell type)", json_schema_extra={"entity": "obs_values"})
+    groupby: str | None = Field(None, description="the obs column holding the reference labels (default: the one "
+                                "that has them)", json_schema_extra={"entity": "obs_column"})
+    n: int = Field(50, ge=1, le=5000, description="how many of the most similar cells to report",
+                   json_schema_extra={"entity": "number"})
+
+
+class SimilarOutput(BaseModel):
+    groupby: str
+    n_reference: int
+    nearest_labels: dict[str, int] = Field(description="labels of the most similar cells outside the reference")
+    mean_similarity: dict[str, float] = Field(description="mean cosine similarity to the reference, per label")
+
+
+def similar_cells(ctx: ToolContext, args: SimilarInput) -> ToolResult:
+    col, ref, table = tl.similar_cells(ctx.adata, args.reference, _column(ctx, args.groupby, "groupby"), n=args.n)
+    ctx.save_table(table, "similar_cells", f"The {args.n} cells most similar to {', '.join(args.reference)}")
+    sims = ctx.adata.obs.loc[~ref, SIMILARITY].groupby(ctx.adata.obs.loc[~ref, col].astype(str).to_numpy()).mean()
+    ctx.save_plot(pl.counts(sims.round(3).to_dict(), f"Similarity to {', '.join(args.reference)}", "mean cosine"),
+                  "similarity_by_group", f"Mean similarity to {', '.join(args.reference)} per {col}")
+    nearest = {str(k): int(v) for k, v in table[col].value_counts().items()}
+    out = SimilarOutput(groupby=col, n_reference=int(ref.sum()), nearest_labels=nearest,
+                        mean_similarity={str(k): round(float(v), 4) for k, v in sims.sort_values()[::-1].items()})
+    top = ", ".join(f"{k} ({v})" for k, v in list(nearest.items())[:6])
+    return ToolResult(output=out, evidence=(
+        f"In the C2S embedding, the {len(table)} cells most similar to the {out.n_reference} {', '.join(args.reference)} "
+        f"cells (cosine to their centroid) are labelled {top} in obs['{col}']; most similar groups on average: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in list(out.mean_similarity.items())[:4]) + "."))
 
 
 # ---------------------------------------------------------------- generate_cells
 class GenerateInput(BaseModel):
     cell_type: str = Field(description="cell type to generate", json_schema_extra={"entity": "cell_type"})
     n: int = Field(50, ge=1, le=2000, description="number of cells")
-    condition: str | None = Field(None, description="condition, e.g. 'ctrl' or 'stim'")
+    condition: str | None = Field(None, description="condition, e.g. 'ctrl' or 'stim'",
+                                  json_schema_extra={"entity": "condition"})
     seed: int = 0
 
 
@@ -186,34 +181,31 @@ class GenerateOutput(BaseModel):
 
 
 def generate_cells(ctx: ToolContext, args: GenerateInput) -> ToolResult:
-    from collections import Counter
-
     import pandas as pd
-
-    from c2s_agent.models import tl
 
     gen = tl.generate_cells(args.cell_type, args.n, condition=args.condition, model=_model(ctx), seed=args.seed,
                             on_call=ctx.record_call)
-    path = ctx._path("generated_cells.h5ad")
+    path = ctx.artefact_path("generated_cells.h5ad")
     gen.write_h5ad(path)
     ctx.save_file(path, f"{args.n} generated {args.cell_type} cells", kind="h5ad")
-    ctx.save_table(pd.DataFrame({"sentence": gen.obs["c2s_sentence"]}), "generated_sentences", "Generated cell sentences")
-    top = Counter(g for s in gen.obs["c2s_sentence"] for g in s.split()[:10]).most_common(10)
+    ctx.save_table(pd.DataFrame({"sentence": gen.obs[SENTENCE]}), "generated_sentences", "Generated cell sentences")
+    top = [g for g, _ in Counter(g for s in gen.obs[SENTENCE] for g in s.split()[:10]).most_common(10)]
     out = GenerateOutput(n_cells=gen.n_obs, cell_type=args.cell_type, condition=args.condition,
                          mean_genes=float(gen.obs["c2s_n_genes"].mean()), n_unknown_genes=int(gen.obs["c2s_n_unknown"].sum()),
-                         n_duplicated_genes=int(gen.obs["c2s_n_duplicated"].sum()), top_genes=[g for g, _ in top],
-                         example=str(gen.obs["c2s_sentence"].iloc[0])[:300])
+                         n_duplicated_genes=int(gen.obs["c2s_n_duplicated"].sum()), top_genes=top,
+                         example=str(gen.obs[SENTENCE].iloc[0])[:300])
     return ToolResult(output=out, evidence=f"Generated {gen.n_obs} {args.cell_type} cells"
                       f"{f' ({args.condition})' if args.condition else ''}; {out.mean_genes:.0f} genes each on average; "
-                      f"most frequent leading genes: {', '.join(out.top_genes[:6])}.")
+                      f"most frequent leading genes: {', '.join(top[:6])}.")
 
 
 # ---------------------------------------------------------------- predict_perturbation
 class PerturbInput(BaseModel):
     perturbation: str = Field("IFN-beta", description="perturbation name known to the model")
-    cell_type: str | None = Field(None, description="only cells of this type (obs column cell_type or c2s_cell_type)",
-                                  json_schema_extra={"entity": "cell_type"})
-    condition: str | None = Field("ctrl", description="only cells of this condition (obs 'condition'), if the column exists")
+    cell_types: list[str] | None = Field(None, description="only cells of these types (the data's or the predicted "
+                                         "cell types)", json_schema_extra={"entity": "cell_type"})
+    condition: str | None = Field(None, description="only cells of this condition (default: the control cells, "
+                                  "when the data has conditions)", json_schema_extra={"entity": "condition"})
     max_cells: int = Field(200, ge=1, le=5000)
     context: str | None = None
     seed: int = 0
@@ -222,56 +214,27 @@ class PerturbInput(BaseModel):
 class PerturbOutput(BaseModel):
     n_cells: int
     perturbation: str
+    condition: str | None
     up: dict[str, float] = Field(description="genes most increased in predicted vs control (reconstructed log1p CP10k)")
     down: dict[str, float]
 
 
 def predict_perturbation(ctx: ToolContext, args: PerturbInput) -> ToolResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import pandas as pd
-
-    from c2s_agent.models import tl
-
-    adata = ctx.adata
-    keep = np.ones(adata.n_obs, bool)
-    if args.cell_type:
-        col = next((c for c in ("cell_type", "c2s_cell_type") if c in adata.obs), None)
-        if col is None:
-            raise InputError("cell_type", "was given but the data has no cell type column", "run annotate_cells first")
-        keep &= adata.obs[col].astype(str).to_numpy() == args.cell_type
-    if args.condition and "condition" in adata.obs:
-        keep &= adata.obs["condition"].astype(str).to_numpy() == args.condition
-    if not keep.any():
-        raise InputError("cells", f"none match cell_type={args.cell_type!r}, condition={args.condition!r}",
-                         "choose a cell type and condition present in the data")
-    rows = np.flatnonzero(keep)[: args.max_cells]
-    sub = adata[rows].copy()
-    m = _model(ctx)
-    pert = tl.perturb(sub, args.perturbation, context=args.context, model=m, seed=args.seed, on_call=ctx.record_call)
-    texts, _, _ = m.sentences(sub, m.top_k["perturbation"])
-    base = tl._to_adata(m, texts, {"source": ["control"] * len(texts)}, genes=list(pert.var_names))
-    delta = np.asarray(pert.X.mean(0)).ravel() - np.asarray(base.X.mean(0)).ravel()
-    s = pd.Series(delta, index=pert.var_names).sort_values()
-    up, down = s[::-1].head(15), s.head(15)
-    ctx.adata.uns["c2s_perturbation"] = {"perturbation": args.perturbation, "n_cells": len(rows),
-                                         "up": up.round(4).to_dict(), "down": down.round(4).to_dict()}
-    path = ctx._path("perturbed_cells.h5ad")
-    pert.write_h5ad(path)
+    res = tl.perturbation_response(ctx.adata, args.perturbation, args.cell_types, args.condition, args.max_cells,
+                                   args.context, _model(ctx), args.seed, on_call=ctx.record_call)
+    path = ctx.artefact_path("perturbed_cells.h5ad")
+    res.perturbed.write_h5ad(path)
     ctx.save_file(path, f"Predicted {args.perturbation} response", kind="h5ad")
-    ctx.save_table(s.to_frame("delta").iloc[::-1], "perturbation_delta", "Predicted change per gene (perturbed - control)")
-    fig, ax = plt.subplots(figsize=(6, 6))
-    pd.concat([down, up[::-1]]).plot.barh(ax=ax, color=["#bb5566"] * len(down) + ["#4477aa"] * len(up))
-    ax.set_xlabel("predicted change (reconstructed log1p CP10k)")
-    ax.set_title(f"Predicted {args.perturbation} response ({len(rows)} cells)")
-    ctx.save_plot(fig, "perturbation_top_genes", f"Top genes changed by {args.perturbation}")
-    out = PerturbOutput(n_cells=len(rows), perturbation=args.perturbation, up=up.round(4).to_dict(),
-                        down=down.round(4).to_dict())
-    return ToolResult(output=out, evidence=f"C2S model predicted the {args.perturbation} response of {len(rows)} cells; "
-                      f"most increased: {', '.join(up.index[:6])}; most decreased: {', '.join(down.index[:6])}.")
+    ctx.save_table(res.delta.to_frame("delta"), "perturbation_delta", "Predicted change per gene (perturbed - control)")
+    ctx.save_plot(pl.perturbation(res.delta, args.perturbation, len(res.cells)), "perturbation_top_genes",
+                  f"Top genes changed by {args.perturbation}")
+    up, down = res.delta.head(15).round(4), res.delta.tail(15)[::-1].round(4)
+    out = PerturbOutput(n_cells=len(res.cells), perturbation=args.perturbation, condition=res.condition,
+                        up=up.to_dict(), down=down.to_dict())
+    return ToolResult(output=out, evidence=f"C2S model predicted the {args.perturbation} response of {out.n_cells} "
+                      f"{', '.join(args.cell_types or ['']) + ' ' if args.cell_types else ''}cells"
+                      f"{f' ({res.condition})' if res.condition else ''}; most increased: {', '.join(up.index[:6])}; "
+                      f"most decreased: {', '.join(down.index[:6])}.")
 
 
 # ---------------------------------------------------------------- multicell_reasoning
@@ -298,61 +261,36 @@ class MulticellOutput(BaseModel):
     accuracy_without: float | None = Field(None, description="agreement with the group's majority label")
     accuracy_with: float | None = None
     top_interactions: list[str]
-    how: str
 
 
 def multicell_reasoning(ctx: ToolContext, args: MulticellInput) -> ToolResult:
-    import matplotlib
+    from c2s_agent.knowledge.multicell import agreement_with, method
 
-    matplotlib.use("Agg")
-    from collections import Counter
-
-    import matplotlib.pyplot as plt
     import pandas as pd
 
-    from c2s_agent.knowledge.multicell import multicell
-
-    adata = ctx.adata
     m = _model(ctx)
-    df = multicell(adata, m, groupby=args.groupby, values=args.groups, mode=args.mode, n_cells=args.n_cells,
-                   max_groups=args.max_groups, settings=ctx.settings, on_call=ctx.record_call)
-    col = _label_column(adata) or args.groupby
-    acc0 = acc1 = None
-    if col is not None:
-        labels = adata.obs[col].astype(str)
-        majority = [labels[c.split(",")].value_counts().index[0] for c in df.cells]
-        df["majority_" + col] = majority
-        acc0, acc1 = float((df.without_knowledge == majority).mean()), float((df.with_knowledge == majority).mean())
+    df = tl.multicell(ctx.adata, m, groupby=args.groupby, values=args.groups, mode=args.mode, n_cells=args.n_cells,
+                      max_groups=args.max_groups, settings=ctx.settings, on_call=ctx.record_call)
+    col = find_columns(ctx.adata.obs).cell_type or args.groupby
+    acc0, acc1 = agreement_with(ctx.adata, df, col) if col else (None, None)
     ctx.save_table(df, "multicell", "Multi-cell prompts: cell type per group without and with injected interactions")
     a0, a1 = df.without_knowledge.value_counts(), df.with_knowledge.value_counts()
-    counts = pd.DataFrame({"without knowledge": a0, "with interactions": a1}).fillna(0).sort_values("without knowledge")
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(counts) + 1.5))
-    counts.plot.barh(ax=ax, color=["#4477aa", "#ee6677"])
-    ax.set_xlabel("groups")
-    ax.set_title(f"C2S answer per group of {args.n_cells} cells")
-    ctx.save_plot(fig, "multicell_answers", "Cell type per group, with and without injected interactions")
-    pairs = Counter(p for s in df.interactions for p in s.split("; ") if p)
-    trained = "multicell" in m.meta.get("tasks", [])
-    how = (f"{m.name} scored every known cell type by log-likelihood after a multi-cell prompt of {args.n_cells} cell "
-           f"sentences, once as is and once with the CellPhoneDB ligand-receptor pairs the group expresses (every "
-           f"subunit in >= half its cells) injected as text"
-           + ("" if trained else "; this model was trained on single-cell prompts only, so multi-cell prompts and "
-              "injected knowledge are outside its training"))
+    ctx.save_plot(pl.answer_counts(pd.DataFrame({"without knowledge": a0, "with interactions": a1}),
+                                   f"C2S answer per group of {args.n_cells} cells"),
+                  "multicell_answers", "Cell type per group, with and without injected interactions")
+    pairs = [p for p, _ in Counter(p for s in df.interactions for p in s.split("; ") if p).most_common(10)]
     out = MulticellOutput(n_groups=len(df), n_groups_with_interactions=int((df.n_interactions > 0).sum()),
                           answers_without={str(k): int(v) for k, v in a0.items()},
                           answers_with={str(k): int(v) for k, v in a1.items()},
                           fraction_changed=float(df.changed.mean()), mean_kl=float(df.kl_with_vs_without.mean()),
-                          compared_with=col, accuracy_without=acc0, accuracy_with=acc1,
-                          top_interactions=[p for p, _ in pairs.most_common(10)], how=how)
+                          compared_with=col, accuracy_without=acc0, accuracy_with=acc1, top_interactions=pairs)
     where = f"{args.groupby} {', '.join(args.groups)}" if args.groups else (args.groupby or "all cells")
     kind = f"kNN neighbourhoods around {where}" if args.mode == "neighbourhood" else f"chunks of clusters: {where}"
-    evidence = (f"{len(df)} groups of {args.n_cells} cells ({kind}) asked their cell type: "
-                f"{out.n_groups_with_interactions} express at least one ligand-receptor pair "
-                f"(most often {', '.join(out.top_interactions[:4]) or 'none'}); injecting them changed "
-                f"{out.fraction_changed:.0%} of the answers (mean KL {out.mean_kl:.3f} nats)"
-                + (f"; agreement with the majority {col}: {acc0:.0%} without, {acc1:.0%} with" if col else "")
-                + f". How: {how}.")
-    return ToolResult(output=out, evidence=evidence)
+    return ToolResult(output=out, method=method(m, args.n_cells), evidence=(
+        f"{len(df)} groups of {args.n_cells} cells ({kind}) asked their cell type: {out.n_groups_with_interactions} "
+        f"express at least one ligand-receptor pair (most often {', '.join(pairs[:4]) or 'none'}); injecting them "
+        f"changed {out.fraction_changed:.0%} of the answers (mean KL {out.mean_kl:.3f} nats)"
+        + (f"; agreement with the majority {col}: {acc0:.0%} without, {acc1:.0%} with" if col else "") + "."))
 
 
 @hookimpl
@@ -361,11 +299,11 @@ def register_tools(register):
         name="annotate_cells",
         description="Predict each cell's type with the C2S language model (scores every known cell type by "
                     "likelihood, or generates the label); cells unlike the training data are called 'unknown'.",
-        examples=["What cell types are in this dataset?", "Annotate the cells with the C2S model",
+        examples=["Predict the cell types with the C2S model", "Annotate the cells with the C2S model",
                   "Predict cell types", "Label each cell with its cell type", "Which cells are monocytes?",
                   "How confident is the model about each cell's type?"],
         input_model=AnnotateInput, output_model=AnnotateOutput, run=annotate_cells,
-        produces=("obs:c2s_cell_type", "obs:c2s_confidence"), cost="medium"))
+        produces=(f"obs:{PREDICTED_TYPE}", "obs:c2s_confidence"), produced_values=predicted_labels, cost="medium"))
     register(Tool(
         name="embed_cells",
         description="Embed cells with the C2S language model (mean hidden state of each cell sentence) into "
@@ -374,7 +312,16 @@ def register_tools(register):
                   "Compute cell embeddings", "How well do cell types separate in the model's embedding?",
                   "Make a C2S embedding for clustering"],
         input_model=EmbedInput, output_model=EmbedOutput, run=embed_cells,
-        produces=("obsm:X_c2s",), cost="medium"))
+        produces=(f"obsm:{EMBEDDING}",), cost="medium"))
+    register(Tool(
+        name="similar_cells",
+        description="Similarity search: find the cells most similar to a reference group of cells (nearest to its "
+                    "centroid in the C2S embedding) and which groups they belong to.",
+        examples=["Find cells similar to the NK cells", "Which cells are most similar to the CD14 Mono cells?",
+                  "Search for cells like the pDC cells", "Nearest neighbours of the B cells in the C2S embedding",
+                  "Which cells lie closest to the pDCs?"],
+        input_model=SimilarInput, output_model=SimilarOutput, run=similar_cells,
+        requires=(f"obsm:{EMBEDDING}",), produces=("obs:c2s_similarity",), cost="low"))
     register(Tool(
         name="generate_cells",
         description="Generate synthetic cells of a given cell type (and condition such as ctrl/stim) with the C2S "
@@ -393,7 +340,7 @@ def register_tools(register):
                   "Simulate stimulating the B cells", "Which genes would IFN-beta induce in CD4 T cells?",
                   "Predict the perturbed state of the control cells"],
         input_model=PerturbInput, output_model=PerturbOutput, run=predict_perturbation,
-        produces=("uns:c2s_perturbation",), cost="high"))
+        produces=("uns:c2s_perturbation",), cost="high", hypotheses=perturbation_hypotheses))
     register(Tool(
         name="multicell_reasoning",
         description="Reason over groups of cells (kNN neighbourhoods or clusters) with the C2S model: several cells "

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from c2s_agent import hookimpl
+from c2s_agent import hookimpl, pl, tl
+from c2s_agent.conventions import find_columns
+from c2s_agent.conventions.slots import SCREEN
 from c2s_agent.errors import InputError
 from c2s_agent.registry import GeneProgram
+from c2s_agent.tl.hypotheses import screen_hypotheses
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -19,34 +22,6 @@ def register_gene_programs(register):
         register(GeneProgram(name, tuple(prog.genes), prog.source))
 
 
-#: Words in a question that name a built-in program (first match wins: antigen presentation before interferon).
-PROGRAM_WORDS = (("mhc_i", r"antigen.present|\bmhc|\bhla\b|class i\b"), ("ifn_gamma", r"interferon.gamma|\bifn.?g"),
-                 ("ifn_alpha", r"interferon|\bifn|type i\b"), ("apoptosis", r"apopto|cell death"),
-                 ("inflammatory", r"inflamm"), ("tnfa_nfkb", r"\btnf|nf.?kb"))
-
-
-def program_from_text(text: str | None) -> str | None:
-    """The built-in program a question names ("antigen presentation" -> mhc_i, "interferon gamma" -> ifn_gamma)."""
-    import re
-
-    for name, pattern in PROGRAM_WORDS:
-        if text and re.search(pattern, text.lower()):
-            return name
-    return None
-
-
-def perturbations_from_text(text: str | None, known: list[str]) -> list[str]:
-    """Perturbations listed after a colon ("...: IFN-beta, TNF and IL4"), else known ones the text names."""
-    import re
-
-    if text and ":" in text:
-        listed = re.split(r",|;|\band\b|\bor\b", text.rsplit(":", 1)[1])
-        names = [x.strip(" ?.!'\"") for x in listed]
-        if [n for n in names if n]:
-            return list(dict.fromkeys(n for n in names if n))
-    return [k for k in known if text and k.lower() in text.lower()]
-
-
 # ---------------------------------------------------------------- run_screen
 class ScreenInput(BaseModel):
     perturbations: list[str] | None = Field(None, description="perturbation names to screen (default: those listed "
@@ -56,7 +31,7 @@ class ScreenInput(BaseModel):
                                 "(default: the one the question names, else mhc_i)")
     question: str | None = Field(None, description="the question, to read the program and perturbations from")
     contexts: list[str] | None = Field(None, description="contexts as NAME:COLUMN=VALUE, the first two give the "
-                                       "split (default interferon:condition=stim and neutral:condition=ctrl)")
+                                       "split (default: the data's treated condition, then its control)")
     cell_type: str | None = Field(None, description="restrict base cells to this cell type",
                                   json_schema_extra={"entity": "cell_type"})
     n_cells: int = Field(64, ge=2, le=2000, description="base cells per context")
@@ -75,51 +50,40 @@ class ScreenOutput(BaseModel):
     items_skipped_finished: int
 
 
-def _ledger_call(ctx: ToolContext):
-    """Model-call records in the run ledger's terms (name, duration, tokens) as well as the model's own."""
-    def record(kind, **f):
-        ctx.record_call(kind, name=f"{f.get('model', 'model')}.{f.get('task', kind)}", duration_s=f.get("seconds"),
-                        tokens_in=f.get("prompt_tokens"), tokens_out=f.get("completion_tokens"), **f)
-    return record
-
-
 def run_screen_tool(ctx: ToolContext, args: ScreenInput) -> ToolResult:
     import hashlib
 
     import numpy as np
 
-    from c2s_agent.models import load_model
-    from c2s_agent.screen import run_screen
+    from c2s_agent.screen.programs import perturbations_from_text, program_from_text
 
-    m = load_model(ctx.settings.model, ctx.settings)
+    m = tl.get_model(ctx.settings.model, ctx.settings)
     perts = args.perturbations or perturbations_from_text(args.question, m.known_perturbations) or m.known_perturbations
-    program = args.program or program_from_text(args.question) or "mhc_i"
     if not perts:
         raise InputError("perturbations", f"were not given and model {m.name} declares none",
                          "name the perturbations to screen")
     tag = hashlib.sha256(repr(args.model_dump()).encode()).hexdigest()[:10]
-    out = ctx.run_dir / "artefacts" / f"{ctx.step_id}_screen_{tag}"
-    res = run_screen(ctx.adata, perts, args.contexts, program, out_dir=out, model=m, cell_type=args.cell_type,
-                     n_cells=args.n_cells, seed=args.seed, settings=ctx.settings, progress=False,
-                     on_call=_ledger_call(ctx))
+    res = tl.run_screen(ctx.adata, perts, args.contexts, args.program or program_from_text(args.question) or "mhc_i",
+                        out_dir=ctx.run_dir / "artefacts" / f"{ctx.step_id}_screen_{tag}", model=m,
+                        cell_type=args.cell_type, n_cells=args.n_cells, seed=args.seed, settings=ctx.settings,
+                        progress=False, on_call=ctx.record_call)
     ctx.save_table(res.table.set_index("rank"), "screen_ranked", "Screen ranking by context split, with 95% intervals")
-    for key, title in (("ranking_plot", "Screen ranking with 95% intervals"),
-                       ("distribution_plot", "Program score distributions, base vs predicted cells")):
-        if key in res.files:
-            ctx._add("plot", res.files[key], title)
+    if (res.table["status"] == "scored").any():
+        ctx.save_plot(pl.screen_ranking(res), "screen_ranking", "Screen ranking with 95% intervals")
+        ctx.save_plot(pl.screen_distributions(res), "screen_distributions",
+                      "Program score distributions, base vs predicted cells")
     ctx.save_file(res.files["summary"], "Screen summary (configuration, model facts, timing)")
     contexts = list(res.summary["contexts"])
-    ctx.adata.uns["c2s_screen"] = {"program": res.summary["program"], "contexts": contexts, "out_dir": str(out),
-                                   "counts": res.summary["counts"]}
+    ctx.adata.uns[SCREEN] = {"program": res.summary["program"], "contexts": contexts, "out_dir": str(res.out_dir),
+                             "counts": res.summary["counts"]}
     scored = res.table[res.table["status"] == "scored"]
     keep = ["item", "perturbation", *[c for c in scored.columns if c.startswith(("shift_", "low_", "high_", "split"))]]
-    ranking = scored[keep].round(5).replace({np.nan: None}).head(20).to_dict("records")
     not_scored = {r["item"]: f"{r['status']}: {r['reason']}" for r in res.table.to_dict("records") if r["status"] != "scored"}
-    out_model = ScreenOutput(n_items=len(res.table), n_scored=len(scored), n_not_scored=len(not_scored),
-                             contexts=contexts, program=res.summary["program"], ranking=ranking, not_scored=not_scored,
-                             trained_on=res.summary["trained_on"],
-                             items_skipped_finished=res.summary["run"]["items_skipped_finished"])
-    return ToolResult(output=out_model, evidence=_screen_evidence(res, contexts, scored, not_scored))
+    out = ScreenOutput(n_items=len(res.table), n_scored=len(scored), n_not_scored=len(not_scored), contexts=contexts,
+                       program=res.summary["program"], not_scored=not_scored, trained_on=res.summary["trained_on"],
+                       ranking=scored[keep].round(5).replace({np.nan: None}).head(20).to_dict("records"),
+                       items_skipped_finished=res.summary["run"]["items_skipped_finished"])
+    return ToolResult(output=out, evidence=_screen_evidence(res, contexts, scored, not_scored))
 
 
 def _screen_evidence(res, contexts, scored, not_scored) -> str:
@@ -176,49 +140,35 @@ class ScoreOutput(BaseModel):
 
 
 def score_gene_program(ctx: ToolContext, args: ScoreInput) -> ToolResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
-    from c2s_agent.screen import get_program, score_cells
+    from c2s_agent.screen.programs import program_from_text
 
-    adata = ctx.adata
     name = args.program or program_from_text(args.question)
     if name is None:
         raise InputError("program", "was not given and the question names none",
                          "name a program: mhc_i, ifn_alpha, ifn_gamma, apoptosis, inflammatory or a gene list")
-    prog = get_program(name, ctx.settings)
-    scores, genes = score_cells(adata, prog, method=args.method, k=args.top_k, settings=ctx.settings)
-    key = f"c2s_program_{prog.name.lower()}"
-    adata.obs[key] = scores
-    adata.uns["c2s_program_scores"] = {**adata.uns.get("c2s_program_scores", {}), prog.name: key}
-    col = args.groupby or next((c for c in ("condition", "cell_type", "c2s_cell_type") if c in adata.obs), None)
-    if args.groupby and args.groupby not in adata.obs:
-        raise InputError(f"groupby {args.groupby!r}", "is not an obs column", f"use one of {list(adata.obs.columns)}")
-    by = {}
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    if col:
-        groups = adata.obs[col].astype(str)
-        by = {str(g): float(v) for g, v in pd.Series(scores, index=adata.obs_names).groupby(groups.to_numpy()).mean().items()}
-        names = sorted(by)
-        ax.violinplot([scores[(groups == g).to_numpy()] for g in names], showmedians=True)
-        ax.set_xticks(range(1, len(names) + 1), names, rotation=30, fontsize=7)
-        ctx.save_table(pd.Series(by, name=f"mean {prog.name} score").to_frame(), "program_by_group",
-                       f"Mean {prog.name} score by {col}")
-    else:
-        ax.hist(scores, bins=40, color="#4477aa")
-    ax.set_ylabel(f"{prog.name} score ({args.method})")
-    ax.set_title(f"{prog.name}: {len(genes)} genes")
-    ctx.save_plot(fig, "program_scores", f"{prog.name} program score per cell")
-    missing = [g for g in prog.genes if g not in genes]
-    out = ScoreOutput(program=prog.name, method=args.method, n_genes_used=len(genes), genes_missing=missing[:50],
-                      key_added=key, mean=float(scores.mean()), by_group=by)
-    parts = ", ".join(f"{g} {v:.3f}" for g, v in sorted(by.items(), key=lambda kv: -kv[1])[:8])
-    return ToolResult(output=out, evidence=f"Scored {adata.n_obs} cells on {prog.name} ({prog.source}; {len(genes)} of "
-                      f"{len(prog.genes)} genes measured; {args.method} score) into obs['{key}']"
-                      + (f"; mean by {col}: {parts}" if by else "") + ".")
+    roles = find_columns(ctx.adata.obs)
+    groupby = _column(ctx, args.groupby) or roles.condition or roles.groups(prefer_predicted=True)
+    res = tl.score_program(ctx.adata, name, groupby, args.method, args.top_k, ctx.settings)
+    if res.by_group:
+        ctx.save_table(pd.Series(res.by_group, name=f"mean {res.name} score").to_frame(), "program_by_group",
+                       f"Mean {res.name} score by {groupby}")
+    groups = ctx.adata.obs[groupby] if groupby else None
+    ctx.save_plot(pl.program(res.scores, groups, res.name, res.method, len(res.genes)), "program_scores",
+                  f"{res.name} program score per cell")
+    out = ScoreOutput(program=res.name, method=res.method, n_genes_used=len(res.genes), genes_missing=res.missing[:50],
+                      key_added=res.key, mean=float(res.scores.mean()), by_group=res.by_group)
+    parts = ", ".join(f"{g} {v:.3f}" for g, v in sorted(res.by_group.items(), key=lambda kv: -kv[1])[:8])
+    return ToolResult(output=out, evidence=f"Scored {ctx.adata.n_obs} cells on {res.name} ({res.source}; "
+                      f"{len(res.genes)} of {len(res.genes) + len(res.missing)} genes measured; {res.method} score) into "
+                      f"obs['{res.key}']" + (f"; mean by {groupby}: {parts}" if res.by_group else "") + ".")
+
+
+def _column(ctx: ToolContext, column: str | None) -> str | None:
+    if column and column not in ctx.adata.obs.columns:
+        raise InputError(f"groupby {column!r}", "is not an obs column", f"use one of {list(ctx.adata.obs.columns)}")
+    return column
 
 
 @hookimpl
@@ -235,7 +185,7 @@ def register_tools(register):
                   "Which perturbation increases MHC-I expression in stimulated but not in control cells?",
                   "Rank perturbations by how much they change antigen presentation in monocytes"],
         input_model=ScreenInput, output_model=ScreenOutput, run=run_screen_tool,
-        produces=("uns:c2s_screen",), cost="high"))
+        produces=("uns:c2s_screen",), cost="high", hypotheses=screen_hypotheses))
     register(Tool(
         name="score_gene_program",
         description="Score each cell on a named gene program (MHC class I antigen presentation, interferon alpha "

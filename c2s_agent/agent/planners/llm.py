@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING
 
 from ...errors import InputError, ModelError
 from ...resources import bundled
-from ..plan import NO_TOOL, Plan, Step
-from ..vocabulary import is_celltype_column
-from .base import Recorder, drop_dependents, finish
+from ..plan import NO_TOOL, Note, Plan, Step
+from .base import Recorder, drop_dependents, finish, keep_intent
 
 if TYPE_CHECKING:
     from ...tools import Tool
-    from ..vocabulary import Vocabulary
+    from ..dataset import DatasetView
 
 
 def tool_spec(tool: Tool) -> dict:
@@ -25,7 +24,7 @@ def tool_spec(tool: Tool) -> dict:
                                              "parameters": tool.input_model.model_json_schema()}}
 
 
-def dataset_text(vocab: Vocabulary | None, max_values: int = 30,
+def dataset_text(vocab: DatasetView | None, max_values: int = 30,
                  predicted: dict[str, tuple[str, list[str]]] | None = None) -> str:
     """The dataset's columns, values, genes and slots; ``predicted`` maps an obs column a tool can add to
     (tool name, its values), e.g. the cell types annotate_cells predicts."""
@@ -39,20 +38,16 @@ def dataset_text(vocab: Vocabulary | None, max_values: int = 30,
     return "\n".join(lines)
 
 
-def predicted_columns(tools: dict[str, Tool], vocab: Vocabulary | None, settings) -> dict[str, tuple[str, list[str]]]:
-    """Cell-type columns the data lacks that a tool predicts, with the model's labels as their values."""
-    from .embedded import model_labels
-
+def predicted_columns(tools: dict[str, Tool], vocab: DatasetView | None, settings) -> dict[str, tuple[str, list[str]]]:
+    """Obs columns the data lacks that a tool will write, with the values it says it will write."""
     if vocab is None:
         return {}
     out = {}
     for tool in tools.values():
-        for slot in tool.produces:
+        for slot, values in (tool.produced_values(settings) if tool.produced_values else {}).items():
             kind, _, col = slot.partition(":")
-            if kind == "obs" and "{" not in col and col not in vocab.columns and is_celltype_column(col):
-                labels = model_labels(settings)
-                if labels:
-                    out[col] = (tool.name, labels)
+            if kind == "obs" and col not in vocab.columns and values:
+                out[col] = (tool.name, list(values))
     return out
 
 
@@ -104,28 +99,33 @@ class LLMPlanner:
         system = (bundled("prompts") / "planner_system.md").read_text().replace("{dataset}", data)
         return [SystemMessage(system), HumanMessage(question)]
 
-    def plan(self, question: str, tools: dict[str, Tool], vocab: Vocabulary | None,
+    def plan(self, question: str, tools: dict[str, Tool], vocab: DatasetView | None,
              record: Recorder | None = None) -> Plan:
         reply = self._ask(self._messages(question, vocab, tools), tools, record, "plan")
         steps = [Step(id="", tool=c["name"], args=dict(c.get("args") or {}), why=question) for c in reply.tool_calls]
         notes, unanswered = [], []
         if not steps:
             unanswered = [question]
-            notes.append(f"{NO_TOOL}: {str(reply.content)[:300]}" if reply.content else NO_TOOL)
+            notes.append(Note(kind="unanswered", text=f"{NO_TOOL}: {str(reply.content)[:300]}" if reply.content
+                              else NO_TOOL))
         return finish(Plan(question=question, steps=steps, planner=self.name, unanswered=unanswered, notes=notes),
                       tools, vocab)
 
-    def replan(self, plan: Plan, failed: Step, error: str, tools: dict[str, Tool], vocab: Vocabulary | None,
-               record: Recorder | None = None, done_slots: set[str] | None = None) -> list[Step]:
-        """Ask the model for replacement steps, telling it what failed; drop dependents if it offers none."""
+    def replan(self, plan: Plan, failed: Step, error: str, tools: dict[str, Tool], vocab: DatasetView | None,
+               record: Recorder | None = None, done_slots: set[str] | None = None) -> tuple[list[Step], list[Note]]:
+        """The dataset's own labels where the failed step needed a column the data lacks; else ask the model for
+        replacement steps, telling it what failed; drop dependents if it offers none."""
         idx = next(i for i, s in enumerate(plan.steps) if s.id == failed.id)
+        kept, notes = keep_intent(failed, plan.steps[idx + 1:], tools, vocab, done_slots or set())
+        if kept is not None:
+            return kept, notes
         done = ", ".join(f"{s.tool}({s.args})" for s in plan.steps[:idx]) or "nothing"
         msgs = self._messages(f"{plan.question}\n\nAlready done: {done}. The step {failed.tool}({failed.args}) "
                               f"failed with: {error}. Plan only the remaining work, avoiding that failure.", vocab, tools)
         reply = self._ask(msgs, tools, record, "replan")
-        new = [Step(id=f"{failed.id}r{i + 1}", tool=c["name"], args=dict(c.get("args") or {}), why=plan.question)
-               for i, c in enumerate(reply.tool_calls) if c["name"] in tools]
+        new = [Step(id=f"{failed.id}r{i + 1}", tool=c["name"], args=dict(c.get("args") or {}), why=plan.question,
+                    origin="replacement") for i, c in enumerate(reply.tool_calls) if c["name"] in tools]
         if new:
-            return new
-        kept, _ = drop_dependents(plan.steps[idx + 1:], failed, tools, vocab, done_slots or set())
-        return kept
+            return new, [Note(kind="replanned", text=f"the {self.name} planner replaced {failed.id} and what followed")]
+        kept, dropped = drop_dependents(plan.steps[idx + 1:], failed, tools, vocab, done_slots or set())
+        return kept, [Note(kind="replanned", text=d) for d in dropped]

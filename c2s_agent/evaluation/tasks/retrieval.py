@@ -13,7 +13,13 @@ import yaml
 from ...errors import InputError
 from . import Task
 
-DEFAULT_QUERIES = Path(__file__).resolve().parents[3] / "evals" / "suites" / "data" / "retrieval_queries.yaml"
+
+
+def default_queries() -> Path:
+    """The bundled retrieval query set."""
+    from ...resources import bundled
+
+    return bundled("evals") / "suites" / "data" / "retrieval_queries.yaml"
 
 
 def is_relevant(hit: dict, relevant: dict) -> bool:
@@ -37,7 +43,7 @@ class RetrievalRecall(Task):
 
     def check_params(self, params, suite_path):
         params = super().check_params(params, suite_path)
-        path = Path(params["queries"]) if params["queries"] else DEFAULT_QUERIES
+        path = Path(params["queries"]) if params["queries"] else default_queries()
         if not path.is_absolute() and suite_path is not None:
             path = suite_path.parent / path
         if not path.exists():

@@ -1,19 +1,17 @@
-"""Figures for an evaluation: metric bars with intervals, and real vs generated cells on a shared PCA."""
+"""Plots of a generation evaluation (:class:`c2s_agent.metrics.evaluate.EvaluationResult`): metric bars with intervals, and real
+vs generated cells on a shared PCA."""
 
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.figure import Figure
 
 
-def plot_metrics(result):
+def generation_metrics(result) -> Figure:
     """One small panel per metric: the value as a bar, the bootstrap interval as an error bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(result.metrics)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.8), squeeze=False)
+    fig = Figure(figsize=(2.2 * len(names), 2.8))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         mv = result.metrics[name]
         value = mv.value if np.isfinite(mv.value) else 0.0
@@ -39,19 +37,15 @@ def shared_pca(real: np.ndarray, generated: np.ndarray, n: int = 2) -> tuple[np.
     return (real - mu) @ axes, (generated - mu) @ axes
 
 
-def plot_embedding(result, max_points: int = 5000, seed: int = 0):
+def generation_embedding(result, max_points: int = 5000, seed: int = 0) -> Figure:
     """Real and generated cells on the first two principal axes of their pooled embeddings."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rng = np.random.default_rng(seed)
     r, g = result.real_embedding, result.generated_embedding
     r = r[rng.permutation(len(r))[:max_points]]
     g = g[rng.permutation(len(g))[:max_points]]
     pr, pg = shared_pca(r, g)
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
     ax.scatter(pr[:, 0], pr[:, 1], s=4, alpha=0.5, color="#7f7f7f", label=f"real ({len(result.real_embedding)})")
     ax.scatter(pg[:, 0], pg[:, 1], s=4, alpha=0.5, color="#d62728", label=f"generated ({len(result.generated_embedding)})")
     ax.set_xlabel("shared PC1")

@@ -1,24 +1,22 @@
-"""Screen plots: the ranking with intervals, and program score distributions (base vs predicted cells)."""
+"""Plots of a virtual screen (:class:`c2s_agent.screen.ScreenResult`): the ranking with intervals, and program
+score distributions of base and predicted cells."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+from matplotlib.figure import Figure
 
 MAX_ROWS = 40
 
 
-def plot_ranking(table: pd.DataFrame, contexts: list[str], program: str):
+def screen_ranking(res) -> Figure:
     """The top scored items by context split (or by shift with one context), each with its interval and the
     per-context shifts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    table, contexts, program = res.table, list(res.summary["contexts"]), res.summary["program"]
     scored = table[table["status"] == "scored"].head(MAX_ROWS).iloc[::-1]
     y = np.arange(len(scored))
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.22 * len(scored)))
+    fig = Figure(figsize=(7.5, 1.2 + 0.22 * len(scored)))
+    ax = fig.subplots()
     if len(contexts) >= 2:
         err = np.vstack([scored["split"] - scored["split_low"], scored["split_high"] - scored["split"]])
         ax.errorbar(scored["split"], y, xerr=err, fmt="o", color="black", ms=4, capsize=2,
@@ -36,17 +34,14 @@ def plot_ranking(table: pd.DataFrame, contexts: list[str], program: str):
     return fig
 
 
-def plot_distributions(records: list[dict], table: pd.DataFrame, contexts: list[str], program: str):
+def screen_distributions(res) -> Figure:
     """Per context: program scores of the base cells, of the top-ranked item's predicted cells, and of all
     scored items' predicted cells pooled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    table, contexts, program, records = res.table, list(res.summary["contexts"]), res.summary["program"], res.records
     scored = table[table["status"] == "scored"]
     top = scored["item"].iloc[0] if len(scored) else None
-    fig, axes = plt.subplots(1, len(contexts), figsize=(4.2 * len(contexts), 3.4), squeeze=False, sharey=True)
+    fig = Figure(figsize=(4.2 * len(contexts), 3.4))
+    axes = fig.subplots(1, len(contexts), squeeze=False, sharey=True)
     for ax, c in zip(axes[0], contexts):
         recs = [r for r in records if r["context"] == c and r["status"] == "scored"]
         if not recs:

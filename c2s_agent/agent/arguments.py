@@ -1,0 +1,251 @@
+"""Filling a tool's input fields from what a question names: each field takes the entity its contract declares
+(``json_schema_extra={"entity": KIND}``) or one guessed from its name and type."""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+
+from ..conventions.slots import CELL_TYPE, CONDITION
+from .dataset import ROLE_WORDS, DatasetView
+from .mentions import Mention, find_mentions
+from .plan import Note
+
+SENDERS = {"source", "sources", "sender", "senders"}
+RECEIVERS = {"target", "targets", "receiver", "receivers"}
+KINDS = {"obs_column", "obs_value", "obs_values", "obs_filter", "gene", "genes", "number", "text", "literal", None}
+#: Entities that name a column role: the field takes values of that role's column.
+ROLE_ENTITIES = {CELL_TYPE: CELL_TYPE, "celltype": CELL_TYPE, "label": CELL_TYPE, CONDITION: CONDITION,
+                 "treatment": CONDITION, "stimulation": CONDITION, "perturbation": CONDITION, "sample": "sample",
+                 "cluster": "cluster"}
+VALUE_NAMES = {"groups", "group", "cell_types", CELL_TYPE, "labels", "label", "reference", "target", "targets",
+               CONDITION, "conditions", "sender", "receiver", "senders", "receivers", "source", "sources"}
+
+
+def base_type(annotation):
+    """(base type, is_list, literal options) of a field annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return base_type(args[0]) if args else (str, False, None)
+    if origin is typing.Literal:
+        return str, False, list(typing.get_args(annotation))
+    if origin in (list, tuple, set):
+        inner = typing.get_args(annotation)
+        base, _, lits = base_type(inner[0]) if inner else (str, False, None)
+        return base, True, lits
+    return annotation, False, None
+
+
+def entity_kind(name: str, f) -> str | None:
+    """The entity a field takes: its ``json_schema_extra["entity"]`` or a guess from its name and type."""
+    extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+    if "entity" in extra:
+        return extra["entity"]
+    base, is_list, lits = base_type(f.annotation)
+    n = name.lower()
+    if lits:
+        return "literal"
+    if n in ("groupby", "column", "obs_key", "label_key", "by", "label_column", "group_by") or n.endswith(("_key", "_column")):
+        return "obs_column"
+    if n in SENDERS | RECEIVERS and not re.search(r"group|cells|cell type", f.description or "", re.I):
+        return None  # e.g. knowledge "sources": not cell groups unless the description says so
+    if n in VALUE_NAMES:
+        return "obs_values" if is_list else "obs_value"
+    if n in ("genes", "gene_list", "gene_symbols") or (n == "gene" or n.endswith("_genes")):
+        return "genes" if is_list else "gene"
+    if n in ("question", "query", "text", "prompt"):
+        return "text"
+    if base in (int, float) and base is not bool:
+        return "number"
+    return None
+
+
+def column_named(view: DatasetView, name: str) -> str | None:
+    """The column a field or entity is named after ("cell_type" -> the cell types, "condition" -> conditions)."""
+    n = re.sub(r"[_.\-]+", " ", name.lower()).strip().rstrip("s").replace(" ", "_")
+    if n in ROLE_ENTITIES:
+        return view.column_for(ROLE_ENTITIES[n])
+    return next((c for c in view.columns if re.sub(r"[_.\-]+", "_", c.lower()) == n), None)
+
+
+@dataclass
+class Filling:
+    """The state of filling one tool's arguments from one clause."""
+
+    tool: object
+    clause: str
+    view: DatasetView | None
+    mentions: list[Mention]
+    borrowed: bool
+    args: dict = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    kinds: dict = field(default_factory=dict)
+    column_of: dict = field(default_factory=dict)
+    chosen: str | None = None
+
+    @property
+    def fields(self):
+        return self.tool.input_model.model_fields
+
+    @property
+    def values(self) -> list[Mention]:
+        return [m for m in self.mentions if m.kind == "value"]
+
+    @property
+    def columns(self) -> list[str]:
+        return [m.column for m in self.mentions if m.kind == "column"]
+
+
+def _start(tool, clause: str, view: DatasetView | None, question: str) -> Filling:
+    mentions = find_mentions(clause, view)
+    borrowed = False  # columns and labels may be named once for several clauses: they fill required fields
+    if view and question and question != clause and not any(m.kind in ("column", "value") for m in mentions):
+        extra = [m for m in find_mentions(question, view) if m.kind in ("column", "value")]
+        mentions, borrowed = mentions + extra, bool(extra)
+    f = Filling(tool, clause, view, mentions, borrowed)
+    f.kinds = {name: entity_kind(name, fi) for name, fi in f.fields.items()}
+    for name, kind in list(f.kinds.items()):
+        if kind not in KINDS and view is not None and column_named(view, str(kind)):
+            f.column_of[name] = column_named(view, str(kind))
+            f.kinds[name] = "obs_values" if base_type(f.fields[name].annotation)[1] else "obs_value"
+    return f
+
+
+def _fill_columns(f: Filling) -> None:
+    view = f.view
+    col_fields = [n for n, k in f.kinds.items() if k == "obs_column"]
+    taken: set[str] = set()
+    cond_col = view.roles.condition
+    condition = bool(ROLE_WORDS[CONDITION].search(f.clause))
+    for name in col_fields:  # fields named after a column concept ("condition_column") take that column
+        concept = column_named(view, re.sub(r"_(column|key|col)$", "", name))
+        if concept and name not in ("groupby", "column") and (
+                concept in f.columns or any(v.column == concept for v in f.values)
+                or (concept == cond_col and condition)):
+            f.args[name] = concept
+            taken.add(concept)
+    generic_filled = False
+    for name in col_fields:
+        required = f.fields[name].is_required()
+        if name in f.args or (f.borrowed and not required) or (generic_filled and not required):
+            continue
+        free = [c for c in f.columns if c not in taken]
+        value_cols = [v.column for v in f.values if v.column not in taken]
+        col = None
+        if free:
+            col = free[0]
+        elif condition and cond_col and cond_col not in taken:
+            col = cond_col
+        elif value_cols:
+            col = value_cols[0]
+        elif required:
+            labels = [c for c in view.label_columns() if c not in taken]
+            col = labels[0] if labels else None
+            if col:
+                f.notes.append(Note(kind="assumption", text=f"{f.tool.name}: no column named; grouped by {col!r}"))
+        if col:
+            f.args[name] = col
+            f.chosen = f.chosen or col
+            generic_filled = True
+
+
+def _fill_values(f: Filling, name: str, kind: str) -> None:
+    fi = f.fields[name]
+    is_list = base_type(fi.annotation)[1]
+    named = f.column_of.get(name) or (column_named(f.view, name) if f.view else None)
+    pair_field = re.sub(r"_values?$", "", name) + "_column"  # condition_value <- condition_column
+    if pair_field in f.fields and not f.args.get(pair_field):
+        return  # a value without its column would be rejected by the tool
+    want = f.args.get(pair_field) or named or f.chosen
+    cands = [v for v in f.values if want is None or v.column == want]
+    if name.lower() in SENDERS or name.lower() in RECEIVERS:  # "from X to Y": the first span sends
+        spans = sorted({v.start for v in cands})
+        cands = [v for v in cands if (v.start == spans[0]) == (name.lower() in SENDERS)] if len(spans) > 1 else []
+    vals = list(dict.fromkeys(v.text for v in cands))
+    if vals:
+        f.args[name] = vals if (kind == "obs_values" and is_list) else vals[0]
+
+
+def _fill_entities(f: Filling) -> None:
+    for name, kind in f.kinds.items():
+        fi = f.fields[name]
+        if kind in ("obs_values", "obs_value") and not (f.borrowed and not fi.is_required()):
+            _fill_values(f, name, kind)
+        elif kind == "obs_filter":
+            vals = [v.text for v in f.values if f.chosen is not None and v.column != f.chosen]
+            if vals:
+                f.args[name] = list(dict.fromkeys(vals))
+        elif kind in ("genes", "gene"):
+            genes = [m.text for m in f.mentions if m.kind == "gene"]
+            if genes:
+                f.args[name] = list(dict.fromkeys(genes)) if kind == "genes" else genes[0]
+        elif kind == "text":
+            f.args[name] = f.clause
+        elif kind == "literal":
+            for opt in base_type(fi.annotation)[2] or []:
+                if isinstance(opt, str) and re.search(r"\b" + re.escape(opt.lower()) + r"\b", f.clause.lower()):
+                    f.args[name] = opt
+                    break
+
+
+def _number_field_score(name: str, f, context: str) -> int:
+    words = set(re.findall(r"[a-z]+", (name.replace("_", " ") + " " + (f.description or "")).lower()))
+    words -= {"the", "of", "a", "to", "per", "in", "and", "or", "for", "number"}
+    return sum(1 for w in re.findall(r"[a-z]+", context.lower()) if w in words or w.rstrip("s") in words)
+
+
+def _fill_numbers(f: Filling) -> None:
+    num_fields = [n for n, k in f.kinds.items() if k == "number"]
+    for m in (m for m in f.mentions if m.kind == "number"):
+        context = f.clause[max(0, m.start - 30): m.end + 30]
+        scored = sorted(((_number_field_score(n, f.fields[n], context), -i, n) for i, n in enumerate(num_fields)
+                         if n not in f.args), reverse=True)
+        if not scored or (scored[0][0] == 0 and len(num_fields) > 1):
+            continue
+        name = scored[0][2]
+        base = base_type(f.fields[name].annotation)[0]
+        if base is int and m.value != int(m.value):
+            continue
+        f.args[name] = int(m.value) if base is int else m.value
+
+
+def fill_args(tool, clause: str, view: DatasetView | None, question: str = "") -> tuple[dict, list[Note]]:
+    """Arguments for ``tool`` from the entities named in ``clause`` (then the whole question). Returns the
+    arguments (only fields the text determines, plus required label columns) and notes on assumptions."""
+    f = _start(tool, clause, view, question)
+    if view is not None:
+        _fill_columns(f)
+    _fill_entities(f)
+    _fill_numbers(f)
+    return f.args, f.notes
+
+
+def check_args(tool, args, view: DatasetView, produced: set[str] = frozenset()) -> list[str]:
+    """Problems with arguments that name things the dataset does not have. Columns in ``produced`` are made by
+    earlier steps: their values are known only when those run, so they are not checked."""
+    problems = []
+    fields = tool.input_model.model_fields
+    on_produced = any(entity_kind(n, fi) == "obs_column" and getattr(args, n, None) in produced
+                      for n, fi in fields.items())
+    known = {v for vs in view.columns.values() for v in vs}
+    for name, fi in fields.items():
+        value = getattr(args, name, None)
+        kind = entity_kind(name, fi)
+        if value in (None, "", []) or (kind == "obs_column" and value in produced):
+            continue
+        if kind in ("obs_values", "obs_value") and on_produced:
+            continue
+        if kind == "obs_column" and value not in view.columns and value not in view.numeric_columns:
+            problems.append(f"{tool.name}: {name}={value!r} is not an obs column; use one of {list(view.columns)}")
+        elif kind in ("obs_values", "obs_value", "obs_filter"):
+            bad = [v for v in (value if isinstance(value, list) else [value]) if v not in known]
+            if bad:
+                problems.append(f"{tool.name}: {name} has values {bad} not found in any obs column")
+        elif kind in ("gene", "genes"):
+            bad = [g for g in (value if isinstance(value, list) else [value]) if str(g).upper() not in view.genes]
+            if bad:
+                problems.append(f"{tool.name}: {name} has genes {bad} not in the dataset's var_names")
+    return problems

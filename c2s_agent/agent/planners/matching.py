@@ -1,0 +1,193 @@
+"""Matching question clauses to tools: MiniLM similarity between a clause and each installed tool's description
+and example questions, plus IDF-weighted word overlap; the bundled embeddings of the built-in tools' texts; and
+splitting a question into clauses.
+
+It knows no tool by name: whatever tools are registered are matched by what they say about themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..embedder import embedder
+from ..mentions import find_mentions
+
+if TYPE_CHECKING:
+    from ...tools import Tool
+    from ..dataset import DatasetView
+
+#: Weight of word overlap (IDF-weighted stems) added to the embedding similarity.
+LEXICAL_WEIGHT = 0.20
+STOP = frozenset("the a an of to in on for and or with by from is are be do does did what which how who why when "
+                 "where this that these those each every me my i you it its can could would should will please "
+                 "give show tell find make get run cells cell data dataset genes gene about up down go there many much some any "
+                 "like than then also into over between versus vs all their them they there have has use using".split())
+
+
+_TEXT_CACHE: dict[str, np.ndarray] = {}  # sha1 of a tool text -> its embedding
+#: Embeddings of the built-in tools' descriptions and examples, shipped so that a first run embeds nothing
+#: but the question. Rebuilt with ``python -m c2s_agent.agent.planners.embedded``; a test checks it is current.
+BUNDLED_FILE = "planner_embeddings.npz"
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:24]
+
+
+@functools.cache
+def _bundled() -> dict[str, np.ndarray]:
+    from ...resources import bundled
+
+    path = bundled("prompts") / BUNDLED_FILE
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def builtin_tool_texts() -> list[str]:
+    """Every description and example of the tools the built-in plugins register."""
+    from ... import registry
+    from ...config import Settings
+
+    tools = registry.tools(Settings())
+    return sorted({t for tool in tools.values() if (tool.plugin or "").startswith("c2s_builtins")
+                   for t in (tool.description, *tool.examples)})
+
+
+def write_bundled(path: Path) -> int:
+    """Embed the built-in tools' texts and write them to ``path`` (an .npz keyed by text hash)."""
+    texts = builtin_tool_texts()
+    vecs = embedder().encode(texts)
+    np.savez(path, **{_text_key(t): v for t, v in zip(texts, vecs)})
+    return len(texts)
+
+
+def stems(text: str) -> set[str]:
+    """Content word stems of a text (gene symbols and numbers are entities, not words)."""
+    return {w[:6] for w in re.findall(r"[a-z][a-z0-9]+", text.lower())
+            if w not in STOP and len(w) >= 3 and not any(ch.isdigit() for ch in w)}  # gene symbols are entities
+
+_VERBS = (r"how|what|which|who|where|when|why|is|are|do|does|can|could|show|find|plot|compute|make|give|list|"
+          r"tell|convert|fit|turn|describe|summari[sz]e|score|predict|annotate|label|generate|embed|rank|compare|"
+          r"measure|estimate|identify|reconstruct|retrieve|look|check|assign|run|evaluate|simulate|screen|get|report|"
+          r"write|propose|plot")
+SPLIT = re.compile(
+    r"\s*(?:[;?!]+|\.\s+|,?\s*\b(?:and then|then|after that|afterwards|followed by|and also|as well as|plus)\b|"
+    r",?\s+and\s+(?=(?:" + _VERBS + r")\b)|,\s+(?=(?:" + _VERBS + r")\b))\s*", re.I)
+
+
+def split_clauses(question: str) -> list[str]:
+    """Split a question with several intents into clauses ("... and then ...", "...; ...", "..., and how ...")."""
+    parts = [p.strip(" ,.") for p in SPLIT.split(question) if p and p.strip(" ,.")]
+    parts = [p for p in parts if len(p.split()) >= 2 or len(parts) == 1]
+    return parts or [question.strip()]
+
+
+def mask_entities(clause: str, view: DatasetView | None) -> str:
+    """The clause with dataset labels (and cell types it lacks) replaced by a placeholder ("B cells" -> "X cells")
+    and gene symbols by "gene", so that tools match on what is asked, not on which labels their examples use."""
+    if view is None:
+        return clause
+    out, last = [], 0
+    for m in find_mentions(clause, view):
+        if m.start < last or m.kind not in ("value", "gene", "missing", "column") \
+                or (m.kind == "column" and view.roles_named(clause[m.start:m.end])):
+            continue  # a column named by a role word ("cell types", "clusters") says what is asked: kept
+        cell = re.search(r"\s+cells?$", clause[m.start:m.end], re.I)
+        word = {"gene": "gene", "column": "group"}.get(m.kind, "X") + (cell.group() if cell else "")
+        out += [clause[last:m.start], word]
+        last = m.end
+    return "".join(out) + clause[last:]
+
+
+
+
+class ToolMatcher:
+    """Scores clauses against tools; text embeddings are cached in memory and under ``cache_dir``."""
+
+    def __init__(self, cache_dir: Path | None = None):
+        self.cache_dir = cache_dir
+        self._tool_cache: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+
+    def _tool_vectors(self, tools: dict[str, Tool]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Tool names, the owner index of each text, and the embeddings of every description and example."""
+        names, owners, texts = [], [], []
+        for i, (name, tool) in enumerate(sorted(tools.items())):
+            names.append(name)
+            for text in [tool.description, *tool.examples]:
+                owners.append(i)
+                texts.append(text)
+        key = hashlib.sha1("\x00".join(texts).encode()).hexdigest()
+        if key not in self._tool_cache:
+            vecs = self._cached_encode(key, texts)
+            self._tool_cache[key] = (names, np.array(owners), vecs)
+        return self._tool_cache[key]
+
+    def _cached_encode(self, key: str, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts``, each cached in memory and on disk, so a new plugin costs only its texts."""
+        folder = self.cache_dir / "planner" / "minilm" if self.cache_dir is not None else None
+        keys = [_text_key(t) for t in texts]
+        missing = []
+        for k in keys:
+            if k in _TEXT_CACHE:
+                continue
+            if k in _bundled():
+                _TEXT_CACHE[k] = _bundled()[k]
+                continue
+            path = folder / f"{k}.npy" if folder else None
+            if path is not None and path.exists():
+                try:
+                    _TEXT_CACHE[k] = np.load(path)
+                    continue
+                except (OSError, ValueError):
+                    pass
+            missing.append(k)
+        if missing:
+            todo = {k: t for k, t in zip(keys, texts) if k in set(missing)}
+            vecs = embedder().encode(list(todo.values()))
+            for k, v in zip(todo, vecs):
+                _TEXT_CACHE[k] = v
+                if folder is not None:
+                    try:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        tmp = folder / f"{k}.tmp.npy"
+                        np.save(tmp, v)
+                        tmp.replace(folder / f"{k}.npy")
+                    except OSError:
+                        pass  # an unwritable cache only costs time
+        return np.stack([_TEXT_CACHE[k] for k in keys])
+
+    def scores(self, clauses: list[str], tools: dict[str, Tool]) -> tuple[list[str], np.ndarray]:
+        """(tool names, clauses x tools score): the best cosine similarity over each tool's description and
+        examples, plus ``LEXICAL_WEIGHT`` times the IDF-weighted share of the clause's word stems the tool's
+        texts contain (so that rare, telling words such as "reconstruct" or "differential" count)."""
+        names, owners, vecs = self._tool_vectors(tools)
+        q = embedder().encode(clauses)
+        sim = q @ vecs.T
+        out = np.full((len(clauses), len(names)), -1.0, dtype=np.float32)
+        for j in range(len(names)):
+            out[:, j] = sim[:, owners == j].max(axis=1)
+        tool_stems = [stems(" ".join([tools[n].description, *tools[n].examples])) for n in names]
+        idf = {w: np.log(1 + len(names) / sum(w in s for s in tool_stems)) for s in tool_stems for w in s}
+        for i, clause in enumerate(clauses):
+            words = [w for w in stems(clause) if w in idf]
+            rarest = np.log(1 + len(names))
+            total = sum(idf[w] for w in words) + rarest * (len(stems(clause)) - len(words))  # unknown words: rarest
+            total = max(total, 3 * rarest)  # one shared word in a two-word question is weak evidence
+            if total:
+                out[i] += LEXICAL_WEIGHT * np.array([sum(idf[w] for w in words if w in s) for s in tool_stems]) / total
+        return names, out
+
+
+if __name__ == "__main__":
+    from ...resources import bundled
+
+    out = bundled("prompts") / BUNDLED_FILE
+    print(f"wrote {write_bundled(out)} tool texts to {out}")
