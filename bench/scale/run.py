@@ -3,10 +3,11 @@ model; cells/s and peak RSS per size, against the in-memory path; and a projecti
 
     flock /tmp/c2s-heavy.lock .venv/bin/python bench/scale/run.py [--sizes 10000,100000,1000000] \\
         [--budget-minutes 4] [--gpu-json '{...}' | --gpu-json gpu.json] [--gpus 8]
+    .venv/bin/python bench/scale/run.py --sizes "" --gpu-json gpu.json --gpus 8     # the projection alone
 
 Synthetic cells have real gene names and Kang-like counts: each is a bundled Kang 2018 cell (taken in turn)
 whose counts are redrawn from a Poisson law around the originals, so sentences, prompt lengths and sparsity are
-those of real PBMCs. Files are written once to bench/_work/scale/ (10^6 cells: ~5.6 GB, uncompressed).
+those of real PBMCs. Files are written once to bench/_work/scale/ (10^6 cells: 4.1 GB, uncompressed).
 
 Each run is ``c2s annotate IN OUT --backed`` (``stream``) in a child process, chunk size fixed at --chunk-size.
 A run longer than --budget-minutes is killed (kill -9) at the budget, and its figures come from the chunks it
@@ -228,16 +229,17 @@ def main() -> None:
     p.add_argument("--gpus", type=int, default=8)
     args = p.parse_args()
     rows = []
-    for n in (int(x) for x in args.sizes.split(",")):
+    sizes = [int(x) for x in args.sizes.split(",") if x]  # --sizes "" prints the projection only
+    for n in sizes:
         path = synthetic_file(n)
         for task in args.tasks.split(","):
-            if n == min(int(x) for x in args.sizes.split(",")):
+            if n == min(sizes):
                 rows.append(in_memory(path, task))
                 print(json.dumps(rows[-1]), flush=True)
             for executor in args.executors.split(","):
                 rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60))
                 print(json.dumps(rows[-1]), flush=True)
-                if not rows[-1]["complete"] and executor == "local" and n == max(int(x) for x in args.sizes.split(",")):
+                if not rows[-1]["complete"] and executor == "local" and n == max(sizes):
                     rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60, fresh=False))
                     print(json.dumps(rows[-1]), flush=True)  # the killed run resumed: its chunks are kept
     print(f"\n{'cells':>9} {'task':<9} {'executor':<10} {'cells/s':>8} {'end-to-end':>10} {'peak RSS':>9} "
