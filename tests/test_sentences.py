@@ -92,6 +92,19 @@ def test_streaming_matches_in_memory(kang):
     np.testing.assert_array_equal(np.vstack([p.idx for _, p in parts]), full.idx)
 
 
+def test_strings_are_the_words_joined_for_any_gene_names(kang):
+    cs = to_sentences(kang[:50], top_k=30)
+    assert cs.strings() == [" ".join(cs.words(i)) for i in range(len(cs))]
+    assert cs.strings(5)[7] == cs.sentence(7, 5)
+    odd = CellSentences(cs.idx[:3], np.array([f"Gène-{i}" for i in range(len(cs.genes))], dtype=object),
+                        cs.obs_names[:3])
+    assert odd.strings() == [" ".join(odd.words(i)) for i in range(3)]  # not ASCII: byte and character offsets differ
+    broken = CellSentences(cs.idx[:2], np.array([f"G{i}\nX" for i in range(len(cs.genes))], dtype=object),
+                           cs.obs_names[:2])
+    with pytest.raises(InputError, match="line break"):
+        broken.strings()
+
+
 def test_bad_top_k(kang):
     with pytest.raises(InputError, match="top_k: must be >= 1"):
         to_sentences(kang, top_k=0)

@@ -13,6 +13,12 @@ import typer
 from ._app import app, console
 
 MODEL_HELP = "'embedded' (default), a local HF model directory, or a server URL (http://127.0.0.1:8000)"
+BACKED = typer.Option(False, "--backed", help="stream IN from disk in chunks: bounded memory, resumable after a kill "
+                      "(re-run the same command), progress with ETA")
+CHUNK = typer.Option(10_000, "--chunk-size", help="cells per chunk with --backed")
+EXECUTOR = typer.Option("local", help="with --backed: 'local', or 'ray' to spread chunks over a Ray cluster's workers")
+ADDRESS = typer.Option(None, help="with --executor ray: the cluster's address (default: a local Ray)")
+NUM_CPUS = typer.Option(None, help="with --executor ray and no --address: CPUs of the local Ray")
 
 
 def _settings(model: str | None, threads: int | None = None):
@@ -45,6 +51,19 @@ def _load(model: str | None, threads: int | None):
         return load_model(settings.model, settings)
 
 
+def _stream(task: str, inp: str, out: Path, model, threads, chunk_size: int, executor: str, address, num_cpus,
+            **options):
+    """Run a model task over IN streamed from disk (c2s_agent.models.stream) and report it."""
+    from ..models.stream import stream
+
+    settings = _settings(model, threads)
+    res = stream(task, inp, _out_path(out), settings.model, settings, chunk_size, executor=executor, threads=threads,
+                 address=address, num_cpus=num_cpus, **options)
+    console.print(f"[green]Wrote[/] {out}: {res.n_cells:,} cells in {res.n_chunks} chunks ({res.n_resumed} resumed, "
+                  f"{res.n_run} run at {res.cells_per_s:,.1f} cells/s)")
+    return res
+
+
 @app.command("annotate")
 def annotate(inp: str = typer.Argument(..., metavar="IN.h5ad", help="input .h5ad (or 'demo')"),
              out: Path = typer.Argument(..., metavar="OUT.h5ad"),
@@ -52,12 +71,21 @@ def annotate(inp: str = typer.Argument(..., metavar="IN.h5ad", help="input .h5ad
              mode: str = typer.Option("score", help="'score' candidate labels by likelihood, or 'generate'"),
              labels: str | None = typer.Option(None, help="comma-separated candidate labels (default: all known)"),
              threshold: float | None = typer.Option(None, help="confidence below which a cell is 'unknown'"),
-             threads: int | None = typer.Option(None, help="torch threads (default: one per core)")) -> None:
+             threads: int | None = typer.Option(None, help="torch threads (default: one per core)"),
+             backed: bool = BACKED, chunk_size: int = CHUNK, executor: str = EXECUTOR, address: str | None = ADDRESS,
+             num_cpus: int | None = NUM_CPUS) -> None:
     """Predict cell types: writes obs['c2s_cell_type'] and obs['c2s_confidence']."""
     from ..data import read
     from ..models import tl
 
     out = _out_path(out)
+    if backed:
+        res = _stream("annotate", inp, out, model, threads, chunk_size, executor, address, num_cpus, mode=mode,
+                      threshold=threshold, labels=[x.strip() for x in labels.split(",")] if labels else None)
+        counts = res.summary["counts"]
+        console.print("  " + ", ".join(f"{k} {v}" for k, v in list(counts.items())[:8])
+                      + f"; mean confidence {res.summary['mean_confidence']:.2f}")
+        return
     adata = read(inp)
     m = _load(model, threads)
     with console.status(f"annotating {adata.n_obs:,} cells ..."):
@@ -73,12 +101,17 @@ def annotate(inp: str = typer.Argument(..., metavar="IN.h5ad", help="input .h5ad
 @app.command("embed")
 def embed(inp: str = typer.Argument(..., metavar="IN.h5ad"), out: Path = typer.Argument(..., metavar="OUT.h5ad"),
           model: str | None = typer.Option(None, help=MODEL_HELP),
-          threads: int | None = typer.Option(None, help="torch threads")) -> None:
+          threads: int | None = typer.Option(None, help="torch threads"), backed: bool = BACKED,
+          chunk_size: int = CHUNK, executor: str = EXECUTOR, address: str | None = ADDRESS,
+          num_cpus: int | None = NUM_CPUS) -> None:
     """Cell embeddings into obsm['X_c2s']."""
     from ..data import read
     from ..models import tl
 
     out = _out_path(out)
+    if backed:
+        _stream("embed", inp, out, model, threads, chunk_size, executor, address, num_cpus)
+        return
     adata = read(inp)
     m = _load(model, threads)
     with console.status(f"embedding {adata.n_obs:,} cells ..."):
@@ -114,12 +147,18 @@ def perturb(inp: str = typer.Argument(..., metavar="IN.h5ad"), out: Path = typer
             perturbation: str = typer.Option("IFN-beta", help="perturbation name known to the model"),
             context: str | None = typer.Option(None, help="context text (models trained with contexts only)"),
             seed: int = typer.Option(0), model: str | None = typer.Option(None, help=MODEL_HELP),
-            threads: int | None = typer.Option(None, help="torch threads")) -> None:
+            threads: int | None = typer.Option(None, help="torch threads"), backed: bool = BACKED,
+            chunk_size: int = CHUNK, executor: str = EXECUTOR, address: str | None = ADDRESS,
+            num_cpus: int | None = NUM_CPUS) -> None:
     """Predict each cell's perturbed state: one output cell per input cell."""
     from ..data import read
     from ..models import tl
 
     out = _out_path(out)
+    if backed:
+        _stream("perturb", inp, out, model, threads, chunk_size, executor, address, num_cpus,
+                perturbation=perturbation, context=context, seed=seed)
+        return
     adata = read(inp)
     m = _load(model, threads)
     with console.status(f"perturbing {adata.n_obs:,} cells ..."):

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
+from ..conventions.slots import INPUT
 from ..errors import InputError
 from ..resources import DEMO_ALIASES, DEMO_DATASETS, demo_path
 
@@ -149,14 +151,31 @@ def inspect(adata, source: str = "X") -> DataReport:
     return report
 
 
-def prepare(adata, source: Source | str = "auto", drop_empty: bool = False, copy: bool = True):
-    """Return an in-memory AnnData whose ``X`` is log1p(CP10k), with ``uns["c2s_input"]`` saying what was done.
+@dataclass
+class Matrix:
+    """The matrix a dataset's cells are read from, as :func:`resolve` chose and checked it: neither copied nor
+    normalised. ``var_names`` are the gene names to use (symbols where the ids are Ensembl)."""
+
+    X: object
+    var: object
+    var_names: object
+    report: DataReport
+    gene_names: str = "var_names"
+    prepared: bool = False
+
+
+def resolve(adata, source: Source | str = "auto") -> Matrix:
+    """Choose and check the matrix of ``adata`` to read cells from, without copying it.
 
     ``source="auto"`` uses ``X`` when it holds counts or log-normalised values, else ``.raw``. Scaled data
-    (negative values) is refused: cell sentences need expression levels, not z-scores.
+    (negative values) is refused: cell sentences need expression levels, not z-scores. An AnnData written by
+    :func:`prepare` resolves to its own ``X``.
     """
-    import anndata as ad
-
+    if INPUT in adata.uns and not adata.isbacked:
+        done = adata.uns[INPUT]
+        report = DataReport(source="X", n_cells=adata.n_obs, n_genes=adata.n_vars, kind="log-normalised",
+                            gene_ids="symbols", log_base="e", notes=list(done.get("notes", [])))
+        return Matrix(adata.X, adata.var, adata.var_names, report, done.get("gene_names", "var_names"), True)
     sources = ["X", "raw"] if source == "auto" else [source]
     if source == "auto" and adata.raw is None:
         sources = ["X"]
@@ -178,61 +197,112 @@ def prepare(adata, source: Source | str = "auto", drop_empty: bool = False, copy
         raise InputError(f"{report.source} gene names", f"{report.n_duplicated_genes} gene names are duplicated",
                          "make them unique (adata.var_names_make_unique()) or aggregate the duplicates")
     X, var_names = _matrix(adata, report.source)
+    var = adata.raw.var if report.source == "raw" else adata.var
+    if report.gene_ids == "ensembl" and report.symbol_column:
+        symbols = var[report.symbol_column].astype(str)
+        if symbols.duplicated().any():
+            raise InputError(f"var[{report.symbol_column!r}]", "maps several Ensembl IDs to the same gene symbol",
+                             "aggregate the duplicates or make the symbols unique before converting")
+        return Matrix(X, var, pd.Index(symbols.values), report, f"symbols from var[{report.symbol_column!r}]")
+    if report.gene_ids == "ensembl":
+        report.notes.append("gene ids are Ensembl IDs and no symbol column was found: models trained on symbols "
+                            "(all released C2S models and the embedded one) will not recognise them")
+    return Matrix(X, var, var_names, report)
+
+
+def csr32(X) -> sp.csr_matrix:
+    """``X`` (in memory or backed, sparse or dense) as a float32 CSR matrix; no copy when it already is one."""
     if hasattr(X, "to_memory"):
         X = X.to_memory()
-    X = sp.csr_matrix(X, dtype=np.float32) if not sp.issparse(X) else X.tocsr().astype(np.float32)
+    if sp.issparse(X):
+        X = X.tocsr()
+        return X if X.dtype == np.float32 else X.astype(np.float32)
+    return sp.csr_matrix(X, dtype=np.float32)
+
+
+def empty_cells(X: sp.csr_matrix, source: str, drop_empty: bool) -> np.ndarray:
+    """Mask of cells with no stored values; an error unless ``drop_empty`` (or when every cell is empty)."""
+    empty = np.diff(X.indptr) == 0
+    if empty.any():
+        if empty.all():
+            raise InputError(source, "every cell is empty (no non-zero values)",
+                             "check that the right matrix was chosen")
+        if not drop_empty:
+            raise InputError(source, f"{int(empty.sum())} cells have no expressed genes",
+                             "filter them (sc.pp.filter_cells(adata, min_genes=1)) "
+                             "or pass drop_empty=True / --drop-empty")
+    return empty
+
+
+def prepare(adata, source: Source | str = "auto", drop_empty: bool = False, copy: bool = True):
+    """Return an in-memory AnnData whose ``X`` is log1p(CP10k), with ``uns["c2s_input"]`` saying what was done
+    (the matrix chosen as :func:`resolve` does)."""
+    import anndata as ad
+
+    m = resolve(adata, source)
+    if m.prepared:
+        return adata.copy() if copy else adata
+    report = m.report
+    X = csr32(m.X)
+    X = X.copy() if X is m.X else X  # normalised in place below: never the caller's matrix
     if not np.isfinite(X.data).all():  # the sample in inspect() may have missed them
         raise InputError(report.source, f"holds {int((~np.isfinite(X.data)).sum())} NaN or infinite values",
                          "remove or impute them (e.g. np.nan_to_num) before converting")
     if report.kind == "counts" and X.data.size and X.data.min() < 0:
         raise InputError(report.source, "holds negative counts", "check the matrix; counts must be >= 0")
-    out = ad.AnnData(X=X, obs=adata.obs.copy() if copy else adata.obs,
-                     var=(adata.raw.var if report.source == "raw" else adata.var).copy())
-    out.var_names = var_names
-    gene_names = "var_names"
-    if report.gene_ids == "ensembl" and report.symbol_column:
-        symbols = out.var[report.symbol_column].astype(str)
-        if symbols.duplicated().any():
-            raise InputError(f"var[{report.symbol_column!r}]", "maps several Ensembl IDs to the same gene symbol",
-                             "aggregate the duplicates or make the symbols unique before converting")
-        out.var_names = symbols.values
-        gene_names = f"symbols from var[{report.symbol_column!r}]"
-    elif report.gene_ids == "ensembl":
-        report.notes.append("gene ids are Ensembl IDs and no symbol column was found: models trained on symbols "
-                            "(all released C2S models and the embedded one) will not recognise them")
+    out = ad.AnnData(X=X, obs=adata.obs.copy() if copy else adata.obs, var=m.var.copy())
+    out.var_names = m.var_names
     out.obsm.update({k: v for k, v in adata.obsm.items()})
-    out.uns.update({k: v for k, v in adata.uns.items() if k != "c2s_input"})
-    empty = np.diff(X.indptr) == 0
+    out.uns.update({k: v for k, v in adata.uns.items() if k != INPUT})
+    empty = empty_cells(X, report.source, drop_empty)
     if empty.any():
-        if empty.all():
-            raise InputError(report.source, "every cell is empty (no non-zero values)", "check that the right matrix was chosen")
-        if not drop_empty:
-            raise InputError(report.source, f"{int(empty.sum())} cells have no expressed genes",
-                             "filter them (sc.pp.filter_cells(adata, min_genes=1)) or pass drop_empty=True / --drop-empty")
         out = out[~empty].copy()
-    steps = []
-    if report.kind == "counts":
-        normalise_inplace(out.X)
-        steps = [f"normalize_total(target_sum={TARGET_SUM:g})", "log1p (natural log)"]
-    elif report.kind == "normalised":
-        np.log1p(out.X.data, out=out.X.data)
-        steps = ["log1p (natural log)"]
-    elif report.log_base == "10":
-        out.X.data = np.log1p(np.power(10.0, out.X.data) - 1).astype(np.float32)
-        steps = ["converted log10(1+x) to natural log1p"]
-    out.uns["c2s_input"] = {"source": report.source, "detected": report.kind, "steps": steps,
-                            "log_base": "e", "target_sum": TARGET_SUM if report.kind == "counts" else None,
-                            "dropped_empty_cells": int(empty.sum()), "gene_names": gene_names,
-                            "notes": list(report.notes)}
+    scale = np.repeat(cell_scale(out.X), np.diff(out.X.indptr)) if report.kind == "counts" else None
+    normalise_values(out.X.data, report, scale)
+    out.uns[INPUT] = input_record(m, int(empty.sum()))
     return out
+
+
+def input_record(m: Matrix, dropped_empty: int) -> dict:
+    """What was read and how it is normalised: ``uns["c2s_input"]`` of :func:`prepare`."""
+    report = m.report
+    return {"source": report.source, "detected": report.kind, "steps": normalisation_steps(report), "log_base": "e",
+            "target_sum": TARGET_SUM if report.kind == "counts" else None, "dropped_empty_cells": dropped_empty,
+            "gene_names": m.gene_names, "notes": list(report.notes)}
+
+
+def normalisation_steps(report: DataReport) -> list[str]:
+    """What :func:`normalise_values` does to a matrix of this kind."""
+    if report.kind == "counts":
+        return [f"normalize_total(target_sum={TARGET_SUM:g})", "log1p (natural log)"]
+    if report.kind == "normalised":
+        return ["log1p (natural log)"]
+    return ["converted log10(1+x) to natural log1p"] if report.log_base == "10" else []
+
+
+def cell_scale(X: sp.csr_matrix) -> np.ndarray:
+    """Per-cell factor of counts -> CP10k (float32), as :func:`normalise_inplace` applies it."""
+    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    totals[totals == 0] = 1.0
+    return (TARGET_SUM / totals).astype(np.float32)
+
+
+def normalise_values(values: np.ndarray, report: DataReport, scale: np.ndarray | None = None) -> np.ndarray:
+    """Values of a matrix of ``report``'s kind -> log1p(CP10k), in place (float32). ``scale``: each value's
+    :func:`cell_scale` factor, broadcastable to ``values`` (counts only). Per value, so the same on a whole
+    matrix, a chunk of cells, or only the entries that made a cell's top genes."""
+    if report.kind == "counts":
+        values *= scale
+        np.log1p(values, out=values)
+    elif report.kind == "normalised":
+        np.log1p(values, out=values)
+    elif report.log_base == "10":
+        values[...] = np.log1p(np.power(10.0, values) - 1).astype(np.float32)
+    return values
 
 
 def normalise_inplace(X: sp.csr_matrix) -> sp.csr_matrix:
     """CSR counts -> log1p(counts / total * 1e4), in place, per cell."""
-    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    lengths = np.diff(X.indptr)
-    totals[totals == 0] = 1.0
-    scale = np.repeat((TARGET_SUM / totals).astype(np.float32), lengths)
-    X.data *= scale
+    X.data *= np.repeat(cell_scale(X), np.diff(X.indptr))
     np.log1p(X.data, out=X.data)
     return X

@@ -1,5 +1,6 @@
 """Executors: where the shards of a suite run. ``local`` runs them one after another in this process;
-``ray`` sends each shard to a Ray cluster as a task (a local Ray started on demand, or ``address``).
+``ray`` sends each shard to a Ray cluster as a task (a local Ray started on demand, or ``address``), through
+:func:`c2s_agent.jobs.run_jobs`.
 
 Both call the same :func:`run_shard`, with the same items in the same shards and the same torch thread
 count, so they produce identical result rows.
@@ -19,8 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import InputError
-
-EXECUTORS = ("local", "ray")
+from ..jobs import EXECUTORS, ray_cluster, run_jobs
 
 
 @dataclass
@@ -72,33 +72,18 @@ def execute(executor: str, shards: list[Shard], settings, threads: int = 1, addr
 
 
 def _ray(shards, settings, threads, address, num_cpus) -> Iterator[ShardResult]:
-    try:
-        import ray
-    except ImportError:
-        raise InputError("executor 'ray'", "needs Ray, which is not installed",
-                         'pip install "c2s-agent[ray]" (or pip install "ray[data]")') from None
-    started = not ray.is_initialized()
-    if started:
-        kwargs = {"address": address} if address else {"num_cpus": num_cpus or os.cpu_count()}
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
-    try:
-        remote = ray.remote(num_cpus=max(1, threads))(run_shard)
-        in_driver = [_ray_llm(s, settings) for s in shards]
-        pending = {remote.remote(s.cell, s.items, settings, threads): s for s, here in zip(shards, in_driver) if not here}
+    in_driver = [_ray_llm(s, settings) for s in shards]
+    remote = [s for s, here in zip(shards, in_driver) if not here]
+    with ray_cluster(address, num_cpus):
+        jobs = run_jobs(run_shard, [(s.cell, s.items, settings, threads) for s in remote], "ray", threads)
         llm_settings = settings.model_copy(update={"backend": "ray-vllm"})
         for shard in (s for s, here in zip(shards, in_driver) if here):
             yield ShardResult(shard, *run_shard(shard.cell, shard.items, llm_settings, threads))
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                shard = pending.pop(ref)
-                try:
-                    yield ShardResult(shard, *ray.get(ref))
-                except Exception as exc:  # noqa: BLE001 - a lost worker fails its shard only
-                    yield ShardResult(shard, None, f"{type(exc).__name__}: {exc}", 0.0, "ray")
-    finally:
-        if started:
-            ray.shutdown()
+        for i, out in jobs:
+            if isinstance(out, Exception):
+                yield ShardResult(remote[i], None, f"{type(out).__name__}: {out}", 0.0, "ray")
+            else:
+                yield ShardResult(remote[i], *out)
 
 
 def _ray_llm(shard: Shard, settings) -> bool:

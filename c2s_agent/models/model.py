@@ -50,16 +50,15 @@ class C2SModel:
         """Top-``k`` sentences of the model's genes straight from the expression matrix (one pass of the ranking
         kernel), ties broken in the model's training order so a cell's sentence does not depend on the other
         cells given; and the fraction of each cell's top-``k`` genes (``exclude`` left out) the model knows."""
-        import scipy.sparse as sp
-
         from ..data import prepare
-        from ..sentences.transform import _priority, gene_vocabulary, rank_csr
+        from ..sentences.transform import _priority, gene_vocabulary, rank_csr, ranking_matrix, sentence_strings
 
-        data = adata if "c2s_input" in adata.uns and not adata.isbacked else prepare(adata)
+        tie_break = self.meta.get("tie_break", "random")
+        # ranks need no normalisation; a tie order by gene means needs the normalised values
+        X, data, _ = ranking_matrix(prepare(adata) if self._priority is None and tie_break == "mean" else adata)
         names, usable = gene_vocabulary(data.var_names)
-        X = data.X if sp.issparse(data.X) else sp.csr_matrix(data.X)
         if self._priority is None:
-            priority, inv = _priority(len(names), self.meta.get("tie_break", "random"), 42, X)
+            priority, inv = _priority(len(names), tie_break, 42, X)
         else:  # the model's genes in training order, then every other gene
             rank = np.array([self._priority.get(g, len(self._priority)) for g in names], np.int64)
             inv = np.lexsort((np.arange(len(names)), rank)).astype(np.int32)
@@ -80,7 +79,7 @@ class C2SModel:
             real = idx >= 0
             known = (model_gene[np.maximum(idx, 0)] & real).sum(1) / np.maximum(1, real.sum(1))
             idx = top(usable & model_gene)
-        return [" ".join(names[row[row >= 0]]) for row in idx], known
+        return sentence_strings(idx, names), known
 
     # -- what the model knows ------------------------------------------------------------------------------
     @property

@@ -2,17 +2,34 @@
 
 ``model`` is anything :func:`c2s_agent.models.load_model` accepts (None = the embedded model) or a loaded
 :class:`C2SModel`.
+
+``annotate``, ``embed`` and ``perturb`` also take a path or a backed AnnData with ``out=`` (an .h5ad path):
+the cells are then streamed from disk in chunks of ``chunk_size``, resumably, on the ``local`` or ``ray``
+executor (see :mod:`c2s_agent.models.stream`), the results are written to ``out`` and a
+:class:`~c2s_agent.models.stream.StreamResult` is returned.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..conventions import find_columns
-from ..conventions.slots import (ANNOTATION, EMBEDDING, GENERATED_CONDITION, GENERATED_TYPE, LABEL_PROBS, PERTURBATION,
-                                 PREDICTED_TYPE, SENTENCE, SOURCE_CELL)
+from ..conventions.slots import (
+    ANNOTATION,
+    EMBEDDING,
+    GENERATED_CONDITION,
+    GENERATED_TYPE,
+    LABEL_PROBS,
+    PERTURBATION,
+    PREDICTED_TYPE,
+    SENTENCE,
+    SOURCE_CELL,
+)
 from ..errors import InputError
 from .model import C2SModel, load_model
+from .stream import DEFAULT_CHUNK, stream
 
 
 def get_model(model, settings=None) -> C2SModel:
@@ -20,11 +37,24 @@ def get_model(model, settings=None) -> C2SModel:
     return model if isinstance(model, C2SModel) else load_model(model, settings)
 
 
+def _streamed(adata, out) -> bool:
+    """Whether ``adata`` is to be streamed from disk (a path or a backed AnnData), which needs ``out``."""
+    if not (isinstance(adata, (str, Path)) or getattr(adata, "isbacked", False)):
+        return False
+    if out is None:
+        raise InputError("out", "is needed to stream cells from disk", "pass out='result.h5ad'")
+    return True
+
+
 def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = None, threshold: float | None = None,
-             key_added: str = PREDICTED_TYPE, settings=None, on_call=None):
+             key_added: str = PREDICTED_TYPE, settings=None, on_call=None, out=None, chunk_size: int = DEFAULT_CHUNK,
+             executor: str = "local"):
     """Predict cell types: ``obs[key_added]`` (a known label or "unknown") and ``obs[key_added.replace('cell_type',
     'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode) and a summary in
-    ``uns["c2s_annotate"]``. Returns the prediction table."""
+    ``uns["c2s_annotate"]``. Returns the prediction table (streamed: the StreamResult)."""
+    if _streamed(adata, out):
+        return stream("annotate", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
+                      mode=mode, labels=labels, threshold=threshold, key_added=key_added)
     m = get_model(model, settings)
     df = m.predict_cell_types(adata, mode=mode, labels=labels, threshold=threshold, on_call=on_call)
     conf_key = key_added.replace("cell_type", "confidence") if "cell_type" in key_added else key_added + "_confidence"
@@ -44,8 +74,13 @@ def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = 
     return df
 
 
-def embed(adata, model=None, key_added: str = EMBEDDING, settings=None, on_call=None) -> np.ndarray:
-    """Cell embeddings into ``obsm[key_added]`` (mean last hidden state over real tokens)."""
+def embed(adata, model=None, key_added: str = EMBEDDING, settings=None, on_call=None, out=None,
+          chunk_size: int = DEFAULT_CHUNK, executor: str = "local"):
+    """Cell embeddings into ``obsm[key_added]`` (mean last hidden state over real tokens); returns them
+    (streamed: the StreamResult)."""
+    if _streamed(adata, out):
+        return stream("embed", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
+                      key_added=key_added)
     m = get_model(model, settings)
     X = m.embed(adata, on_call=on_call)
     adata.obsm[key_added] = X
@@ -54,8 +89,6 @@ def embed(adata, model=None, key_added: str = EMBEDDING, settings=None, on_call=
 
 
 def _reverse(m: C2SModel):
-    from pathlib import Path
-
     from ..sentences import ReverseTransform
 
     path = getattr(m.backend, "path", None)
@@ -109,16 +142,24 @@ def generate_cells(cell_type: str | list[str], n: int = 1, condition: str | list
 
 
 def perturb(adata, perturbation: str, context: str | None = None, model=None, seed: int = 0, settings=None,
-            on_call=None):
+            on_call=None, out=None, chunk_size: int = DEFAULT_CHUNK, executor: str = "local"):
     """Predict each cell's response to ``perturbation``: an AnnData (one row per input cell) with the perturbed
-    sentences in ``obs["c2s_sentence"]`` and expression reconstructed from rank."""
+    sentences in ``obs["c2s_sentence"]`` and expression reconstructed from rank (streamed: written to ``out``,
+    the StreamResult returned)."""
+    if _streamed(adata, out):
+        return stream("perturb", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
+                      perturbation=perturbation, context=context, seed=seed)
     m = get_model(model, settings)
     sentences = m.perturb(adata, perturbation, context=context, seed=seed, on_call=on_call)
     obs = {PERTURBATION: [perturbation] * len(sentences), SOURCE_CELL: list(map(str, adata.obs_names))}
-    roles = find_columns(adata.obs)
-    for col in {roles.cell_type, roles.predicted} - {None}:
-        obs[col] = adata.obs[col].astype(str).tolist()
-    out = from_sentences(m, sentences, obs)
-    out.obs_names = [f"{c}_{perturbation}" for c in adata.obs_names.astype(str)]
-    out.uns["c2s_perturb"] = {"model": m.name, "perturbation": perturbation, "context": context, "seed": seed}
-    return out
+    obs.update({col: adata.obs[col].astype(str).tolist() for col in type_columns(adata.obs)})
+    result = from_sentences(m, sentences, obs)
+    result.obs_names = [f"{c}_{perturbation}" for c in adata.obs_names.astype(str)]
+    result.uns["c2s_perturb"] = {"model": m.name, "perturbation": perturbation, "context": context, "seed": seed}
+    return result
+
+
+def type_columns(obs) -> list[str]:
+    """The obs columns of known and predicted cell types, which perturbed cells carry over."""
+    roles = find_columns(obs)
+    return sorted({roles.cell_type, roles.predicted} - {None})

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..conventions.slots import INPUT
 from ..errors import InputError
 
 TieBreak = Literal["random", "mean"]
@@ -53,11 +54,32 @@ class CellSentences:
         return " ".join(self.words(i, top_k))
 
     def strings(self, top_k: int | None = None) -> list[str]:
-        return [self.sentence(i, top_k) for i in range(len(self))]
+        """Every cell's sentence (top ``top_k`` genes), built in one pass."""
+        return sentence_strings(self.idx[:, : top_k or self.idx.shape[1]], self.genes)
 
     def subset(self, rows) -> CellSentences:
         return CellSentences(self.idx[rows], self.genes, self.obs_names[rows],
                              None if self.values is None else self.values[rows], dict(self.params))
+
+
+def sentence_strings(idx: np.ndarray, genes: np.ndarray) -> list[str]:
+    """The space-separated gene names of each row of ``idx`` (gene indices, padded with -1): parallel kernels
+    write every row into one buffer, one line each, which is decoded and split once."""
+    from ._kernels import join_rows, row_sizes
+
+    encoded = [str(g).encode() for g in genes]
+    name_starts = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(b) for b in encoded], out=name_starts[1:])
+    idx = np.ascontiguousarray(idx, dtype=np.int32)
+    row_starts = np.zeros(len(idx) + 1, np.int64)
+    row_sizes(idx, np.diff(name_starts), row_starts[1:])
+    np.cumsum(row_starts, out=row_starts)
+    out = np.empty(int(row_starts[-1]), np.uint8)
+    join_rows(idx, np.frombuffer(b"".join(encoded), np.uint8), name_starts, row_starts, out)
+    rows = str(memoryview(out)[:-1], "utf-8").split("\n") if len(idx) else []
+    if len(rows) != len(idx):
+        raise InputError("gene names", "include a line break", "remove line breaks from the gene names")
+    return rows
 
 
 def gene_vocabulary(var_names, on_collision: Literal["error", "keep_first"] = "error") -> tuple[np.ndarray, np.ndarray]:
@@ -90,42 +112,62 @@ def _priority(n_genes: int, tie_break: TieBreak, seed: int, X: sp.csr_matrix | N
     return priority, inv
 
 
-def rank_csr(X: sp.csr_matrix, top_k: int | None, priority: np.ndarray, inv: np.ndarray,
+def rank_csr(X, top_k: int | None, priority: np.ndarray, inv: np.ndarray,
              mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rank a CSR matrix of non-negative float32 values; returns (idx, values), each (n, K)."""
-    from ._kernels import rank_rows
+    """Rank the rows of a matrix of non-negative values (as they are: a float32 CSR matrix is not copied);
+    genes outside ``mask`` are left out. Returns (idx, values), each (n, K); values as stored in ``X``.
 
-    X = X.tocsr()
-    if X.dtype != np.float32:
-        X = X.astype(np.float32)
+    Blocks of rows go to numba's threads: a kernel writes each row's sort keys (value, then tie priority),
+    numpy's vectorised partition and sort order them, a kernel decodes the first K."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
+    from ..data.io import csr32
+    from ._kernels import SKIP, decode_keys, row_keys
+
+    X = csr32(X)
     if mask is not None and not mask.all():
-        X = X[:, np.flatnonzero(mask)]
-        inv_cols = np.flatnonzero(mask).astype(np.int32)
-    else:
-        inv_cols = None
+        priority = np.where(mask, priority, SKIP).astype(np.uint32)
     lengths = np.diff(X.indptr)
     k = int(lengths.max(initial=0)) if top_k is None else int(top_k)
-    if inv_cols is not None:  # keep the priority of each remaining gene
-        pr = priority[inv_cols]
-        order = np.argsort(pr, kind="stable")
-        sub_priority = np.empty_like(pr)
-        sub_priority[order] = np.arange(len(pr), dtype=np.uint32)
-        sub_inv = order.astype(np.int32)
-    else:
-        sub_priority, sub_inv = priority, inv
     idx = np.empty((X.shape[0], k), np.int32)
     bits = np.empty((X.shape[0], k), np.uint32)
-    indptr = X.indptr.astype(np.int64, copy=False)
     bad = np.zeros(X.shape[0], np.int64)
-    rank_rows(indptr, X.indices, X.data.view(np.uint32), sub_priority, sub_inv, idx, bits, bad)
+    indptr, data = X.indptr.astype(np.int64, copy=False), X.data.view(np.uint32)
+
+    def block(a: int, b: int) -> None:
+        keys = np.empty((b - a, max(1, int(lengths[a:b].max(initial=0)))), np.uint64)
+        row_keys(indptr[a : b + 1], X.indices, data, priority, keys, bad[a:b])
+        if k < keys.shape[1]:
+            keys.partition(k - 1, axis=1)
+            keys = keys[:, :k]
+        keys.sort(axis=1)
+        decode_keys(keys, inv, idx[a:b], bits[a:b])
+
+    step = max(64, (1 << 24) // (8 * max(1, int(lengths.max(initial=0)))))  # keys of a block: <= 16 MB
+    with ThreadPoolExecutor(numba.get_num_threads()) as pool:
+        list(pool.map(lambda a: block(a, min(a + step, X.shape[0])), range(0, X.shape[0], step)))
     if bad.any():
         raise InputError("expression matrix", f"has {int(bad.sum())} negative, NaN or infinite values in "
-                         f"{int((bad > 0).sum())} cells", "give counts or log-normalised values (no scaled data, no NaN)")
-    if top_k is None:  # explicit zeros stored in the matrix shorten some rows: trim the padding
-        idx, bits = idx[:, : int((idx >= 0).sum(1).max(initial=0))], bits[:, : int((idx >= 0).sum(1).max(initial=0))]
-    if inv_cols is not None:
-        idx = np.where(idx >= 0, inv_cols[np.maximum(idx, 0)], -1).astype(np.int32)
+                         f"{int((bad > 0).sum())} cells",
+                         "give counts or log-normalised values (no scaled data, no NaN)")
+    if top_k is None:  # stored zeros and left-out genes shorten some rows: trim the padding
+        n = int((idx >= 0).sum(1).max(initial=0))
+        idx, bits = idx[:, :n], bits[:, :n]
     return idx, bits.view(np.float32)
+
+
+def ranking_matrix(adata, source: str = "auto", drop_empty: bool = False):
+    """The matrix to rank ``adata``'s cells on, as it is (ranking within a cell needs no normalisation): a
+    float32 CSR matrix (not a copy when ``X`` already is one), the :class:`~c2s_agent.data.io.Matrix` it
+    came from, and the mask of kept cells (empty cells are an error unless ``drop_empty``)."""
+    from ..data.io import csr32, empty_cells, resolve
+
+    m = resolve(adata, source)
+    X = csr32(m.X)
+    keep = np.ones(X.shape[0], bool) if m.prepared else ~empty_cells(X, m.report.source, drop_empty)
+    return (X if keep.all() else X[keep]), m, keep
 
 
 def to_sentences(adata, top_k: int | None = 200, tie_break: TieBreak = "random", seed: int = 42,
@@ -133,21 +175,27 @@ def to_sentences(adata, top_k: int | None = 200, tie_break: TieBreak = "random",
                  drop_empty: bool = False) -> CellSentences:
     """Convert an AnnData to cell sentences (top ``top_k`` genes, or all expressed genes when None).
 
-    The matrix is normalised first where needed (see :func:`c2s_agent.data.prepare`); ``values`` hold the
-    log1p(CP10k) expression of each ranked gene, for fitting the reverse transform.
+    Cells are ranked on the matrix as it is (see :func:`ranking_matrix`); ``values`` hold the log1p(CP10k)
+    expression of each ranked gene (see :func:`c2s_agent.data.prepare`), for fitting the reverse transform:
+    only those entries are normalised. ``tie_break="mean"`` needs every value for the gene means, so it
+    normalises the whole matrix first.
     """
     from ..data import prepare
+    from ..data.io import cell_scale, input_record, normalise_values
 
     if top_k is not None and top_k < 1:
         raise InputError("top_k", f"must be >= 1 (got {top_k})", "pass a positive number of genes, or None for all")
-    data = adata if "c2s_input" in adata.uns and not adata.isbacked else prepare(adata, source, drop_empty=drop_empty)
-    genes, usable = gene_vocabulary(data.var_names, on_collision)
-    X = data.X if sp.issparse(data.X) else sp.csr_matrix(data.X)
-    priority, inv = _priority(data.n_vars, tie_break, seed, X)
+    data = prepare(adata, source, drop_empty=drop_empty) if tie_break == "mean" else adata
+    X, m, keep = ranking_matrix(data, source, drop_empty)
+    genes, usable = gene_vocabulary(m.var_names, on_collision)
+    priority, inv = _priority(X.shape[1], tie_break, seed, X)
     idx, values = rank_csr(X, top_k, priority, inv, usable)
+    if not m.prepared:
+        normalise_values(values, m.report, cell_scale(X)[:, None] if m.report.kind == "counts" else None)
+    record = dict(data.uns[INPUT]) if m.prepared else input_record(m, int((~keep).sum()))
     params = {"top_k": top_k, "tie_break": tie_break, "seed": seed, "gene_names": "upper-case",
-              "normalisation": dict(data.uns.get("c2s_input", {}))}
-    return CellSentences(idx, genes, data.obs_names.copy(), values, params)
+              "normalisation": record}
+    return CellSentences(idx, genes, data.obs_names[keep] if not keep.all() else data.obs_names.copy(), values, params)
 
 
 def to_adata(adata, cs: CellSentences):
@@ -164,8 +212,10 @@ def to_adata(adata, cs: CellSentences):
 def from_adata(adata) -> CellSentences:
     """Read sentences stored by :func:`to_adata` (or computed by ``c2s sentences``)."""
     if OBSM_KEY not in adata.obsm:
-        raise InputError("AnnData", f'has no obsm["{OBSM_KEY}"]', "run c2s_agent.sentences.to_sentences and to_adata, or `c2s sentences`")
-    genes = np.asarray(adata.var[VAR_KEY] if VAR_KEY in adata.var else gene_vocabulary(adata.var_names)[0], dtype=object)
+        raise InputError("AnnData", f'has no obsm["{OBSM_KEY}"]',
+                         "run c2s_agent.sentences.to_sentences and to_adata, or `c2s sentences`")
+    genes = adata.var[VAR_KEY] if VAR_KEY in adata.var else gene_vocabulary(adata.var_names)[0]
+    genes = np.asarray(genes, dtype=object)
     return CellSentences(np.asarray(adata.obsm[OBSM_KEY], dtype=np.int32), genes, adata.obs_names.copy(),
                          None, dict(adata.uns.get(UNS_KEY, {})))
 
@@ -174,29 +224,24 @@ def stream_sentences(path: str | Path, top_k: int = 200, chunk_size: int = 20_00
                      seed: int = 42, source: str = "X") -> Iterator[tuple[int, CellSentences]]:
     """Convert a backed ``.h5ad`` chunk by chunk with bounded memory; yields (first row, sentences).
 
-    Ranking is invariant to per-cell scaling and log transforms, so counts are ranked as they are; the
-    normalised values are computed per chunk. ``tie_break="mean"`` is not available when streaming.
+    Cells are ranked as they are stored (ranking is invariant to per-cell scaling and log transforms); only
+    the ranked entries' values are normalised. ``tie_break="mean"`` is not available when streaming.
     """
-    from ..data import inspect, read
-    from ..data.io import normalise_inplace
+    from ..data import read
+    from ..data.io import cell_scale, csr32, normalise_values, resolve
 
     if tie_break != "random":
         raise InputError("tie_break", "only 'random' is available when streaming", "use tie_break='random'")
     adata = read(path, backed=True)
-    report = inspect(adata, source)
-    if report.kind == "scaled":
-        raise InputError(path, "holds scaled values (negative entries)", "stream a file that holds counts or log-normalised values")
-    genes, usable = gene_vocabulary(adata.var_names if source != "raw" else adata.raw.var_names)
-    priority, inv = _priority(len(genes), "random", seed, None)
-    matrix = adata.X if source == "X" else (adata.raw.X if source == "raw" else adata.layers[source])
     try:
+        m = resolve(adata, source)
+        genes, usable = gene_vocabulary(m.var_names)
+        priority, inv = _priority(len(genes), "random", seed, None)
+        params = {"top_k": top_k, "tie_break": tie_break, "seed": seed}
         for start in range(0, adata.n_obs, chunk_size):
-            block = matrix[start : start + chunk_size]
-            block = sp.csr_matrix(block, dtype=np.float32) if not sp.issparse(block) else block.tocsr().astype(np.float32)
-            if report.kind == "counts":
-                normalise_inplace(block)
+            block = csr32(m.X[start : start + chunk_size])
             idx, values = rank_csr(block, top_k, priority, inv, usable)
-            params = {"top_k": top_k, "tie_break": tie_break, "seed": seed}
-            yield start, CellSentences(idx, genes, adata.obs_names[start : start + chunk_size], values, params)
+            normalise_values(values, m.report, cell_scale(block)[:, None] if m.report.kind == "counts" else None)
+            yield start, CellSentences(idx, genes, adata.obs_names[start : start + chunk_size], values, dict(params))
     finally:
         adata.file.close()
