@@ -56,7 +56,7 @@ class C2SModel:
         tie_break = self.meta.get("tie_break", "random")
         # ranks need no normalisation; a tie order by gene means needs the normalised values
         X, data, _ = ranking_matrix(prepare(adata) if self._priority is None and tie_break == "mean" else adata)
-        names, usable = gene_vocabulary(data.var_names)
+        names, usable = gene_vocabulary(data.var_names, on_collision="keep_first")  # as the agent notes
         if self._priority is None:
             priority, inv = _priority(len(names), tie_break, 42, X)
         else:  # the model's genes in training order, then every other gene

@@ -77,7 +77,7 @@ def cell_sentences(ctx: ToolContext, args: SentencesInput) -> ToolResult:
     from c2s_agent.sentences import to_sentences
     from c2s_agent.sentences.transform import to_adata
 
-    cs = to_sentences(ctx.adata, top_k=args.top_k, tie_break=args.tie_break, seed=args.seed)
+    cs = to_sentences(ctx.adata, top_k=args.top_k, tie_break=args.tie_break, seed=args.seed, on_collision="keep_first")
     to_adata(ctx.adata, cs)
     first = range(min(20, len(cs)))
     ctx.save_table(pd.DataFrame({"cell": cs.obs_names[:20], "sentence (top 20 genes)": [cs.sentence(i, 20) for i in first]})
