@@ -112,28 +112,10 @@ def stale_reasons(settings, sources: dict[str, Source] | None = None) -> list[st
     return reasons
 
 
-def build(settings, sources: dict[str, Source] | None = None, paths: dict[str, str | Path] | None = None,
-          progress: bool = True, flat_max: int = FLAT_MAX, batch_size: int = 64) -> dict:
-    """Load every source, derive gene summaries, embed the semantic records and save store, index and manifest.
-
-    ``paths`` replaces a source's bundled files with the user's own (e.g. a full CellPhoneDB release zip or a
-    BioGRID TAB3 file). Returns the manifest.
-    """
-    import faiss
+def _load_sources(sources: dict[str, Source], paths: dict[str, Path], progress: bool) -> tuple[list[Record], dict]:
+    """Every source's records (a user's files replacing the bundled ones where given) and what each gave."""
     from rich.progress import Progress
 
-    from .embed import Embedder, model_info
-    from .sources import default_files, load_gene_info
-    from .store import save_store
-    from .summaries import gene_summaries
-
-    t0 = time.perf_counter()
-    sources = registered_sources(settings) if sources is None else sources
-    paths = {k: Path(v) for k, v in (paths or {}).items()}
-    unknown = set(paths) - set(sources)
-    if unknown:
-        raise InputError(f"source {sorted(unknown)[0]!r}", "is not a registered knowledge source",
-                         f"use one of {sorted(sources)}")
     records: list[Record] = []
     entries: dict[str, dict] = {}
     with Progress(disable=not progress, transient=True) as bar:
@@ -153,42 +135,68 @@ def build(settings, sources: dict[str, Source] | None = None, paths: dict[str, s
             entries[name] = {"plugin": src.plugin, "n_records": len(records) - n0, "override": bool(override),
                              "files": [_file_entry(Path(f)) for f in files if Path(f).is_file()]}
             bar.advance(task)
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        records = list({r.id: r for r in records}.values())
+    return list({r.id: r for r in records}.values()), entries
+
+
+def _write_index(folder: Path, records: list[Record], settings, progress: bool, flat_max: int,
+                 batch_size: int) -> dict:
+    """Embed the semantic records into a FAISS index (flat, or HNSW past ``flat_max``) in ``folder``."""
+    import faiss
+
+    from .embed import Embedder
+
+    sem_rows = np.array([i for i, r in enumerate(records) if r.semantic], dtype=np.int64)
+    t0 = time.perf_counter()
+    vecs = Embedder(threads=settings.threads).encode([records[i].text for i in sem_rows], batch_size=batch_size,
+                                                     progress=progress)
+    seconds = time.perf_counter() - t0
+    if len(sem_rows) > flat_max:
+        index, index_type = faiss.IndexHNSWFlat(vecs.shape[1], 32, faiss.METRIC_INNER_PRODUCT), "HNSW32"
+        index.hnsw.efConstruction = 80
+    else:
+        index, index_type = faiss.IndexFlatIP(vecs.shape[1]), "FlatIP"
+    index.add(vecs)
+    faiss.write_index(index, str(folder / "index.faiss"))
+    np.save(folder / "sem_rows.npy", sem_rows)
+    return {"n_semantic": int(len(sem_rows)), "index_type": index_type, "dim": int(vecs.shape[1]),
+            "embed_seconds": round(seconds, 2)}
+
+
+def build(settings, sources: dict[str, Source] | None = None, paths: dict[str, str | Path] | None = None,
+          progress: bool = True, flat_max: int = FLAT_MAX, batch_size: int = 64) -> dict:
+    """Load every source, derive gene summaries, embed the semantic records and save store, index and manifest.
+
+    ``paths`` replaces a source's bundled files with the user's own (e.g. a full CellPhoneDB release zip or a
+    BioGRID TAB3 file). Returns the manifest.
+    """
+    from .embed import model_info
+    from .sources import default_files, load_gene_info
+    from .store import save_store
+    from .summaries import gene_summaries
+
+    t0 = time.perf_counter()
+    sources = registered_sources(settings) if sources is None else sources
+    paths = {k: Path(v) for k, v in (paths or {}).items()}
+    unknown = set(paths) - set(sources)
+    if unknown:
+        raise InputError(f"source {sorted(unknown)[0]!r}", "is not a registered knowledge source",
+                         f"use one of {sorted(sources)}")
+    records, entries = _load_sources(sources, paths, progress)
     gene_info_file = default_files()["gene_info"][0]
     gene_info = load_gene_info(gene_info_file)
     summaries = gene_summaries(records, gene_info)
     records.extend(summaries)
-    aliases = _aliases(records, gene_info)
-
     out = index_dir(settings)
     tmp = out.with_name(out.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_store(tmp, records, aliases)
-    sem_rows = np.array([i for i, r in enumerate(records) if r.semantic], dtype=np.int64)
-    embedder = Embedder(threads=settings.threads)
-    t_embed = time.perf_counter()
-    vecs = embedder.encode([records[i].text for i in sem_rows], batch_size=batch_size, progress=progress)
-    t_embed = time.perf_counter() - t_embed
-    if len(sem_rows) > flat_max:
-        index = faiss.IndexHNSWFlat(vecs.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index_type = "HNSW32"
-    else:
-        index = faiss.IndexFlatIP(vecs.shape[1])
-        index_type = "FlatIP"
-    index.add(vecs)
-    faiss.write_index(index, str(tmp / "index.faiss"))
-    np.save(tmp / "sem_rows.npy", sem_rows)
+    save_store(tmp, records, _aliases(records, gene_info))
+    built = _write_index(tmp, records, settings, progress, flat_max, batch_size)
     manifest = {
         "format": FORMAT, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": model_info(), "versions": _versions(), "sources": entries,
-        "gene_info": {"files": [_file_entry(gene_info_file)]},
-        "n_records": len(records), "n_semantic": int(len(sem_rows)), "n_summaries": len(summaries),
-        "kinds": {k: sum(r.kind == k for r in records) for k in sorted({r.kind for r in records})},
-        "index_type": index_type, "dim": int(vecs.shape[1]),
-        "embed_seconds": round(t_embed, 2), "build_seconds": round(time.perf_counter() - t0, 2),
+        "gene_info": {"files": [_file_entry(gene_info_file)]}, "n_records": len(records), "n_summaries": len(summaries),
+        "kinds": {k: sum(r.kind == k for r in records) for k in sorted({r.kind for r in records})}, **built,
+        "build_seconds": round(time.perf_counter() - t0, 2),
     }
     manifest["bytes"] = sum(p.stat().st_size for p in tmp.iterdir())
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..conventions.slots import CONDITION
 from ..errors import InputError
 
 PERM_BLOCK = 200
@@ -96,6 +97,51 @@ def _score_cells(X, is_src: np.ndarray, is_tgt: np.ndarray, lig_sub, rec_sub, n_
             "score": score, "pvalue": pvalue}
 
 
+def _conditions(adata, condition: str | None, condition_value: str | None) -> list[str | None]:
+    """The conditions to score separately: every value of ``obs[condition]``, or only ``condition_value``."""
+    if condition is None:
+        if condition_value is not None:
+            raise InputError("condition_value", "was given without a condition column", "also pass condition=COLUMN")
+        return [None]
+    if condition not in adata.obs.columns:
+        raise InputError(f"condition {condition!r}", "is not a column of adata.obs", f"use one of {list(adata.obs.columns)}")
+    values = sorted(adata.obs[condition].astype(str).unique())
+    if condition_value is not None and condition_value not in values:
+        raise InputError(f"condition_value {condition_value!r}", f"is not a value of obs[{condition!r}]",
+                         f"use one of {values}")
+    return [condition_value] if condition_value is not None else values
+
+
+def _expression(adata, keep: np.ndarray, cellphonedb_path):
+    """The CellPhoneDB pairs whose every subunit is measured, and the log1p(CP10k) matrix of their genes."""
+    from ..data import prepare
+
+    data = prepare(adata[keep] if not keep.all() else adata, copy=True)
+    data.var_names = data.var_names.str.upper()
+    if data.var_names.duplicated().any():
+        data = data[:, ~data.var_names.duplicated()]
+    table = _interactions(data.var_names, cellphonedb_path)
+    if table.empty:
+        raise InputError("adata.var_names", "contain no complete CellPhoneDB ligand-receptor pair",
+                         "use human gene symbols (e.g. IL6, CXCL10) as var_names")
+    genes = sorted({g for col in ("ligand_genes", "receptor_genes") for t in table[col] for g in t})
+    gene_pos = {g: i for i, g in enumerate(genes)}
+    X = sp.csr_matrix(data[:, genes].X, dtype=np.float32)
+    return table, X, subunit_matrix(table.ligand_genes, gene_pos), subunit_matrix(table.receptor_genes, gene_pos)
+
+
+def _ranked(frames: list[pd.DataFrame], by_condition: bool) -> pd.DataFrame:
+    out = pd.concat(frames, ignore_index=True)
+    out["ligand_genes"] = out.ligand_genes.map("+".join)
+    out["receptor_genes"] = out.receptor_genes.map("+".join)
+    out["pair"] = out.ligand + " -> " + out.receptor
+    out["significant"] = (out.pvalue < 0.05) & (out.score > 0)
+    by = [CONDITION] if by_condition else None
+    ordered = out.sort_values(["significant", "score"], ascending=False)
+    out["rank"] = (ordered.groupby(by).cumcount() if by else pd.Series(np.arange(len(ordered)), index=ordered.index)) + 1
+    return out.sort_values(([CONDITION] if by else []) + ["rank"]).reset_index(drop=True)
+
+
 def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], target: str | Sequence[str],
                           condition: str | None = None, condition_value: str | None = None, n_perms: int = 1000,
                           min_fraction: float = 0.1, seed: int = 0, key_added: str = "c2s_lr",
@@ -111,8 +157,6 @@ def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], targ
     a significant pair is specific to the source and target groups; ``background="groups"`` shuffles only
     between the source and target cells.
     """
-    from ..data import prepare
-
     if n_perms < 1:
         raise InputError("n_perms", f"must be >= 1 (got {n_perms})", "use e.g. 1000 permutations")
     if background not in ("all", "groups"):
@@ -120,35 +164,10 @@ def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], targ
     if not 0 <= min_fraction < 1:
         raise InputError("min_fraction", f"must be in [0, 1) (got {min_fraction})", "use e.g. 0.1")
     src, tgt = _groups(adata, groupby, source), _groups(adata, groupby, target)
-    if condition is not None:
-        if condition not in adata.obs.columns:
-            raise InputError(f"condition {condition!r}", "is not a column of adata.obs",
-                             f"use one of {list(adata.obs.columns)}")
-        values = sorted(adata.obs[condition].astype(str).unique())
-        if condition_value is not None and condition_value not in values:
-            raise InputError(f"condition_value {condition_value!r}", f"is not a value of obs[{condition!r}]",
-                             f"use one of {values}")
-        conditions = [condition_value] if condition_value is not None else values
-    elif condition_value is not None:
-        raise InputError("condition_value", "was given without a condition column", "also pass condition=COLUMN")
-    else:
-        conditions = [None]
-
+    conditions = _conditions(adata, condition, condition_value)
     groups = adata.obs[groupby].astype(str)
     keep = np.ones(adata.n_obs, dtype=bool) if background == "all" else groups.isin(src + tgt).to_numpy()
-    data = prepare(adata[keep] if not keep.all() else adata, copy=True)
-    data.var_names = data.var_names.str.upper()
-    if data.var_names.duplicated().any():
-        data = data[:, ~data.var_names.duplicated()]
-    table = _interactions(data.var_names, cellphonedb_path)
-    if table.empty:
-        raise InputError("adata.var_names", "contain no complete CellPhoneDB ligand-receptor pair",
-                         "use human gene symbols (e.g. IL6, CXCL10) as var_names")
-    genes = sorted({g for col in ("ligand_genes", "receptor_genes") for t in table[col] for g in t})
-    gene_pos = {g: i for i, g in enumerate(genes)}
-    X = data[:, genes].X
-    X = sp.csr_matrix(X, dtype=np.float32)
-    lig_sub, rec_sub = subunit_matrix(table.ligand_genes, gene_pos), subunit_matrix(table.receptor_genes, gene_pos)
+    table, X, lig_sub, rec_sub = _expression(adata, keep, cellphonedb_path)
     rng = np.random.default_rng(seed)
     frames = []
     g_keep = groups[keep].to_numpy()
@@ -161,26 +180,16 @@ def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], targ
                              "choose groups present in every condition, or pass condition_value")
         Xc = X[cells]
         Xc = Xc.toarray() if Xc.shape[0] * Xc.shape[1] <= 20_000_000 else Xc
-        res = _score_cells(Xc, is_src, is_tgt, lig_sub, rec_sub, n_perms, min_fraction, rng)
-        frame = table.copy()
-        for k, v in res.items():
-            frame[k] = v
+        frame = table.copy().assign(**_score_cells(Xc, is_src, is_tgt, lig_sub, rec_sub, n_perms, min_fraction, rng))
         frame["n_source_cells"], frame["n_target_cells"] = int(is_src.sum()), int(is_tgt.sum())
         if cond is not None:
-            frame.insert(0, "condition", cond)
+            frame.insert(0, CONDITION, cond)
         frames.append(frame)
-    out = pd.concat(frames, ignore_index=True)
-    out["ligand_genes"] = out.ligand_genes.map("+".join)
-    out["receptor_genes"] = out.receptor_genes.map("+".join)
-    out["pair"] = out.ligand + " -> " + out.receptor
-    out["significant"] = (out.pvalue < 0.05) & (out.score > 0)
-    by = ["condition"] if condition is not None else None
-    ordered = out.sort_values(["significant", "score"], ascending=False)
-    out["rank"] = (ordered.groupby(by).cumcount() if by else pd.Series(np.arange(len(ordered)), index=ordered.index)) + 1
-    out = out.sort_values((["condition"] if by else []) + ["rank"]).reset_index(drop=True)
+    out = _ranked(frames, condition is not None)
     adata.uns[key_added] = {"params": {"groupby": groupby, "source": src, "target": tgt,
                                        "condition": condition or "", "conditions": [c or "" for c in conditions],
-                                       "n_perms": n_perms, "min_fraction": min_fraction, "seed": seed, "background": background,
-                                       "expression": "log1p(CP10k)", "database": "CellPhoneDB v5.0.0"},
+                                       "n_perms": n_perms, "min_fraction": min_fraction, "seed": seed,
+                                       "background": background, "expression": "log1p(CP10k)",
+                                       "database": "CellPhoneDB v5.0.0"},
                             "table": out.astype({"significant": bool})}
     return out

@@ -108,6 +108,66 @@ def _gene_matrices(real_x, gen_x, n_genes: int):
     return r[:, keep], (g.toarray() if hasattr(g, "toarray") else np.asarray(g)), shared[keep]
 
 
+def _fitted_encoder(encoder, real, reference, settings, notes: list[str]) -> Encoder:
+    enc = get_encoder(encoder, settings)
+    if enc.needs_fit and not getattr(enc, "fitted", False):
+        ref = load_cells(reference, "reference") if reference is not None else real
+        if not hasattr(ref, "obs_names"):
+            raise InputError("reference", "must be an AnnData to fit the encoder on",
+                             "pass reference= (an AnnData of real cells) or give real cells as an AnnData")
+        enc.fit(ref)
+        notes.append(f"encoder {enc.name!r} fitted on {'the reference' if reference is not None else 'the real cells'} "
+                     f"({n_cells(ref)} cells)" + ("" if reference is not None else
+                     "; pass the whole dataset as reference for a space that spans other cell types too"))
+    return enc
+
+
+def _comparable_real(real, generated, notes: list[str]):
+    """Real cells as sentences of the generated cells' length when the generated cells are sentences."""
+    if not (is_sentences(generated) and hasattr(real, "obs_names")):
+        return real
+    lengths = generated.lengths if isinstance(generated, CellSentences) else [len(s.split()) for s in generated]
+    k = max(1, int(np.max(lengths)))
+    notes.append(f"generated cells are sentences: real cells were turned into top-{k} sentences and both sides "
+                 "reconstructed with the same reverse transform")
+    return to_sentences(real, top_k=k)
+
+
+def _encoder_notes(report: dict) -> list[str]:
+    out = []
+    if report.get("genes_missing"):
+        out.append(f"{report['genes_missing']} of the encoder's {report['n_genes']} genes are absent from the generated "
+                   f"cells and count as 0 (e.g. {report['missing_examples'][:5]})")
+    if report.get("unknown_gene_names"):
+        out.append(f"{report['unknown_gene_names']} gene names in generated sentences are unknown and were ignored")
+    return out
+
+
+def _expression_metrics(chosen, real, real_for_metrics, generated, enc, control, genes, top_n, n_boot, max_cells,
+                        seed, level, results: dict, details: dict, notes: list[str]) -> None:
+    """Gene-level metrics (per-gene Wasserstein, fold-change agreement) on expression reconstructed as needed."""
+    reverse = getattr(enc, "reverse", None)
+    if reverse is None and (is_sentences(generated) or is_sentences(real_for_metrics)):
+        if not hasattr(real, "obs_names"):
+            raise InputError("real cells", "are sentences; gene-level metrics need an AnnData to fit the reverse "
+                             "transform", "give real cells as an AnnData")
+        reverse = ReverseTransform.fit(to_sentences(real, top_k=None), seed=seed)
+    real_x, gen_x = _expression(real_for_metrics, enc, reverse), _expression(generated, enc, reverse)
+    if "gene_wasserstein" in chosen:
+        r, g, used = _gene_matrices(real_x, gen_x, N_EXPRESSION_GENES)
+        results["gene_wasserstein"] = gene_wasserstein(r, g, n_boot=n_boot, seed=seed, max_cells=max_cells, level=level)
+        details["gene_wasserstein_genes"] = len(used)
+    if any(m in LFC_METRICS for m in chosen):
+        agreement = lfc_agreement(gen_x, real_x, control, genes=genes, top_n=top_n, n_boot=n_boot, seed=seed, level=level)
+        for m, key in (("lfc_pearson", "pearson"), ("lfc_kendall", "kendall")):
+            if m in chosen:
+                lo_hi = getattr(agreement, f"{key}_interval") or (None, None)
+                results[m] = MetricValue(getattr(agreement, key), *lo_hi, real_x.n_obs, gen_x.n_obs)
+        details["lfc"] = agreement.to_dict()
+        if agreement.genes_missing:
+            notes.append(f"{len(agreement.genes_missing)} program genes are not measured and were left out")
+
+
 def evaluate_generation(real, generated, encoder: str | Encoder = "pca", metrics=None, *, reference=None,
                         control=None, genes=None, top_n: int = 100, n_boot: int = 100, max_cells: int | None = MAX_CELLS,
                         seed: int = 0, level: float = 0.95, use_sentences: bool = True,
@@ -135,60 +195,20 @@ def evaluate_generation(real, generated, encoder: str | Encoder = "pca", metrics
         if n_cells(cells) < 2:
             raise InputError(name, f"hold {n_cells(cells)} cells", "give at least two cells on each side")
     notes: list[str] = []
-    enc = get_encoder(encoder, settings)
-    if enc.needs_fit and not getattr(enc, "fitted", False):
-        ref = load_cells(reference, "reference") if reference is not None else real
-        if not hasattr(ref, "obs_names"):
-            raise InputError("reference", "must be an AnnData to fit the encoder on",
-                             "pass reference= (an AnnData of real cells) or give real cells as an AnnData")
-        enc.fit(ref)
-        notes.append(f"encoder {enc.name!r} fitted on {'the reference' if reference is not None else 'the real cells'} "
-                     f"({n_cells(ref)} cells)" + ("" if reference is not None else
-                     "; pass the whole dataset as reference for a space that spans other cell types too"))
-    real_for_metrics = real
-    if is_sentences(generated) and hasattr(real, "obs_names"):
-        lengths = generated.lengths if isinstance(generated, CellSentences) else [len(s.split()) for s in generated]
-        k = max(1, int(np.max(lengths)))
-        real_for_metrics = to_sentences(real, top_k=k)
-        notes.append(f"generated cells are sentences: real cells were turned into top-{k} sentences and both sides "
-                     "reconstructed with the same reverse transform")
+    enc = _fitted_encoder(encoder, real, reference, settings, notes)
+    real_for_metrics = _comparable_real(real, generated, notes)
     emb_real = enc.encode(real_for_metrics)
     report_real = dict(getattr(enc, "last_report", {}))
     emb_gen = enc.encode(generated)
     report_gen = dict(getattr(enc, "last_report", {}))
-    if report_gen.get("genes_missing"):
-        notes.append(f"{report_gen['genes_missing']} of the encoder's {report_gen['n_genes']} genes are absent from "
-                     f"the generated cells and count as 0 (e.g. {report_gen['missing_examples'][:5]})")
-    if report_gen.get("unknown_gene_names"):
-        notes.append(f"{report_gen['unknown_gene_names']} gene names in generated sentences are unknown and were ignored")
+    notes += _encoder_notes(report_gen)
     results: dict[str, MetricValue] = {}
     for name in chosen:
         if name in EMBEDDING_METRICS:
             kwargs = {} if name == "scfid" else {"max_cells": max_cells}
             results[name] = EMBEDDING_METRICS[name](emb_real, emb_gen, n_boot=n_boot, seed=seed, level=level, **kwargs)
     details = {"encoder_report": {"real": report_real, "generated": report_gen}}
-    needs_expr = [m for m in chosen if m in EXPRESSION_METRICS or m in LFC_METRICS]
-    if needs_expr:
-        reverse = getattr(enc, "reverse", None)
-        if reverse is None and (is_sentences(generated) or is_sentences(real_for_metrics)):
-            ref = real if hasattr(real, "obs_names") else None
-            if ref is None:
-                raise InputError("real cells", "are sentences; gene-level metrics need an AnnData to fit the reverse transform",
-                                 "give real cells as an AnnData")
-            reverse = ReverseTransform.fit(to_sentences(ref, top_k=None), seed=seed)
-        real_x = _expression(real_for_metrics, enc, reverse)
-        gen_x = _expression(generated, enc, reverse)
-        if "gene_wasserstein" in chosen:
-            r, g, used = _gene_matrices(real_x, gen_x, N_EXPRESSION_GENES)
-            results["gene_wasserstein"] = gene_wasserstein(r, g, n_boot=n_boot, seed=seed, max_cells=max_cells, level=level)
-            details["gene_wasserstein_genes"] = len(used)
-        if any(m in LFC_METRICS for m in chosen):
-            agreement = lfc_agreement(gen_x, real_x, control, genes=genes, top_n=top_n, n_boot=n_boot, seed=seed, level=level)
-            for m, key in (("lfc_pearson", "pearson"), ("lfc_kendall", "kendall")):
-                if m in chosen:
-                    lo_hi = getattr(agreement, f"{key}_interval") or (None, None)
-                    results[m] = MetricValue(getattr(agreement, key), *lo_hi, real_x.n_obs, gen_x.n_obs)
-            details["lfc"] = agreement.to_dict()
-            if agreement.genes_missing:
-                notes.append(f"{len(agreement.genes_missing)} program genes are not measured and were left out")
+    if any(m in EXPRESSION_METRICS or m in LFC_METRICS for m in chosen):
+        _expression_metrics(chosen, real, real_for_metrics, generated, enc, control, genes, top_n, n_boot, max_cells,
+                            seed, level, results, details, notes)
     return EvaluationResult({m: results[m] for m in chosen}, enc.name, emb_real, emb_gen, notes, details)

@@ -205,6 +205,145 @@ def _tables(records: list[dict], library: pd.DataFrame, contexts: list[str], n_b
 
 
 # ---------------------------------------------------------------------------------------------- the screen
+@dataclass
+class _Run:
+    """One screen being run: its model, program genes, base cells per context, items and what has been done."""
+
+    model: object
+    prog: GeneProgram
+    genes: tuple[str, ...]
+    k: int
+    ctxs: list
+    library: pd.DataFrame
+    fingerprint: dict
+    store: ResultStore
+    seed: int
+    n_boot: int
+    level: float
+    base: dict = field(default_factory=dict)
+    tasks: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def finish(self, task: dict, status: str, reason: str = "", **record) -> None:
+        rec = {"item": task["item"], "perturbation": task["perturbation"], "context": task["context"],
+               "status": status, "reason": reason, **record}
+        self.store.add(task["key"], task["item"], task["perturbation"], task["context"], status, rec)
+        self.stats["items_run"] += 1
+
+
+def _check_numbers(**values) -> None:
+    for name, (value, low) in values.items():
+        if int(value) < low:
+            raise InputError(name, f"must be >= {low} (got {value})", f"pass {name}={max(low, 64)} or more")
+
+
+def _program_genes(m, prog: GeneProgram, adata) -> tuple[str, ...]:
+    universe = m.genes if m.genes else adata.var_names.astype(str).str.upper()
+    genes = prog.restricted(universe)
+    if len(genes) < 2:
+        raise InputError("program", f"{prog.name!r}: only {len(genes)} of its genes are in the model's vocabulary",
+                         "choose a program with genes the model knows")
+    return genes
+
+
+def _base_cells(run: _Run, adata, cell_type, cell_type_key, n_cells: int) -> None:
+    """The base cells of each context: the same cells for every perturbation."""
+    for ci, (cname, where) in enumerate(run.ctxs):
+        rows = select_cells(adata, where, cell_type, n_cells, run.seed + ci, cell_type_key, name=f"context {cname!r}")
+        texts, _, names = run.model.sentences(adata[rows], run.k)
+        run.base[cname] = {"texts": texts, "names": list(map(str, names)), "scores": rank_scores(texts, run.genes, run.k)}
+
+
+def _items(run: _Run) -> list[dict]:
+    """Every (item, context) with its content key; the stats count those a previous run finished."""
+    for _, lib in run.library.iterrows():
+        for cname, where in run.ctxs:
+            key = item_key(**run.fingerprint, item=lib["item"], perturbation=lib["perturbation"],
+                           context_text=lib["context_text"], context=cname, where=where, cells=run.base[cname]["names"])
+            run.tasks.append({"key": key, "item": lib["item"], "perturbation": lib["perturbation"],
+                              "context_text": lib["context_text"], "context": cname})
+    done = run.store.keys()
+    pending = [t for t in run.tasks if t["key"] not in done]
+    run.stats.update(items_total=len(run.tasks), items_skipped_finished=len(run.tasks) - len(pending), items_run=0,
+                     cells_predicted=0, model_seconds=0.0, model_calls=0)
+    return pending
+
+
+def _runnable(run: _Run, pending: list[dict], trust_undeclared: bool) -> list[dict]:
+    """Items the model can score; the others are recorded as unseen (or undeclared) with the reason."""
+    known, out = set(run.model.known_perturbations), []
+    for t in pending:
+        if known and t["perturbation"] not in known:
+            run.finish(t, UNSEEN, f"{t['perturbation']!r} is not among the perturbations the model was trained on "
+                                  f"({', '.join(sorted(known))})", n_cells=0)
+        elif not known and not trust_undeclared:
+            run.finish(t, UNDECLARED, f"model {run.model.name} declares no perturbations; pass trust_undeclared=True "
+                                      "to score", n_cells=0)
+        else:
+            out.append(t)
+    return out
+
+
+def _chunks(run: _Run, runnable: list[dict], batch_cells: int) -> list[list[dict]]:
+    """Items of one perturbation (and context text) grouped into model calls of at most ``batch_cells`` cells."""
+    chunks: list[list[dict]] = []
+    frame = pd.DataFrame(runnable, columns=["key", "item", "perturbation", "context_text", "context"])
+    for _, group in frame.groupby(["perturbation", "context_text"], sort=False):
+        cur, size = [], 0
+        for t in group.to_dict("records"):
+            n = len(run.base[t["context"]]["texts"])
+            if cur and size + n > batch_cells:
+                chunks.append(cur)
+                cur, size = [], 0
+            cur.append(t)
+            size += n
+        if cur:
+            chunks.append(cur)
+    return chunks
+
+
+def _predict(run: _Run, chunk: list[dict], on_call) -> None:
+    """One model call for a chunk; each item's shift of the program score with its bootstrap interval."""
+    texts = [s for t in chunk for s in run.base[t["context"]]["texts"]]
+    chunk_seed = run.seed + int(chunk[0]["key"][:7], 16)
+    t0 = time.perf_counter()
+    predicted = run.model.perturb(texts, chunk[0]["perturbation"], context=chunk[0]["context_text"] or None,
+                                  seed=chunk_seed, on_call=on_call)
+    dt = time.perf_counter() - t0
+    run.stats.update(model_seconds=run.stats["model_seconds"] + dt, model_calls=run.stats["model_calls"] + 1,
+                     cells_predicted=run.stats["cells_predicted"] + len(texts))
+    pos = 0
+    for t in chunk:
+        b = run.base[t["context"]]
+        pred = predicted[pos: pos + len(b["texts"])]
+        pos += len(b["texts"])
+        scores = rank_scores(pred, run.genes, run.k)
+        diffs = scores - b["scores"]
+        lo, hi = _interval(_bootstrap_means(diffs, run.n_boot, np.random.default_rng(int(t["key"][:8], 16))),
+                           run.level)
+        run.finish(t, SCORED, n_cells=len(diffs), base_mean=float(b["scores"].mean()),
+                   predicted_mean=float(scores.mean()), shift=float(diffs.mean()), shift_low=lo, shift_high=hi,
+                   base_scores=b["scores"].tolist(), predicted_scores=scores.tolist(), diffs=diffs.tolist(),
+                   example=pred[0][:400], chunk_seed=chunk_seed,
+                   model_seconds_share_of_chunk=round(dt * len(diffs) / len(texts), 4))
+
+
+def _summary(run: _Run, table: pd.DataFrame, config: dict, seconds: float) -> dict:
+    stats = run.stats
+    stats.update(seconds=round(seconds, 3), model_seconds=round(stats["model_seconds"], 3),
+                 model_share=round(stats["model_seconds"] / seconds, 4) if seconds else None,
+                 cells_per_second=round(stats["cells_predicted"] / seconds, 3) if stats["cells_predicted"] else None)
+    facts = model_facts(run.model)
+    ctxs = run.ctxs
+    return {"config": config, "model": facts, "trained_on": trained_on_text(facts), "program": run.prog.name,
+            "program_genes_used": list(run.genes), "program_genes_missing": [g for g in run.prog.genes
+                                                                          if g not in run.genes],
+            "contexts": {c: w for c, w in ctxs},
+            "split": f"shift in {ctxs[0][0]} minus shift in {ctxs[1][0]}" if len(ctxs) >= 2 else None,
+            "counts": {str(k): int(v) for k, v in table["status"].value_counts().to_dict().items()},
+            "run": stats, "top": table.head(10).replace({np.nan: None}).to_dict("records")}
+
+
 def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir, model=None,
                cell_type: str | None = None, cell_type_key: str | None = None, n_cells: int = 64, seed: int = 0,
                n_boot: int = 1000, level: float = 0.95, batch_cells: int = 1024, trust_undeclared: bool = False,
@@ -222,133 +361,40 @@ def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir,
     from ..models import C2SModel, load_model
 
     t_start = time.perf_counter()
-    if isinstance(adata, (str, Path)):
-        adata = read(adata)
-    for name, value, low in (("n_cells", n_cells, 2), ("n_boot", n_boot, 10), ("batch_cells", batch_cells, 1)):
-        if int(value) < low:
-            raise InputError(name, f"must be >= {low} (got {value})", f"pass {name}={max(low, 64)} or more")
+    adata = read(adata) if isinstance(adata, (str, Path)) else adata
+    _check_numbers(n_cells=(n_cells, 2), n_boot=(n_boot, 10), batch_cells=(batch_cells, 1))
     library = load_library(perturbations)
     ctxs = resolve_contexts(adata, contexts)
     m = model if isinstance(model, C2SModel) else load_model(model, settings)
     prog: GeneProgram = get_program(program, settings)
-    universe = m.genes if m.genes else adata.var_names.astype(str).str.upper()
-    genes = prog.restricted(universe)
-    if len(genes) < 2:
-        raise InputError("program", f"{prog.name!r}: only {len(genes)} of its genes are in the model's vocabulary",
-                         "choose a program with genes the model knows")
-    uses_context_text = (library["context_text"] != "").any()
-    if uses_context_text and "perturbation_context" not in m.meta.get("tasks", ["perturbation_context"]):
+    genes = _program_genes(m, prog, adata)
+    if (library["context_text"] != "").any() and "perturbation_context" not in m.meta.get("tasks", ["perturbation_context"]):
         raise InputError("context_text", f"model {m.name} was not trained with perturbation contexts",
                          "drop the context_text column, or use a model trained with context prompts")
     k = int(m.top_k["perturbation"])
-    facts = model_facts(m)
-    known = set(m.known_perturbations)
     fingerprint = {"model": m.name, "model_id": m.backend.model_id, "backend": m.backend.name,
                    "model_path": str(getattr(m.backend, "path", "")), "program": prog.name, "genes": list(genes),
                    "n_cells": n_cells, "seed": seed, "k": k, "cell_type": cell_type, "method": "rank"}
     out_dir = Path(out_dir)
-    store = ResultStore(out_dir)
+    run = _Run(m, prog, genes, k, ctxs, library, fingerprint, ResultStore(out_dir), seed, n_boot, level)
     config = {**fingerprint, "contexts": dict(ctxs), "n_items": len(library), "n_boot": n_boot, "level": level,
               "program_source": prog.source, "trust_undeclared": trust_undeclared}
     (out_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
-
-    # the base cells of each context: the same cells for every perturbation
-    base: dict[str, dict] = {}
-    for ci, (cname, where) in enumerate(ctxs):
-        rows = select_cells(adata, where, cell_type, n_cells, seed + ci, cell_type_key, name=f"context {cname!r}")
-        texts, _, names = m.sentences(adata[rows], k)
-        base[cname] = {"texts": texts, "names": list(map(str, names)), "scores": rank_scores(texts, genes, k)}
-
-    tasks = []
-    for _, lib in library.iterrows():
-        for cname, where in ctxs:
-            key = item_key(**fingerprint, item=lib["item"], perturbation=lib["perturbation"],
-                           context_text=lib["context_text"], context=cname, where=where, cells=base[cname]["names"])
-            tasks.append({"key": key, "item": lib["item"], "perturbation": lib["perturbation"],
-                          "context_text": lib["context_text"], "context": cname})
-    done = store.keys()
-    pending = [t for t in tasks if t["key"] not in done]
-    stats = {"items_total": len(tasks), "items_skipped_finished": len(tasks) - len(pending), "items_run": 0,
-             "cells_predicted": 0, "model_seconds": 0.0, "model_calls": 0}
-
-    def finish(task, status, reason="", **record):
-        rec = {"item": task["item"], "perturbation": task["perturbation"], "context": task["context"],
-               "status": status, "reason": reason, **record}
-        store.add(task["key"], task["item"], task["perturbation"], task["context"], status, rec)
-        stats["items_run"] += 1
-
-    runnable = []
-    for t in pending:
-        if known and t["perturbation"] not in known:
-            finish(t, UNSEEN, f"{t['perturbation']!r} is not among the perturbations the model was trained on "
-                              f"({', '.join(sorted(known))})", n_cells=0)
-        elif not known and not trust_undeclared:
-            finish(t, UNDECLARED, f"model {m.name} declares no perturbations; pass trust_undeclared=True to score",
-                   n_cells=0)
-        else:
-            runnable.append(t)
-
-    chunks: list[list[dict]] = []
-    for _, group in pd.DataFrame(runnable, columns=["key", "item", "perturbation", "context_text", "context"]).groupby(
-            ["perturbation", "context_text"], sort=False):
-        cur, size = [], 0
-        for t in group.to_dict("records"):
-            n = len(base[t["context"]]["texts"])
-            if cur and size + n > batch_cells:
-                chunks.append(cur)
-                cur, size = [], 0
-            cur.append(t)
-            size += n
-        if cur:
-            chunks.append(cur)
-
+    _base_cells(run, adata, cell_type, cell_type_key, n_cells)
+    runnable = _runnable(run, _items(run), trust_undeclared)
     bar = _progress(progress, len(runnable), f"screen: {len(runnable)} items to run, "
-                                             f"{stats['items_skipped_finished']} already finished")
+                                             f"{run.stats['items_skipped_finished']} already finished")
     try:
-        for chunk in chunks:
-            texts = [s for t in chunk for s in base[t["context"]]["texts"]]
-            chunk_seed = seed + int(chunk[0]["key"][:7], 16)
-            t0 = time.perf_counter()
-            predicted = m.perturb(texts, chunk[0]["perturbation"], context=chunk[0]["context_text"] or None,
-                                  seed=chunk_seed, on_call=on_call)
-            dt = time.perf_counter() - t0
-            stats["model_seconds"] += dt
-            stats["model_calls"] += 1
-            stats["cells_predicted"] += len(texts)
-            pos = 0
-            for t in chunk:
-                b = base[t["context"]]
-                pred = predicted[pos: pos + len(b["texts"])]
-                pos += len(b["texts"])
-                scores = rank_scores(pred, genes, k)
-                diffs = scores - b["scores"]
-                rng = np.random.default_rng(int(t["key"][:8], 16))
-                lo, hi = _interval(_bootstrap_means(diffs, n_boot, rng), level)
-                finish(t, SCORED, n_cells=len(diffs), base_mean=float(b["scores"].mean()),
-                       predicted_mean=float(scores.mean()), shift=float(diffs.mean()), shift_low=lo, shift_high=hi,
-                       base_scores=b["scores"].tolist(), predicted_scores=scores.tolist(), diffs=diffs.tolist(),
-                       example=pred[0][:400], chunk_seed=chunk_seed,
-                       model_seconds_share_of_chunk=round(dt * len(diffs) / len(texts), 4))
-                bar.advance(1)
+        for chunk in _chunks(run, runnable, batch_cells):
+            _predict(run, chunk, on_call)
+            bar.advance(len(chunk))
     finally:
         bar.stop()
-
-    records = store.records([t["key"] for t in tasks])
-    store.close()
+    records = run.store.records([t["key"] for t in run.tasks])
+    run.store.close()
     table, items = _tables(records, library, [c for c, _ in ctxs], n_boot, seed, level)
-    total = time.perf_counter() - t_start
-    stats.update(seconds=round(total, 3), model_seconds=round(stats["model_seconds"], 3),
-                 model_share=round(stats["model_seconds"] / total, 4) if total else None,
-                 cells_per_second=round(stats["cells_predicted"] / total, 3) if stats["cells_predicted"] else None)
-    counts = table["status"].value_counts().to_dict()
-    summary = {"config": config, "model": facts, "trained_on": trained_on_text(facts), "program": prog.name,
-               "program_genes_used": list(genes), "program_genes_missing": [g for g in prog.genes if g not in genes],
-               "contexts": {c: w for c, w in ctxs}, "split": f"shift in {ctxs[0][0]} minus shift in {ctxs[1][0]}"
-               if len(ctxs) >= 2 else None, "counts": {str(k2): int(v) for k2, v in counts.items()},
-               "run": stats, "top": table.head(10).replace({np.nan: None}).to_dict("records")}
-    files = _write(out_dir, table, items, summary)
-    return ScreenResult(table, items, out_dir, summary, files, records)
-
+    summary = _summary(run, table, config, time.perf_counter() - t_start)
+    return ScreenResult(table, items, out_dir, summary, _write(out_dir, table, items, summary), records)
 
 class _NoBar:
     def advance(self, n):
