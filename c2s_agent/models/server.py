@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..errors import C2SError, InputError
-from .backend import Completion, Embeddings, GenParams, LabelScores
+from .backend import Completion, Embeddings, GenParams, LabelScores, cut_at_stop
 from .model import C2SModel
 
 MAX_INPUTS = 512
@@ -177,13 +177,6 @@ def _texts(value: str | list[str], what: str) -> list[str]:
     return items
 
 
-def _cut_at_stop(text: str, stop) -> str:
-    for s in [stop] if isinstance(stop, str) else (stop or []):
-        if s and s in text:
-            text = text[: text.index(s)]
-    return text
-
-
 def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int = 4_000_000):
     """The FastAPI application serving ``model`` (its backend is wrapped for cross-request batching)."""
     from fastapi import Depends, FastAPI, HTTPException, Request
@@ -255,7 +248,7 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
         for i, c in enumerate(comps):
             lp = {"tokens": None, "token_logprobs": c.token_logprobs, "top_logprobs": None, "text_offset": None} \
                 if req.logprobs is not None else None
-            choices.append({"index": i, "text": _cut_at_stop(c.text, req.stop), "finish_reason": c.finish_reason,
+            choices.append({"index": i, "text": cut_at_stop(c.text, req.stop), "finish_reason": c.finish_reason,
                             "logprobs": lp})
         pt, ct = sum(c.n_prompt_tokens for c in comps), sum(c.n_completion_tokens for c in comps)
         return {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
