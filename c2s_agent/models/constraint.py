@@ -12,6 +12,7 @@ agree token for token.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,27 +34,27 @@ class WordList:
 
 
 class WordTrie:
-    """The token sequences of a WordList's words under a tokenizer, as a trie with two roots (the first word and
-    the later ones) sharing word numbers."""
+    """The token sequences of a WordList's words, as a trie with two roots (node 0: the first word, node 1: the
+    later ones) sharing word numbers. Built from token ids, so that an engine without the tokenizer (a vLLM
+    logits processor) builds the same trie from :meth:`encode`'s output."""
 
-    def __init__(self, tok, spec: WordList, eos: int):
-        self.spec, self.eos = spec, eos
-        self.children: list[dict[int, int]] = [{}, {}]  # node 0: first word's root, node 1: later words' root
+    def __init__(self, first: list[list[int]], later: list[list[int]], end: list[int], eos: int, max_words: int,
+                 distinct: bool = True):
+        self.eos, self.max_words, self.distinct = eos, max_words, distinct
+        self.children: list[dict[int, int]] = [{}, {}]
         self.word_at: list[int] = [-1, -1]
-        self.paths: list[list[int]] = [[] for _ in spec.words]  # nodes of each word, both roots
-        for root, lead in ((0, spec.first), (1, spec.separator)):
-            seqs = tok([lead + w for w in spec.words], add_special_tokens=False)["input_ids"]
+        self.paths: list[list[int]] = [[] for _ in first]  # nodes of each word, under both roots
+        for root, seqs in ((0, first), (1, later)):
             for w, seq in enumerate(seqs):
                 node = root
                 for t in seq:
-                    node = self.children[node].setdefault(t, len(self.word_at))
+                    node = self.children[node].setdefault(int(t), len(self.word_at))
                     if node == len(self.word_at):
                         self.children.append({})
                         self.word_at.append(-1)
                     self.paths[w].append(node)
                 if self.word_at[node] < 0:  # two words with one token sequence: the first keeps it
                     self.word_at[node] = w
-        end = tok(spec.end, add_special_tokens=False)["input_ids"] if spec.end else []
         self.end_tokens = np.asarray(end[:1], np.int64)  # a one-token end text; longer ones end at its first token
         self.child_tokens = [np.fromiter(c.keys(), np.int64, len(c)) for c in self.children]
         self.child_nodes = [np.fromiter(c.values(), np.int64, len(c)) for c in self.children]
@@ -63,20 +64,30 @@ class WordTrie:
         for path in self.paths:
             self.below[np.unique(path)] += 1
 
+    @classmethod
+    def from_json(cls, text: str) -> "WordTrie":
+        return cls(**json.loads(text))
+
     def max_new_tokens(self) -> int:
         """Tokens enough for ``max_words`` of the longest word, the end text and the end of text."""
-        longest = max((len(self.paths[w]) for w in range(len(self.paths))), default=0)
-        return self.spec.max_words * longest + len(self.end_tokens) + 1
+        longest = max((len(p) for p in self.paths), default=0)
+        return self.max_words * longest + len(self.end_tokens) + 1
+
+
+def encode(tok, spec: WordList) -> str:
+    """A WordList as token ids under ``tok`` (JSON, the arguments of WordTrie): what an engine needs to build
+    the trie without the tokenizer."""
+    first = tok([spec.first + w for w in spec.words], add_special_tokens=False)["input_ids"]
+    later = tok([spec.separator + w for w in spec.words], add_special_tokens=False)["input_ids"]
+    end = tok(spec.end, add_special_tokens=False)["input_ids"] if spec.end else []
+    return json.dumps({"first": first, "later": later, "end": end, "eos": tok.eos_token_id,
+                       "max_words": spec.max_words, "distinct": spec.distinct}, separators=(",", ":"))
 
 
 @lru_cache(maxsize=8)
-def _cached(tok, spec: WordList, eos: int) -> WordTrie:
-    return WordTrie(tok, spec, eos)
-
-
 def trie(tok, spec: WordList) -> WordTrie:
     """The (cached) trie of ``spec`` under ``tok``."""
-    return _cached(tok, spec, tok.eos_token_id)
+    return WordTrie.from_json(encode(tok, spec))
 
 
 class WordState:
@@ -87,7 +98,7 @@ class WordState:
         self.node = 0
         self.n_words = 0
         self.ended = False
-        self.left = trie.below.copy() if trie.spec.distinct else trie.below  # unused words under each node
+        self.left = trie.below.copy() if trie.distinct else trie.below  # unused words under each node
         self.used = np.zeros(len(trie.paths), bool)
 
     def _complete(self) -> bool:
@@ -102,7 +113,7 @@ class WordState:
         nodes = t.child_nodes[self.node]
         out = [t.child_tokens[self.node][self.left[nodes] > 0]]
         if self._complete():
-            if self.n_words + 1 < t.spec.max_words:
+            if self.n_words + 1 < t.max_words:
                 out.append(t.child_tokens[1][self.left[t.child_nodes[1]] > 0])
             out += [t.end_tokens, np.asarray([t.eos], np.int64)]
         allowed = np.unique(np.concatenate(out))
@@ -120,11 +131,11 @@ class WordState:
         if self._complete():
             w = t.word_at[self.node]
             self.n_words += 1
-            if t.spec.distinct:
+            if t.distinct:
                 self.used[w] = True
                 self.left[np.unique(t.paths[w])] -= 1
         nxt = t.children[1].get(token)
-        if nxt is not None and self.n_words < t.spec.max_words:
+        if nxt is not None and self.n_words < t.max_words:
             self.node = nxt
         else:  # the end text, the end of text, or (unconstrained callers) anything else
             self.ended = True

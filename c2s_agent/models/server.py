@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import C2SError, InputError
 from .backend import Completion, Embeddings, GenParams, LabelScores, cut_at_stop
+from .constraint import WordList
 from .model import C2SModel
 
 MAX_INPUTS = 512
@@ -110,6 +111,17 @@ class BatchingBackend:
 
 
 # ---------------------------------------------------------------- request models
+class WordListRequest(BaseModel):
+    """c2s extension: the completion is a list of these words (see c2s_agent.models.constraint.WordList)."""
+
+    words: list[str] = Field(min_length=1, max_length=100_000)
+    max_words: int = Field(ge=1, le=4096)
+    first: str = " "
+    separator: str = " "
+    end: str = "."
+    distinct: bool = True
+
+
 class CompletionRequest(BaseModel):
     model: str | None = None
     prompt: str | list[str]
@@ -124,7 +136,7 @@ class CompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     ban_repeats: bool = False
-    allowed_tokens: list[str] | None = None
+    words: WordListRequest | None = None
 
 
 class EmbeddingRequest(BaseModel):
@@ -242,7 +254,8 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
         prompts = _texts(req.prompt, "prompt")
         params = GenParams(max_new_tokens=req.max_tokens, temperature=req.temperature, top_k=req.top_k or 0,
                            top_p=req.top_p, seed=req.seed or 0, ban_repeats=req.ban_repeats,
-                           allowed=tuple(req.allowed_tokens) if req.allowed_tokens else None)
+                           words=WordList(**{**req.words.model_dump(), "words": tuple(req.words.words)}) if req.words else None,
+                           stop=tuple([req.stop] if isinstance(req.stop, str) else req.stop or ()))
         comps = backend.complete(prompts, params) if req.max_tokens > 0 else [Completion("", 0, 0) for _ in prompts]
         choices = []
         for i, c in enumerate(comps):

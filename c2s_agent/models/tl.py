@@ -85,21 +85,21 @@ def _to_adata(m: C2SModel, sentences: list[str], obs: dict, genes=None, reverse=
 
 def generate_cells(cell_type: str | list[str], n: int = 1, condition: str | list[str] | None = None, model=None,
                    n_genes: int | None = None, seed: int = 0, guidance: float | None = None, settings=None,
-                   on_call=None):
+                   on_call=None, genes: list[str] | None = None):
     """Generate ``n`` cells of ``cell_type`` (and ``condition``) as an AnnData: sentences in
     ``obs["c2s_sentence"]``, expression reconstructed from rank in ``X`` (log1p CP10k), unknown and repeated
-    gene names counted in ``obs["c2s_n_unknown"]`` / ``obs["c2s_n_duplicated"]``. ``guidance``: see
-    :meth:`C2SModel.generate`."""
+    gene names counted in ``obs["c2s_n_unknown"]`` / ``obs["c2s_n_duplicated"]``. ``guidance`` and ``genes`` (the
+    vocabulary, for a model without one): see :meth:`C2SModel.generate`."""
     m = _model(model, settings)
     if n < 1:
         raise InputError("n", f"must be >= 1 (got {n})", "ask for at least one cell")
     types = [cell_type] * n if isinstance(cell_type, str) else list(cell_type)
     conds = None if condition is None else ([condition] * len(types) if isinstance(condition, str) else list(condition))
-    sentences = m.generate(types, conds, n_genes=n_genes, seed=seed, guidance=guidance, on_call=on_call)
+    sentences = m.generate(types, conds, n_genes=n_genes, seed=seed, guidance=guidance, genes=genes, on_call=on_call)
     obs = {"c2s_cell_type": types}
     if conds is not None or m.known_conditions:
         obs["c2s_condition"] = conds or [m.known_conditions[0]] * len(types)
-    out = _to_adata(m, sentences, obs)
+    out = _to_adata(m, sentences, obs, genes=None if m.genes or genes is None else list(dict.fromkeys(genes)))
     out.uns["c2s_generate"] = {"model": m.name, "seed": seed}
     return out
 

@@ -107,7 +107,7 @@ class _Rules:
             bias = self.bias.clone()
             if step == 0:  # at least one word
                 bias[:, self.ends] = float("-inf")
-            if step >= self.trie.spec.max_words:
+            if step >= self.trie.max_words:
                 bias[:, self.words] = float("-inf")
             bias[self.ended] = float("-inf")
             bias[self.ended, self.trie.eos] = 0.0
@@ -122,7 +122,7 @@ class _Rules:
             return
         if self.trie.single_token:
             is_word = self.torch.isin(tokens, self.words)
-            if self.trie.spec.distinct:  # a word once only
+            if self.trie.distinct:  # a word once only
                 self.bias[self.torch.nonzero(is_word)[:, 0], tokens[is_word]] = float("-inf")
             self.ended |= self.torch.isin(tokens, self.ends)
             return
@@ -143,13 +143,15 @@ class TransformersBackend:
 
     def __init__(self, path: str | Path, settings=None, batch_tokens: int | None = None):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
 
+        from .adapters import is_adapter, load_causal_lm
+
         path = Path(path)
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() and not is_adapter(path):
             raise InputError(path, "is not a Hugging Face model directory (no config.json)",
                              "give a folder written by save_pretrained, 'embedded', or an http(s) URL")
         threads = getattr(settings, "threads", 0) or os.cpu_count() or 1
@@ -158,8 +160,9 @@ class TransformersBackend:
         dtype = getattr(torch, getattr(settings, "dtype", "float32"))
         self.device = getattr(settings, "device", "cpu")
         try:
-            self.tok = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=_attention_impl(self.device)).to(self.device).eval()
+            model, source = load_causal_lm(path, settings, dtype=dtype, attn_implementation=_attention_impl(self.device))
+            self.model = model.to(self.device).eval()
+            self.tok = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as exc:
             raise ModelError(path, f"could not be loaded ({exc})", "check the directory holds a complete checkpoint") from None
         self.tok.padding_side = "left"
