@@ -44,6 +44,7 @@ class WordTrie:
         self.children: list[dict[int, int]] = [{}, {}]
         self.word_at: list[int] = [-1, -1]
         self.paths: list[list[int]] = [[] for _ in first]  # nodes of each word, under both roots
+        self.later_first = np.zeros(len(first), np.int64)  # each word's first node under the later root
         for root, seqs in ((0, first), (1, later)):
             for w, seq in enumerate(seqs):
                 node = root
@@ -53,6 +54,8 @@ class WordTrie:
                         self.children.append({})
                         self.word_at.append(-1)
                     self.paths[w].append(node)
+                    if root == 1 and len(self.paths[w]) == len(first[w]) + 1:
+                        self.later_first[w] = node
                 if self.word_at[node] < 0:  # two words with one token sequence: the first keeps it
                     self.word_at[node] = w
         self.end_tokens = np.asarray(end[:1], np.int64)  # a one-token end text; longer ones end at its first token
@@ -113,8 +116,9 @@ class WordState:
         nodes = t.child_nodes[self.node]
         out = [t.child_tokens[self.node][self.left[nodes] > 0]]
         if self._complete():
-            if self.n_words + 1 < t.max_words:
-                out.append(t.child_tokens[1][self.left[t.child_nodes[1]] > 0])
+            if self.n_words + 1 < t.max_words:  # the next word: any with an unused word below, this one aside
+                left = self.left[t.child_nodes[1]] - (t.child_nodes[1] == t.later_first[t.word_at[self.node]]) * t.distinct
+                out.append(t.child_tokens[1][left > 0])
             out += [t.end_tokens, np.asarray([t.eos], np.int64)]
         allowed = np.unique(np.concatenate(out))
         return allowed if len(allowed) else np.asarray([t.eos], np.int64)

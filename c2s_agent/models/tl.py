@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..conventions import slots
 from ..errors import InputError
 from .model import C2SModel, load_model
 
@@ -19,14 +20,18 @@ def _model(model, settings=None) -> C2SModel:
 def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = None, threshold: float | None = None,
              key_added: str = "c2s_cell_type", settings=None, on_call=None):
     """Predict cell types: ``obs[key_added]`` (a known label or "unknown") and ``obs[key_added.replace('cell_type',
-    'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode) and a summary in
-    ``uns["c2s_annotate"]``. Returns the prediction table."""
+    'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode); the Cell Ontology id and
+    the model's words in ``obs["c2s_cell_ontology_id"]`` / ``obs["c2s_generated_text"]`` (free text: generate mode
+    without labels); a summary in ``uns["c2s_annotate"]``. Returns the prediction table."""
     m = _model(model, settings)
     df = m.predict_cell_types(adata, mode=mode, labels=labels, threshold=threshold, on_call=on_call)
     conf_key = key_added.replace("cell_type", "confidence") if "cell_type" in key_added else key_added + "_confidence"
     adata.obs[key_added] = df["label"].to_numpy()
     adata.obs[key_added] = adata.obs[key_added].astype("category")
     adata.obs[conf_key] = df["confidence"].to_numpy().astype(np.float32)
+    if "cell_ontology_id" in df:  # free text: the Cell Ontology term the words name, and the words
+        adata.obs[slots.PREDICTED_ONTOLOGY_ID] = df["cell_ontology_id"].to_numpy()
+        adata.obs[slots.PREDICTED_TEXT] = df["generated_text"].to_numpy()
     probs = [c for c in df.columns if c.startswith("p_")]
     if probs:
         import pandas as pd

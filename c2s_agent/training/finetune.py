@@ -336,7 +336,7 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
     if not (base / "reverse_transform.json").exists():
         cs = to_sentences(adata[split.train], top_k=None, tie_break=m.meta.get("tie_break", "mean"))
         reverse = ReverseTransform.fit(cs, seed=spec.seed)
-    meta["training"] = {"method": cfg.method, "base": str(base), "data": str(data) if isinstance(data, (str, Path))
+    meta["training"] = {"method": cfg.method, "base": _pulled_name(base) or str(base), "data": str(data) if isinstance(data, (str, Path))
                         else "AnnData", "config": asdict(cfg), "steps": int(trainer.state.global_step),
                         "final_loss": round(float(result.training_loss), 4),
                         "n_examples": {t: sum(e.task == t for e in train_ex) for t in cfg.tasks},
