@@ -195,7 +195,7 @@ def check_formats(cells, tok) -> None:
                  ours.response(task, i, cell=s, label=t)) for i, s, t in zip(idx, sentences, ds["cell_type"])]
         results[task] = _same_tokens(tok, ref, mine)
     groups = [list(range(i, i + 5)) for i in range(0, 25, 5)]
-    multi = Dataset.from_dict({"multi_cell_groupings": groups, "tissue": ["blood"] * 5,
+    multi = Dataset.from_dict({"multi_cell_groupings": groups, "tissue": ["blood"] * 5, "organism": [organism] * 5,
                                "abstract": ["Interferon-stimulated peripheral blood cells"] * 5})
     for task, ref_task in (("multicell_tissue", "tissue_prediction"), ("multicell_tissue_generation",
                                                                         "tissue_conditional_generation"),

@@ -115,6 +115,9 @@ def card_section(c: dict, meta: dict) -> str:
                                                                    c["cell_type_generate"]),
             ("embedded model (3.7M, trained from scratch, 18 epochs)", emb), ("logistic regression, 2,000 HVGs", lr)]
     lines = ["## Held-out comparison", "",
+             f"Base `{t.get('base')}` (rebuilt offline-ready by `c2s models pull {t.get('base')}`; its own licence "
+             "applies to it); this adapter was trained by c2s-agent (MIT). Load it with `--model` and this folder, or "
+             "its name when bundled.", "",
              f"The same {c['n_test']} held-out Kang cells (the embedded model's split{'' if emb['same_held_out_cells'] else ' - NOT the same cells'}). "
              f"Training budget: {t.get('steps')} LoRA steps ({t.get('config', {}).get('batch_size')} examples each) in "
              f"{t.get('minutes')} min on 2 CPU cores, under one epoch of the {sum((t.get('n_examples') or {}).values())} "
