@@ -163,7 +163,8 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
                                           "the embedded model is reproduced from the bundled Kang data"),
           base: str | None = typer.Option(None, help="model to start from: a local Hugging Face directory or a pulled "
                                           "model's name such as smollm2 (default: embedded); without --data it is "
-                                          "fine-tuned on the bundled Kang data with the embedded model's split and tasks"),
+                                          "fine-tuned on the bundled Kang data with the embedded model's split and "
+                                          "tasks"),
           task: str | None = typer.Option(None, help="with --data: cell_type, generation, perturbation (comma-separated; "
                                           "default cell_type, GRPO perturbation)"),
           method: str = typer.Option("full", help="with --data: full, lora or grpo"),

@@ -84,7 +84,8 @@ def verify(path: Path) -> dict:
         raise ModelError(path, f"has no readable {MANIFEST} ({exc})", "pull the model again with --force") from None
     bad = [f for f, digest in manifest["files"].items() if not (path / f).is_file() or sha256(path / f) != digest]
     if bad:
-        raise ModelError(path, f"files differ from the manifest: {bad}", f"run `c2s models pull {manifest['name']} --force`")
+        raise ModelError(path, f"files differ from the manifest: {bad}",
+                         f"run `c2s models pull {manifest['name']} --force`")
     return manifest
 
 

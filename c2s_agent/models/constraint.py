@@ -117,8 +117,8 @@ class WordState:
         out = [t.child_tokens[self.node][self.left[nodes] > 0]]
         if self._complete():
             if self.n_words + 1 < t.max_words:  # the next word: any with an unused word below, this one aside
-                left = self.left[t.child_nodes[1]] - (t.child_nodes[1] == t.later_first[t.word_at[self.node]]) * t.distinct
-                out.append(t.child_tokens[1][left > 0])
+                this = t.child_nodes[1] == t.later_first[t.word_at[self.node]]
+                out.append(t.child_tokens[1][self.left[t.child_nodes[1]] - this * t.distinct > 0])
             out += [t.end_tokens, np.asarray([t.eos], np.int64)]
         allowed = np.unique(np.concatenate(out))
         return allowed if len(allowed) else np.asarray([t.eos], np.int64)

@@ -241,9 +241,9 @@ class C2SModel:
                                "confidence": np.where([g is not None for g in got], conf, 0.0)}, index=names)
         else:
             terms = [ontology.lookup(t, strict=True) if t.strip() else None for t in texts]
-            df = pd.DataFrame({"label": [term.name if term else (t.strip() or UNKNOWN) for t, term in zip(texts, terms)],
-                               "confidence": conf, "cell_ontology_id": [term.id if term else "" for term in terms]},
-                              index=names)
+            words = [term.name if term else (t.strip() or UNKNOWN) for t, term in zip(texts, terms)]
+            df = pd.DataFrame({"label": words, "confidence": conf,
+                               "cell_ontology_id": [term.id if term else "" for term in terms]}, index=names)
         df["generated_text"] = texts
         return df
 

@@ -254,7 +254,8 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
         prompts = _texts(req.prompt, "prompt")
         params = GenParams(max_new_tokens=req.max_tokens, temperature=req.temperature, top_k=req.top_k or 0,
                            top_p=req.top_p, seed=req.seed or 0, ban_repeats=req.ban_repeats,
-                           words=WordList(**{**req.words.model_dump(), "words": tuple(req.words.words)}) if req.words else None,
+                           words=WordList(**{**req.words.model_dump(), "words": tuple(req.words.words)})
+                           if req.words else None,
                            stop=tuple([req.stop] if isinstance(req.stop, str) else req.stop or ()))
         comps = backend.complete(prompts, params) if req.max_tokens > 0 else [Completion("", 0, 0) for _ in prompts]
         choices = []

@@ -160,7 +160,8 @@ class TransformersBackend:
         dtype = getattr(torch, getattr(settings, "dtype", "float32"))
         self.device = getattr(settings, "device", "cpu")
         try:
-            model, source = load_causal_lm(path, settings, dtype=dtype, attn_implementation=_attention_impl(self.device))
+            model, source = load_causal_lm(path, settings, dtype=dtype,
+                                           attn_implementation=_attention_impl(self.device))
             self.model = model.to(self.device).eval()
             self.tok = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as exc:
@@ -263,7 +264,8 @@ class TransformersBackend:
             for b, rows in enumerate(self._buckets(lengths, budget)):
                 uncond = None if twins is None else [twins[i] for i in rows]
                 rowwise = _Rules(rules, len(rows), self.model.config.vocab_size, self._torch, self.device)
-                for i, c in zip(rows, self._decode([enc[i] for i in rows], params, t_max, rowwise, params.seed + b, uncond)):
+                comps = self._decode([enc[i] for i in rows], params, t_max, rowwise, params.seed + b, uncond)
+                for i, c in zip(rows, comps):
                     results[i] = c
         return results  # type: ignore[return-value]
 

@@ -226,7 +226,8 @@ def output_meta(base_m: dict, adata, spec: DataSpec, split: Split, tasks, name: 
     from ..conventions import detect_species
 
     meta = {"format": "c2s-agent-model/1", "prompt_set": model.prompts.name if model else "embedded",
-            "single_token_labels": False, "top_k": dict(model.top_k) if model else DEFAULT_TOP_K, **base_m, "name": name}
+            "single_token_labels": False, "top_k": dict(model.top_k) if model else DEFAULT_TOP_K, **base_m,
+            "name": name}
     meta["organism"] = detect_species(adata.var_names).name or meta.get("organism", "Homo sapiens")
     meta.pop("metrics", None)
     meta.pop("ood", None)  # calibrated for the base model's sentences only
@@ -317,8 +318,8 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
         save_steps=cfg.save_steps, save_total_limit=2, report_to="none", use_cpu=True, seed=spec.seed,
         data_seed=spec.seed, dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=not progress,
         bf16=bfloat16_native(), train_sampling_strategy="group_by_length")
-    trainer = Trainer(model=model, args=args, train_dataset=encode(tok, train_ex), data_collator=_Collate(tok.pad_token_id),
-                      callbacks=[_wall_clock(cfg.max_minutes * 60, t0)] if cfg.max_minutes else None)
+    trainer = Trainer(model=model, args=args, train_dataset=encode(tok, train_ex),
+                      data_collator=_Collate(tok.pad_token_id), callbacks=[_wall_clock(cfg.max_minutes * 60, t0)] if cfg.max_minutes else None)
     if cfg.resume and not list((out / "checkpoints").glob("checkpoint-*")):
         raise InputError(out, "holds no checkpoint to resume from", "train without --resume first")
     result = trainer.train(resume_from_checkpoint=True if cfg.resume else None)
@@ -336,13 +337,14 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
     if not (base / "reverse_transform.json").exists():
         cs = to_sentences(adata[split.train], top_k=None, tie_break=m.meta.get("tie_break", "mean"))
         reverse = ReverseTransform.fit(cs, seed=spec.seed)
-    meta["training"] = {"method": cfg.method, "base": _pulled_name(base) or str(base), "data": str(data) if isinstance(data, (str, Path))
-                        else "AnnData", "config": asdict(cfg), "steps": int(trainer.state.global_step),
+    meta["training"] = {"method": cfg.method, "base": _pulled_name(base) or str(base),
+                        "data": str(data) if isinstance(data, (str, Path)) else "AnnData", "config": asdict(cfg), "steps": int(trainer.state.global_step),
                         "final_loss": round(float(result.training_loss), 4),
                         "n_examples": {t: sum(e.task == t for e in train_ex) for t in cfg.tasks},
                         "minutes": round((time.time() - t0) / 60, 2), "trainer": "transformers.Trainer",
                         "log_history": trainer.state.log_history}
-    save_model(trainer.model, tok, out, meta, base, reverse, base_name=_pulled_name(base) if cfg.method == "lora" else None)
+    save_model(trainer.model, tok, out, meta, base, reverse,
+               base_name=_pulled_name(base) if cfg.method == "lora" else None)
     if "cell_type" in cfg.tasks:
         metrics["cell_type"] = cell_type_metrics(out, adata, spec, split, cfg.threads)
     meta["metrics"] = metrics

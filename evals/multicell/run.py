@@ -3,7 +3,8 @@ Kang 2018 cells: runs ``suite.yaml`` through the evaluation harness (task ``mult
 writes ``results.json``, ``results.md`` (the table) and ``with_without.png`` next to this file.
 
 Run: ``.venv/bin/python evals/multicell/run.py [SUITE.yaml] [THREADS]`` (a few minutes on 2 cores; the knowledge
-index is built on first use); another suite (``suite-smollm2.yaml``) writes ``results-smollm2.*``. Rows are cached in ``runs/evals/multicell``; a re-run only rewrites the files here.
+index is built on first use); another suite (``suite-smollm2.yaml``) writes ``results-smollm2.*``. Rows are
+cached in ``runs/evals/multicell``; a re-run only rewrites the files here.
 """
 
 from __future__ import annotations
