@@ -18,6 +18,7 @@ pulled by `c2s models pull smollm2`) and the same held-out Kang cells.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -67,14 +68,18 @@ def main() -> None:
     print(f"\nprompt tokens per cell {n_tok:.0f}; label tokens {sum(len(tok(c, add_special_tokens=False).input_ids) for c in conts)}"
           f" ({', '.join(str(len(tok(c, add_special_tokens=False).input_ids)) for c in conts)})")
 
-    plain_s = _timed(lambda: _plain_forward(ours.backend, prompts))
-    score_s = _timed(lambda: ours.backend.score_labels(prompts, conts))
+    plain_s, score_s = float("inf"), float("inf")
+    for _ in range(2):  # alternately, best of two each: both meet the same machine load
+        plain_s = min(plain_s, _timed(lambda: _plain_forward(ours.backend, prompts)))
+        score_s = min(score_s, _timed(lambda: ours.backend.score_labels(prompts, conts)))
     n_pair = min(args.pair_cells, len(prompts))
     pair_s = _timed(lambda: _per_pair(ours.backend, prompts[:n_pair], conts)) * len(prompts) / n_pair
     df = ours.predict_cell_types(test, labels=labels, threshold=0.0)
     gen_s = _timed(lambda: ours.predict_cell_types(test, mode="generate", labels=labels, threshold=0.0))
     gen = ours.predict_cell_types(test, mode="generate", labels=labels, threshold=0.0)
-    free = ours.predict_cell_types(test, mode="generate", threshold=0.0)
+    words = copy.copy(ours)  # free text: the model's own words, its label list set aside
+    words.meta = {k: v for k, v in ours.meta.items() if k != "labels"}
+    free = words.predict_cell_types(test, mode="generate", threshold=0.0)
     emb_s = _timed(lambda: ours.embed(test))
 
     ref = reference(ours, prompts, test, args.ref_cells, labels)
