@@ -58,6 +58,7 @@ class WordTrie:
                         self.later_first[w] = node
                 if self.word_at[node] < 0:  # two words with one token sequence: the first keeps it
                     self.word_at[node] = w
+        self.longest = (max(map(len, first), default=0), max(map(len, later), default=0))
         self.end_tokens = np.asarray(end[:1], np.int64)  # a one-token end text; longer ones end at its first token
         self.child_tokens = [np.fromiter(c.keys(), np.int64, len(c)) for c in self.children]
         self.child_nodes = [np.fromiter(c.values(), np.int64, len(c)) for c in self.children]
@@ -72,9 +73,9 @@ class WordTrie:
         return cls(**json.loads(text))
 
     def max_new_tokens(self) -> int:
-        """Tokens enough for ``max_words`` of the longest word, the end text and the end of text."""
-        longest = max((len(p) for p in self.paths), default=0)
-        return self.max_words * longest + len(self.end_tokens) + 1
+        """Tokens enough for ``max_words`` of the longest words (the first as written first, the others after the
+        separator), the end text and the end of text."""
+        return self.longest[0] + (self.max_words - 1) * self.longest[1] + len(self.end_tokens) + 1
 
 
 def encode(tok, spec: WordList) -> str:
