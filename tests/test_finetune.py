@@ -114,17 +114,19 @@ def test_grpo_two_steps_writes_log_curves_and_heldout_metrics(subset, tmp_path):
 
 def test_any_hf_model_without_c2s_metadata(subset, tmp_path):
     """A plain Hugging Face causal LM (the embedded weights without c2s_model.json or reverse transform):
-    labels are written as text, the reverse transform is fitted on the training cells."""
+    labels are written as text in the English prompt set, the reverse transform is fitted on the training cells,
+    and the genes of the training sentences become the vocabulary generation is constrained to."""
     base = tmp_path / "plain"
     base.mkdir()
     for f in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(embedded_model_path() / f, base / f)
     out = tmp_path / "from_plain"
     meta = finetune(subset, out, base=base, cfg=_cfg(tasks=("generation",)), progress=False)
-    assert meta["single_token_labels"] is False and "genes" not in meta
+    assert meta["single_token_labels"] is False and meta["prompt_set"] == "c2s-scale" and len(meta["genes"]) > 100
     assert (out / "reverse_transform.json").exists() and meta["metrics"]["held_out_loss"]["generation"] > 0
     m = load_model(str(out), Settings(threads=1))
-    assert len(m.generate(["B"], ["ctrl"], n_genes=5, seed=0)[0].split()) >= 1
+    words = m.generate(["B"], ["ctrl"], n_genes=5, seed=0)[0].split()
+    assert 1 <= len(words) <= 5 and set(words) <= set(meta["genes"])
 
 
 def test_cli_trains_lora_and_grpo_on_an_h5ad(subset, tmp_path):

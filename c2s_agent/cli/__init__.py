@@ -12,6 +12,7 @@ from ..errors import C2SError
 # Command modules register their commands on import.
 from . import data  # noqa: E402,F401
 from . import model  # noqa: E402,F401
+from . import models  # noqa: E402,F401
 from . import agent  # noqa: E402,F401
 from . import metrics  # noqa: E402,F401
 from . import knowledge  # noqa: E402,F401

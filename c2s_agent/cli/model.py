@@ -129,14 +129,23 @@ def generate(out: Path = typer.Argument(..., metavar="OUT.h5ad"),
              guidance: float | None = typer.Option(None, help="classifier-free guidance weight towards the cell type "
                                                    "(default: the model's own; 0 samples unguided)"),
              model: str | None = typer.Option(None, help=MODEL_HELP),
+             genes_from: str | None = typer.Option(None, help="an .h5ad whose genes are the vocabulary (for a model "
+                                                   "without one, e.g. a pretrained LLM)"),
              threads: int | None = typer.Option(None, help="torch threads")) -> None:
     """Generate cells of a type: sentences in obs['c2s_sentence'], expression reconstructed from rank in X."""
     from ..models import tl
 
     out = _out_path(out)
     m = _load(model, threads)
+    genes = None
+    if genes_from:
+        from ..data import read
+        from ..sentences.transform import gene_vocabulary
+
+        names, usable = gene_vocabulary(read(genes_from, backed=True).var_names)
+        genes = [str(g) for g in names[usable]]
     with console.status(f"generating {n} {cell_type} cells ..."):
-        gen = tl.generate_cells(cell_type, n, condition=condition, model=m, seed=seed, guidance=guidance)
+        gen = tl.generate_cells(cell_type, n, condition=condition, model=m, seed=seed, guidance=guidance, genes=genes)
     gen.write_h5ad(out)
     console.print(f"[green]Wrote[/] {out}: {gen.n_obs} cells, {gen.obs['c2s_n_genes'].mean():.0f} genes each; "
                   f"example: {gen.obs['c2s_sentence'].iloc[0][:120]} ...")
@@ -191,7 +200,10 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
                                            "model's folder)"),
           data: str | None = typer.Option(None, help="AnnData to fine-tune on (.h5ad or a bundled name); without it "
                                           "the embedded model is reproduced from the bundled Kang data"),
-          base: Path | None = typer.Option(None, help="local Hugging Face model to start from (default: embedded)"),
+          base: str | None = typer.Option(None, help="model to start from: a local Hugging Face directory or a pulled "
+                                          "model's name such as smollm2 (default: embedded); without --data it is "
+                                          "fine-tuned on the bundled Kang data with the embedded model's split and "
+                                          "tasks"),
           task: str | None = typer.Option(None, help="with --data: cell_type, generation, perturbation (comma-separated; "
                                           "default cell_type, GRPO perturbation)"),
           method: str = typer.Option("full", help="with --data: full, lora or grpo"),
@@ -210,7 +222,8 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
                                               "are evaluated on (comma-separated)"),
           seed: int = typer.Option(0, help="split and training seed"),
           epochs: int = typer.Option(18, help="without --data: passes over the training examples"),
-          max_minutes: float = typer.Option(26.0, help="without --data: wall-time cap; training stops and saves at the cap"),
+          max_minutes: float = typer.Option(26.0, help="wall-time cap; training stops and saves at the cap"),
+          top_k: int | None = typer.Option(None, help="fine-tuning: genes per cell sentence in every task"),
           threads: int = typer.Option(2, help="torch threads"),
           resume: bool = typer.Option(False, help="continue the run in --out (from its latest checkpoint with --data)"),
           lr: float | None = typer.Option(None, help="peak learning rate (default 1.5e-3 without --data, 2e-4 SFT, "
@@ -224,6 +237,11 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
 
     from ..errors import InputError
 
+    if data is None and base is not None:  # the embedded model's data, split and tasks, from another base
+        from ..training import data as D
+
+        data, task = "kang2018", task or ",".join(("cell_type", "generation", "perturbation"))
+        hold_out, perturbation = hold_out or D.HELD_OUT_PERTURBED[0], perturbation or D.PERTURBATION
     if data is None:
         from ..training.evaluate import evaluate as run_eval
         from ..training.train import TrainConfig, train as run_train
@@ -259,7 +277,8 @@ def train(out: Path | None = typer.Option(None, help="output model directory (de
                       f"curves in {out / 'grpo_curves.png'}")
     else:
         cfg = FinetuneConfig(tasks=split(task or "cell_type"), method=method, steps=steps, batch_size=batch_size or 16,
-                             lr=lr or 2e-4, threads=threads, resume=resume, data=spec)
+                             lr=lr or 2e-4, threads=threads, resume=resume, top_k=top_k, max_minutes=max_minutes,
+                             data=spec)
         meta = finetune(data, out, base, cfg, progress=True)
         console.print(f"[green]Fine-tuned[/] {out}: {meta['training']['steps']} steps in {meta['training']['minutes']} min")
     console.print(json.dumps(meta.get("metrics", {}), indent=1, default=str)[:3000])

@@ -15,6 +15,9 @@ CLUSTER = "cluster"
 #: ``obs`` columns written by annotation.
 PREDICTED_TYPE = "c2s_cell_type"
 PREDICTED_CONFIDENCE = "c2s_confidence"
+#: Free-text annotation: the Cell Ontology id the model's words name ("" when none), and the words themselves.
+PREDICTED_ONTOLOGY_ID = "c2s_cell_ontology_id"
+PREDICTED_TEXT = "c2s_generated_text"
 #: ``obsm`` keys.
 LABEL_PROBS = "c2s_label_probs"
 EMBEDDING = "X_c2s"

@@ -12,11 +12,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .constraint import WordList
+
 
 @dataclass
 class GenParams:
-    """Decoding settings. ``temperature=0`` is greedy. ``ban_repeats`` forbids a token twice in one completion
-    (no duplicated genes); ``allowed`` restricts output to these token strings (plus the end of text).
+    """Decoding settings. ``temperature=0`` is greedy. ``ban_repeats`` forbids a token twice in one completion;
+    ``words`` constrains the completion to a list of words (genes or labels, any number of tokens each; see
+    :mod:`.constraint`).
     ``guidance`` > 0 is classifier-free guidance: each step samples from ``lp + guidance * (lp - lp_u)``, where
     ``lp_u`` are the log-probabilities after ``unconditional[i]`` (prompt ``i`` without its condition); only
     backends with ``supports_guidance`` offer it."""
@@ -27,7 +30,9 @@ class GenParams:
     top_p: float = 0.95
     seed: int = 0
     ban_repeats: bool = False
-    allowed: tuple[str, ...] | None = None
+    words: WordList | None = None
+    stop: tuple[str, ...] = ()  # text that ends a completion (left out of its text, its token counted)
+    prompt_nll: bool = False  # also report each prompt's mean token NLL (Completion.prompt_nll)
     guidance: float = 0.0
     unconditional: tuple[str, ...] | None = None
 
@@ -40,6 +45,15 @@ class Completion:
     logprob: float = 0.0  # sum of the completion tokens' log-probabilities
     token_logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "stop"  # "stop" (end of text) or "length" (max_new_tokens reached)
+    prompt_nll: float | None = None  # mean NLL of the prompt's tokens, when asked for
+
+
+def cut_at_stop(text: str, stop) -> str:
+    """``text`` up to the first of the ``stop`` strings."""
+    for s in [stop] if isinstance(stop, str) else (stop or []):
+        if s and s in text:
+            text = text[: text.index(s)]
+    return text
 
 
 @dataclass

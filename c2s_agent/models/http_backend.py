@@ -10,11 +10,13 @@ directory is described by that directory's ``c2s_model.json`` when this machine 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, ModelError
+from . import constraint
 from .backend import Completion, Embeddings, GenParams, LabelScores, refuse_guidance
 
 
@@ -38,6 +40,9 @@ class OpenAIHTTPBackend:
         self.model_id = models[0]["id"]
         self.c2s_server = "c2s" in models[0]  # a c2s-agent server, with its extensions
         self.metadata = dict(models[0].get("c2s") or {}) if self.c2s_server else _local_metadata(models[0])
+        # another server (vLLM) serving a directory this machine can read: prompts go as token ids of its tokenizer,
+        # tokenised as the other backends do, and decoding constraints as vLLM extra arguments (vllm_xargs)
+        self.tok = None if self.c2s_server else _local_tokenizer(models[0])
 
     def _call(self, method: str, path: str, json: dict | None = None) -> dict:
         import httpx
@@ -61,14 +66,12 @@ class OpenAIHTTPBackend:
         refuse_guidance(self.name, params)
         out: list[Completion] = []
         for _, chunk in self._chunks(list(prompts)):
-            body = {"model": self.model_id, "prompt": chunk, "max_tokens": params.max_new_tokens,
+            body = {"model": self.model_id, "prompt": self._prompts(chunk), "max_tokens": params.max_new_tokens,
                     "temperature": params.temperature, "top_p": params.top_p if params.temperature > 0 else 1.0,
-                    "seed": params.seed, "logprobs": 1}
+                    "seed": params.seed, "logprobs": 1, **({"stop": list(params.stop)} if params.stop else {})}
             if params.temperature > 0 and params.top_k:
                 body["top_k"] = params.top_k
-            if self.c2s_server:  # its extensions
-                body["ban_repeats"] = params.ban_repeats
-                body["allowed_tokens"] = list(params.allowed) if params.allowed else None
+            body.update(self._constraints(params))
             data = self._call("POST", "/v1/completions", body)
             choices = sorted(data["choices"], key=lambda c: c["index"])
             usage = data.get("usage") or {}
@@ -78,6 +81,22 @@ class OpenAIHTTPBackend:
                 n = len(lp) or len(c["text"].split())
                 out.append(Completion(c["text"].strip(), per_prompt, n, float(sum(x for x in lp if x is not None))))
         return out
+
+    def _prompts(self, texts: list[str]) -> list:
+        """Prompts as sent: token ids where the served directory's tokenizer is at hand, else text."""
+        return [self.tok(t)["input_ids"] for t in texts] if self.tok is not None else list(texts)
+
+    def _constraints(self, params: GenParams) -> dict:
+        """Decoding constraints as request fields: a c2s server's extensions, or vLLM extra arguments read by the
+        c2s logits processors (a vLLM server started with them: see vllm_backend.LOGITS_PROCESSORS)."""
+        if self.c2s_server:
+            return {"ban_repeats": params.ban_repeats, "words": asdict(params.words) if params.words else None}
+        xargs = {}
+        if params.words is not None and self.tok is not None:
+            xargs["c2s_words"] = constraint.encode(self.tok, params.words)
+        if params.ban_repeats:
+            xargs["ban_repeats"] = True
+        return {"vllm_xargs": xargs} if xargs else {}
 
     def score_labels(self, prompts: list[str], labels: list[str]) -> LabelScores:
         if self.c2s_server:
@@ -92,9 +111,16 @@ class OpenAIHTTPBackend:
         # counts, not text offsets, which servers compute from token strings); a label is set apart from its
         # prompt by whitespace, which word-level tokenizers need (other backends tokenise the two apart)
         pairs = [(i, j) for i in range(len(prompts)) for j in range(len(labels))]
-        texts = [p + (l if p[-1:].isspace() or l[:1].isspace() else " " + l) for p, l in
-                 ((prompts[i], labels[j]) for i, j in pairs)]
-        echoed, n_tok = self._echo(list(prompts) + texts)
+        if self.tok is not None:  # prompt and label tokenised apart, as the other backends do
+            enc = self._prompts(prompts)
+            lab = [self.tok(x, add_special_tokens=False)["input_ids"] for x in labels]
+            texts = [enc[i] + lab[j] for i, j in pairs]
+            prompt_texts = enc
+        else:
+            texts = [p + (l if p[-1:].isspace() or l[:1].isspace() else " " + l) for p, l in
+                     ((prompts[i], labels[j]) for i, j in pairs)]
+            prompt_texts = list(prompts)
+        echoed, n_tok = self._echo(prompt_texts + texts)
         prompt_lp = echoed[: len(prompts)]
         out = np.zeros((len(prompts), len(labels)))
         for (i, j), lps in zip(pairs, echoed[len(prompts):]):
@@ -125,6 +151,16 @@ class OpenAIHTTPBackend:
             vecs.extend(d["embedding"] for d in sorted(data["data"], key=lambda d: d["index"]))
             n_tok += (data.get("usage") or {}).get("prompt_tokens", 0)
         return Embeddings(np.asarray(vecs, np.float32), n_tok)
+
+
+def _local_tokenizer(entry: dict):
+    """The tokenizer of the directory a server reports serving, when this machine can read it; else None."""
+    root = Path(entry.get("root") or entry["id"])
+    if not (root / "tokenizer_config.json").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(root)
 
 
 def _local_metadata(entry: dict) -> dict:

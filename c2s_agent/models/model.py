@@ -15,10 +15,12 @@ from ..errors import C2SError, InputError, ModelError
 from ..resources import bundled
 from . import prompts as prompt_sets
 from .backend import Backend, GenParams
+from .constraint import WordList
 from .tokenizer import label_token
 
 UNKNOWN = "unknown"
 DEFAULT_K = 200
+FREE_TEXT_TOKENS = 24  # a free-text cell type: its first sentence, at most this many tokens
 Recorder = Callable[..., None]
 
 
@@ -34,7 +36,7 @@ class C2SModel:
     def __init__(self, backend: Backend, prompt_set: str | None = None):
         self.backend = backend
         self.meta = dict(backend.metadata or {})
-        self.prompts = prompt_sets.get(prompt_set or self.meta.get("prompt_set") or "cell2sentence")
+        self.prompts = prompt_sets.get(prompt_set or self.meta.get("prompt_set") or "c2s-scale")
         self.top_k = {"cell_type": DEFAULT_K, "generation": DEFAULT_K, "perturbation": DEFAULT_K,
                       **self.meta.get("top_k", {})}
         genes = self.meta.get("genes")
@@ -102,6 +104,26 @@ class C2SModel:
     def confidence_threshold(self) -> float:
         return float(self.meta.get("ood", {}).get("confidence_threshold", 0.5))
 
+    def organism(self, cells=None) -> str:
+        """The organism prompts name: told by the gene names of ``cells`` (an AnnData, CellSentences or sentence
+        strings), else the model's own (its training data's), else the prompt set's."""
+        from ..conventions import detect_species
+
+        names = None
+        if hasattr(cells, "var_names"):
+            names = cells.var_names
+        elif hasattr(cells, "genes"):
+            names = cells.genes
+        elif isinstance(cells, Sequence) and not isinstance(cells, str):
+            names = [w for s in list(cells)[:50] if isinstance(s, str) for w in s.replace(",", " ").split()]
+        found = detect_species(names).name if names is not None else None
+        return found or self.meta.get("organism") or self.prompts.organism
+
+    def _template_parts(self, task: str, field: str) -> tuple[str, str]:
+        """What a task's response template writes before and after its ``{field}``: how a completion starts and ends."""
+        before, _, after = self.prompts.template(task)[1].partition("{" + field + "}")
+        return before, after
+
     def _token(self, label: str) -> str:
         """How a label is written in prompts/responses: one token for the embedded model, else the text."""
         return label_token(label) if self.meta.get("single_token_labels", bool(self.meta)) else label
@@ -147,21 +169,23 @@ class C2SModel:
                            threshold: float | None = None, on_call: Recorder | None = None) -> pd.DataFrame:
         """Cell types with a confidence per cell; "unknown" below ``threshold`` or for atypical cells.
 
-        ``mode="score"`` scores every candidate label by log-likelihood (batched forward passes) and returns
-        ``p_<label>`` columns; ``mode="generate"`` decodes greedily and maps the text onto a known label
-        (anything else becomes "unknown"). Never returns a label outside the candidate set."""
+        ``mode="score"`` scores every candidate label by log-likelihood (the prompt read once per cell) and
+        returns ``p_<label>`` columns. ``mode="generate"`` decodes greedily: with candidate labels (given, or the
+        model's own) decoding is constrained to them; with none, the model writes its own words (free text),
+        normalised to a Cell Ontology term (``cell_ontology_id``) when one matches and kept verbatim otherwise,
+        with the text's probability as confidence."""
         if mode not in ("score", "generate"):
             raise InputError("mode", f"{mode!r} is not a prediction mode", "use 'score' or 'generate'")
         threshold = self.confidence_threshold if threshold is None else float(threshold)
         if not 0 <= threshold <= 1:
             raise InputError("threshold", f"must be in [0, 1] (got {threshold})", "pass a probability such as 0.5")
-        labels = self._candidate_labels(labels)
+        labels = self._candidate_labels(labels, free_text=mode == "generate")
         prompts, known, names = self.cell_type_prompts(cells)
+        ood = self.meta.get("ood", {})
         t0 = time.perf_counter()
+        probs = None
         if mode == "score":
             cont = [self.prompts.response("cell_type", label=self._token(x)) for x in labels]
-            if not self.meta:
-                cont = [" " + c for c in cont]
             scores = self.backend.score_labels(prompts, cont)
             self._record(on_call, "predict_cell_types", len(prompts), t0, prompt_tokens=scores.n_tokens)
             lp = scores.logprobs - scores.logprobs.max(1, keepdims=True)
@@ -170,23 +194,14 @@ class C2SModel:
             df = pd.DataFrame({"label": np.asarray(labels, dtype=object)[best], "confidence": probs.max(1)}, index=names)
             nll = scores.prompt_nll
         else:
-            # single-token labels: decoding is constrained to the candidates' tokens (then end of text)
-            allowed = tuple(self._token(x) for x in labels) if self.meta.get("single_token_labels") else None
-            comps = self.backend.complete(prompts, GenParams(max_new_tokens=2 if allowed else 8, temperature=0.0,
-                                                             allowed=allowed))
+            comps = self._generate_labels(prompts, labels, "max_sentence_nll" in ood)
             self._record(on_call, "predict_cell_types", len(prompts), t0,
                          prompt_tokens=sum(c.n_prompt_tokens for c in comps),
                          completion_tokens=sum(c.n_completion_tokens for c in comps))
-            lookup = {self._norm(self._token(x)): x for x in labels} | {self._norm(x): x for x in labels}
-            got = [lookup.get(self._norm(c.text)) for c in comps]
-            df = pd.DataFrame({"label": [g or UNKNOWN for g in got],
-                               "confidence": [float(np.exp(c.logprob)) if g else 0.0 for c, g in zip(comps, got)]},
-                              index=names)
-            df["generated_text"] = [c.text for c in comps]
-            nll, probs = None, None
+            df = self._read_labels(comps, labels, names)
+            nll = np.array([c.prompt_nll for c in comps], float) if comps[0].prompt_nll is not None else None
         df["known_gene_fraction"] = known
         reason = np.where(df["confidence"].to_numpy() < threshold, "low confidence", "")
-        ood = self.meta.get("ood", {})
         if nll is not None:
             df["sentence_nll"] = nll
             if "max_sentence_nll" in ood:
@@ -199,22 +214,61 @@ class C2SModel:
                 df[f"p_{lab}"] = probs[:, j]
         return df
 
+    def _generate_labels(self, prompts: list[str], labels: list[str] | None, prompt_nll: bool):
+        """Greedy answers to cell-type prompts: one of ``labels`` (decoding constrained to them), or free text
+        up to the end of its first sentence."""
+        if labels is not None:
+            first, end = self._template_parts("cell_type", "label")
+            words = WordList(tuple(self._token(x) for x in labels), 1, first=first, end=end)
+            params = GenParams(max_new_tokens=64, temperature=0.0, words=words, prompt_nll=prompt_nll)
+        else:
+            params = GenParams(max_new_tokens=FREE_TEXT_TOKENS, temperature=0.0, stop=(".", "\n"),
+                               prompt_nll=prompt_nll)
+        return self.backend.complete(prompts, params)
+
+    def _read_labels(self, comps, labels: list[str] | None, names) -> pd.DataFrame:
+        """The label of each answer: a candidate label, or (free text) a Cell Ontology term's name when the text
+        names one, else the text itself; confidence is the answer's probability."""
+        from ..conventions import ontology
+
+        conf = np.array([float(np.exp(c.logprob)) for c in comps])
+        texts = [c.text for c in comps]
+        if labels is not None:
+            lookup = {self._norm(self._token(x)): x for x in labels} | {self._norm(x): x for x in labels}
+            got = [lookup.get(self._norm(t)) for t in texts]
+            df = pd.DataFrame({"label": [g or UNKNOWN for g in got],
+                               "confidence": np.where([g is not None for g in got], conf, 0.0)}, index=names)
+        else:
+            terms = [ontology.lookup(t, strict=True) if t.strip() else None for t in texts]
+            words = [term.name if term else (t.strip() or UNKNOWN) for t, term in zip(texts, terms)]
+            df = pd.DataFrame({"label": words, "confidence": conf,
+                               "cell_ontology_id": [term.id if term else "" for term in terms]}, index=names)
+        df["generated_text"] = texts
+        return df
+
     def cell_type_prompts(self, cells) -> tuple[list[str], np.ndarray, pd.Index]:
         """The cell-type prediction prompt of each cell (its top-K genes, the model's condition genes left out),
         the fraction of its top genes the model knows, and the cell names."""
         texts, known, names = self.sentences(cells, self.top_k["cell_type"], self.condition_genes)
-        return [self.prompts.format("cell_type", cell=t, num_genes=len(t.split())) for t in texts], known, names
+        organism = self.organism(cells)
+        return [self.prompts.format("cell_type", cell=t, num_genes=len(t.split()), organism=organism)
+                for t in texts], known, names
 
     @staticmethod
     def _norm(text: str) -> str:
         return " ".join(str(text).replace("_", " ").strip().rstrip(".").lower().split())
 
-    def _candidate_labels(self, labels):
+    def _candidate_labels(self, labels, free_text: bool = False):
+        """The labels to choose from: ``labels``, else the model's own; None (free text) with ``free_text``
+        when neither is given."""
         known = self.known_labels
         if labels is None:
+            if not known and free_text:
+                return None
             if not known:
                 raise InputError("labels", "are needed: this model does not list the labels it knows",
-                                 "pass the candidate cell types, e.g. labels=['B', 'NK', 'CD14 Mono']")
+                                 "pass the candidate cell types, e.g. labels=['B', 'NK', 'CD14 Mono'], or use "
+                                 "mode='generate' for the model's own words")
             return known
         labels = list(dict.fromkeys(str(x) for x in labels))
         if len(labels) < 2:
@@ -229,11 +283,13 @@ class C2SModel:
     # -- generation ----------------------------------------------------------------------------------------
     def generate(self, cell_types: list[str], conditions: list[str] | None = None, n_genes: int | None = None,
                  seed: int = 0, temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95,
-                 guidance: float | None = None, on_call: Recorder | None = None) -> list[str]:
+                 guidance: float | None = None, genes: Sequence[str] | None = None, organism: str | None = None,
+                 on_call: Recorder | None = None) -> list[str]:
         """One generated cell sentence per requested cell type (and condition; default the first known
-        condition). Genes are never repeated within a sentence and only known genes are emitted.
-        ``guidance``: classifier-free guidance weight towards the requested type (default: the model's
-        ``generation_guidance`` where the backend offers guidance, else 0)."""
+        condition). Genes come from ``genes`` (default: the model's vocabulary; unconstrained for a model
+        without one) and are never repeated within a sentence. ``guidance``: classifier-free guidance weight
+        towards the requested type (default: the model's ``generation_guidance`` where the backend offers
+        guidance, else 0). ``organism``: named in the prompt (default: the model's)."""
         if isinstance(cell_types, str):
             cell_types = [cell_types]
         if not cell_types:
@@ -250,20 +306,23 @@ class C2SModel:
         n_genes = int(n_genes or self.top_k["generation"])
         if n_genes < 1:
             raise InputError("n_genes", f"must be >= 1 (got {n_genes})", "ask for a positive number of genes")
+        organism = organism or self.organism()
         prompts = [self.prompts.format("generation", cell_type=self._token(c), label=self._token(c), condition=d,
-                                       num_genes=n_genes) for c, d in zip(cell_types, conditions)]
+                                       num_genes=n_genes, organism=organism) for c, d in zip(cell_types, conditions)]
         if guidance is None:
             guidance = self.meta.get("generation_guidance", 0.0) if getattr(self.backend, "supports_guidance", False) else 0.0
         twins = None
         if guidance > 0:
-            twins = tuple(self.prompts.format("generation_unconditional", condition=d, num_genes=n_genes) for d in conditions)
-        return self._complete_sentences(prompts, n_genes, seed, temperature, top_k, top_p, on_call, "generate",
-                                        guidance, twins)
+            twins = tuple(self.prompts.format("generation_unconditional", condition=d, num_genes=n_genes,
+                                              organism=organism) for d in conditions)
+        return self._complete_sentences(prompts, "generation", n_genes, genes or self.genes, seed, temperature, top_k,
+                                        top_p, on_call, "generate", guidance, twins)
 
     def perturb(self, cells, perturbation: str, context: str | None = None, seed: int = 0, n_genes: int | None = None,
                 temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95,
                 on_call: Recorder | None = None) -> list[str]:
-        """The predicted perturbed sentence for each control cell under ``perturbation``."""
+        """The predicted perturbed sentence for each control cell under ``perturbation``, of the model's genes (or,
+        for a model without a vocabulary, the genes of ``cells``)."""
         self._check_known("perturbation", [perturbation], self.known_perturbations)
         task = "perturbation"
         if context:
@@ -273,20 +332,35 @@ class C2SModel:
             task = "perturbation_context"
         k = self.top_k["perturbation"]
         texts, _, _ = self.sentences(cells, k)
+        organism = self.organism(cells)
         prompts = [self.prompts.format(task, cell=t, perturbation=perturbation, context=context or "",
-                                       num_genes=len(t.split())) for t in texts]
-        return self._complete_sentences(prompts, int(n_genes or k), seed, temperature, top_k, top_p, on_call, "perturb")
+                                       num_genes=len(t.split()), organism=organism) for t in texts]
+        return self._complete_sentences(prompts, task, int(n_genes or k), self.genes or self._input_genes(cells), seed,
+                                        temperature, top_k, top_p, on_call, "perturb")
 
-    def _complete_sentences(self, prompts, n_genes, seed, temperature, top_k, top_p, on_call, kind,
+    @staticmethod
+    def _input_genes(cells) -> list[str] | None:
+        """The usable gene names of an AnnData (or CellSentences); None for sentence strings."""
+        from ..sentences.transform import gene_vocabulary
+
+        if hasattr(cells, "var_names"):
+            names, usable = gene_vocabulary(cells.var_names)
+            return [str(g) for g in names[usable]]
+        return [str(g) for g in cells.genes] if hasattr(cells, "genes") else None
+
+    def _complete_sentences(self, prompts, task, n_genes, genes, seed, temperature, top_k, top_p, on_call, kind,
                             guidance: float = 0.0, twins: tuple[str, ...] | None = None) -> list[str]:
-        allowed = tuple(self.genes) + (".",) if self.genes else None
-        params = GenParams(max_new_tokens=n_genes + 1, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                           ban_repeats=True, allowed=allowed, guidance=guidance, unconditional=twins)
+        """Cell sentences completing ``prompts``: at most ``n_genes`` distinct genes of ``genes`` (decoding
+        constrained to them, written as the task's response writes a cell), or unconstrained without genes."""
+        first, end = self._template_parts(task, "cell")
+        words = WordList(tuple(dict.fromkeys(genes)), n_genes, first=first, end=end) if genes else None
+        params = GenParams(max_new_tokens=n_genes * 8 + 2, temperature=temperature, top_k=top_k, top_p=top_p,
+                           seed=seed, ban_repeats=words is None, words=words, guidance=guidance, unconditional=twins)
         t0 = time.perf_counter()
         comps = self.backend.complete(prompts, params)
         self._record(on_call, kind, len(prompts), t0, prompt_tokens=sum(c.n_prompt_tokens for c in comps),
                      completion_tokens=sum(c.n_completion_tokens for c in comps))
-        return [" ".join([w for w in c.text.split() if w != "."][:n_genes]) for c in comps]
+        return [" ".join(c.text.removesuffix(end.strip()).split()[:n_genes]) for c in comps]
 
     @staticmethod
     def _check_known(what: str, values, known: list[str]) -> None:
@@ -300,7 +374,8 @@ class C2SModel:
     def embed(self, cells, on_call: Recorder | None = None) -> np.ndarray:
         """Cell embeddings (n, d): the mean last hidden state over the real tokens of each cell's prompt."""
         texts, _, _ = self.sentences(cells, self.top_k["cell_type"])
-        prompts = [self.prompts.format("cell_type", cell=t, num_genes=len(t.split())) for t in texts]
+        organism = self.organism(cells)
+        prompts = [self.prompts.format("cell_type", cell=t, num_genes=len(t.split()), organism=organism) for t in texts]
         t0 = time.perf_counter()
         emb = self.backend.embed(prompts)
         self._record(on_call, "embed", len(prompts), t0, prompt_tokens=emb.n_tokens)
@@ -308,16 +383,22 @@ class C2SModel:
 
     # -- multi-cell ----------------------------------------------------------------------------------------
     def multicell_prompt(self, cells, groups: Sequence[int], interactions: Sequence[str] | None = None,
-                         top_k: int = 50) -> str:
-        """A multi-cell prompt ("Cell 1: ...") for the cells at positions ``groups``, with optional interaction
-        knowledge (e.g. "CCL5 -> CCR5") injected as text before the cells."""
+                         top_k: int = 50, task: str = "multicell", **values) -> str:
+        """A multi-cell prompt ("Cell 1: ...", each cell written as the prompt set writes one) for the cells at
+        positions ``groups``, with optional interaction knowledge (e.g. "CCL5 -> CCR5") injected as text before
+        the cells. ``task``: a multi-cell task of the prompt set; ``values`` fill its other placeholders."""
         texts, _, _ = self.sentences(cells, top_k)
-        lines = "\n".join(f"Cell {n}: {texts[i]} ." for n, i in enumerate(groups, start=1))
+        line = self.prompts.extra.get("multicell_cell", prompt_sets.CELL_LINE)
+        lines = "".join(line.format(n=n, cell=texts[i]) for n, i in enumerate(groups, start=1))
         knowledge = ""
         if interactions:
-            tmpl = self.prompts.extra.get("multicell_knowledge", "Known interactions: {interactions} .\n")
+            tmpl = self.prompts.extra.get("multicell_knowledge")
+            if not tmpl:
+                raise InputError("interactions", f"cannot be injected: prompt set {self.prompts.name!r} has no "
+                                 "knowledge template", "use a prompt set with one (embedded, c2s-scale)")
             knowledge = tmpl.format(interactions="; ".join(interactions))
-        return self.prompts.format("multicell", cells=lines, knowledge=knowledge)
+        return self.prompts.format(task, cells=lines, knowledge=knowledge, num_cells=len(groups), num_genes=top_k,
+                                   organism=self.organism(cells), **values)
 
     def complete(self, prompts: list[str], params: GenParams | None = None, on_call: Recorder | None = None) -> list[str]:
         """Free completion of raw prompts (e.g. multi-cell prompts)."""
@@ -337,13 +418,27 @@ _CACHE: dict[tuple, C2SModel] = {}
 _LOCK = threading.Lock()
 
 
+def _named_model(value: str, settings=None) -> Path | None:
+    """The directory a model name stands for: "embedded" and the other models bundled in ``data/models``, or a
+    model pulled by ``c2s models pull``; None for anything else (a path or a URL)."""
+    from .catalogue import CATALOGUE, pulled_path
+
+    if value == "embedded":
+        return embedded_model_path()
+    if value in CATALOGUE:
+        return pulled_path(value, settings)
+    bundled_dir = embedded_model_path().parent / value
+    return bundled_dir if "/" not in value and (bundled_dir / "c2s_model.json").is_file() else None
+
+
 def resolve(model: str | None, settings=None) -> tuple[str, str]:
-    """(backend name, model path or URL) for a model value: None/"embedded", a directory, or a URL."""
+    """(backend name, model path or URL) for a model value: None/"embedded", another bundled model's name, a pulled
+    model's name ("smollm2"), a directory, or a URL."""
     value = str(model or getattr(settings, "model", None) or "embedded")
     wanted = getattr(settings, "backend", "auto") or "auto"
     if value.startswith(("http://", "https://")):
         return ("openai-http" if wanted == "auto" else wanted), value.rstrip("/")
-    path = embedded_model_path() if value == "embedded" else Path(value).expanduser()
+    path = _named_model(value, settings) or Path(value).expanduser()
     if not path.exists():
         if value == "embedded":
             raise ModelError("embedded model", f"not found at {path}", "reinstall c2s-agent, or run `c2s train`")

@@ -1,9 +1,10 @@
 """Prompt sets: how each task is written for a model.
 
-``embedded`` is the project's own template file (``prompts/models/embedded.toml``). ``cell2sentence`` reads
-the released C2S models' templates from an installed ``cell2sentence`` distribution at run time (they are
-CC BY-NC-ND, so they are never copied into this project); it fails with a clear InputError when the
-package is not installed.
+``embedded`` (the embedded model's word-level prompts) and ``c2s-scale`` (English plain-completion prompts: the
+C2S-Scale models' published cell-type prompt and c2s-agent's own templates for the other tasks) are the project's
+template files, ``prompts/models/<name>.toml``. ``cell2sentence`` reads the released C2S models' templates from an
+installed ``cell2sentence`` distribution at run time (they are CC BY-NC-ND, so they are never copied into this
+project); it fails with a clear InputError when the package is not installed.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from functools import lru_cache
 from ..errors import InputError
 from ..resources import bundled
 
-TASKS = ("cell_type", "generation", "generation_unconditional", "perturbation", "perturbation_context", "multicell")
+TASKS = ("cell_type", "generation", "generation_unconditional", "perturbation", "perturbation_context", "multicell",
+         "multicell_tissue", "multicell_tissue_generation", "multicell_abstract")
 
 
 @dataclass(frozen=True)
 class PromptSet:
     """Templates per task: ``prompts[task]`` is a list of prompt templates, ``responses[task]`` the matching
     response templates. Placeholders: {cell}, {num_genes}, {organism}, {label}, {cell_type}, {condition},
-    {perturbation}, {context}."""
+    {perturbation}, {context}, {cells}, {num_cells}, {knowledge}, {tissue}, {abstract}."""
 
     name: str
     organism: str
@@ -56,24 +58,39 @@ class PromptSet:
 
 
 @lru_cache(maxsize=None)
-def embedded() -> PromptSet:
-    """The project's templates for the embedded model."""
-    data = tomllib.loads((bundled("prompts") / "models" / "embedded.toml").read_text())
+def from_file(name: str) -> PromptSet:
+    """One of the project's own prompt sets, ``prompts/models/<name>.toml``."""
+    data = tomllib.loads((bundled("prompts") / "models" / f"{name}.toml").read_text())
     prompts = {t: [data[t]["prompt"]] for t in TASKS if t in data}
     responses = {t: [data[t]["response"]] for t in TASKS if t in data and "response" in data[t]}
-    return PromptSet("embedded", data["organism"], prompts, responses,
-                     {"multicell_knowledge": data["multicell"]["knowledge"]})
+    multicell = data.get("multicell", {})
+    extra = {"multicell_knowledge": multicell.get("knowledge", ""), "multicell_cell": multicell.get("cell", CELL_LINE)}
+    return PromptSet(name, data["organism"], prompts, responses, extra)
 
+
+def embedded() -> PromptSet:
+    """The project's templates for the embedded model."""
+    return from_file("embedded")
+
+
+CELL_LINE = "Cell {n}: {cell}.\n"  # one cell of a multi-cell prompt, unless a prompt set says otherwise
 
 _C2S_FILES = {  # task -> the package-data file of the cell2sentence distribution holding its templates
     "cell_type": "single_cell_cell_type_prediction_prompts.json",
     "generation": "single_cell_cell_type_conditional_generation_prompts.json",
+    "multicell_tissue": "multi_cell_tissue_prediction_prompts.json",
+    "multicell_tissue_generation": "multi_cell_tissue_conditional_generation.json",
+    "multicell_abstract": "multi_cell_natural_lang_interpretation_prompts.json",
 }
+#: How the reference writes each cell of a multi-cell prompt: a numbered line, the sentence, a full stop.
+C2S_CELL_LINE = "Cell {n}:\n{cell}.\n"
 
 
 @lru_cache(maxsize=None)
-def cell2sentence(organism: str = "Homo sapiens") -> PromptSet:
-    """The released C2S models' templates, read from the installed ``cell2sentence`` distribution."""
+def cell2sentence() -> PromptSet:
+    """The released C2S models' templates for every task the installed ``cell2sentence`` distribution defines,
+    read from its package data (single-cell cell type prediction and generation; multi-cell tissue prediction,
+    tissue-conditioned generation and natural-language abstracts)."""
     import importlib.metadata as md
 
     try:
@@ -81,7 +98,7 @@ def cell2sentence(organism: str = "Homo sapiens") -> PromptSet:
     except md.PackageNotFoundError:
         raise InputError("prompt set 'cell2sentence'", "needs the cell2sentence package, which is not installed",
                          "pip install cell2sentence (its templates are CC BY-NC-ND and are read from your install), "
-                         "or use the 'embedded' prompt set") from None
+                         "or use the 'c2s-scale' prompt set") from None
     files = {str(f).rsplit("/", 1)[-1]: f for f in dist.files or [] if str(f).endswith(".json") and "prompts" in str(f)}
     prompts, responses = {}, {}
     for task, name in _C2S_FILES.items():
@@ -93,19 +110,30 @@ def cell2sentence(organism: str = "Homo sapiens") -> PromptSet:
     if not prompts:
         raise InputError("prompt set 'cell2sentence'", f"found no prompt files in cell2sentence {dist.version}",
                          "install cell2sentence 1.x, whose package data holds prompts/*.json")
-    return PromptSet("cell2sentence", organism, prompts, responses)
+    return PromptSet("cell2sentence", "Homo sapiens", prompts, responses, {"multicell_cell": C2S_CELL_LINE})
 
 
 def _c2s_placeholders(text: str) -> str:
     """Map the reference's placeholders onto this project's names."""
     return (text.replace("{cell_sentence}", "{cell}").replace("{cell_type}", "{label}")
-            .replace("{cell_type_name}", "{label}"))
+            .replace("{cell_type_name}", "{label}").replace("{multi_cell_sentences}", "{cells}"))
+
+
+def reference_indices(prompt_set: PromptSet, task: str, n: int, seed: int = 42) -> list[int]:
+    """The template each of ``n`` cells gets when the reference formats a dataset: one seeded uniform draw per
+    cell, in order (the reference seeds Python's random module with 42). Formats the same prompts as the
+    reference, token for token, where a prompt set has several templates per task."""
+    rng = random.Random(seed)
+    return [rng.randrange(len(prompt_set.prompts[task])) for _ in range(n)]
+
+
+NAMES = ("embedded", "c2s-scale", "cell2sentence")
 
 
 def get(name: str) -> PromptSet:
-    """A prompt set by name: "embedded" or "cell2sentence"."""
-    if name == "embedded":
-        return embedded()
+    """A prompt set by name: "embedded", "c2s-scale" or "cell2sentence"."""
     if name == "cell2sentence":
         return cell2sentence()
-    raise InputError("prompt set", f"{name!r} is not known", "use 'embedded' or 'cell2sentence'")
+    if name in NAMES:
+        return from_file(name)
+    raise InputError("prompt set", f"{name!r} is not known", f"use one of {list(NAMES)}")

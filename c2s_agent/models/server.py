@@ -25,7 +25,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..errors import C2SError, InputError
-from .backend import Completion, Embeddings, GenParams, LabelScores
+from .backend import Completion, Embeddings, GenParams, LabelScores, cut_at_stop
+from .constraint import WordList
 from .model import C2SModel
 
 MAX_INPUTS = 512
@@ -110,6 +111,17 @@ class BatchingBackend:
 
 
 # ---------------------------------------------------------------- request models
+class WordListRequest(BaseModel):
+    """c2s extension: the completion is a list of these words (see c2s_agent.models.constraint.WordList)."""
+
+    words: list[str] = Field(min_length=1, max_length=100_000)
+    max_words: int = Field(ge=1, le=4096)
+    first: str = " "
+    separator: str = " "
+    end: str = "."
+    distinct: bool = True
+
+
 class CompletionRequest(BaseModel):
     model: str | None = None
     prompt: str | list[str]
@@ -124,7 +136,7 @@ class CompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     ban_repeats: bool = False
-    allowed_tokens: list[str] | None = None
+    words: WordListRequest | None = None
 
 
 class EmbeddingRequest(BaseModel):
@@ -175,13 +187,6 @@ def _texts(value: str | list[str], what: str) -> list[str]:
     if any(len(t) > MAX_TEXT for t in items):
         raise InputError(what, f"has a text longer than {MAX_TEXT} characters", "shorten it")
     return items
-
-
-def _cut_at_stop(text: str, stop) -> str:
-    for s in [stop] if isinstance(stop, str) else (stop or []):
-        if s and s in text:
-            text = text[: text.index(s)]
-    return text
 
 
 def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int = 4_000_000):
@@ -249,13 +254,15 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
         prompts = _texts(req.prompt, "prompt")
         params = GenParams(max_new_tokens=req.max_tokens, temperature=req.temperature, top_k=req.top_k or 0,
                            top_p=req.top_p, seed=req.seed or 0, ban_repeats=req.ban_repeats,
-                           allowed=tuple(req.allowed_tokens) if req.allowed_tokens else None)
+                           words=WordList(**{**req.words.model_dump(), "words": tuple(req.words.words)})
+                           if req.words else None,
+                           stop=tuple([req.stop] if isinstance(req.stop, str) else req.stop or ()))
         comps = backend.complete(prompts, params) if req.max_tokens > 0 else [Completion("", 0, 0) for _ in prompts]
         choices = []
         for i, c in enumerate(comps):
             lp = {"tokens": None, "token_logprobs": c.token_logprobs, "top_logprobs": None, "text_offset": None} \
                 if req.logprobs is not None else None
-            choices.append({"index": i, "text": _cut_at_stop(c.text, req.stop), "finish_reason": c.finish_reason,
+            choices.append({"index": i, "text": cut_at_stop(c.text, req.stop), "finish_reason": c.finish_reason,
                             "logprobs": lp})
         pt, ct = sum(c.n_prompt_tokens for c in comps), sum(c.n_completion_tokens for c in comps)
         return {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),

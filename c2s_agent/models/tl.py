@@ -23,6 +23,8 @@ from ..conventions.slots import (
     GENERATED_TYPE,
     LABEL_PROBS,
     PERTURBATION,
+    PREDICTED_ONTOLOGY_ID,
+    PREDICTED_TEXT,
     PREDICTED_TYPE,
     SENTENCE,
     SOURCE_CELL,
@@ -50,8 +52,10 @@ def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = 
              key_added: str = PREDICTED_TYPE, settings=None, on_call=None, out=None, chunk_size: int = DEFAULT_CHUNK,
              executor: str = "local"):
     """Predict cell types: ``obs[key_added]`` (a known label or "unknown") and ``obs[key_added.replace('cell_type',
-    'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode) and a summary in
-    ``uns["c2s_annotate"]``. Returns the prediction table (streamed: the StreamResult)."""
+    'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode); the Cell Ontology id and
+    the model's words in ``obs["c2s_cell_ontology_id"]`` / ``obs["c2s_generated_text"]`` (free text: generate mode
+    without labels); a summary in ``uns["c2s_annotate"]``. Returns the prediction table (streamed: the
+    StreamResult)."""
     if _streamed(adata, out):
         return stream("annotate", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
                       mode=mode, labels=labels, threshold=threshold, key_added=key_added)
@@ -61,6 +65,9 @@ def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = 
     adata.obs[key_added] = df["label"].to_numpy()
     adata.obs[key_added] = adata.obs[key_added].astype("category")
     adata.obs[conf_key] = df["confidence"].to_numpy().astype(np.float32)
+    if "cell_ontology_id" in df:  # free text: the Cell Ontology term the words name, and the words
+        adata.obs[PREDICTED_ONTOLOGY_ID] = df["cell_ontology_id"].to_numpy()
+        adata.obs[PREDICTED_TEXT] = df["generated_text"].to_numpy()
     probs = [c for c in df.columns if c.startswith("p_")]
     if probs:
         import pandas as pd
@@ -122,21 +129,21 @@ def from_sentences(m: C2SModel, sentences: list[str], obs: dict, genes=None, rev
 
 def generate_cells(cell_type: str | list[str], n: int = 1, condition: str | list[str] | None = None, model=None,
                    n_genes: int | None = None, seed: int = 0, guidance: float | None = None, settings=None,
-                   on_call=None):
+                   on_call=None, genes: list[str] | None = None):
     """Generate ``n`` cells of ``cell_type`` (and ``condition``) as an AnnData: sentences in
     ``obs["c2s_sentence"]``, expression reconstructed from rank in ``X`` (log1p CP10k), unknown and repeated
-    gene names counted in ``obs["c2s_n_unknown"]`` / ``obs["c2s_n_duplicated"]``. ``guidance``: see
-    :meth:`C2SModel.generate`."""
+    gene names counted in ``obs["c2s_n_unknown"]`` / ``obs["c2s_n_duplicated"]``. ``guidance`` and ``genes`` (the
+    vocabulary, for a model without one): see :meth:`C2SModel.generate`."""
     m = get_model(model, settings)
     if n < 1:
         raise InputError("n", f"must be >= 1 (got {n})", "ask for at least one cell")
     types = [cell_type] * n if isinstance(cell_type, str) else list(cell_type)
     conds = None if condition is None else ([condition] * len(types) if isinstance(condition, str) else list(condition))
-    sentences = m.generate(types, conds, n_genes=n_genes, seed=seed, guidance=guidance, on_call=on_call)
+    sentences = m.generate(types, conds, n_genes=n_genes, seed=seed, guidance=guidance, genes=genes, on_call=on_call)
     obs = {GENERATED_TYPE: types}
     if conds is not None or m.known_conditions:
         obs[GENERATED_CONDITION] = conds or [m.known_conditions[0]] * len(types)
-    out = from_sentences(m, sentences, obs)
+    out = from_sentences(m, sentences, obs, genes=None if m.genes or genes is None else list(dict.fromkeys(genes)))
     out.uns["c2s_generate"] = {"model": m.name, "seed": seed}
     return out
 

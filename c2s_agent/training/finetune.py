@@ -32,7 +32,7 @@ from .data import Example, condition_genes
 TASKS = ("cell_type", "generation", "perturbation")
 METHODS = ("full", "lora")
 DEFAULT_TOP_K = {"cell_type": 64, "generation": 64, "perturbation": 64}
-MAX_EVAL_EXAMPLES = 200
+MAX_EVAL_EXAMPLES = 100
 
 
 @dataclass
@@ -60,6 +60,8 @@ class FinetuneConfig:
     save_steps: int = 50
     threads: int = 2
     resume: bool = False
+    top_k: int | None = None  # genes per sentence in every task (default: the base's, else DEFAULT_TOP_K)
+    max_minutes: float | None = None  # stop (and save) at this wall time
     data: DataSpec = field(default_factory=DataSpec)
 
 
@@ -73,7 +75,7 @@ class Split:
 def base_meta(base: str | Path) -> dict:
     """The base model's ``c2s_model.json`` ({} for other Hugging Face models)."""
     path = Path(base)
-    if not (path / "config.json").exists():
+    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
         raise InputError(base, "is not a Hugging Face model directory (no config.json)",
                          "give a folder written by save_pretrained, or omit --base for the embedded model")
     meta = path / "c2s_model.json"
@@ -81,10 +83,11 @@ def base_meta(base: str | Path) -> dict:
 
 
 def meta_model(meta: dict):
-    """A C2SModel over metadata only: the model's sentences, prompts and label tokens, no weights."""
+    """A C2SModel over metadata only: the model's sentences, prompts and label tokens, no weights. A base that
+    is not a C2S model (a plain language model) reads English: the c2s-scale prompt set."""
     from ..models.model import C2SModel
 
-    meta = {"prompt_set": "embedded", "single_token_labels": False, "top_k": DEFAULT_TOP_K, **meta}
+    meta = {"prompt_set": "c2s-scale", "single_token_labels": False, "top_k": DEFAULT_TOP_K, **meta}
     return C2SModel(SimpleNamespace(metadata=meta, model_id=meta.get("name", "model")))
 
 
@@ -180,12 +183,14 @@ class _Collate:
 
 def load_base(base: str | Path, method: str, lora_r: int = 8):
     """Model and tokenizer of ``base``; with ``method="lora"`` the model carries LoRA adapters on every linear layer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(base)
+    from ..models.adapters import load_causal_lm
+
+    model, source = load_causal_lm(Path(base))
+    tok = AutoTokenizer.from_pretrained(source)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base)
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -194,13 +199,19 @@ def load_base(base: str | Path, method: str, lora_r: int = 8):
     return model, tok
 
 
-def save_model(model, tok, out: Path, meta: dict, base: Path, reverse=None) -> None:
-    """Write a plain model directory (LoRA merged) with its reverse transform, c2s_model.json and README.md."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+def save_model(model, tok, out: Path, meta: dict, base: Path, reverse=None, base_name: str | None = None) -> None:
+    """Write the model directory with its reverse transform, c2s_model.json and README.md: a plain model (LoRA
+    merged), or, for LoRA on a pulled base (``base_name``), the adapter alone, whose base ``c2s models pull``
+    rebuilds anywhere."""
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
+    if base_name and hasattr(model, "peft_config"):
+        model.peft_config["default"].base_model_name_or_path = base_name
+        model.save_pretrained(out)
+    else:
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
     if reverse is not None:
         reverse.save(out / "reverse_transform.json")
     elif (base / "reverse_transform.json").exists() and base.resolve() != out.resolve():
@@ -209,10 +220,15 @@ def save_model(model, tok, out: Path, meta: dict, base: Path, reverse=None) -> N
     (out / "README.md").write_text(model_card(meta))
 
 
-def output_meta(base_m: dict, adata, spec: DataSpec, split: Split, tasks, name: str) -> dict:
-    """The output model's metadata: the base's, with this data's labels, conditions and split."""
-    meta = {"format": "c2s-agent-model/1", "prompt_set": "embedded", "single_token_labels": False,
-            "top_k": DEFAULT_TOP_K, **base_m, "name": name}
+def output_meta(base_m: dict, adata, spec: DataSpec, split: Split, tasks, name: str, model=None) -> dict:
+    """The output model's metadata: the base's, with this data's labels, conditions, organism and split (and, for
+    a base without a gene vocabulary, the genes of its training sentences)."""
+    from ..conventions import detect_species
+
+    meta = {"format": "c2s-agent-model/1", "prompt_set": model.prompts.name if model else "embedded",
+            "single_token_labels": False, "top_k": dict(model.top_k) if model else DEFAULT_TOP_K, **base_m,
+            "name": name}
+    meta["organism"] = detect_species(adata.var_names).name or meta.get("organism", "Homo sapiens")
     meta.pop("metrics", None)
     meta.pop("ood", None)  # calibrated for the base model's sentences only
     lab = adata.obs[spec.label_key].astype(str)
@@ -251,9 +267,10 @@ class Run:
 def prepare_run(data, out, base, spec, tasks) -> Run:
     """Check the folders and the data's columns for ``tasks``, load the base's metadata and split the cells."""
     from ..data import read
-    from ..models.model import embedded_model_path
+    from ..models.model import embedded_model_path, resolve
 
-    base = Path(base) if base else embedded_model_path()
+    base = resolve(str(base), None)[1] if base else embedded_model_path()
+    base = Path(base)
     out = Path(out)
     if out.resolve() == base.resolve():
         raise InputError("--out", "is the base model's directory", "write the trained model to another folder")
@@ -287,6 +304,8 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
     t0 = time.time()
     run = prepare_run(data, out, base, spec, cfg.tasks)
     adata, out, base, base_m, m, split = run.adata, run.out, run.base, run.base_meta, run.model, run.split
+    if cfg.top_k:
+        m.top_k.update({t: cfg.top_k for t in TASKS})
     train_ex = build_examples(adata, m, spec, cfg.tasks, split.train, spec.seed)
     test_ex = build_examples(adata, m, spec, cfg.tasks, split.test, spec.seed + 1)
     if not train_ex:
@@ -297,8 +316,10 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
         per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_steps,
         lr_scheduler_type="cosine", weight_decay=0.01, logging_steps=max(1, min(25, cfg.steps // 10)),
         save_steps=cfg.save_steps, save_total_limit=2, report_to="none", use_cpu=True, seed=spec.seed,
-        data_seed=spec.seed, dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=not progress)
-    trainer = Trainer(model=model, args=args, train_dataset=encode(tok, train_ex), data_collator=_Collate(tok.pad_token_id))
+        data_seed=spec.seed, dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=not progress,
+        bf16=bfloat16_native(), train_sampling_strategy="group_by_length")
+    trainer = Trainer(model=model, args=args, train_dataset=encode(tok, train_ex),
+                      data_collator=_Collate(tok.pad_token_id), callbacks=[_wall_clock(cfg.max_minutes * 60, t0)] if cfg.max_minutes else None)
     if cfg.resume and not list((out / "checkpoints").glob("checkpoint-*")):
         raise InputError(out, "holds no checkpoint to resume from", "train without --resume first")
     result = trainer.train(resume_from_checkpoint=True if cfg.resume else None)
@@ -309,24 +330,66 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
         if ex:
             ex = [ex[i] for i in sorted(rng.permutation(len(ex))[:MAX_EVAL_EXAMPLES])]
             metrics["held_out_loss"][task] = round(float(trainer.evaluate(encode(tok, ex))["eval_loss"]), 4)
-    meta = output_meta(base_m, adata, spec, split, cfg.tasks, out.name)
+    meta = output_meta(base_m, adata, spec, split, cfg.tasks, out.name, m)
+    if not meta.get("genes"):  # the genes its sentences were trained on: what its generation is constrained to
+        meta["genes"] = vocabulary(m, adata, split.train)
     reverse = None
     if not (base / "reverse_transform.json").exists():
         cs = to_sentences(adata[split.train], top_k=None, tie_break=m.meta.get("tie_break", "mean"))
         reverse = ReverseTransform.fit(cs, seed=spec.seed)
-    meta["training"] = {"method": cfg.method, "base": str(base), "data": str(data) if isinstance(data, (str, Path))
-                        else "AnnData", "config": asdict(cfg), "steps": int(trainer.state.global_step),
+    meta["training"] = {"method": cfg.method, "base": _pulled_name(base) or str(base),
+                        "data": str(data) if isinstance(data, (str, Path)) else "AnnData", "config": asdict(cfg), "steps": int(trainer.state.global_step),
                         "final_loss": round(float(result.training_loss), 4),
                         "n_examples": {t: sum(e.task == t for e in train_ex) for t in cfg.tasks},
                         "minutes": round((time.time() - t0) / 60, 2), "trainer": "transformers.Trainer",
                         "log_history": trainer.state.log_history}
-    save_model(trainer.model, tok, out, meta, base, reverse)
+    save_model(trainer.model, tok, out, meta, base, reverse,
+               base_name=_pulled_name(base) if cfg.method == "lora" else None)
     if "cell_type" in cfg.tasks:
         metrics["cell_type"] = cell_type_metrics(out, adata, spec, split, cfg.threads)
     meta["metrics"] = metrics
     (out / "c2s_model.json").write_text(json.dumps(meta, indent=1, default=str))
     (out / "README.md").write_text(model_card(meta))
     return meta
+
+
+def bfloat16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (autocast then trains 2-3x faster)."""
+    import torch
+
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def _pulled_name(base: Path) -> str | None:
+    """The catalogue name of a base that ``c2s models pull`` built, else None."""
+    from ..models.catalogue import CATALOGUE, MANIFEST
+
+    if (base / MANIFEST).is_file() and base.name in CATALOGUE:
+        return base.name
+    return None
+
+
+def vocabulary(model, adata, rows, min_count: int = 1) -> list[str]:
+    """Genes seen at least ``min_count`` times in the training cells' sentences (as long as the longest task's),
+    most frequent first: what the trained model's generation is constrained to."""
+    from collections import Counter
+
+    texts, _, _ = model.sentences(adata[rows], max(model.top_k.values()))
+    counts = Counter(w for t in texts for w in t.split())
+    return [g for g, n in counts.most_common() if n >= min_count]
+
+
+def _wall_clock(seconds: float, t0: float):
+    """A Trainer callback that stops training (which then saves) once ``seconds`` have passed since ``t0``."""
+    from transformers import TrainerCallback
+
+    class WallClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.time() - t0 > seconds:
+                control.should_training_stop = True
+            return control
+
+    return WallClock()
 
 
 def cell_type_metrics(path: Path, adata, spec: DataSpec, split: Split, threads: int) -> dict:
@@ -357,6 +420,10 @@ def model_card(meta: dict) -> str:
              "`split.test_obs_names` in c2s_model.json."]
     if s.get("held_out_perturbed"):
         lines.append(f"Perturbed cells of {', '.join(s['held_out_perturbed']['cell_types'])} were never trained on.")
+    if "comparison" in m:
+        from .compare import card_section
+
+        lines += ["", card_section(m["comparison"], meta)]
     lines += ["", "## Held-out metrics", "", "```json", json.dumps(m, indent=1, default=str), "```", ""]
     if t.get("method") == "grpo":
         lines += ["Reward curve and KL: `grpo_curves.png`; per-step log: `grpo_log.json`.", ""]

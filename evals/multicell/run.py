@@ -2,8 +2,9 @@
 Kang 2018 cells: runs ``suite.yaml`` through the evaluation harness (task ``multicell_knowledge``), then
 writes ``results.json``, ``results.md`` (the table) and ``with_without.png`` next to this file.
 
-Run: ``.venv/bin/python evals/multicell/run.py`` (a few minutes on 2 cores; the knowledge index is built on
-first use). Rows are cached in ``runs/evals/multicell``; a re-run only rewrites the files here.
+Run: ``.venv/bin/python evals/multicell/run.py [SUITE.yaml] [THREADS]`` (a few minutes on 2 cores; the knowledge
+index is built on first use); another suite (``suite-smollm2.yaml``) writes ``results-smollm2.*``. Rows are
+cached in ``runs/evals/multicell``; a re-run only rewrites the files here.
 """
 
 from __future__ import annotations
@@ -33,26 +34,29 @@ def main(argv: list[str]) -> int:
     from c2s_agent.config import Settings
     from c2s_agent.evaluation import load_suite, run_suite
 
+    suite = Path(argv[0]) if argv and argv[0].endswith(".yaml") else HERE / "suite.yaml"
+    argv = argv[1:] if argv and argv[0].endswith(".yaml") else argv
     threads = int(argv[0]) if argv else 1
-    res = run_suite(load_suite(HERE / "suite.yaml"), Settings(), threads=threads, progress=False)
+    res = run_suite(load_suite(suite), Settings(), threads=threads, progress=False)
+    tag = "" if suite.name == "suite.yaml" else "-" + suite.stem.removeprefix("suite-")
     if res.n_errors:
         print("\n".join(map(str, res.errors)), file=sys.stderr)
         return 1
     cells = [{"groups": f"{p['groupby']} clusters" if p["groupby"] else "kNN neighbourhoods", "n_cells": p["n_cells"],
               "top_k": p["top_k"], **c["metrics"]} for c in res.summary["cells"] for p in [c["spec"]["params"]]]
-    (HERE / "results.json").write_text(json.dumps({"cells": cells, "seconds": round(res.seconds, 1),
+    (HERE / f"results{tag}.json").write_text(json.dumps({"cells": cells, "seconds": round(res.seconds, 1),
                                                    "n_run": res.n_run, "n_cached": res.n_cached}, indent=1))
     fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = ["| metric | " + " | ".join(f"{c['groups']}, {c['n_cells']} cell(s) x {c['top_k']} genes" for c in cells) + " |",
              "|---|" + "---|" * len(cells)]
     lines += [f"| {label} | " + " | ".join(fmt(c.get(key)) for c in cells) + " |" for key, label in COLUMNS]
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
-    _plot(cells, HERE / "with_without.png")
+    (HERE / f"results{tag}.md").write_text("\n".join(lines) + "\n")
+    _plot(cells, HERE / f"with_without{tag}.png", res.summary["cells"][0]["spec"]["model"])
     print("\n".join(lines))
     return 0
 
 
-def _plot(cells: list[dict], path: Path) -> None:
+def _plot(cells: list[dict], path: Path, model: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +80,7 @@ def _plot(cells: list[dict], path: Path) -> None:
     axes[1].set_xticks(x, names)
     axes[1].set_title("what the injected interactions change")
     axes[1].legend(fontsize=8)
-    fig.suptitle("Embedded C2S model (trained on single-cell prompts only), held-out Kang 2018 cells", fontsize=10)
+    fig.suptitle(f"C2S model {model} (trained on single-cell prompts only), held-out Kang 2018 cells", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -84,11 +84,11 @@ def test_processor_config_without_and_with_gpus():
     from ray.data.llm import build_processor
 
     from c2s_agent.models import embedded_model_path
-    from c2s_agent.models.vllm_backend import BAN_REPEATS, processor_config
+    from c2s_agent.models.vllm_backend import LOGITS_PROCESSORS, processor_config
 
     cpu = processor_config(embedded_model_path(), gpus=0)
     assert cpu.placement_group_config["bundles"] == [{"CPU": 1, "GPU": 0}] and cpu.engine_kwargs["enforce_eager"]
-    assert cpu.engine_kwargs["logits_processors"] == [BAN_REPEATS] and "model" not in cpu.engine_kwargs
+    assert cpu.engine_kwargs["logits_processors"] == LOGITS_PROCESSORS and "model" not in cpu.engine_kwargs
     gpu = processor_config(embedded_model_path(), gpus=4)
     assert gpu.placement_group_config is None and gpu.concurrency == 4 and "enforce_eager" not in gpu.engine_kwargs
     ray.init(num_cpus=1, include_dashboard=False, configure_logging=False)
