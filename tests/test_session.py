@@ -94,13 +94,14 @@ def test_follow_up_in_a_new_process_rebuilds_the_state_from_earlier_turns(settin
 
 @pytest.fixture(scope="module")
 def marker_session(tmp_path_factory):
-    """Three turns on the demo data: markers of CD14 and CD16 monocytes, of NK cells (top 8), of B cells."""
+    """Three turns on the demo data: a comparison (stimulated against control NK cells), markers of NK cells
+    (top 8), and "the same for the B cells"."""
     from c2s_agent.config import Settings
 
     root = tmp_path_factory.mktemp("markers")
     settings = Settings(runs_dir=root / "runs", cache_dir=root / "cache")
     session = Session(settings, data="demo")
-    outs = [session.ask("Which genes are specific to CD14 Mono and CD16 Mono cells?"),
+    outs = [session.ask("Which genes change in NK cells between stimulated and control?"),
             session.ask("Which genes are specific to NK cells? Show the top 8."),
             session.ask("now the same for the B cells")]
     return settings, session, outs
@@ -129,10 +130,11 @@ def _planner(settings, session) -> tuple[FollowUpPlanner, dict, object]:
 
 
 def test_references_to_earlier_turns_are_resolved(marker_session):
-    settings, session, (mono, _, b) = marker_session
+    settings, session, (stim, _, b) = marker_session
+    assert stim["results"]["s1"].args == {"groupby": "condition", "within": ["NK"]}
     planner, tools, view = _planner(settings, session)
     markers = b["results"]["s1"].output["markers"]
-    b_markers = markers["B"] + markers["B Activated"]
+    b_markers = list(dict.fromkeys(markers["B"] + markers["B Activated"]))
 
     genes = planner.plan("Which gene sets contain those genes?", tools, view)
     assert genes.ok and genes.steps[0].args["genes"] == b_markers  # the most recent step's genes
@@ -143,9 +145,12 @@ def test_references_to_earlier_turns_are_resolved(marker_session):
     assert inherited.ok and step.tool == "marker_genes" and step.args["groupby"] == "condition"
     assert step.args["within"] == ["B", "B Activated"]  # "they": the previous turn's cells
 
-    compared = planner.plan("Write a caption for that comparison", tools, view)
-    assert compared.ok and compared.steps[0].args["groups"] == ["CD14 Mono", "CD16 Mono"]
-    assert any(mono["run_id"] in n.text for n in compared.notes)
+    they = planner.plan("Which genes mark them? Show the top 3.", tools, view)
+    assert they.ok and they.steps[0].args == {"groupby": "cell_type", "groups": ["B", "B Activated"], "n_genes": 3}
+
+    compared = planner.plan("Which genes drive that comparison? Show the top 3.", tools, view)
+    assert compared.ok and compared.steps[0].args == {"groupby": "condition", "within": ["NK"], "n_genes": 3}
+    assert any(stim["run_id"] in n.text for n in compared.notes)
 
 
 def test_a_step_the_session_already_ran_is_not_run_again(settings):

@@ -44,6 +44,7 @@ FILLER = set(STOP) | {"now", "same", "what", "about", "how", "do", "repeat", "ag
                       "genes", "thing", "analysis", "question", "steps", "step", "it", "this", "that", "those",
                       "these", "them", "as", "well", "there", "here", "one", "ones", "run", "show", "me"}
 VALUE_KINDS = ("obs_value", "obs_values")
+GROUP_KINDS = ("obs_column", "obs_value", "obs_values", "obs_filter")
 
 
 @dataclass
@@ -252,18 +253,19 @@ class FollowUpPlanner:
         return finish(plan, tools, view)
 
     def _source(self, question: str, tools: dict[str, Tool], view: DatasetView):
-        """The earlier step whose groups a follow-up without its own inherits, with its groups."""
+        """The earlier step whose groups a follow-up without its own takes: the most recent that named groups, or
+        for "that comparison" the most recent comparison."""
         comparison = COMPARISON_REF.search(question) is not None
         for turn in reversed(self.turns):
             for res in reversed(turn.results):
-                pairs = groups_of(res, tools, view)
-                if pairs and (not comparison or sum(len(v) for _, _, v in pairs) >= 2):
-                    return turn, res, pairs
-        return None, None, []
+                tool = tools.get(res.tool)
+                if tool is not None and groups_of(res, tools, view) and (not comparison or _compares(res, tool, view)):
+                    return turn, res
+        return None, None
 
     def _inherit(self, plan: Plan, question: str, tools: dict[str, Tool], view: DatasetView) -> Plan:
-        """Steps that take groups but got none from the follow-up take the earlier step's column and groups."""
-        turn, source, pairs = self._source(question, tools, view)
+        """Steps that take groups but got none from the follow-up take those of an earlier step (see ``_source``)."""
+        turn, source = self._source(question, tools, view)
         if source is None:
             return plan
         asked = {view.column_for(r) for r in view.roles_named(question)} - {None}
@@ -271,7 +273,7 @@ class FollowUpPlanner:
         for step in plan.steps:
             tool = tools.get(step.tool)
             new, what = ([], "") if tool is None or step.origin != "question" else \
-                _inherit_step(step, tool, pairs, asked, view)
+                _inherit_step(step, tool, source, tools, asked, view)
             steps += new or [step]
             if new:
                 notes.append(Note(kind="assumption", text=f"{step.id} {step.tool}: the follow-up names no group, so it "
@@ -314,34 +316,52 @@ class FollowUpPlanner:
         return plan.model_copy(update={"problems": check(plan, tools, view)})
 
 
-def _inherit_step(step: Step, tool: Tool, pairs, asked: set[str], view: DatasetView) -> tuple[list[Step], str]:
-    """``step`` with the earlier groups ``pairs`` ((field, column, values), the first the main one) in the field
-    that takes them, and what it took; ([], "") when it has groups of its own or no field for them. When the
-    follow-up's words chose the step's column ("how do they respond" -> the conditions), the groups restrict the
-    cells instead (the tool's filter field)."""
-    fields = _value_fields(tool)
-    if any(step.args.get(n) for n in fields):
+def _group_args(step: Step | StepResult, tool: Tool) -> dict:
+    """The arguments of a step that say which cells: columns, label values and filters."""
+    fields = tool.input_model.model_fields
+    return {n: v for n, v in step.args.items() if v not in (None, "", []) and n in fields
+            and (entity_kind(n, fields[n]) in GROUP_KINDS or entity_kind(n, fields[n]) in ROLE_ENTITIES)}
+
+
+def _compares(res: StepResult, tool: Tool, view: DatasetView) -> bool:
+    """Whether a step compared groups: it names groups in two arguments (e.g. a sender and a receiver, a cell
+    type and a condition), or one and groups the cells by condition."""
+    args, col_field = _group_args(res, tool), _column_field(tool)
+    by_condition = col_field is not None and args.get(col_field) == view.roles.condition
+    return len([n for n in args if n != col_field]) + by_condition >= 2
+
+
+def _inherit_step(step: Step, tool: Tool, source: StepResult, tools: dict[str, Tool], asked: set[str],
+                  view: DatasetView) -> tuple[list[Step], str]:
+    """``step`` with the groups of the earlier step ``source``, and what it took; ([], "") when it has groups of
+    its own or nothing fits. Arguments of the same name are taken as they were (the grouping column too, unless
+    the follow-up's words chose it: "how do they respond" groups by condition, and the earlier groups then
+    restrict the cells through the tool's filter); else the earlier groups go to the field that takes them."""
+    if any(step.args.get(n) for n in _value_fields(tool)):
         return [], ""
+    fields, col_field = tool.input_model.model_fields, _column_field(tool)
+    pairs = groups_of(source, tools, view)
     column = pairs[0][1]
     values = list(dict.fromkeys(v for _, c, vs in pairs if c == column for v in vs))
-    col_field = _column_field(tool)
     chosen = step.args.get(col_field) if col_field else None
-    if chosen is not None and chosen != column and chosen in asked:
-        filters = [n for n, f in tool.input_model.model_fields.items() if entity_kind(n, f) == "obs_filter"]
+    if chosen is not None and chosen in asked and chosen != column:
+        filters = [n for n, f in fields.items() if entity_kind(n, f) == "obs_filter"]
         if not filters or step.args.get(filters[0]):
             return [], ""
         return [step.model_copy(update={"args": {**step.args, filters[0]: values}})], \
             f"{filters[0]} = {', '.join(values)} ({column})"
-    by_name = {name: vs for name, _, vs in pairs}
-    same = [n for n in fields if n in by_name]
-    name = same[0] if same else next((n for n in fields if _fits(tool, n, column, view)), None)
+    take = {n: v for n, v in _group_args(source, tools[source.tool]).items()
+            if n in fields and (n == col_field or not step.args.get(n))}
+    if any(n != col_field for n in take):
+        what = ", ".join(f"{n} = {v if isinstance(v, str) else ', '.join(v)}" for n, v in take.items())
+        return [step.model_copy(update={"args": {**step.args, **take}})], what
+    name = next((n for n in _value_fields(tool) if _fits(tool, n, column, view)), None)
     if name is None:
         return [], ""
-    got = by_name.get(name, values)
-    new = _set_values(step, tool, name, got)
+    new = _set_values(step, tool, name, values)
     if col_field is not None:
         new = [s.model_copy(update={"args": {**s.args, col_field: column}}) for s in new]
-    return new, f"{column} = {', '.join(got)}"
+    return new, f"{column} = {', '.join(values)}"
 
 
 def _restrict(steps: list[Step], tool: Tool, named: dict[str, list[str]], pairs,

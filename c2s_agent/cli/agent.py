@@ -125,7 +125,8 @@ def _finish(out: dict) -> None:
         return
     console.print(f"Run [bold]{run['id']}[/] {run['status']} in {run['timings']['total_s']:.1f} s")
     if run.get("report"):
-        console.print(f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}")
+        console.print(f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}\n"
+                      f"Follow up: c2s ask --session {run['id']} \"...\" (or c2s chat --session {run['id']})")
     print(rd / "report.html" if run.get("report") else rd)
     if run["status"] == "invalid":
         console.print("[red]The plan did not pass its check[/]; see the problems above, rephrase or name the column.")
