@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
+    mcp_allow: str | None = Field(None, description="directories (separated by os.pathsep) `c2s mcp` may read datasets "
+                                  "from, besides the working directory and the bundled demo data")
 
     @classmethod
     def settings_customise_sources(

@@ -88,7 +88,7 @@ def test_run_writes_plan_ledger_artefacts_and_linked_reports(asettings):
 def test_unanswerable_question_runs_no_tool(asettings):
     out = runs.ask("What is the stock price of Illumina?", "demo", asettings)
     assert out["run"]["status"] == "unanswerable"
-    assert [r["kind"] for r in _ledger(out["run_dir"])] == ["planner"]
+    assert [r["kind"] for r in _ledger(out["run_dir"])] == ["data", "planner"]  # the data read, a plan, no tool
     assert "No installed tool can do this" in (out["run_dir"] / "report.md").read_text()
 
 

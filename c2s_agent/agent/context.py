@@ -1,6 +1,9 @@
 """What the graph's nodes share during one process's part of a run: settings, tools, planner, ledger, the run's
 manifest, the working AnnData (what each step changes in its slots saved as a delta in ``runs/<id>/slots/``) and
-timings. The context passes through LangGraph's runtime; it is never checkpointed."""
+timings. The context passes through LangGraph's runtime; it is never checkpointed.
+
+A run may be a turn of a session (:mod:`.session`): its working data then starts as the previous turn left it,
+either the session's AnnData still in memory or, in a new process, the input with the earlier turns' deltas."""
 
 from __future__ import annotations
 
@@ -25,7 +28,10 @@ class RunManifest(BaseModel):
     planner: str
     hypothesize: bool = False
     approve: str | None = None
-    session: str | None = Field(None, description="the session this run is a turn of")
+    session: str | None = Field(None, description="the session this run is a turn of (its first turn's id)")
+    turn: int = Field(1, description="the run's place in its session, from 1")
+    parent: str | None = Field(None, description="the session's previous turn, whose data state this turn starts from")
+    in_memory: bool = Field(False, description="the data was an AnnData in memory (c2s.ask), not a file")
     created: str
     created_epoch: float
     status: str = "running"
@@ -54,6 +60,8 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall time spent on this run by earlier processes (before a resume)
     base: Any = None  # an AnnData given in memory (c2s.ask); else the input is read from ``manifest.data``
+    state: Any = None  # a session's working AnnData as the previous turn left it (same process): used as it is
+    history: list[Path] = field(default_factory=list)  # slot folders of the session's earlier turns, oldest first
     _adata: Any = None
     _view: Any = None
     _saved: dict = field(default_factory=dict)  # fingerprint of the slots as saved
@@ -86,17 +94,27 @@ class RunContext:
         return demo_path(self.data) if self.data in DEMO_DATASETS or self.data in DEMO_ALIASES else Path(self.data)
 
     def adata(self):
-        """The working AnnData: the input normalised, plus the slots earlier steps saved (on resume)."""
-        if self._adata is None and (self.data is not None or self.base is not None):
+        """The working AnnData: the session's state, else the input normalised plus the slots the session's earlier
+        turns and this run's earlier steps saved. How it was obtained is a ledger row (step ``data``)."""
+        if self._adata is None and (self.data is not None or self.base is not None or self.state is not None):
             t0 = time.perf_counter()  # includes importing anndata/scanpy the first time: part of loading
             from ..data import prepare, read
             from .slots import apply_deltas, fingerprint
 
-            adata = prepare(self.base if self.base is not None else read(self.data))
-            apply_deltas(adata, self.slots_dir)
+            if self.state is not None:
+                adata, how = self.state, "session state"
+            else:
+                adata = prepare(self.base if self.base is not None else read(self.data))
+                for folder in [*self.history, self.slots_dir]:
+                    apply_deltas(adata, folder)
+                how = "in-memory AnnData" if self.base is not None else "read"
             self._saved = fingerprint(adata)
             self._adata = adata
-            self.timings["load_s"] += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            self.timings["load_s"] += took
+            self.ledger.record("data", "data", name=how, duration_s=took,
+                               arguments={"data": self.data, "earlier_turns": len(self.history),
+                                          "shape": [adata.n_obs, adata.n_vars]})
         return self._adata
 
     def view(self):

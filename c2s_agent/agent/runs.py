@@ -1,9 +1,12 @@
-"""Runs: ``ask`` starts one, ``resume`` continues a killed one, ``list_runs``/``show_run`` read them back.
+"""Runs: ``ask`` starts one (or the next turn of a session), ``resume`` continues a killed one,
+``list_runs``/``show_run`` read them back.
 
 Each run lives in ``<runs_dir>/<id>/``: ``run.json`` (manifest: question, data, planner, versions, status,
 timings), ``plan.json``, ``ledger.sqlite``, ``artefacts/``, ``slots/`` (what each step changed in the working data's
 slots, one delta file per step; ``working_data`` puts them back on the input), ``report.md`` and ``report.html``. Graph checkpoints of all runs are in
-``<runs_dir>/checkpoints.sqlite``, one thread per run id.
+``<runs_dir>/checkpoints.sqlite``, one thread per run id. A follow-up question is a run whose manifest names
+its session and the previous turn (``parent``): it starts from the data state that turn left and its planner
+resolves references to the earlier turns (:mod:`.followup`).
 """
 
 from __future__ import annotations
@@ -60,14 +63,21 @@ def _check_question(question: str) -> None:
         raise InputError("question", "is empty", 'ask something, e.g. c2s ask "Which genes mark each cell type?" --data demo')
 
 
-def _context(run_dir: Path, run: RunManifest, settings, progress, chat_model=None, base=None) -> RunContext:
+def _context(run_dir: Path, run: RunManifest, settings, progress, chat_model=None, base=None,
+             state=None) -> RunContext:
     from .. import registry
     from .planners import get_planner
 
-    return RunContext(settings=settings, tools=registry.tools(settings),
-                      planner=get_planner(settings, run.planner, chat_model=chat_model),
+    earlier = earlier_turns(settings, run)
+    planner = get_planner(settings, run.planner, chat_model=chat_model)
+    if earlier:
+        from .followup import FollowUpPlanner, Turn
+
+        planner = FollowUpPlanner(planner, [Turn.load(d) for d, _ in earlier])
+    return RunContext(settings=settings, tools=registry.tools(settings), planner=planner,
                       ledger=Ledger(run_dir / "ledger.sqlite", run.id), run_dir=run_dir, manifest=run,
-                      progress=progress or (lambda event, info: None), base=base)
+                      progress=progress or (lambda event, info: None), base=base, state=state,
+                      history=[d / "slots" for d, _ in earlier])
 
 
 def pending_approval(graph, config) -> dict | None:
@@ -112,42 +122,80 @@ def _invoke(ctx: RunContext, inputs, approver=None) -> dict:
                           timings={**ctx.timings, "total_s": ctx.wall()}, pid=None, waiting_for=request,
                           report=str(ctx.run_dir / "report.html") if state.get("report") else None)
         results = {r.step: r for r in ctx.ledger.results()}
+        adata = ctx.adata()
     finally:
         saver.conn.close()
         ctx.ledger.close()
     return {"run_id": ctx.manifest.id, "run_dir": ctx.run_dir, "state": state, "run": ctx.manifest.model_dump(),
-            "results": results}
+            "results": results, "adata": adata}
 
 
 def ask(question: str, data: str | None, settings, planner_name: str | None = None, progress=None,
         chat_model=None, run_id: str | None = None, hypothesize: bool = False, approve: str | None = None,
-        approver=None) -> dict:
-    """Plan and run ``question`` on ``data``; returns ``{"run_id", "run_dir", "state", "run"}``. With
+        approver=None, base=None, follows: str | None = None, state=None) -> dict:
+    """Plan and run ``question`` on ``data`` (a path or demo name) or ``base`` (an AnnData in memory); returns
+    ``{"run_id", "run_dir", "state", "run", "results", "adata"}`` (``adata``: the working data). With
     ``hypothesize`` the report also holds ranked, testable hypotheses built from the results. With ``approve``
-    ("high" or "medium") the run pauses before steps costing at least that and asks ``approver`` (see ``_invoke``)."""
+    ("high" or "medium") the run pauses before steps costing at least that and asks ``approver`` (see ``_invoke``).
+
+    ``follows`` (a run id) makes this run the next turn of that run's session: same data, starting from the data
+    state the session's turns left (``state``, its AnnData still in memory, spares reading it again)."""
     if approve not in (None, "high", "medium"):
         raise InputError("--approve", f"must be 'high' or 'medium' (got {approve!r})",
                          "use --approve (pauses before high-cost steps) or --approve-cost medium")
     from .. import registry
-    from ..resources import DEMO_ALIASES, DEMO_DATASETS
 
     _check_question(question)
-    if data is not None and str(data) not in DEMO_DATASETS and str(data) not in DEMO_ALIASES:
-        if not Path(data).exists():
-            raise InputError(data, "no such file", "check the path, or use --data demo for the bundled Kang 2018 data")
-        data = str(Path(data).resolve())
     run_id = run_id or new_run_id()
+    link = {"session": run_id}
+    if follows is not None:
+        data, link = _follow(settings, follows, data, base if base is not None else state)
+    elif base is None:
+        data = input_path(data)
     run_dir = Path(settings.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
-    run = RunManifest(id=run_id, question=question, data=data, planner=planner_name or settings.planner,
+    planner = planner_name or link.pop("planner", None) or settings.planner
+    run = RunManifest(id=run_id, question=question, data=data, planner=planner,
                       hypothesize=hypothesize, approve=approve,
+                      in_memory=data is None and (base is not None or state is not None),
                       created=datetime.now(timezone.utc).isoformat(timespec="seconds"), created_epoch=time.time(),
                       pid=os.getpid(), versions=_versions(),
-                      tools={n: t.plugin for n, t in registry.tools(settings).items()})
-    ctx = _context(run_dir, run, settings, progress, chat_model)
+                      tools={n: t.plugin for n, t in registry.tools(settings).items()}, **link)
+    ctx = _context(run_dir, run, settings, progress, chat_model, base=base, state=state)
     ctx.save_manifest(data_summary=_data_summary(ctx.adata()))
-    return _invoke(ctx, {"run_id": run_id, "question": question, "data": data, "hypothesize": hypothesize,
+    return _invoke(ctx, {"run_id": run_id, "question": question, "data": ctx.data, "hypothesize": hypothesize,
                          "approve": approve}, approver)
+
+
+def input_path(data: str | None) -> str | None:
+    """A demo name as it is, a file as its absolute path; a missing file is an error."""
+    from ..resources import DEMO_ALIASES, DEMO_DATASETS
+
+    if data is None or str(data) in DEMO_DATASETS or str(data) in DEMO_ALIASES:
+        return data
+    if not Path(data).exists():
+        raise InputError(data, "no such file", "check the path, or use --data demo for the bundled Kang 2018 data")
+    return str(Path(data).resolve())
+
+
+def _follow(settings, follows: str, data: str | None, adata) -> tuple[str | None, dict]:
+    """The data and session fields of a turn following run ``follows`` (which must have finished)."""
+    _, prev = load_run(settings, follows)
+    if prev.status not in FINISHED:
+        raise InputError(f"run {follows!r}", f"has not finished ({prev.status})",
+                         f"finish it first (c2s resume {follows}), then ask the follow-up")
+    if data is not None and input_path(data) != prev.data:
+        raise InputError(f"--data {data}", f"differs from the session's data ({prev.data or 'an AnnData in memory'})",
+                         "leave --data out to continue the session, or start a new one without --session")
+    if prev.in_memory and adata is None:
+        raise InputError(f"session {prev.session or prev.id!r}", "was asked of an AnnData in memory",
+                         "pass the same AnnData again: c2s.Run.load(ID).ask(question, adata=adata)")
+    return prev.data, {"session": prev.session or prev.id, "turn": prev.turn + 1, "parent": prev.id,
+                       "planner": prev.planner}
+
+
+#: Statuses of runs that will not change any more.
+FINISHED = ("done", "unanswerable", "invalid")
 
 
 def load_run(settings, run_id: str) -> tuple[Path, RunManifest]:
@@ -159,17 +207,30 @@ def load_run(settings, run_id: str) -> tuple[Path, RunManifest]:
     return run_dir, RunManifest.model_validate_json((run_dir / "run.json").read_text())
 
 
-def resume(run_id: str, settings, progress=None, chat_model=None, approver=None) -> dict:
+def earlier_turns(settings, run: RunManifest) -> list[tuple[Path, RunManifest]]:
+    """The session turns before ``run`` (following ``parent`` links), oldest first."""
+    out, parent, seen = [], run.parent, {run.id}
+    while parent is not None and parent not in seen:
+        seen.add(parent)
+        out.append(load_run(settings, parent))
+        parent = out[-1][1].parent
+    return out[::-1]
+
+
+def resume(run_id: str, settings, progress=None, chat_model=None, approver=None, base=None, state=None) -> dict:
     """Continue a run from its last checkpoint (or its approval pause, answered by ``approver``); finished steps
-    are not run again."""
+    are not run again. A run asked of an AnnData in memory needs it again (``base``, or a session's ``state``)."""
     run_dir, run = load_run(settings, run_id)
-    if run.status in ("done", "unanswerable", "invalid"):
+    if run.status in FINISHED:
         raise InputError(f"run {run_id!r}", f"already finished ({run.status})",
                          f"read its report at {run_dir / 'report.html'}, or ask again")
     if run.pid and run.pid != os.getpid() and _alive(run.pid):
         raise InputError(f"run {run_id!r}", f"is still running (process {run.pid})",
                          f"wait for it to finish, or stop that process (kill {run.pid}) and resume")
-    ctx = _context(run_dir, run, settings, progress, chat_model)
+    if run.in_memory and base is None and state is None:
+        raise InputError(f"run {run_id!r}", "was asked of an AnnData in memory",
+                         "resume it from Python with the same AnnData: c2s.Run.load(ID).resume(adata=adata)")
+    ctx = _context(run_dir, run, settings, progress, chat_model, base=base, state=state)
     last = max((r["started"] + (r["duration_s"] or 0) for r in ctx.ledger.rows()), default=run.created_epoch)
     ctx.elapsed_before = max(0.0, last - run.created_epoch)
     ctx.save_manifest(status="running", pid=os.getpid(), resumed=run.resumed + 1)
@@ -202,15 +263,19 @@ def list_runs(settings) -> list[dict]:
 
 
 def working_data(settings, run_id: str):
-    """The run's working AnnData: its input normalised, with every slot its steps added (``c2s runs export``)."""
+    """The run's working AnnData: its input normalised, with every slot its steps (and its session's earlier
+    turns) added (``c2s runs export``)."""
     run_dir, run = load_run(settings, run_id)
     if run.data is None:
-        raise InputError(f"run {run_id!r}", "has no data", "export a run that was asked with --data")
+        fix = "use the AnnData you asked it of: c2s added the results to its slots" if run.in_memory \
+            else "export a run that was asked with --data"
+        raise InputError(f"run {run_id!r}", "has no data file", fix)
     from ..data import prepare, read
     from .slots import apply_deltas
 
     adata = prepare(read(run.data))
-    apply_deltas(adata, run_dir / "slots")
+    for folder in [*(d / "slots" for d, _ in earlier_turns(settings, run)), run_dir / "slots"]:
+        apply_deltas(adata, folder)
     return adata
 
 

@@ -18,6 +18,8 @@ from . import metrics  # noqa: E402,F401
 from . import knowledge  # noqa: E402,F401
 from . import evals  # noqa: E402,F401
 from . import screen  # noqa: E402,F401
+from . import chat  # noqa: E402,F401
+from . import mcp_server  # noqa: E402,F401
 
 
 def main() -> None:

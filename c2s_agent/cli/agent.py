@@ -125,7 +125,8 @@ def _finish(out: dict) -> None:
         return
     console.print(f"Run [bold]{run['id']}[/] {run['status']} in {run['timings']['total_s']:.1f} s")
     if run.get("report"):
-        console.print(f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}")
+        console.print(f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}\n"
+                      f"Follow up: c2s ask --session {run['id']} \"...\" (or c2s chat --session {run['id']})")
     print(rd / "report.html" if run.get("report") else rd)
     if run["status"] == "invalid":
         console.print("[red]The plan did not pass its check[/]; see the problems above, rephrase or name the column.")
@@ -141,11 +142,24 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
         hypothesize: bool = typer.Option(False, "--hypothesize", help="also propose ranked, testable hypotheses"),
         approve: bool = typer.Option(False, "--approve", help="pause before expensive steps: accept, edit or skip"),
         approve_cost: str = typer.Option("high", "--approve-cost", help="with --approve: 'high' or 'medium'"),
-        answers: Optional[str] = typer.Option(None, "--answers", help="JSON file answering approval pauses in order")) -> None:
+        answers: Optional[str] = typer.Option(None, "--answers", help="JSON file answering approval pauses in order"),
+        session: Optional[str] = typer.Option(
+            None, "--session", help="ask a follow-up in this run's session (it may refer to earlier turns: "
+                                    "\"those genes\", \"the same for ...\")")) -> None:
     """Plan the question, run the tools, and write an evidence-linked report."""
     from ..agent import runs
 
     settings = _settings(planner)
+    options = {"progress": _progress(), "hypothesize": hypothesize, "approver": _approver(answers),
+               "approve": approve_cost if approve or answers else None}
+    if session is not None:
+        from ..agent.session import Session
+        from ..errors import InputError
+
+        if dry_run:
+            raise InputError("--dry-run", "does not combine with --session", "ask the follow-up without --dry-run")
+        _finish(Session.open(settings, session, data=data).ask(question, **options))
+        return
     if dry_run:
         plan = runs.dry_run(question, data, settings)
         if as_json:
@@ -155,8 +169,7 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
         else:
             _show_plan(plan)
         return
-    _finish(runs.ask(question, data, settings, progress=_progress(), hypothesize=hypothesize,
-                     approve=approve_cost if approve or answers else None, approver=_approver(answers)))
+    _finish(runs.ask(question, data, settings, **options))
 
 
 @app.command("hypothesize")
