@@ -27,6 +27,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check c2s_agent plugins tests bench evals
+	$(BIN)/ruff format --check c2s_agent plugins tests bench evals
 	$(BIN)/lint-imports
 
 test: lint

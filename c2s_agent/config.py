@@ -28,8 +28,10 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     runs_dir: Path = Path("runs")
     cache_dir: Path = Field(default_factory=_default_cache)
-    models_dir: Path = Field(default_factory=lambda: _default_cache() / "models",
-                             description="where `c2s models pull` puts models (read, never written, by other commands)")
+    models_dir: Path = Field(
+        default_factory=lambda: _default_cache() / "models",
+        description="where `c2s models pull` puts models (read, never written, by other commands)",
+    )
     plugins: str | None = Field(
         None, description="comma-separated allow-list of entry-point plugins to load; unset loads all installed"
     )
@@ -39,8 +41,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
-    mcp_allow: str | None = Field(None, description="directories (separated by os.pathsep) `c2s mcp` may read datasets "
-                                  "from, besides the working directory and the bundled demo data")
+    mcp_allow: str | None = Field(
+        None,
+        description="directories (separated by os.pathsep) `c2s mcp` may read datasets "
+        "from, besides the working directory and the bundled demo data",
+    )
 
     @classmethod
     def settings_customise_sources(

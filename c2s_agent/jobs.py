@@ -23,8 +23,11 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None):
     try:
         import ray
     except ImportError:
-        raise InputError("executor 'ray'", "needs Ray, which is not installed",
-                         'pip install "c2s-agent[ray]" (or pip install "ray[data]")') from None
+        raise InputError(
+            "executor 'ray'",
+            "needs Ray, which is not installed",
+            'pip install "c2s-agent[ray]" (or pip install "ray[data]")',
+        ) from None
     started = not ray.is_initialized()
     if started:
         kwargs = {"address": address} if address else {"num_cpus": num_cpus or os.cpu_count()}
@@ -36,8 +39,14 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None):
             ray.shutdown()
 
 
-def run_jobs(fn: Callable, jobs: Sequence[tuple], executor: str = "local", cpus_per_job: int = 1,
-             address: str | None = None, num_cpus: int | None = None) -> Iterator[tuple[int, object]]:
+def run_jobs(
+    fn: Callable,
+    jobs: Sequence[tuple],
+    executor: str = "local",
+    cpus_per_job: int = 1,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> Iterator[tuple[int, object]]:
     """Yield ``(i, fn(*jobs[i]))`` as each job finishes. Locally an exception propagates; on Ray a job whose
     worker was lost yields the exception as its result, so the caller decides what it costs."""
     if executor == "local":

@@ -10,8 +10,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 #: Loggers of the libraries we call (and Python's warnings, once captured).
-LIBRARY_LOGGERS = ("py.warnings", "transformers", "scanpy", "anndata", "numba", "torch", "accelerate", "peft", "trl",
-                   "sentence_transformers", "faiss", "ray", "vllm", "httpx", "urllib3", "langchain", "langgraph", "mcp")
+LIBRARY_LOGGERS = (
+    "py.warnings",
+    "transformers",
+    "scanpy",
+    "anndata",
+    "numba",
+    "torch",
+    "accelerate",
+    "peft",
+    "trl",
+    "sentence_transformers",
+    "faiss",
+    "ray",
+    "vllm",
+    "httpx",
+    "urllib3",
+    "langchain",
+    "langgraph",
+    "mcp",
+)
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

@@ -64,8 +64,11 @@ def _register(module, name: str) -> None:
     try:
         pm.register(module, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {name!r}", f"has a hook implementation that does not match a hook ({exc})",
-                          f"name hook functions after c2s_agent.hookspecs ({', '.join(hook_names())})") from None
+        raise PluginError(
+            f"plugin {name!r}",
+            f"has a hook implementation that does not match a hook ({exc})",
+            f"name hook functions after c2s_agent.hookspecs ({', '.join(hook_names())})",
+        ) from None
 
 
 def check() -> None:
@@ -73,8 +76,11 @@ def check() -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {pm.get_name(exc.plugin)!r}", f"implements an unknown hook ({exc})",
-                          f"use one of {', '.join(hook_names())}") from None
+        raise PluginError(
+            f"plugin {pm.get_name(exc.plugin)!r}",
+            f"implements an unknown hook ({exc})",
+            f"use one of {', '.join(hook_names())}",
+        ) from None
 
 
 def hook_names() -> list[str]:
@@ -142,10 +148,19 @@ def collect(hook_name: str, allow: set[str] | None = None, cls: type | None = No
             key = obj.name if obj.name not in found and obj.name not in _mine else f"{_plugin}:{obj.name}"
             if key != obj.name:
                 owner = found[obj.name].plugin if obj.name in found else _plugin
-                log.warning("%s %r from plugin %s is already registered by %s; kept as %r",
-                            hook_name, obj.name, _plugin, owner, key)
-            _mine[key] = (obj.model_copy(update={"plugin": _plugin}) if hasattr(obj, "model_copy")
-                          else dataclasses.replace(obj, plugin=_plugin))
+                log.warning(
+                    "%s %r from plugin %s is already registered by %s; kept as %r",
+                    hook_name,
+                    obj.name,
+                    _plugin,
+                    owner,
+                    key,
+                )
+            _mine[key] = (
+                obj.model_copy(update={"plugin": _plugin})
+                if hasattr(obj, "model_copy")
+                else dataclasses.replace(obj, plugin=_plugin)
+            )
 
         try:
             impl.function(register=register)
@@ -166,13 +181,16 @@ def plugin_table(settings=None) -> list[dict]:
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda np_: (np_[0] not in DEFAULT_PLUGINS, np_[0])):
         if not _allowed(name, allow):
             continue
-        rows.append({
-            "name": name,
-            "version": _entry_point_plugins.get(name, "built-in"),
-            "source": "entry point" if name in _entry_point_plugins else
-                      ("built-in" if name in DEFAULT_PLUGINS else "registered in code"),
-            "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
-        })
+        rows.append(
+            {
+                "name": name,
+                "version": _entry_point_plugins.get(name, "built-in"),
+                "source": "entry point"
+                if name in _entry_point_plugins
+                else ("built-in" if name in DEFAULT_PLUGINS else "registered in code"),
+                "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
+            }
+        )
     return rows
 
 

@@ -99,9 +99,15 @@ class HypothesisContext:
 class ToolContext:
     """What a running tool may use: the dataset, the run directory, settings and a model-call recorder."""
 
-    def __init__(self, adata: ad.AnnData | None, run_dir: Path, settings: Settings,
-                 step_id: str = "step", record_call: Callable[..., None] | None = None,
-                 data_path: Path | None = None):
+    def __init__(
+        self,
+        adata: ad.AnnData | None,
+        run_dir: Path,
+        settings: Settings,
+        step_id: str = "step",
+        record_call: Callable[..., None] | None = None,
+        data_path: Path | None = None,
+    ):
         self.adata, self.run_dir, self.settings = adata, Path(run_dir), settings
         self.step_id, self.data_path = step_id, data_path
         self._record_call = record_call
@@ -120,8 +126,11 @@ class ToolContext:
         path = (self.run_dir / value).resolve()
         roots = [self.run_dir.resolve()] + ([Path(self.data_path).resolve().parent] if self.data_path else [])
         if not any(path.is_relative_to(r) for r in roots):
-            raise InputError(f"{what} {str(value)!r}", "is outside the run and data directories",
-                             f"give a path inside {' or '.join(map(str, roots))}")
+            raise InputError(
+                f"{what} {str(value)!r}",
+                "is outside the run and data directories",
+                f"give a path inside {' or '.join(map(str, roots))}",
+            )
         return path
 
     def artefact_path(self, name: str) -> Path:
@@ -180,13 +189,18 @@ class Tool(BaseModel):
     cost: Literal["low", "medium", "high"] = "low"
     plugin: str | None = None
     produced_values: Callable[[Any], dict[str, list[str]]] | None = Field(
-        None, description="the values the tool will write into the obs columns it produces (e.g. the cell types a "
-                          "model predicts), so planners can match a question's words to them before it runs")
+        None,
+        description="the values the tool will write into the obs columns it produces (e.g. the cell types a "
+        "model predicts), so planners can match a question's words to them before it runs",
+    )
     hypotheses: Callable[[StepResult, HypothesisContext], list[Hypothesis]] | None = Field(
-        None, description="builds testable hypotheses from a result of this tool (hypothesis mode)")
+        None, description="builds testable hypotheses from a result of this tool (hypothesis mode)"
+    )
     focus_args: Callable[[dict], tuple[dict, str | None]] | None = Field(
-        None, description="hypothesis mode: the arguments to run with instead (e.g. every condition rather than "
-                          "one) and the condition of interest taken out of them")
+        None,
+        description="hypothesis mode: the arguments to run with instead (e.g. every condition rather than "
+        "one) and the condition of interest taken out of them",
+    )
 
     @field_validator("requires", "produces")
     @classmethod
@@ -202,8 +216,11 @@ class Tool(BaseModel):
             return self.input_model.model_validate(args)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
-            raise PlanError(f"tool {self.name!r}", f"invalid arguments ({problems})",
-                            f"give arguments matching {sorted(self.input_model.model_fields)}") from None
+            raise PlanError(
+                f"tool {self.name!r}",
+                f"invalid arguments ({problems})",
+                f"give arguments matching {sorted(self.input_model.model_fields)}",
+            ) from None
 
     def slots(self, which: Literal["requires", "produces"], args: BaseModel | dict) -> list[str]:
         """Concrete slots with ``{arg}`` placeholders filled; slots whose argument is unset are dropped."""
@@ -223,7 +240,9 @@ class Tool(BaseModel):
             raise PlanError(f"tool {self.name!r}", "needs a dataset and none was given", "pass --data FILE or demo")
         result = self.run(ctx, parsed)
         if not isinstance(result.output, self.output_model):
-            raise TypeError(f"tool {self.name} returned {type(result.output).__name__}, not {self.output_model.__name__}")
+            raise TypeError(
+                f"tool {self.name} returned {type(result.output).__name__}, not {self.output_model.__name__}"
+            )
         result.output = self.output_model.model_validate(result.output.model_dump())  # re-check mutated fields
         seen: dict[str, Artefact] = {}
         for art in [*result.artefacts, *ctx.artefacts]:  # keep order, one per path

@@ -52,7 +52,9 @@ def example_plugin():
     import importlib.metadata
 
     names = {ep.name for ep in importlib.metadata.entry_points(group="c2s_agent")}
-    assert "cell_cycle" in names, "the example plugin is not installed: run `make setup` (pip install -e plugins/c2s-example-plugin)"
+    assert "cell_cycle" in names, (
+        "the example plugin is not installed: run `make setup` (pip install -e plugins/c2s-example-plugin)"
+    )
     return "cell_cycle"
 
 

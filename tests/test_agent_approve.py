@@ -25,8 +25,13 @@ def asettings(tmp_path):
 
 
 def _cli(settings, *args, input=None):
-    env = {**os.environ, "C2S_RUNS_DIR": str(settings.runs_dir), "C2S_CACHE_DIR": str(settings.cache_dir),
-           "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "C2S_RUNS_DIR": str(settings.runs_dir),
+        "C2S_CACHE_DIR": str(settings.cache_dir),
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "HF_HUB_OFFLINE": "1",
+    }
     return subprocess.run([C2S, *args], env=env, capture_output=True, text=True, timeout=600, input=input)
 
 

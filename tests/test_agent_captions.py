@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from c2s_agent.agent import runs
-from c2s_agent.tl.captions import METHOD, caption_groups
 from c2s_agent.config import Settings
+from c2s_agent.tl.captions import METHOD, caption_groups
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,9 @@ def test_captions_cite_markers_ontology_and_predicted_types(kang, kb):
     data = prepare(kang)
     data.obs["c2s_cell_type"] = data.obs.cell_type.astype(str).replace({"CD16 Mono": "CD14 Mono"})  # a known call
     caps = {c.group: c for c in caption_groups(data, "cell_type", kb, n_genes=5)}
-    assert set(caps) == set(data.obs.cell_type.astype(str).unique()) - {g for g, n in data.obs.cell_type.value_counts().items() if n < 3}
+    assert set(caps) == set(data.obs.cell_type.astype(str).unique()) - {
+        g for g, n in data.obs.cell_type.value_counts().items() if n < 3
+    }
     mono = caps["CD14 Mono"]
     assert "CL:0001054" in mono.ontology and "CD14-positive monocyte" in mono.ontology
     assert caps["CD16 Mono"].predicted_type == "CD14 Mono" and caps["CD16 Mono"].predicted_fraction == 1.0

@@ -14,8 +14,8 @@ import pytest
 
 from c2s_agent.agent import runs
 from c2s_agent.agent.report import hypotheses_markdown
-from c2s_agent.tl.hypotheses import CONFIDENCE_RULE, focus_condition
 from c2s_agent.config import Settings
+from c2s_agent.tl.hypotheses import CONFIDENCE_RULE, focus_condition
 
 QUESTION = "How might monocytes signal to T cells after interferon stimulation?"
 MONO = ["CD14 Mono", "CD16 Mono"]
@@ -86,8 +86,13 @@ def test_focus_condition_and_no_hypothesis_source(tmp_path):
 
 def test_cli_hypothesize_prints_ranked_hypotheses(tmp_path):
     env = {**os.environ, "C2S_RUNS_DIR": str(tmp_path / "runs"), "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([str(Path(sys.executable).parent / "c2s"), "hypothesize", QUESTION, "--data", "demo"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "c2s"), "hypothesize", QUESTION, "--data", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     shown = out.stdout + out.stderr  # rich output goes to the console (stderr); the report path to stdout
     assert "h1 (" in shown and "after stim (compared with ctrl)" in shown

@@ -9,11 +9,11 @@ import pytest
 from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl, plugins, registry
+from c2s_agent.agent.dataset import DatasetView
 from c2s_agent.agent.evaluate import evaluate, load_questions
+from c2s_agent.agent.mentions import find_mentions
 from c2s_agent.agent.plan import NO_TOOL, Plan, Step, check
 from c2s_agent.agent.planners import get_planner
-from c2s_agent.agent.dataset import DatasetView
-from c2s_agent.agent.mentions import find_mentions
 from c2s_agent.agent.planners.embedded import EmbeddedPlanner
 from c2s_agent.agent.planners.matching import split_clauses
 from c2s_agent.config import Settings
@@ -61,30 +61,41 @@ def test_unanswerable_gets_an_honest_no(planner, tools, vocab):
 
 def test_clause_splitting():
     assert split_clauses("Describe the data and then find markers; make sentences") == [
-        "Describe the data", "find markers", "make sentences"]
+        "Describe the data",
+        "find markers",
+        "make sentences",
+    ]
     assert split_clauses("Which genes mark B and NK cells?") == ["Which genes mark B and NK cells"]
     assert split_clauses("Which marker genes distinguish the cell types, and how do monocytes respond?") == [
-        "Which marker genes distinguish the cell types", "how do monocytes respond"]
+        "Which marker genes distinguish the cell types",
+        "how do monocytes respond",
+    ]
 
 
 def test_entities_from_the_datasets_vocabulary(vocab):
-    found = [(m.kind, m.text, m.column) for m in find_mentions("top 20 genes up in stimulated CD14 Mono, is ISG15 among "
-                                                               "them?", vocab)]
+    found = [
+        (m.kind, m.text, m.column)
+        for m in find_mentions("top 20 genes up in stimulated CD14 Mono, is ISG15 among them?", vocab)
+    ]
     assert ("number", "20", None) in found
     assert ("value", "stim", "condition") in found
     assert ("value", "CD14 Mono", "cell_type") in found
     assert ("gene", "ISG15", None) in found
     assert ("gene", "CD14", None) not in found  # part of the label, not a gene mention
     assert [(m.text, m.column) for m in find_mentions("markers for clusters 3 and 5", vocab)] == [
-        ("seurat_clusters", "seurat_clusters"), ("3", "seurat_clusters"), ("5", "seurat_clusters")]
+        ("seurat_clusters", "seurat_clusters"),
+        ("3", "seurat_clusters"),
+        ("5", "seurat_clusters"),
+    ]
 
 
 def test_producer_step_is_inserted_and_ordered(planner, tools, vocab):
     plan = planner.plan("Fit the reverse transform on the top 40 genes", tools, vocab)
     assert [s.tool for s in plan.steps] == ["cell_sentences", "reconstruct_expression"]
     assert plan.steps[1].args == {"top_k": 40}
-    assert any(n.kind == "inserted" and "added cell_sentences before reconstruct_expression" in n.text
-               for n in plan.notes)
+    assert any(
+        n.kind == "inserted" and "added cell_sentences before reconstruct_expression" in n.text for n in plan.notes
+    )
     assert plan.steps[0].origin == "inserted"
     assert plan.ok
     # a dataset that already holds the sentences needs no producer step
@@ -93,17 +104,24 @@ def test_producer_step_is_inserted_and_ordered(planner, tools, vocab):
 
 
 def test_plan_check_reports_problems(tools, vocab):
-    plan = Plan(question="q", planner="test", steps=[
-        Step(id="s1", tool="no_such_tool"),
-        Step(id="s2", tool="marker_genes", args={"groupby": "tissue"}),
-        Step(id="s3", tool="reconstruct_expression"),
-        Step(id="s4", tool="marker_genes", args={"groupby": "cell_type", "n_genes": 0}),
-    ])
+    plan = Plan(
+        question="q",
+        planner="test",
+        steps=[
+            Step(id="s1", tool="no_such_tool"),
+            Step(id="s2", tool="marker_genes", args={"groupby": "tissue"}),
+            Step(id="s3", tool="reconstruct_expression"),
+            Step(id="s4", tool="marker_genes", args={"groupby": "cell_type", "n_genes": 0}),
+        ],
+    )
     problems = check(plan, tools, vocab)
     assert problems[0] == "s1: no installed tool is called 'no_such_tool'"
     assert "s2: marker_genes: groupby='tissue' is not an obs column" in problems[1]
     assert "s3: reconstruct_expression needs obsm:c2s_rank_idx" in problems[2]
-    assert "s4: tool 'marker_genes': invalid arguments (n_genes: Input should be greater than or equal to 1)" in problems[3]
+    assert (
+        "s4: tool 'marker_genes': invalid arguments (n_genes: Input should be greater than or equal to 1)"
+        in problems[3]
+    )
 
 
 class QcIn(BaseModel):
@@ -126,10 +144,17 @@ def _qc(ctx, args):
 class QcPlugin:
     @hookimpl
     def register_tools(self, register):
-        register(Tool(name="mito_qc", description="Quality control: flag cells with a high percentage of "
-                      "mitochondrial reads (dying or broken cells).",
-                      examples=["Which cells have too many mitochondrial reads?", "Run quality control on the cells"],
-                      input_model=QcIn, output_model=QcOut, run=_qc))
+        register(
+            Tool(
+                name="mito_qc",
+                description="Quality control: flag cells with a high percentage of "
+                "mitochondrial reads (dying or broken cells).",
+                examples=["Which cells have too many mitochondrial reads?", "Run quality control on the cells"],
+                input_model=QcIn,
+                output_model=QcOut,
+                run=_qc,
+            )
+        )
 
 
 def test_planner_uses_whatever_tools_are_registered(planner, vocab, asettings):
@@ -148,15 +173,23 @@ def test_planner_uses_whatever_tools_are_registered(planner, vocab, asettings):
 def test_llm_planner_turns_tool_calls_into_a_checked_plan(tools, vocab, asettings, scripted_model):
     from langchain_core.messages import AIMessage
 
-    reply = AIMessage(content="", tool_calls=[
-        {"name": "reconstruct_expression", "args": {"top_k": 50}, "id": "c1"},
-        {"name": "marker_genes", "args": {"groupby": "condition", "within": ["CD14 Mono"]}, "id": "c2"}],
-        usage_metadata={"input_tokens": 812, "output_tokens": 41, "total_tokens": 853})
+    reply = AIMessage(
+        content="",
+        tool_calls=[
+            {"name": "reconstruct_expression", "args": {"top_k": 50}, "id": "c1"},
+            {"name": "marker_genes", "args": {"groupby": "condition", "within": ["CD14 Mono"]}, "id": "c2"},
+        ],
+        usage_metadata={"input_tokens": 812, "output_tokens": 41, "total_tokens": 853},
+    )
     model = scripted_model(reply)
     planner = get_planner(asettings.model_copy(update={"planner": "llm"}), chat_model=model)
     calls = []
-    plan = planner.plan("How well do ranks reconstruct expression, and how do CD14 monocytes respond?", tools, vocab,
-                        record=lambda kind, **f: calls.append((kind, f)))
+    plan = planner.plan(
+        "How well do ranks reconstruct expression, and how do CD14 monocytes respond?",
+        tools,
+        vocab,
+        record=lambda kind, **f: calls.append((kind, f)),
+    )
     assert [s.tool for s in plan.steps] == ["cell_sentences", "reconstruct_expression", "marker_genes"]
     assert plan.ok and plan.planner == "llm"
     assert set(tools) == set(model.bound[0])
@@ -168,10 +201,17 @@ def test_llm_planner_knows_the_predicted_labels(tools, vocab, asettings, scripte
     it passes the check although the data does not have it yet."""
     from langchain_core.messages import AIMessage
 
-    reply = AIMessage(content="", tool_calls=[
-        {"name": "annotate_cells", "args": {}, "id": "c1"},
-        {"name": "score_ligand_receptor", "args": {"groupby": "c2s_cell_type", "source": ["CD16 Mono"],
-                                                   "target": ["NK"]}, "id": "c2"}])
+    reply = AIMessage(
+        content="",
+        tool_calls=[
+            {"name": "annotate_cells", "args": {}, "id": "c1"},
+            {
+                "name": "score_ligand_receptor",
+                "args": {"groupby": "c2s_cell_type", "source": ["CD16 Mono"], "target": ["NK"]},
+                "id": "c2",
+            },
+        ],
+    )
     planner = get_planner(asettings, "llm", chat_model=scripted_model(reply))
     system = planner._messages("q", vocab, tools)[0].content
     assert "- obs column 'c2s_cell_type' once annotate_cells has run" in system and "'CD14 Mono', 'CD16 Mono'" in system
@@ -184,7 +224,9 @@ def test_llm_planner_knows_the_predicted_labels(tools, vocab, asettings, scripte
 def test_llm_planner_without_tool_calls_says_no_tool(tools, vocab, asettings, scripted_model):
     from langchain_core.messages import AIMessage
 
-    planner = get_planner(asettings, "llm", chat_model=scripted_model(AIMessage(content="No installed tool can do this.")))
+    planner = get_planner(
+        asettings, "llm", chat_model=scripted_model(AIMessage(content="No installed tool can do this."))
+    )
     plan = planner.plan("Book a meeting", tools, vocab)
     assert not plan.steps and plan.unanswered == ["Book a meeting"]
 
@@ -231,7 +273,9 @@ def test_bundled_tool_embeddings_are_current_and_right():
     texts = builtin_tool_texts()
     assert len(texts) > 50
     missing = [t for t in texts if _text_key(t) not in _bundled()]
-    assert not missing, f"stale prompts/planner_embeddings.npz; rebuild it: python -m c2s_agent.agent.planners.matching ({missing[:3]})"
+    assert not missing, (
+        f"stale prompts/planner_embeddings.npz; rebuild it: python -m c2s_agent.agent.planners.matching ({missing[:3]})"
+    )
     sample = texts[::17]
     fresh = embedder().encode(sample)
     np.testing.assert_allclose(np.stack([_bundled()[_text_key(t)] for t in sample]), fresh, atol=1e-5)
@@ -247,13 +291,22 @@ def test_annotate_then_interactions_use_the_predicted_labels(planner, tools, ase
     plan = planner.plan("Annotate the cells and find interactions from monocytes to T cells", tools, vocab)
     assert plan.summary() == [
         {"id": "s1", "tool": "annotate_cells", "args": {}},
-        {"id": "s2", "tool": "score_ligand_receptor",
-         "args": {"groupby": "c2s_cell_type", "source": ["CD14 Mono", "CD16 Mono"],
-                  "target": ["CD4 Memory T", "CD4 Naive T", "CD8 T", "T activated"]}}]
+        {
+            "id": "s2",
+            "tool": "score_ligand_receptor",
+            "args": {
+                "groupby": "c2s_cell_type",
+                "source": ["CD14 Mono", "CD16 Mono"],
+                "target": ["CD4 Memory T", "CD4 Naive T", "CD8 T", "T activated"],
+            },
+        },
+    ]
     assert plan.ok, plan.problems
     # without the annotation the data's own column is used, and a predicted column is not assumed
     alone = planner.plan("Find interactions from monocytes to T cells", tools, vocab)
-    assert [s.tool for s in alone.steps] == ["score_ligand_receptor"] and alone.steps[0].args["groupby"] != "c2s_cell_type"
+    assert [s.tool for s in alone.steps] == ["score_ligand_receptor"] and alone.steps[0].args[
+        "groupby"
+    ] != "c2s_cell_type"
 
 
 def test_question_file_with_a_repeated_id_is_refused(tmp_path):

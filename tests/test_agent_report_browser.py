@@ -17,10 +17,20 @@ from c2s_agent.agent import runs
 from c2s_agent.config import Settings
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-QUESTION = ("Annotate the cells with the C2S model, then find which ligand-receptor interactions connect monocytes "
-            "to T cells after stimulation")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+QUESTION = (
+    "Annotate the cells with the C2S model, then find which ligand-receptor interactions connect monocytes "
+    "to T cells after stimulation"
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 CHECK = """<script>window.addEventListener('load', () => {
   const imgs = [...document.images];
   const links = [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
@@ -40,9 +50,18 @@ def run(tmp_path_factory, kang):
     """A hypothesis-mode run (annotate -> ligand-receptor -> hypotheses) on 300 Kang cells, stratified."""
     folder = tmp_path_factory.mktemp("report")
     rng = np.random.default_rng(0)
-    keep = np.sort(np.concatenate([rng.choice(np.flatnonzero((kang.obs.cell_type == ct).to_numpy()),
-                                              min(40, int((kang.obs.cell_type == ct).sum())), replace=False)
-                                   for ct in kang.obs.cell_type.unique()]))
+    keep = np.sort(
+        np.concatenate(
+            [
+                rng.choice(
+                    np.flatnonzero((kang.obs.cell_type == ct).to_numpy()),
+                    min(40, int((kang.obs.cell_type == ct).sum())),
+                    replace=False,
+                )
+                for ct in kang.obs.cell_type.unique()
+            ]
+        )
+    )
     path = folder / "kang_subset.h5ad"
     kang[keep].copy().write_h5ad(path)
     return runs.ask(QUESTION, str(path), Settings(runs_dir=folder / "runs"), hypothesize=True)
@@ -53,8 +72,16 @@ def test_report_contents(run):
     tools = [r.tool for r in run["results"].values()]
     assert tools[:2] == ["annotate_cells", "score_ligand_receptor"]
     md = (run["run_dir"] / "report.md").read_text()
-    for section in ("## Answer", "## Hypotheses", "## Figures", "## Plan", "## Steps", "## Provenance", "## Cost",
-                    "## Limitations"):
+    for section in (
+        "## Answer",
+        "## Hypotheses",
+        "## Figures",
+        "## Plan",
+        "## Steps",
+        "## Provenance",
+        "## Cost",
+        "## Limitations",
+    ):
         assert section in md
     assert "coloured by the C2S-predicted cell type" in md and "UMAP (obsm['X_umap_2d'])" in md
     assert "report_hypotheses.png" in md and "ligand_receptor_dotplot.png" in md
@@ -72,8 +99,19 @@ def test_html_renders_in_headless_chromium(run, tmp_path):
     page = rd / "report_check.html"  # next to the report, so relative file links resolve the same way
     page.write_text(html.replace("</body>", CHECK + "</body>"))
     try:
-        out = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
-                              "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+        out = subprocess.run(
+            [
+                CHROMIUM,
+                *FLAGS,
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     finally:
         page.unlink()
     m = re.search(r'<pre id="c2s-check">(.*?)</pre>', out.stdout, re.S)
@@ -87,6 +125,16 @@ def test_html_renders_in_headless_chromium(run, tmp_path):
     assert check["local"] >= 5 and check["broken"] == []  # steps, provenance and each hypothesis's evidence
     assert check["files"] and all((rd / f).is_file() for f in check["files"]), check["files"]
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}",
-                    "--window-size=1200,2000", (rd / "report.html").as_uri()], capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2000",
+            (rd / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+    )
     assert shot.exists() and shot.stat().st_size > 20_000

@@ -37,8 +37,14 @@ def asettings(tmp_path, cache_dir):
 
 
 def _env(settings, **extra):
-    env = {**os.environ, "C2S_RUNS_DIR": str(settings.runs_dir), "C2S_CACHE_DIR": str(settings.cache_dir),
-           "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", **extra}
+    env = {
+        **os.environ,
+        "C2S_RUNS_DIR": str(settings.runs_dir),
+        "C2S_CACHE_DIR": str(settings.cache_dir),
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "HF_HUB_OFFLINE": "1",
+        **extra,
+    }
     env.pop("C2S_PLUGINS", None)
     return {**env, **extra}
 
@@ -52,8 +58,9 @@ def _ledger(run_dir: Path) -> list[dict]:
 
 
 def test_run_writes_plan_ledger_artefacts_and_linked_reports(asettings):
-    out = runs.ask("Make cell sentences with the top 60 genes, then how well can expression be reconstructed?",
-                   "demo", asettings)
+    out = runs.ask(
+        "Make cell sentences with the top 60 genes, then how well can expression be reconstructed?", "demo", asettings
+    )
     rd, run = out["run_dir"], out["run"]
     assert run["status"] == "done"
     plan = json.loads((rd / "plan.json").read_text())
@@ -61,7 +68,9 @@ def test_run_writes_plan_ledger_artefacts_and_linked_reports(asettings):
     rows = _ledger(rd)
     tool_rows = [r for r in rows if r["kind"] == "tool"]
     assert [(r["step_id"], r["name"], r["status"]) for r in tool_rows] == [
-        ("s1", "cell_sentences", "ok"), ("s2", "reconstruct_expression", "ok")]
+        ("s1", "cell_sentences", "ok"),
+        ("s2", "reconstruct_expression", "ok"),
+    ]
     assert all(r["duration_s"] > 0 and r["output_bytes"] > 0 for r in tool_rows)
     assert json.loads(tool_rows[0]["arguments"]) == {"top_k": 60}
     assert [r["kind"] for r in rows if r["step_id"] == "plan"] == ["planner"]
@@ -107,21 +116,38 @@ def _fail(ctx, args):
 class SpatialPlugin:
     @hookimpl
     def register_tools(self, register):
-        register(Tool(name="spatial_neighbourhoods", description="Find spatial neighbourhoods of cells in tissue "
-                      "coordinates and the rank genes of each neighbourhood.",
-                      examples=["Which spatial neighbourhoods do the cells form in the tissue?"],
-                      input_model=_In, output_model=_Out, run=_fail, produces=("obsm:spatial_nbhd",)))
-        register(Tool(name="nbhd_genes", description="Summarise the genes of each spatial neighbourhood.",
-                      examples=["Summarise the genes of each spatial neighbourhood"], input_model=_In,
-                      output_model=_Out, run=_fail, requires=("obsm:spatial_nbhd",)))
+        register(
+            Tool(
+                name="spatial_neighbourhoods",
+                description="Find spatial neighbourhoods of cells in tissue "
+                "coordinates and the rank genes of each neighbourhood.",
+                examples=["Which spatial neighbourhoods do the cells form in the tissue?"],
+                input_model=_In,
+                output_model=_Out,
+                run=_fail,
+                produces=("obsm:spatial_nbhd",),
+            )
+        )
+        register(
+            Tool(
+                name="nbhd_genes",
+                description="Summarise the genes of each spatial neighbourhood.",
+                examples=["Summarise the genes of each spatial neighbourhood"],
+                input_model=_In,
+                output_model=_Out,
+                run=_fail,
+                requires=("obsm:spatial_nbhd",),
+            )
+        )
 
 
 def test_failed_step_is_replanned_and_reported(asettings):
     plugins.setup(None)
     plugins.pm.register(SpatialPlugin(), name="spatial-test-plugin")
     try:
-        out = runs.ask("Find spatial neighbourhoods of the cells in the tissue, then describe the dataset",
-                       "demo", asettings)
+        out = runs.ask(
+            "Find spatial neighbourhoods of the cells in the tissue, then describe the dataset", "demo", asettings
+        )
     finally:
         plugins.pm.unregister(name="spatial-test-plugin")
     state, rd = out["state"], out["run_dir"]
@@ -136,14 +162,29 @@ def test_failed_step_is_replanned_and_reported(asettings):
 
 def test_cli_dry_run_json_and_bad_input(asettings):
     env = _env(asettings)
-    p = subprocess.run([C2S, "ask", "Which genes are specific to CD14 Mono cells? Show the top 8.", "--data", "demo",
-                        "--dry-run", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    p = subprocess.run(
+        [
+            C2S,
+            "ask",
+            "Which genes are specific to CD14 Mono cells? Show the top 8.",
+            "--data",
+            "demo",
+            "--dry-run",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     plan = json.loads(p.stdout)
-    assert plan["ok"] and plan["steps"] == [{"id": "s1", "tool": "marker_genes", "args": {
-        "groupby": "cell_type", "groups": ["CD14 Mono"], "n_genes": 8}}]
-    p = subprocess.run([C2S, "ask", "find markers", "--data", "missing.h5ad"], capture_output=True, text=True,
-                       env=env, timeout=300)
+    assert plan["ok"] and plan["steps"] == [
+        {"id": "s1", "tool": "marker_genes", "args": {"groupby": "cell_type", "groups": ["CD14 Mono"], "n_genes": 8}}
+    ]
+    p = subprocess.run(
+        [C2S, "ask", "find markers", "--data", "missing.h5ad"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert p.returncode == 2 and "missing.h5ad: no such file" in p.stderr
     p = subprocess.run([C2S, "resume", "nope"], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 2 and "run 'nope': not found" in p.stderr
@@ -151,8 +192,9 @@ def test_cli_dry_run_json_and_bad_input(asettings):
 
 def test_third_party_plugin_is_planned_and_run_by_entry_point_alone(asettings, example_plugin):
     q = "Which cell cycle phase are the cells in, per cell type?"
-    p = subprocess.run([C2S, "ask", q, "--data", "demo"], capture_output=True, text=True, env=_env(asettings),
-                       timeout=600)
+    p = subprocess.run(
+        [C2S, "ask", q, "--data", "demo"], capture_output=True, text=True, env=_env(asettings), timeout=600
+    )
     assert p.returncode == 0, p.stderr
     rd = Path(p.stdout.strip().splitlines()[-1]).parent
     plan = json.loads((rd / "plan.json").read_text())
@@ -160,18 +202,27 @@ def test_third_party_plugin_is_planned_and_run_by_entry_point_alone(asettings, e
     run = json.loads((rd / "run.json").read_text())
     assert run["status"] == "done" and run["tools"]["cell_cycle_phase"] == "cell_cycle"
     assert "Cell-cycle scoring" in (rd / "report.md").read_text()
-    p = subprocess.run([C2S, "plugins", "list", "--json"], capture_output=True, text=True, env=_env(asettings),
-                       timeout=300)
+    p = subprocess.run(
+        [C2S, "plugins", "list", "--json"], capture_output=True, text=True, env=_env(asettings), timeout=300
+    )
     listed = {r["name"]: r for r in json.loads(p.stdout)["plugins"]}
     assert listed["cell_cycle"]["registered"] == {"tools": ["cell_cycle_phase"]}
     assert listed["cell_cycle"]["source"] == "entry point"
     assert "marker_genes" in listed["c2s_builtins.data_tools"]["registered"]["tools"]
-    p = subprocess.run([C2S, "runs", "show", rd.name, "--json"], capture_output=True, text=True, env=_env(asettings),
-                       timeout=300)
+    p = subprocess.run(
+        [C2S, "runs", "show", rd.name, "--json"], capture_output=True, text=True, env=_env(asettings), timeout=300
+    )
     shown = json.loads(p.stdout)
-    assert shown["status"] == "done" and [r["name"] for r in shown["ledger"] if r["kind"] == "tool"] == ["cell_cycle_phase"]
-    p = subprocess.run([C2S, "ask", q, "--data", "demo", "--dry-run", "--json"], capture_output=True, text=True,
-                       env=_env(asettings, C2S_PLUGINS="another_plugin"), timeout=300)
+    assert shown["status"] == "done" and [r["name"] for r in shown["ledger"] if r["kind"] == "tool"] == [
+        "cell_cycle_phase"
+    ]
+    p = subprocess.run(
+        [C2S, "ask", q, "--data", "demo", "--dry-run", "--json"],
+        capture_output=True,
+        text=True,
+        env=_env(asettings, C2S_PLUGINS="another_plugin"),
+        timeout=300,
+    )
     assert "cell_cycle_phase" not in [s["tool"] for s in json.loads(p.stdout)["steps"]]
 
 
@@ -180,8 +231,13 @@ def test_resume_after_kill_9_redoes_no_finished_step(asettings, kill_after):
     """Killed after step 1, or after step 2 (whose obsm slot step 3 needs: it must come back from the saved slots)."""
     q = "Describe the dataset, then make cell sentences, then fit the reverse transform, then find markers per cell type"
     env = _env(asettings)
-    proc = subprocess.Popen([C2S, "ask", q, "--data", "demo"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [C2S, "ask", q, "--data", "demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     runs_dir = Path(asettings.runs_dir)
     deadline, rd = time.time() + 240, None
     while time.time() < deadline:  # wait until the first step is finished in the ledger
@@ -208,14 +264,22 @@ def test_resume_after_kill_9_redoes_no_finished_step(asettings, kill_after):
     assert p.returncode == 0, p.stderr
     rows = _ledger(rd)
     tools = [(r["step_id"], r["name"], r["status"]) for r in rows if r["kind"] == "tool"]
-    assert tools == [("s1", "describe_dataset", "ok"), ("s2", "cell_sentences", "ok"),
-                     ("s3", "reconstruct_expression", "ok"), ("s4", "marker_genes", "ok")]
+    assert tools == [
+        ("s1", "describe_dataset", "ok"),
+        ("s2", "cell_sentences", "ok"),
+        ("s3", "reconstruct_expression", "ok"),
+        ("s4", "marker_genes", "ok"),
+    ]
     keys = [(r["run_id"], r["step_id"], r["seq"]) for r in rows]
     assert len(keys) == len(set(keys))
     assert [r["kind"] for r in rows if r["step_id"] == "plan"] == ["planner"]
     for sid, row in before.items():  # finished steps were not run again
         after = next(r for r in rows if r["step_id"] == sid and r["seq"] == 0)
-        assert (after["started"], after["duration_s"], after["result"]) == (row["started"], row["duration_s"], row["result"])
+        assert (after["started"], after["duration_s"], after["result"]) == (
+            row["started"],
+            row["duration_s"],
+            row["result"],
+        )
     run = json.loads((rd / "run.json").read_text())
     assert run["status"] == "done" and run["resumed"] == 1
     md = (rd / "report.md").read_text()
@@ -227,9 +291,20 @@ def test_resume_refuses_a_run_that_is_still_running(asettings):
     try:
         rd = Path(asettings.runs_dir) / "r-live"
         rd.mkdir(parents=True)
-        (rd / "run.json").write_text(json.dumps({"id": "r-live", "question": "q", "data": "demo", "planner": "embedded",
-                                                 "status": "running", "pid": sleeper.pid, "created": "2026-12-04T00:00:00",
-                                                 "created_epoch": 0}))
+        (rd / "run.json").write_text(
+            json.dumps(
+                {
+                    "id": "r-live",
+                    "question": "q",
+                    "data": "demo",
+                    "planner": "embedded",
+                    "status": "running",
+                    "pid": sleeper.pid,
+                    "created": "2026-12-04T00:00:00",
+                    "created_epoch": 0,
+                }
+            )
+        )
         with pytest.raises(InputError, match=rf"run 'r-live': is still running \(process {sleeper.pid}\)"):
             runs.resume("r-live", asettings)
     finally:
@@ -244,19 +319,28 @@ def test_llm_planner_run_replans_and_records_tokens(asettings, scripted_model):
 
     usage = {"input_tokens": 900, "output_tokens": 30, "total_tokens": 930}
     model = scripted_model(
-        AIMessage(content="", tool_calls=[{"name": "spatial_neighbourhoods", "args": {}, "id": "a"}], usage_metadata=usage),
-        AIMessage(content="", tool_calls=[{"name": "describe_dataset", "args": {"column": "condition"}, "id": "b"}],
-                  usage_metadata=usage))
+        AIMessage(
+            content="", tool_calls=[{"name": "spatial_neighbourhoods", "args": {}, "id": "a"}], usage_metadata=usage
+        ),
+        AIMessage(
+            content="",
+            tool_calls=[{"name": "describe_dataset", "args": {"column": "condition"}, "id": "b"}],
+            usage_metadata=usage,
+        ),
+    )
     plugins.setup(None)
     plugins.pm.register(SpatialPlugin(), name="spatial-test-plugin")
     try:
-        out = runs.ask("Which spatial neighbourhoods do the cells form?", "demo", asettings, planner_name="llm",
-                       chat_model=model)
+        out = runs.ask(
+            "Which spatial neighbourhoods do the cells form?", "demo", asettings, planner_name="llm", chat_model=model
+        )
     finally:
         plugins.pm.unregister(name="spatial-test-plugin")
     rows = _ledger(out["run_dir"])
     assert [(r["step_id"], r["name"], r["status"]) for r in rows if r["kind"] == "tool"] == [
-        ("s1", "spatial_neighbourhoods", "error"), ("s1r1", "describe_dataset", "ok")]
+        ("s1", "spatial_neighbourhoods", "error"),
+        ("s1r1", "describe_dataset", "ok"),
+    ]
     assert sum(r["tokens_in"] or 0 for r in rows) == 1800
     assert out["results"]["s1r1"].output["breakdown"] == {"ctrl": 1000, "stim": 1000}
     assert "| tokens (in / out) | 1800 / 60 |" in (out["run_dir"] / "report.md").read_text()

@@ -21,7 +21,10 @@ def test_deltas_replay_to_the_same_slots(tmp_path):
 
     a.obs["c2s_cell_type"] = pd.Categorical(np.where(np.arange(a.n_obs) % 2, "B", "NK"))
     a.obsm["X_c2s"] = np.random.default_rng(0).normal(size=(a.n_obs, 8)).astype(np.float32)
-    a.uns["c2s_markers"] = {"groupby": "cell_type", "table": pd.DataFrame({"gene": ["CD14", "LYZ"], "score": [3.0, 2.5]})}
+    a.uns["c2s_markers"] = {
+        "groupby": "cell_type",
+        "table": pd.DataFrame({"gene": ["CD14", "LYZ"], "score": [3.0, 2.5]}),
+    }
     saved = save_delta(a, tmp_path, saved)
     a.uns["c2s_markers"]["groupby"] = "condition"  # changed in place
     del a.obsm["X_c2s"]

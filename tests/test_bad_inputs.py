@@ -32,6 +32,7 @@ CASE_SECONDS = 120
 @pytest.fixture(autouse=True)
 def _bounded():
     """No case may hang: SIGALRM fails it after CASE_SECONDS."""
+
     def fail(*_):
         raise TimeoutError(f"bad-input case ran longer than {CASE_SECONDS} s")
 
@@ -126,8 +127,9 @@ def _million_empty_few_real(tmp):
 
 def _ensembl_dup_symbols(tmp):
     ids = ["ENSG00000111640", "ENSG00000075624", "ENSG00000164111"]
-    return _h5ad(tmp / "ens.h5ad", np.arange(1, 10).reshape(3, 3), var_names=ids,
-                 feature_name=["GAPDH", "GAPDH", "ANXA3"])
+    return _h5ad(
+        tmp / "ens.h5ad", np.arange(1, 10).reshape(3, 3), var_names=ids, feature_name=["GAPDH", "GAPDH", "ANXA3"]
+    )
 
 
 def _layer_missing(tmp):
@@ -182,45 +184,90 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str], list[str]]]:
         ("sentences-output-not-h5ad", ["sentences", "demo", tmp / "o.csv"], ["o.csv"]),
         ("sentences-negative-top-k", ["sentences", "demo", tmp / "o.h5ad", "--top-k", "-5"], ["top_k"]),
         ("annotate-garbage-input", ["annotate", garbage, tmp / "o.h5ad"], ["notes.h5ad", "is not an HDF5"]),
-        ("ask-missing-data", ["ask", "What cell types are there?", "--data", tmp / "gone.h5ad"],
-         ["gone.h5ad", "no such file"]),
+        (
+            "ask-missing-data",
+            ["ask", "What cell types are there?", "--data", tmp / "gone.h5ad"],
+            ["gone.h5ad", "no such file"],
+        ),
         ("resume-unknown-run", ["resume", "no-such-run-0000"], ["no-such-run-0000"]),
         ("eval-run-invalid-yaml", ["eval", "run", badyaml], ["bad.yaml", "is not valid YAML"]),
         ("eval-run-tasks-not-list", ["eval", "run", notlist], ["notlist.yaml", "tasks"]),
         ("eval-run-missing-suite", ["eval", "run", tmp / "none.yaml"], ["none.yaml", "no such suite file"]),
         ("evaluate-missing-generated", ["evaluate", "demo", tmp / "gen.txt"], ["gen.txt"]),
-        ("screen-unknown-program", ["screen", "--perturbations", "IFN-beta", "--program", "NOT_A_PROGRAM_XYZ",
-                                    "--out", tmp / "scr"], ["NOT_A_PROGRAM_XYZ"]),
-        ("ask-runs-dir-under-a-file", ["ask", "How many cells per cell type?", "--data", "demo"],
-         ["runs_is_a_file/runs", "Not a directory"]),
-        ("ask-runs-dir-read-only", ["ask", "How many cells per cell type?", "--data", "demo"],
-         ["Read-only file system"]),
-        ("ask-runs-dir-disk-full", ["ask", "How many cells per cell type?", "--data", "demo"],
-         ["could not be written", "free space"]),
+        (
+            "screen-unknown-program",
+            ["screen", "--perturbations", "IFN-beta", "--program", "NOT_A_PROGRAM_XYZ", "--out", tmp / "scr"],
+            ["NOT_A_PROGRAM_XYZ"],
+        ),
+        (
+            "ask-runs-dir-under-a-file",
+            ["ask", "How many cells per cell type?", "--data", "demo"],
+            ["runs_is_a_file/runs", "Not a directory"],
+        ),
+        (
+            "ask-runs-dir-read-only",
+            ["ask", "How many cells per cell type?", "--data", "demo"],
+            ["Read-only file system"],
+        ),
+        (
+            "ask-runs-dir-disk-full",
+            ["ask", "How many cells per cell type?", "--data", "demo"],
+            ["could not be written", "free space"],
+        ),
         ("sentences-out-disk-full", ["sentences", "demo", tmp / "full" / "o.h5ad"], ["o.h5ad"]),
-        ("screen-out-read-only", ["screen", "--perturbations", "IFN-beta", "--n-cells", "4",
-                                  "--out", tmp / "ro" / "scr"], ["Read-only file system"]),
+        (
+            "screen-out-read-only",
+            ["screen", "--perturbations", "IFN-beta", "--n-cells", "4", "--out", tmp / "ro" / "scr"],
+            ["Read-only file system"],
+        ),
     ]
 
 
 CLI_IDS = [
-    "data-info-missing-file", "data-info-csv-as-h5ad", "sentences-inf-values", "sentences-output-not-h5ad",
-    "sentences-negative-top-k", "annotate-garbage-input", "ask-missing-data", "resume-unknown-run",
-    "eval-run-invalid-yaml", "eval-run-tasks-not-list", "eval-run-missing-suite", "evaluate-missing-generated",
-    "screen-unknown-program", "ask-runs-dir-under-a-file", "ask-runs-dir-read-only", "ask-runs-dir-disk-full",
-    "sentences-out-disk-full", "screen-out-read-only"]
-MOUNTED = {"ask-runs-dir-read-only": "ro", "ask-runs-dir-disk-full": "full", "sentences-out-disk-full": "full",
-           "screen-out-read-only": "ro"}
+    "data-info-missing-file",
+    "data-info-csv-as-h5ad",
+    "sentences-inf-values",
+    "sentences-output-not-h5ad",
+    "sentences-negative-top-k",
+    "annotate-garbage-input",
+    "ask-missing-data",
+    "resume-unknown-run",
+    "eval-run-invalid-yaml",
+    "eval-run-tasks-not-list",
+    "eval-run-missing-suite",
+    "evaluate-missing-generated",
+    "screen-unknown-program",
+    "ask-runs-dir-under-a-file",
+    "ask-runs-dir-read-only",
+    "ask-runs-dir-disk-full",
+    "sentences-out-disk-full",
+    "screen-out-read-only",
+]
+MOUNTED = {
+    "ask-runs-dir-read-only": "ro",
+    "ask-runs-dir-disk-full": "full",
+    "sentences-out-disk-full": "full",
+    "screen-out-read-only": "ro",
+}
 
 
 def _mount(tmp: Path) -> bool:
     """A read-only bind mount (tmp/ro) and a 256 KiB tmpfs (tmp/full): real EROFS and ENOSPC, no simulation."""
     for d in ("ro", "ro_src", "full"):
         (tmp / d).mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tmp / "full")],
-                        capture_output=True).returncode == 0
-    ok = ok and subprocess.run(["mount", "--bind", "-o", "ro", str(tmp / "ro_src"), str(tmp / "ro")],
-                               capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tmp / "full")], capture_output=True
+        ).returncode
+        == 0
+    )
+    ok = (
+        ok
+        and subprocess.run(
+            ["mount", "--bind", "-o", "ro", str(tmp / "ro_src"), str(tmp / "ro")], capture_output=True
+        ).returncode
+        == 0
+    )
     if ok:  # fill the tmpfs but leave room for folders
         (tmp / "full" / "filler").write_bytes(b"\0" * (256 * 1024 - 16 * 1024))
     return ok
@@ -234,8 +281,14 @@ def cli_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     blocker = tmp / "runs_is_a_file"
     blocker.write_text("x")
-    env = {**os.environ, "C2S_RUNS_DIR": str(tmp / "runs"), "C2S_CACHE_DIR": str(tmp / "cache"),
-           "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "C2S_THREADS": "1"}
+    env = {
+        **os.environ,
+        "C2S_RUNS_DIR": str(tmp / "runs"),
+        "C2S_CACHE_DIR": str(tmp / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "C2S_THREADS": "1",
+    }
 
     def run(case):
         name, args, _ = case
@@ -245,8 +298,14 @@ def cli_results(tmp_path_factory):
         elif name.startswith("ask-runs-dir-"):
             e["C2S_RUNS_DIR"] = str(tmp / MOUNTED[name] / "runs")
         try:
-            return name, subprocess.run([sys.executable, "-m", "c2s_agent", *map(str, args)], capture_output=True,
-                                        text=True, timeout=150, env=e, cwd=tmp)
+            return name, subprocess.run(
+                [sys.executable, "-m", "c2s_agent", *map(str, args)],
+                capture_output=True,
+                text=True,
+                timeout=150,
+                env=e,
+                cwd=tmp,
+            )
         except subprocess.TimeoutExpired:
             return name, None
 
@@ -293,9 +352,13 @@ def ctx(kang, tmp_path):
 
     data = tmp_path / "data"
     data.mkdir()
-    return ToolContext(kang[:300].copy(), tmp_path / "run", Settings(threads=1, runs_dir=tmp_path / "runs",
-                                                                     cache_dir=tmp_path / "cache"),
-                       step_id="s1", data_path=data / "cells.h5ad")
+    return ToolContext(
+        kang[:300].copy(),
+        tmp_path / "run",
+        Settings(threads=1, runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache"),
+        step_id="s1",
+        data_path=data / "cells.h5ad",
+    )
 
 
 TOOL_CASES = [
@@ -307,10 +370,20 @@ TOOL_CASES = [
     ("unknown-obs-column", "marker_genes", {"groupby": "tissue_of_origin"}, InputError, ["tissue_of_origin"]),
     ("unknown-obs-value", "marker_genes", {"groupby": "cell_type", "groups": ["Neuron"]}, InputError, ["Neuron"]),
     ("unknown-cell-type", "generate_cells", {"cell_type": "Neuron", "n": 2}, InputError, ["Neuron", "not known"]),
-    ("path-traversal", "evaluate_generation", {"generated": "../../../../etc/passwd"}, InputError,
-     ["../../../../etc/passwd", "outside"]),
-    ("absolute-path-outside", "evaluate_generation", {"generated": "/etc/hostname"}, InputError,
-     ["/etc/hostname", "outside"]),
+    (
+        "path-traversal",
+        "evaluate_generation",
+        {"generated": "../../../../etc/passwd"},
+        InputError,
+        ["../../../../etc/passwd", "outside"],
+    ),
+    (
+        "absolute-path-outside",
+        "evaluate_generation",
+        {"generated": "/etc/hostname"},
+        InputError,
+        ["/etc/hostname", "outside"],
+    ),
 ]
 
 
@@ -333,13 +406,17 @@ def model():
     return load_model(None, Settings(threads=1))
 
 
-@pytest.mark.parametrize("text", [
-    "I'm sorry, as an AI I cannot list genes.",
-    "<|endoftext|>\x00\x01\ufffd {\"genes\": null}",
-    "import os; os.system('rm -rf /')",
-    "LYZ " * 1_000_000,
-    "",
-], ids=["prose", "control-chars-json", "code", "endless", "empty"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm sorry, as an AI I cannot list genes.",
+        '<|endoftext|>\x00\x01\ufffd {"genes": null}',
+        "import os; os.system('rm -rf /')",
+        "LYZ " * 1_000_000,
+        "",
+    ],
+    ids=["prose", "control-chars-json", "code", "endless", "empty"],
+)
 def test_model_output_that_is_not_a_gene_list(model, text):
     """Model output goes through the parser and the reverse transform: junk becomes an empty or short
     sentence with its unknown words counted, endless output is cut, and nothing is ever executed."""
@@ -445,8 +522,17 @@ def _kb_gene_info_columns(tmp):
     return lambda: S.load_gene_info(p), ["uniprot.tsv", "Gene names"]
 
 
-KB_CASES = [_kb_cpdb_no_symbol_column, _kb_cpdb_ragged_row, _kb_ppi_ragged, _kb_ppi_bad_counts, _kb_gmt_binary,
-            _kb_ontology_missing_label, _kb_ontology_list, _kb_ontology_tsv_columns, _kb_gene_info_columns]
+KB_CASES = [
+    _kb_cpdb_no_symbol_column,
+    _kb_cpdb_ragged_row,
+    _kb_ppi_ragged,
+    _kb_ppi_bad_counts,
+    _kb_gmt_binary,
+    _kb_ontology_missing_label,
+    _kb_ontology_list,
+    _kb_ontology_tsv_columns,
+    _kb_gene_info_columns,
+]
 
 
 @pytest.mark.parametrize("build", KB_CASES, ids=[f.__name__[4:] for f in KB_CASES])
@@ -493,8 +579,9 @@ def server(model):
     from c2s_agent.models.server import create_app
 
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(model, max_body_bytes=100_000), host="127.0.0.1", port=port,
-                                        log_level="critical"))
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app(model, max_body_bytes=100_000), host="127.0.0.1", port=port, log_level="critical")
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(400):
@@ -533,12 +620,17 @@ def _status(resp: bytes) -> int:
 
 SERVER_CASES = [
     ("malformed-json", "/v1/completions", b'{"prompt": "x", ', 422, "JSON decode error"),
-    ("json-not-object", "/v1/completions", b'[1, 2, 3]', 422, "body"),
+    ("json-not-object", "/v1/completions", b"[1, 2, 3]", 422, "body"),
     ("wrong-field-type", "/v1/embeddings", json.dumps({"input": 12345}).encode(), 422, "input"),
     ("too-many-inputs", "/v1/c2s/embed", json.dumps({"sentences": ["CD74"] * 600}).encode(), 422, "sentences"),
     ("token-id-prompt", "/v1/completions", json.dumps({"prompt": [[1, 2, 3]]}).encode(), 422, "prompt"),
-    ("unknown-perturbation", "/v1/c2s/perturb",
-     json.dumps({"sentences": ["CD74 LYZ"], "perturbation": "rm -rf /"}).encode(), 400, "not known to this model"),
+    (
+        "unknown-perturbation",
+        "/v1/c2s/perturb",
+        json.dumps({"sentences": ["CD74 LYZ"], "perturbation": "rm -rf /"}).encode(),
+        400,
+        "not known to this model",
+    ),
     ("oversized-declared", "/v1/completions", b'{"prompt": "' + b"A" * 150_000 + b'"}', 413, "exceeds"),
 ]
 
@@ -564,8 +656,7 @@ def test_server_oversized_chunked_body_without_length(server):
         for _ in range(40):
             yield b"A" * 10_000
 
-    r = httpx.post(url + "/v1/completions", content=chunks(), headers={"content-type": "application/json"},
-                   timeout=60)
+    r = httpx.post(url + "/v1/completions", content=chunks(), headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code in (411, 413), r.text[:300]
     assert "Content-Length" in r.text or "exceeds" in r.text
 
@@ -587,8 +678,11 @@ def test_server_slow_loris_does_not_block_others(server):
     try:
         for i in range(16):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" if i % 2 else
-                      b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"pro")
+            s.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                if i % 2
+                else b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"pro'
+            )
             socks.append(s)
         for _ in range(3):
             for s in socks:

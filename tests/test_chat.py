@@ -20,8 +20,13 @@ NK = "Which genes are specific to NK cells? Show the top 8."
 
 
 def _env(settings):
-    env = {**os.environ, "C2S_RUNS_DIR": str(settings.runs_dir), "C2S_CACHE_DIR": str(settings.cache_dir),
-           "TERM": "xterm", "COLUMNS": "160"}
+    env = {
+        **os.environ,
+        "C2S_RUNS_DIR": str(settings.runs_dir),
+        "C2S_CACHE_DIR": str(settings.cache_dir),
+        "TERM": "xterm",
+        "COLUMNS": "160",
+    }
     env.pop("C2S_PLUGINS", None)
     return env
 
@@ -41,7 +46,7 @@ class Terminal:
         while time.time() < deadline:
             m = re.search(pattern, self.screen)
             if m:
-                seen, self.screen = self.screen[:m.end()], self.screen[m.end():]
+                seen, self.screen = self.screen[: m.end()], self.screen[m.end() :]
                 return seen
             ready, _, _ = select.select([self.fd], [], [], 0.2)
             if ready:
@@ -90,11 +95,17 @@ def test_chat_in_a_terminal_with_follow_up_and_approval(settings):
 
 def test_chat_from_a_script_answers_on_stdout(settings):
     script = f"{NK}\nskip\n/nonsense\nWhat is the stock price of Illumina?\n/history\n"
-    p = subprocess.run([C2S, "chat", "--data", "demo", "--approve", "--approve-cost", "medium"], input=script,
-                       capture_output=True, text=True, env=_env(settings), timeout=600)
+    p = subprocess.run(
+        [C2S, "chat", "--data", "demo", "--approve", "--approve-cost", "medium"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=_env(settings),
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     out = p.stdout.splitlines()
-    assert "- No installed tool can do this: \"What is the stock price of Illumina\"" in out
+    assert '- No installed tool can do this: "What is the stock price of Illumina"' in out
     turns = [line for line in out if re.match(r"\[\d\] ", line)]
     assert len(turns) == 2 and "stock price" in turns[1]
     assert "skip" in p.stderr and "unknown command /nonsense" in p.stderr  # progress and prompts stay on stderr

@@ -13,8 +13,9 @@ from c2s_agent.sentences import from_adata
 
 
 def c2s(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "c2s_agent", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "c2s_agent", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_sentences_in_memory_and_backed_agree(tmp_path):

@@ -65,10 +65,13 @@ def test_refuses_scaled_source(pbmc):
         prepare(pbmc, source="X")
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"cell,gene\n1,2\n", "is not an HDF5/.h5ad file"),
-    (b"", "is not an HDF5/.h5ad file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"cell,gene\n1,2\n", "is not an HDF5/.h5ad file"),
+        (b"", "is not an HDF5/.h5ad file"),
+    ],
+)
 def test_non_h5ad_files(tmp_path, content, message):
     path = tmp_path / "bad.h5ad"
     path.write_bytes(content)

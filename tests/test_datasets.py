@@ -13,8 +13,11 @@ from c2s_agent.data import read
 
 #: dataset -> (its cell-type column, a hypothesis question naming two of its groups, the groups it names)
 DATASETS = {
-    "demo": ("cell_type", "How might monocytes signal to T cells after interferon stimulation?",
-             (["CD14 Mono", "CD16 Mono"], ["CD4 Memory T", "CD4 Naive T", "CD8 T", "T activated"])),
+    "demo": (
+        "cell_type",
+        "How might monocytes signal to T cells after interferon stimulation?",
+        (["CD14 Mono", "CD16 Mono"], ["CD4 Memory T", "CD4 Naive T", "CD8 T", "T activated"]),
+    ),
     "pbmc68k": ("bulk_labels", "How might monocytes signal to NK cells?", (["CD14+ Monocyte"], ["CD56+ NK"])),
     "cellbench": ("cell_line", "How might A549 cells signal to H1975 cells?", (["A549"], ["H1975"])),
     "moor2018": ("zone_label", "How might crypt cells signal to V6 cells?", (["crypt"], ["V6"])),
@@ -46,10 +49,15 @@ def test_cell_types_and_their_markers_from_the_datasets_own_labels(data, setting
     results = _ok(out)
     markers = next(r for r in results.values() if r.tool == "marker_genes")
     assert markers.args["groupby"] == col
-    assert set(markers.output["markers"]) == {str(v) for v in read(data, backed=True).obs[col].astype(str).unique()
-                                              if (read(data, backed=True).obs[col].astype(str) == v).sum() >= 3}
+    assert set(markers.output["markers"]) == {
+        str(v)
+        for v in read(data, backed=True).obs[col].astype(str).unique()
+        if (read(data, backed=True).obs[col].astype(str) == v).sum() >= 3
+    }
     genes = [g for gs in markers.output["markers"].values() for g in gs]
-    assert genes and not [g for g in genes if g.upper().startswith(("RPL", "RPS", "MRPL", "MRPS", "MT-"))]  # no housekeeping
+    assert genes and not [
+        g for g in genes if g.upper().startswith(("RPL", "RPS", "MRPL", "MRPS", "MT-"))
+    ]  # no housekeeping
 
 
 @pytest.mark.slow

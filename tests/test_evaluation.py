@@ -151,8 +151,13 @@ def test_ray_executor_gives_identical_rows(local_run, tmp_path):
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     suite = _write(tmp_path, KILLABLE)
     out = tmp_path / "run"
-    env = {**os.environ, "C2S_CACHE_DIR": str(tmp_path / "cache"), "C2S_RUNS_DIR": str(tmp_path / "runs"),
-           "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "C2S_CACHE_DIR": str(tmp_path / "cache"),
+        "C2S_RUNS_DIR": str(tmp_path / "runs"),
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "HF_HUB_OFFLINE": "1",
+    }
     cmd = [sys.executable, "-m", "c2s_agent", "eval", "run", str(suite), "--out", str(out), "--no-report"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 150
@@ -185,14 +190,17 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     assert summary["cells"][0]["metrics"]["n_cells"] == 48
 
 
-@pytest.mark.parametrize("text, subject, problem", [
-    ("name: x\ntasks: [{task: nope}]", "task 'nope'", "is not an evaluation task"),
-    ("name: x\ntasks: [{task: reverse_transform_r2, params: {topk: 5}}]", "params ['topk']", "are not parameters"),
-    ("name: x\ntasks: []", "suite.yaml", "lists no tasks"),
-    ("name: x\ntasks: [{task: reverse_transform_r2}]\nextra: 1", "suite.yaml extra", "Extra inputs"),
-    ("name: [x\n", "suite.yaml", "is not valid YAML"),
-    ("- a\n- b\n", "suite.yaml", "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, subject, problem",
+    [
+        ("name: x\ntasks: [{task: nope}]", "task 'nope'", "is not an evaluation task"),
+        ("name: x\ntasks: [{task: reverse_transform_r2, params: {topk: 5}}]", "params ['topk']", "are not parameters"),
+        ("name: x\ntasks: []", "suite.yaml", "lists no tasks"),
+        ("name: x\ntasks: [{task: reverse_transform_r2}]\nextra: 1", "suite.yaml extra", "Extra inputs"),
+        ("name: [x\n", "suite.yaml", "is not valid YAML"),
+        ("- a\n- b\n", "suite.yaml", "must be a mapping"),
+    ],
+)
 def test_bad_suites_are_clear_input_errors(tmp_path, text, subject, problem):
     with pytest.raises(InputError) as err:
         load_suite(_write(tmp_path, text))
@@ -221,8 +229,10 @@ def test_cli_report_and_compare(local_run, tmp_path):
     out = runner.invoke(app, ["eval", "report", str(res.run_dir), "--out", str(tmp_path / "rep")])
     assert out.exit_code == 0, out.output
     assert "## cell_type_annotation" in (tmp_path / "rep" / "report.md").read_text()
-    out = runner.invoke(app, ["eval", "compare", str(res.run_dir), str(res.run_dir), "--out", str(tmp_path / "cmp"),
-                              "--fail-on-regression"])
+    out = runner.invoke(
+        app,
+        ["eval", "compare", str(res.run_dir), str(res.run_dir), "--out", str(tmp_path / "cmp"), "--fail-on-regression"],
+    )
     assert out.exit_code == 0, out.output
     assert "No regressions" in (tmp_path / "cmp" / "compare.md").read_text()
 
@@ -236,7 +246,12 @@ def test_retrieval_query_set_and_relevance_rule():
     cell = Cell(task=task.name, dataset="-", model="-", prompt_set="-", params=task.check_params({}, None))
     items = task.items(cell, None)
     assert len(items) == 24 and len({it["id"] for it in items}) == 24
-    lr = {"id": "cellphonedb:1:CCL5>CCR5", "kind": "ligand_receptor", "genes": ["CCL5", "CCR5"], "text": "Ligand CCL5 binds CCR5"}
+    lr = {
+        "id": "cellphonedb:1:CCL5>CCR5",
+        "kind": "ligand_receptor",
+        "genes": ["CCL5", "CCR5"],
+        "text": "Ligand CCL5 binds CCR5",
+    }
     assert is_relevant(lr, items[0]["relevant"])  # lr01: CCL5 -> CCR5
     assert not is_relevant({**lr, "kind": "gene_summary"}, items[0]["relevant"])
     assert not is_relevant({**lr, "genes": ["CCL5", "CCR1"]}, items[0]["relevant"])

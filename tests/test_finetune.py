@@ -77,8 +77,12 @@ def test_resume_continues_from_the_checkpoint(lora_run, subset, tmp_path):
     out = tmp_path / "resumed"
     shutil.copytree(lora_run[0], out)
     first = {h["step"]: h for h in lora_run[1]["training"]["log_history"] if "loss" in h}
-    meta = finetune(subset, out, cfg=_cfg(method="lora", tasks=("cell_type", "perturbation"), steps=4, lr=5e-4,
-                                          resume=True), progress=False)
+    meta = finetune(
+        subset,
+        out,
+        cfg=_cfg(method="lora", tasks=("cell_type", "perturbation"), steps=4, lr=5e-4, resume=True),
+        progress=False,
+    )
     log = {h["step"]: h for h in meta["training"]["log_history"] if "loss" in h}
     assert meta["training"]["steps"] == 4 and sorted(log) == [1, 2, 3, 4]
     # steps 1-2 come from the first run (its learning rate), not from a restart with the new one
@@ -97,13 +101,22 @@ def test_grpo_two_steps_writes_log_curves_and_heldout_metrics(subset, tmp_path):
     from c2s_agent.training.grpo import GRPOSettings, grpo
 
     out = tmp_path / "grpo"
-    cfg = GRPOSettings(steps=2, num_generations=2, prompts_per_step=2, threads=1, n_boot=0,
-                       data=DataSpec(perturbation="IFN-beta", hold_out=("CD14 Mono",)))
+    cfg = GRPOSettings(
+        steps=2,
+        num_generations=2,
+        prompts_per_step=2,
+        threads=1,
+        n_boot=0,
+        data=DataSpec(perturbation="IFN-beta", hold_out=("CD14 Mono",)),
+    )
     meta = grpo(subset, out, cfg=cfg, progress=False)
     log = json.loads((out / "grpo_log.json").read_text())
     assert [h["step"] for h in log] == [1, 2]
-    assert all({"reward", "kl", "rewards/program_agreement/mean", "rewards/validity/mean",
-                                "rewards/distribution/mean"} <= set(h) for h in log)
+    assert all(
+        {"reward", "kl", "rewards/program_agreement/mean", "rewards/validity/mean", "rewards/distribution/mean"}
+        <= set(h)
+        for h in log
+    )
     assert (out / "grpo_curves.png").stat().st_size > 10_000
     assert "CD14 Mono" not in meta["training"]["prompt_groups"]
     held = meta["metrics"]["held_out_perturbation"]["CD14 Mono"]
@@ -142,10 +155,34 @@ def test_cli_trains_lora_and_grpo_on_an_h5ad(subset, tmp_path):
     out = runner.invoke(app, [*common, "--method", "lora", "--task", "cell_type", "--out", str(tmp_path / "lora")])
     assert out.exit_code == 0, out.output
     assert json.loads((tmp_path / "lora" / "c2s_model.json").read_text())["training"]["method"] == "lora"
-    out = runner.invoke(app, [*common, "--method", "grpo", "--num-generations", "2", "--hold-out", "CD14 Mono",
-                              "--out", str(tmp_path / "grpo")])
+    out = runner.invoke(
+        app,
+        [
+            *common,
+            "--method",
+            "grpo",
+            "--num-generations",
+            "2",
+            "--hold-out",
+            "CD14 Mono",
+            "--out",
+            str(tmp_path / "grpo"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert (tmp_path / "grpo" / "grpo_curves.png").exists()
-    out = runner.invoke(app, ["train", "--data", str(path), "--method", "grpo", "--reward", "no_such_reward",
-                              "--out", str(tmp_path / "bad")])
+    out = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(path),
+            "--method",
+            "grpo",
+            "--reward",
+            "no_such_reward",
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+    )
     assert isinstance(out.exception, InputError) and "no_such_reward" in str(out.exception)

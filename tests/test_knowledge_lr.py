@@ -77,22 +77,33 @@ def test_stimulated_top_pairs_include_interferon_induced_ligands(lr, lognorm):
 
 
 def test_permutation_pvalues_reproducible(kang):
-    a1 = score_ligand_receptor(kang.copy(), "cell_type", MONO, TCELLS, condition="condition",
-                               condition_value="stim", n_perms=200, seed=3)
-    a2 = score_ligand_receptor(kang.copy(), "cell_type", MONO, TCELLS, condition="condition",
-                               condition_value="stim", n_perms=200, seed=3)
+    a1 = score_ligand_receptor(
+        kang.copy(), "cell_type", MONO, TCELLS, condition="condition", condition_value="stim", n_perms=200, seed=3
+    )
+    a2 = score_ligand_receptor(
+        kang.copy(), "cell_type", MONO, TCELLS, condition="condition", condition_value="stim", n_perms=200, seed=3
+    )
     pd.testing.assert_frame_equal(a1, a2)
     assert set(a1.condition) == {"stim"}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"groupby": "celltype"}, "groupby 'celltype': is not a column of adata.obs"),
-    ({"source": "Monocytes"}, "group 'Monocytes': is not a value of obs['cell_type']"),
-    ({"condition_value": "stim"}, "condition_value: was given without a condition column"),
-    ({"condition": "condition", "condition_value": "IFN"}, "condition_value 'IFN': is not a value of obs['condition']"),
-    ({"n_perms": 0}, "n_perms: must be >= 1"),
-    ({"condition": "condition", "source": "Eryth"}, "condition 'ctrl': has no cells of the source or the target group"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"groupby": "celltype"}, "groupby 'celltype': is not a column of adata.obs"),
+        ({"source": "Monocytes"}, "group 'Monocytes': is not a value of obs['cell_type']"),
+        ({"condition_value": "stim"}, "condition_value: was given without a condition column"),
+        (
+            {"condition": "condition", "condition_value": "IFN"},
+            "condition_value 'IFN': is not a value of obs['condition']",
+        ),
+        ({"n_perms": 0}, "n_perms: must be >= 1"),
+        (
+            {"condition": "condition", "source": "Eryth"},
+            "condition 'ctrl': has no cells of the source or the target group",
+        ),
+    ],
+)
 def test_bad_inputs(kang, kwargs, message):
     args = {"groupby": "cell_type", "source": MONO, "target": TCELLS, "n_perms": 10} | kwargs
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -107,8 +118,17 @@ def test_tool_writes_table_plot_and_uns(kang, settings, tmp_path):
     adata = prepare(kang)
     tool = registry.tools(settings)["score_ligand_receptor"]
     ctx = ToolContext(adata, tmp_path, settings)
-    res = tool.invoke(ctx, {"groupby": "cell_type", "source": MONO, "target": TCELLS,
-                            "condition_column": "condition", "n_perms": 200, "top": 10})
+    res = tool.invoke(
+        ctx,
+        {
+            "groupby": "cell_type",
+            "source": MONO,
+            "target": TCELLS,
+            "condition_column": "condition",
+            "n_perms": 200,
+            "top": 10,
+        },
+    )
     assert "c2s_lr" in adata.uns and tool.slots("produces", {}) == ["uns:c2s_lr"]
     kinds = {a.kind for a in res.artefacts}
     assert kinds == {"table", "plot"} and all((tmp_path / a.path).stat().st_size > 1000 for a in res.artefacts)

@@ -42,15 +42,17 @@ async def _over_stdio(settings, cwd: Path, outside: Path) -> dict:
         await client.initialize()
         seen["tools"] = {t.name: t for t in (await client.list_tools()).tools}
         seen["describe"] = await client.call_tool("describe_dataset", {"data": "demo"})
-        seen["markers"] = await client.call_tool("marker_genes", {"data": "local.h5ad", "groupby": "cell_type",
-                                                                  "groups": ["NK"], "n_genes": 5})
+        seen["markers"] = await client.call_tool(
+            "marker_genes", {"data": "local.h5ad", "groupby": "cell_type", "groups": ["NK"], "n_genes": 5}
+        )
         seen["outside"] = await client.call_tool("describe_dataset", {"data": str(outside)})
         seen["escape"] = await client.call_tool("describe_dataset", {"data": "link.h5ad"})
         seen["bad_args"] = await client.call_tool("marker_genes", {"data": "demo", "n_genes": "many"})
         seen["ask"] = await client.call_tool("ask", {"question": NK, "data": "demo"})
         run_id = seen["ask"].structured_content["run_id"]
-        seen["follow"] = await client.call_tool("ask", {"question": "now the same for the B cells",
-                                                        "follow_up_of": run_id})
+        seen["follow"] = await client.call_tool(
+            "ask", {"question": "now the same for the B cells", "follow_up_of": run_id}
+        )
         seen["resources"] = [str(r.uri) for r in (await client.list_resources()).resources]
         seen["report"] = await client.read_resource(f"c2s://runs/{run_id}/report.md")
         try:
@@ -154,8 +156,14 @@ async def _over_http(url: str) -> tuple[list[str], dict]:
 
 def test_mcp_over_streamable_http_on_localhost(settings, tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([C2S, "mcp", "--http", "--port", str(port)], env=_env(settings), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [C2S, "mcp", "--http", "--port", str(port)],
+        env=_env(settings),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:

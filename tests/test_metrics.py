@@ -10,8 +10,18 @@ import pytest
 import scipy.linalg
 
 from c2s_agent.errors import InputError
-from c2s_agent.metrics import (ReferenceEncoder, energy_distance, evaluate_generation, frechet_distance,
-                               gene_wasserstein, lfc_agreement, mean_expression, mmd, scfid, sliced_wasserstein)
+from c2s_agent.metrics import (
+    ReferenceEncoder,
+    energy_distance,
+    evaluate_generation,
+    frechet_distance,
+    gene_wasserstein,
+    lfc_agreement,
+    mean_expression,
+    mmd,
+    scfid,
+    sliced_wasserstein,
+)
 from c2s_agent.metrics.validation import separation, type_pairs
 
 
@@ -138,10 +148,18 @@ def test_evaluate_generation_sentences_and_fold_changes(kang):
     stim, ctrl = mono[mono.obs.condition == "stim"], mono[mono.obs.condition == "ctrl"]
     generated = to_sentences(stim[::2], top_k=200).strings()  # stands in for generated stimulated monocytes
     good = evaluate_generation(stim[1::2], generated, reference=kang, control=ctrl, n_boot=30)
-    bad = evaluate_generation(stim[1::2], to_sentences(ctrl[::2], top_k=200).strings(), reference=kang,
-                              control=ctrl[1::2], n_boot=30)
-    assert list(good.metrics) == ["scfid", "mmd", "energy", "sliced_wasserstein", "gene_wasserstein",
-                                  "lfc_pearson", "lfc_kendall"]
+    bad = evaluate_generation(
+        stim[1::2], to_sentences(ctrl[::2], top_k=200).strings(), reference=kang, control=ctrl[1::2], n_boot=30
+    )
+    assert list(good.metrics) == [
+        "scfid",
+        "mmd",
+        "energy",
+        "sliced_wasserstein",
+        "gene_wasserstein",
+        "lfc_pearson",
+        "lfc_kendall",
+    ]
     assert any("top-200 sentences" in n for n in good.notes)
     for m in ("scfid", "energy", "sliced_wasserstein", "gene_wasserstein"):
         assert good.metrics[m].value < 0.5 * bad.metrics[m].value, m

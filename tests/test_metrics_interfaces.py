@@ -19,8 +19,9 @@ from c2s_agent.tools import ToolContext
 
 
 def c2s(*args):
-    return subprocess.run([sys.executable, "-m", "c2s_agent", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "c2s_agent", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,16 @@ def test_tool_evaluates_a_generated_file(split, tmp_path):
     import shutil
 
     shutil.copy(path, tmp_path / "generated_cells.h5ad")  # planner paths are confined to the run and data dirs
-    res = tool.invoke(ctx, {"generated": "generated_cells.h5ad", "control_column": "condition", "control_value": "ctrl",
-                            "metrics": ["scfid", "mmd", "lfc_pearson"], "n_boot": 20})
+    res = tool.invoke(
+        ctx,
+        {
+            "generated": "generated_cells.h5ad",
+            "control_column": "condition",
+            "control_value": "ctrl",
+            "metrics": ["scfid", "mmd", "lfc_pearson"],
+            "n_boot": 20,
+        },
+    )
     out = res.output
     assert out.n_generated == 152 and out.n_real == 151  # real cells picked to match: stimulated CD14 Mono
     assert "cell_type" in out.notes[0] and "'condition': 'stim'" in out.notes[0]
@@ -92,8 +101,10 @@ def test_tool_evaluates_a_generated_file(split, tmp_path):
     # the output of an earlier generate_cells step, found by its step id or as the run's latest generated cells
     shutil.copy(path, tmp_path / "artefacts" / "s1_generated_cells.h5ad")
     for ref in ("s1", None):
-        again = tool.invoke(ToolContext(adata, tmp_path, Settings(), step_id="s3"),
-                            {"generated": ref, "metrics": ["scfid"], "n_boot": 0})
+        again = tool.invoke(
+            ToolContext(adata, tmp_path, Settings(), step_id="s3"),
+            {"generated": ref, "metrics": ["scfid"], "n_boot": 0},
+        )
         assert again.output.metrics["scfid"]["value"] == pytest.approx(out.metrics["scfid"]["value"], rel=1e-9)
     with pytest.raises(InputError, match="obs has no column 'tissue'"):
         tool.invoke(ctx, {"generated": "generated_cells.h5ad", "real_column": "tissue", "real_value": "x"})
@@ -101,20 +112,51 @@ def test_tool_evaluates_a_generated_file(split, tmp_path):
 
 def test_cli_json_and_errors(split, tmp_path):
     _, path = split
-    r = c2s("evaluate", "demo", path, "--real-where", "cell_type=CD14 Mono;condition=stim",
-            "--control-where", "cell_type=CD14 Mono;condition=ctrl", "--metrics", "scfid,energy,lfc_kendall",
-            "--n-boot", 20, "--json", "--save-encoder", tmp_path / "enc", "--plots", tmp_path / "plots")
+    r = c2s(
+        "evaluate",
+        "demo",
+        path,
+        "--real-where",
+        "cell_type=CD14 Mono;condition=stim",
+        "--control-where",
+        "cell_type=CD14 Mono;condition=ctrl",
+        "--metrics",
+        "scfid,energy,lfc_kendall",
+        "--n-boot",
+        20,
+        "--json",
+        "--save-encoder",
+        tmp_path / "enc",
+        "--plots",
+        tmp_path / "plots",
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert list(out["metrics"]) == ["scfid", "energy", "lfc_kendall"]
     assert out["n_generated"] == 152 and out["n_real"] == 303  # the demo file still holds the 'generated' half
     for m in out["metrics"].values():
         assert m["interval"][0] <= m["value"] <= m["interval"][1]
-    assert (tmp_path / "enc" / "manifest.json").is_file() and (tmp_path / "plots" / "generation_embedding.png").is_file()
-    again = c2s("evaluate", "demo", path, "--real-where", "cell_type=CD14 Mono;condition=stim", "--metrics", "scfid",
-                "--n-boot", 0, "--json", "--encoder-path", tmp_path / "enc")
+    assert (tmp_path / "enc" / "manifest.json").is_file() and (
+        tmp_path / "plots" / "generation_embedding.png"
+    ).is_file()
+    again = c2s(
+        "evaluate",
+        "demo",
+        path,
+        "--real-where",
+        "cell_type=CD14 Mono;condition=stim",
+        "--metrics",
+        "scfid",
+        "--n-boot",
+        0,
+        "--json",
+        "--encoder-path",
+        tmp_path / "enc",
+    )
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["metrics"]["scfid"]["value"] == pytest.approx(out["metrics"]["scfid"]["value"], rel=1e-9)
+    assert json.loads(again.stdout)["metrics"]["scfid"]["value"] == pytest.approx(
+        out["metrics"]["scfid"]["value"], rel=1e-9
+    )
     bad = c2s("evaluate", "demo", path, "--metrics", "fid")
     assert bad.returncode == 2 and "metrics: ['fid'] are not known" in bad.stderr
     bad = c2s("evaluate", "demo", path, "--real-where", "cell_type")
@@ -133,8 +175,12 @@ def test_c2s_encoder_separates_types(kang, settings):
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    picks = np.concatenate([rng.choice(np.flatnonzero((kang.obs.cell_type == t).to_numpy()), 60, replace=False)
-                            for t in ("CD14 Mono", "B")])
+    picks = np.concatenate(
+        [
+            rng.choice(np.flatnonzero((kang.obs.cell_type == t).to_numpy()), 60, replace=False)
+            for t in ("CD14 Mono", "B")
+        ]
+    )
     cells = kang[picks]
     emb = enc.encode(cells)
     assert emb.shape[0] == 120 and emb.ndim == 2

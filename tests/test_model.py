@@ -170,8 +170,22 @@ def test_generated_cells_resemble_their_conditioned_type(model, kang):
     b = model.generate(["B"] * 8, ["ctrl"] * 8, seed=0)
     assert np.mean([score(s, "CD14 Mono") > score(s, "B") for s in mono]) >= 0.75
     assert np.mean([score(s, "B") > score(s, "CD14 Mono") for s in b]) >= 0.75
-    isg = {"ISG15", "IFIT1", "IFIT2", "IFIT3", "IFITM3", "ISG20", "CXCL10", "MX1", "IFI6", "LY6E", "RSAD2", "OAS1",
-           "IFI44L", "TNFSF10"}
+    isg = {
+        "ISG15",
+        "IFIT1",
+        "IFIT2",
+        "IFIT3",
+        "IFITM3",
+        "ISG20",
+        "CXCL10",
+        "MX1",
+        "IFI6",
+        "LY6E",
+        "RSAD2",
+        "OAS1",
+        "IFI44L",
+        "TNFSF10",
+    }
     stim = model.generate(["CD14 Mono"] * 32, ["stim"] * 32, seed=0)
     ctrl = model.generate(["CD14 Mono"] * 32, ["ctrl"] * 32, seed=0)
     signature = lambda ss: np.mean([len(isg & set(s.split())) >= 3 for s in ss])  # noqa: E731
@@ -181,7 +195,8 @@ def test_generated_cells_resemble_their_conditioned_type(model, kang):
 def test_guidance_pulls_generated_cells_towards_their_type(model, kang):
     """Classifier-free guidance (the prompt without its cell type as the unconditional twin): a classifier of
     real training cells' top-gene sets recognises the requested type far more often than without guidance."""
-    from c2s_agent.training.evaluate import _indicator, judge as fit_judge
+    from c2s_agent.training.evaluate import _indicator
+    from c2s_agent.training.evaluate import judge as fit_judge
 
     train = kang[~kang.obs_names.isin(model.meta["split"]["test_obs_names"])]
     train = train[~((train.obs["cell_type"] == "CD14 Mono") & (train.obs["condition"] == "stim"))]
@@ -189,11 +204,17 @@ def test_guidance_pulls_generated_cells_towards_their_type(model, kang):
     judge = fit_judge(real, model.genes, train.obs["cell_type"].astype(str))
     types = [t for t in model.known_labels for _ in range(8)]
     conds = ["ctrl", "stim"] * (len(types) // 2)
-    fidelity = {w: np.mean(judge.predict(_indicator(model.generate(types, conds, seed=0, guidance=w), model.genes))
-                           == np.asarray(types)) for w in (0.0, model.meta["generation_guidance"])}
+    fidelity = {
+        w: np.mean(
+            judge.predict(_indicator(model.generate(types, conds, seed=0, guidance=w), model.genes))
+            == np.asarray(types)
+        )
+        for w in (0.0, model.meta["generation_guidance"])
+    }
     assert fidelity[model.meta["generation_guidance"]] >= max(0.7, fidelity[0.0] + 0.1), fidelity
-    assert model.generate(types[:3], "ctrl", seed=0) == model.generate(types[:3], "ctrl", seed=0,
-                                                                        guidance=model.meta["generation_guidance"])
+    assert model.generate(types[:3], "ctrl", seed=0) == model.generate(
+        types[:3], "ctrl", seed=0, guidance=model.meta["generation_guidance"]
+    )
     params = GenParams(guidance=2.0, unconditional=("one",))
     with pytest.raises(InputError, match="unconditional: needs one prompt per prompt when guidance > 0"):
         model.backend.complete(["a", "b"], params)
@@ -273,8 +294,12 @@ def test_tools_run_and_record_model_calls(model, held_out, tmp_path, settings):
     tools = registry.tools(settings)
     assert {"annotate_cells", "embed_cells", "generate_cells", "predict_perturbation"} <= set(tools)
     calls = []
-    ctx = ToolContext(prepare(held_out[:30]), tmp_path, settings.model_copy(update={"threads": 1}),
-                      record_call=lambda kind, **f: calls.append((kind, f)))
+    ctx = ToolContext(
+        prepare(held_out[:30]),
+        tmp_path,
+        settings.model_copy(update={"threads": 1}),
+        record_call=lambda kind, **f: calls.append((kind, f)),
+    )
     res = tools["annotate_cells"].invoke(ctx, {})
     assert res.output.n_cells == 30 and res.output.accuracy is not None and res.output.accuracy > 0.5
     assert "c2s_cell_type" in ctx.adata.obs and any(a.kind == "plot" for a in res.artefacts)

@@ -91,8 +91,13 @@ def test_openai_client_works_unchanged(server, model, cells):
     assert len(emb.data) == 2 and len(emb.data[0].embedding) == model.backend.model.config.hidden_size
     local = model.embed([texts[0]])[0]
     np.testing.assert_allclose(emb.data[0].embedding, local, atol=1e-4)
-    gen = client.completions.create(model=model.name, prompt=model.prompts.format(
-        "generation", condition="ctrl", cell_type="B"), max_tokens=30, temperature=1.0, seed=1)
+    gen = client.completions.create(
+        model=model.name,
+        prompt=model.prompts.format("generation", condition="ctrl", cell_type="B"),
+        max_tokens=30,
+        temperature=1.0,
+        seed=1,
+    )
     assert len(gen.choices[0].text.split()) >= 10
 
 
@@ -119,12 +124,15 @@ def test_task_endpoints(server, model, cells):
     texts, _, _ = model.sentences(cells[:5], 128)
     r = httpx.post(f"{url}/v1/c2s/predict_cell_types", json={"sentences": texts}, timeout=60).json()
     assert [p["label"] for p in r["predictions"]] == model.predict_cell_types(texts)["label"].tolist()
-    r = httpx.post(f"{url}/v1/c2s/generate_cells", json={"cell_types": ["CD14 Mono"], "conditions": ["stim"]}, timeout=60)
+    r = httpx.post(
+        f"{url}/v1/c2s/generate_cells", json={"cell_types": ["CD14 Mono"], "conditions": ["stim"]}, timeout=60
+    )
     assert r.status_code == 200 and len(r.json()["sentences"][0].split()) > 10
     # guided generation (the default) through the request-merging worker: each prompt keeps its own twin
     body = {"cell_types": ["NK", "B", "CD14 Mono"], "conditions": ["ctrl", "stim", "ctrl"], "seed": 4}
-    assert httpx.post(f"{url}/v1/c2s/generate_cells", json=body, timeout=60).json()["sentences"] == \
-        model.generate(body["cell_types"], body["conditions"], seed=4)
+    assert httpx.post(f"{url}/v1/c2s/generate_cells", json=body, timeout=60).json()["sentences"] == model.generate(
+        body["cell_types"], body["conditions"], seed=4
+    )
     assert model.meta["generation_guidance"] > 0
     r = httpx.post(f"{url}/v1/c2s/perturb", json={"sentences": texts[:2], "perturbation": "IFN-beta"}, timeout=60)
     assert len(r.json()["sentences"]) == 2
@@ -138,8 +146,11 @@ def test_limits_and_bad_requests(server):
     import httpx
 
     url, _ = server
-    r = httpx.post(f"{url}/v1/completions", content=b'{"prompt": "' + b"A " * 150_000 + b'"}',
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{url}/v1/completions",
+        content=b'{"prompt": "' + b"A " * 150_000 + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413
     r = httpx.post(f"{url}/v1/completions", json={"prompt": "x", "n": 3})
     assert r.status_code == 400 and "n>1" in r.json()["error"]["message"]
@@ -174,9 +185,15 @@ def test_32_concurrent_clients_1000_requests_batched_without_error(server):
     url, app = server
     backend = app.state.backend
     before_batches, before_items = backend.batches_run, backend.items_run
-    bodies = [("/v1/embeddings", {"input": f"Cell sentence: CD74 LYZ S100A{i % 12} ."}) if i % 2 else
-              ("/v1/completions", {"prompt": "Generate a ctrl B cell . Cell sentence:", "max_tokens": 2,
-                                   "temperature": 0}) for i in range(1000)]
+    bodies = [
+        ("/v1/embeddings", {"input": f"Cell sentence: CD74 LYZ S100A{i % 12} ."})
+        if i % 2
+        else (
+            "/v1/completions",
+            {"prompt": "Generate a ctrl B cell . Cell sentence:", "max_tokens": 2, "temperature": 0},
+        )
+        for i in range(1000)
+    ]
 
     async def run():
         queue: asyncio.Queue = asyncio.Queue()

@@ -31,8 +31,10 @@ def records():
 def mono(kang):
     """Stimulated CD14 monocytes and CD4 naive T cells (60 each)."""
     obs = kang.obs
-    keep = [np.flatnonzero(((obs.cell_type == t) & (obs.condition == "stim")).to_numpy())[:60]
-            for t in ("CD14 Mono", "CD4 Naive T")]
+    keep = [
+        np.flatnonzero(((obs.cell_type == t) & (obs.condition == "stim")).to_numpy())[:60]
+        for t in ("CD14 Mono", "CD4 Naive T")
+    ]
     return kang[np.concatenate(keep)].copy()
 
 
@@ -101,8 +103,9 @@ def test_prompts_with_and_without_knowledge(mono, records, model):
     assert prompt.startswith(f"Known interactions: {'; '.join(inter)} .\nCells:\nCell 1: ")
     cont = [model.prompts.response("cell_type", label=model._token(x)) for x in model.known_labels]
     lp = model.backend.score_labels([prompt], cont).logprobs[0]
-    np.testing.assert_allclose(np.exp(lp - lp.max()) / np.exp(lp - lp.max()).sum(), p1[int(np.flatnonzero(~none)[0])],
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        np.exp(lp - lp.max()) / np.exp(lp - lp.max()).sum(), p1[int(np.flatnonzero(~none)[0])], rtol=1e-4
+    )
 
 
 def test_multicell_tool_in_a_run_reports_the_change_and_how(tmp_path):
@@ -111,8 +114,11 @@ def test_multicell_tool_in_a_run_reports_the_change_and_how(tmp_path):
     from c2s_agent.agent import runs
     from c2s_agent.data import read
 
-    out = runs.ask("Reason over 12 monocyte neighbourhoods with interaction knowledge", "demo",
-                   Settings(runs_dir=tmp_path / "runs"))
+    out = runs.ask(
+        "Reason over 12 monocyte neighbourhoods with interaction knowledge",
+        "demo",
+        Settings(runs_dir=tmp_path / "runs"),
+    )
     res = out["results"]["s1"]
     assert res.tool == "multicell_reasoning"
     assert res.args == {"groupby": "cell_type", "groups": ["CD14 Mono", "CD16 Mono"], "max_groups": 12}
@@ -147,7 +153,8 @@ def test_evaluation_task_rows_and_summary(tmp_path):
     assert summary["accuracy_with"] == np.mean([g["with"] == g["truth"] for g in groups])
     assert summary["fraction_changed"] == np.mean([g["with"] != g["without"] for g in groups])
     assert summary["n_fixed"] - summary["n_broken"] == sum(g["with"] == g["truth"] for g in groups) - sum(
-        g["without"] == g["truth"] for g in groups)
+        g["without"] == g["truth"] for g in groups
+    )
     # cluster groups: held-out cells of one cluster each
     by = cell.model_copy(update={"params": task.check_params({"groupby": "seurat_clusters", "limit": 6}, None)})
     clusters = obs.seurat_clusters.astype(str).to_numpy()
@@ -155,14 +162,17 @@ def test_evaluation_task_rows_and_summary(tmp_path):
         assert len(set(clusters[g])) == 1 and all(obs.index[p] in test for p in g)
 
 
-@pytest.mark.parametrize("kwargs, needles", [
-    ({"mode": "tissue"}, ["mode", "'neighbourhood' or 'cluster'"]),
-    ({"mode": "cluster"}, ["groupby", "is needed to reason over clusters"]),
-    ({"values": ["CD14 Mono"]}, ["values", "without groupby"]),
-    ({"groupby": "cell_type", "values": ["Neuron"]}, ["Neuron", "not values of obs['cell_type']"]),
-    ({"groupby": "tissue"}, ["tissue", "is not a column"]),
-    ({"max_groups": 0}, ["max_groups", ">= 1"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, needles",
+    [
+        ({"mode": "tissue"}, ["mode", "'neighbourhood' or 'cluster'"]),
+        ({"mode": "cluster"}, ["groupby", "is needed to reason over clusters"]),
+        ({"values": ["CD14 Mono"]}, ["values", "without groupby"]),
+        ({"groupby": "cell_type", "values": ["Neuron"]}, ["Neuron", "not values of obs['cell_type']"]),
+        ({"groupby": "tissue"}, ["tissue", "is not a column"]),
+        ({"max_groups": 0}, ["max_groups", ">= 1"]),
+    ],
+)
 def test_bad_multicell_arguments_are_named(mono, model, kwargs, needles):
     from c2s_agent.errors import InputError
 

@@ -17,8 +17,13 @@ def test_tutorial_notebook_executes(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    for var, sub in (("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_CONFIG_DIR", "config"),
-                     ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "mpl")):
+    for var, sub in (
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("IPYTHONDIR", "ipython"),
+        ("MPLCONFIGDIR", "mpl"),
+    ):
         monkeypatch.setenv(var, str(tmp_path / sub))
     monkeypatch.setenv("C2S_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("C2S_CACHE_DIR", str(tmp_path / "cache"))
@@ -28,8 +33,10 @@ def test_tutorial_notebook_executes(tmp_path, monkeypatch):
     assert client.km.kernel_spec.argv[0] == sys.executable  # the kernel ran in this environment
 
     outputs = {c["id"]: c.get("outputs", []) for c in nb.cells if c.cell_type == "code"}
-    text = {k: "".join(o.get("text", "") + "".join(o.get("data", {}).get("text/plain", "")) for o in v)
-            for k, v in outputs.items()}
+    text = {
+        k: "".join(o.get("text", "") + "".join(o.get("data", {}).get("text/plain", "")) for o in v)
+        for k, v in outputs.items()
+    }
     report = next(o["data"]["text/html"] for o in outputs["c03"] if "text/html" in o.get("data", {}))
     assert report.startswith('<div class="c2s-report">') and "CD14 Mono" in report
     assert "groups CD14 Mono -> B, B Activated" in text["c08"] and "MS4A1" in text["c08"]

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import inspect
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from c2s_agent import hookimpl, hookspecs, plugins, registry
-from c2s_agent.registry import GeneProgram
 from c2s_agent.config import Settings
+from c2s_agent.registry import GeneProgram
 from c2s_agent.tools import Tool, ToolResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,14 +45,21 @@ class _Out(BaseModel):
 
 
 def _tool(name: str, description: str = "A test tool that counts the cells of a dataset.") -> Tool:
-    return Tool(name=name, description=description, examples=["count the cells"], input_model=_In,
-                output_model=_Out, run=lambda ctx, a: ToolResult(output=_Out(n=ctx.adata.n_obs), evidence="counted"))
+    return Tool(
+        name=name,
+        description=description,
+        examples=["count the cells"],
+        input_model=_In,
+        output_model=_Out,
+        run=lambda ctx, a: ToolResult(output=_Out(n=ctx.adata.n_obs), evidence="counted"),
+    )
 
 
 def test_every_hookspec_documents_its_parameters():
     specs = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
     assert {"register_tools", "register_backends", "register_encoders", "register_knowledge_sources"} <= {
-        f.__name__ for f in specs}
+        f.__name__ for f in specs
+    }
     for f in specs:
         doc = inspect.getdoc(f) or ""
         assert "Parameters:" in doc, f"{f.__name__} has no Parameters: section"

@@ -15,8 +15,11 @@ from c2s_agent.sentences import ReverseTransform, to_sentences
 from c2s_agent.sentences.parse import MAX_CHARS, parse_genes
 from c2s_agent.sentences.transform import _priority, rank_csr
 
-counts = arrays(np.float32, st.tuples(st.integers(1, 12), st.integers(1, 30)),
-                elements=st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 7.0, 40.0]))
+counts = arrays(
+    np.float32,
+    st.tuples(st.integers(1, 12), st.integers(1, 30)),
+    elements=st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 7.0, 40.0]),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -29,7 +32,7 @@ def test_rank_is_a_sort_by_value_then_priority(X, seed, k):
         got = idx[i][idx[i] >= 0].tolist()
         assert got == expected
         np.testing.assert_array_equal(vals[i, : len(got)], row[got])
-        assert (idx[i][len(got):] == -1).all()
+        assert (idx[i][len(got) :] == -1).all()
 
 
 @settings(max_examples=30, deadline=None)
@@ -55,16 +58,22 @@ def test_to_sentences_never_invents_or_loses_genes(X):
 
 
 @settings(max_examples=40, deadline=None)
-@given(values=arrays(np.float32, st.tuples(st.integers(5, 40), st.integers(20, 60)),
-                     elements=st.floats(0, 8, width=32)))
+@given(
+    values=arrays(np.float32, st.tuples(st.integers(5, 40), st.integers(20, 60)), elements=st.floats(0, 8, width=32))
+)
 def test_reverse_fit_is_monotone_and_non_negative(values):
-    from c2s_agent.sentences import CellSentences
     import pandas as pd
+
+    from c2s_agent.sentences import CellSentences
 
     vals = -np.sort(-values, axis=1)
     idx = np.tile(np.arange(values.shape[1], dtype=np.int32), (values.shape[0], 1))
-    cs = CellSentences(idx, np.array([f"G{i}" for i in range(values.shape[1])], dtype=object),
-                       pd.Index([str(i) for i in range(values.shape[0])]), vals)
+    cs = CellSentences(
+        idx,
+        np.array([f"G{i}" for i in range(values.shape[1])], dtype=object),
+        pd.Index([str(i) for i in range(values.shape[0])]),
+        vals,
+    )
     fit = ReverseTransform.fit(cs)
     pred = fit.predict(np.arange(0, 5000))
     assert (pred >= 0).all() and (np.diff(pred) <= 1e-9).all()

@@ -71,9 +71,13 @@ def test_zero_on_identical_and_never_negative(name, data):
 
 
 @FAST
-@given(data=st.integers(3, 60).flatmap(
-    lambda n: st.tuples(arrays(np.float64, n, elements=values), arrays(np.float64, n, elements=values),
-                        st.permutations(range(n)))))
+@given(
+    data=st.integers(3, 60).flatmap(
+        lambda n: st.tuples(
+            arrays(np.float64, n, elements=values), arrays(np.float64, n, elements=values), st.permutations(range(n))
+        )
+    )
+)
 def test_fold_change_correlations_are_symmetric_bounded_and_order_invariant(data):
     a, b, perm = data
     perm = np.asarray(perm)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c2s_agent import hookimpl, plugins, registry
+from c2s_agent import hookimpl, plugins
+from c2s_agent.models.model import embedded_model_path
+from c2s_agent.registry import RewardFactory
 from c2s_agent.training import finetune as F
 from c2s_agent.training import rewards as R
 from c2s_agent.training.grpo import load_reverse
-from c2s_agent.models.model import embedded_model_path
-from c2s_agent.registry import RewardFactory
 
 GROUP = "B"
 
@@ -40,7 +40,7 @@ def test_program_agreement_prefers_real_stimulated_cells(setup):
     reward = R.make_rewards(["program_agreement"], data, {"program": "ifn_alpha"})[0]
     n = 30
     good = reward(None, stim[:n], group=[GROUP] * n, control=ctrl[:n])
-    bad = reward(None, ctrl[n:2 * n], group=[GROUP] * n, control=ctrl[:n])  # another control cell: no response
+    bad = reward(None, ctrl[n : 2 * n], group=[GROUP] * n, control=ctrl[:n])  # another control cell: no response
     assert np.mean(good) > 0.3
     assert np.mean(good) > np.mean(bad) + 0.2
     same = reward(None, ctrl[:3], group=[GROUP] * 3, control=ctrl[:3])  # no change at all: undefined -> 0

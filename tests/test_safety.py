@@ -39,8 +39,12 @@ def _serve_stderr(extra_env: dict, host: str) -> str:
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "C2S_API_KEY"}
     env.update({"HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", **extra_env})
-    proc = subprocess.Popen([sys.executable, "-m", "c2s_agent", "serve", "--host", host, "--port", str(port),
-                             "--threads", "1"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "c2s_agent", "serve", "--host", host, "--port", str(port), "--threads", "1"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
     out = b""
     deadline = time.monotonic() + 120
     try:  # raw reads of the pipe: a buffered readline can hold a line select() no longer reports
@@ -88,11 +92,21 @@ def _unsafe_calls(tree: ast.AST) -> list[str]:
         kw = {k.arg: ast.unparse(k.value) for k in node.keywords}
         if isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec", "compile"):
             bad.append(func)
-        elif func == "__import__" and not all(
-                isinstance(a, ast.Constant) for a in node.args):
+        elif func == "__import__" and not all(isinstance(a, ast.Constant) for a in node.args):
             bad.append(f"{func} of a computed name")
-        elif func in ("pickle.load", "pickle.loads", "marshal.loads", "os.system", "os.popen", "yaml.unsafe_load",
-                      "yaml.full_load", "dill.load", "dill.loads", "cloudpickle.load", "cloudpickle.loads"):
+        elif func in (
+            "pickle.load",
+            "pickle.loads",
+            "marshal.loads",
+            "os.system",
+            "os.popen",
+            "yaml.unsafe_load",
+            "yaml.full_load",
+            "dill.load",
+            "dill.loads",
+            "cloudpickle.load",
+            "cloudpickle.loads",
+        ):
             bad.append(func)
         elif func == "yaml.load" and "SafeLoader" not in kw.get("Loader", ""):
             bad.append(func)
@@ -113,7 +127,11 @@ def test_no_output_is_ever_executed_or_unpickled():
     assert found == {}
     # the checker itself catches what it is meant to
     assert _unsafe_calls(ast.parse("eval(x); pickle.loads(b); subprocess.run(c, shell=True); yaml.load(s)")) == [
-        "eval", "pickle.loads", "subprocess.run(shell=True)", "yaml.load"]
+        "eval",
+        "pickle.loads",
+        "subprocess.run(shell=True)",
+        "yaml.load",
+    ]
 
 
 def test_planner_paths_are_confined_to_run_and_data_dirs(tmp_path):

@@ -18,8 +18,16 @@ import pytest
 
 from c2s_agent import pl
 from c2s_agent.errors import InputError
-from c2s_agent.screen import (get_program, load_library, predict, programs, rank_scores, resolve_contexts, run_screen,
-                              score_cells)
+from c2s_agent.screen import (
+    get_program,
+    load_library,
+    predict,
+    programs,
+    rank_scores,
+    resolve_contexts,
+    run_screen,
+    score_cells,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +39,9 @@ def model():
 
 
 def c2s(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "c2s_agent", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "c2s_agent", *map(str, args)], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def _env():
@@ -95,8 +104,10 @@ def test_library_from_list_string_and_csv(tmp_path):
 
 def test_contexts_default_and_bad_specs(kang, pbmc):
     assert resolve_contexts(kang) == [("stim", {"condition": "stim"}), ("ctrl", {"condition": "ctrl"})]
-    assert resolve_contexts(kang, ["hi:condition=stim;cell_type=B", "lo:condition=ctrl"])[0] == \
-        ("hi", {"condition": "stim", "cell_type": "B"})
+    assert resolve_contexts(kang, ["hi:condition=stim;cell_type=B", "lo:condition=ctrl"])[0] == (
+        "hi",
+        {"condition": "stim", "cell_type": "B"},
+    )
     with pytest.raises(InputError, match="context: 'stim' is not of the form NAME:COLUMN=VALUE"):
         resolve_contexts(kang, ["stim"])
     with pytest.raises(InputError, match="contexts: were not given and the data has no condition column"):
@@ -161,10 +172,30 @@ def test_screen_resumes_after_kill_9_without_losing_or_redoing(tmp_path):
     lib = tmp_path / "lib.csv"
     pd.DataFrame({"item": [f"IFN-beta#{i}" for i in range(5)], "perturbation": "IFN-beta"}).to_csv(lib, index=False)
     out = tmp_path / "screen"
-    args = ["screen", "--data", "demo", "--perturbations", lib, "--out", out, "--n-cells", 4, "--batch-cells", 4,
-            "--program", "ifn_alpha", "--n-boot", 50, "--json"]
-    proc = subprocess.Popen([sys.executable, "-m", "c2s_agent", *map(str, args)], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "screen",
+        "--data",
+        "demo",
+        "--perturbations",
+        lib,
+        "--out",
+        out,
+        "--n-cells",
+        4,
+        "--batch-cells",
+        4,
+        "--program",
+        "ifn_alpha",
+        "--n-boot",
+        50,
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "c2s_agent", *map(str, args)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = out / "screen.sqlite"
     deadline = time.time() + 240
     before = []
@@ -214,8 +245,13 @@ def test_agent_tools(kang, model, tmp_path, settings):
     assert {"run_screen", "score_gene_program"} <= set(tools)
     assert all(len(tools[n].examples) >= 4 for n in ("run_screen", "score_gene_program"))
     calls = []
-    ctx = ToolContext(kang.copy(), tmp_path, settings.model_copy(update={"threads": 1}), step_id="s1",
-                      record_call=lambda kind, **f: calls.append(f))
+    ctx = ToolContext(
+        kang.copy(),
+        tmp_path,
+        settings.model_copy(update={"threads": 1}),
+        step_id="s1",
+        record_call=lambda kind, **f: calls.append(f),
+    )
     res = tools["score_gene_program"].invoke(ctx, {"program": "ifn_alpha", "groupby": "condition"})
     assert res.output.by_group["stim"] > res.output.by_group["ctrl"] and "c2s_program_ifn_alpha" in ctx.adata.obs
     assert any(a.kind == "plot" for a in res.artefacts)
@@ -240,10 +276,12 @@ def test_planner_sends_screen_questions_to_the_screen(kang, settings):
     from c2s_agent.agent.planners.embedded import EmbeddedPlanner
 
     tools, vocab, planner = registry.tools(settings), DatasetView.from_adata(kang), EmbeddedPlanner(settings)
-    expected = {"Which of these perturbations raise antigen presentation only under interferon: IFN-beta, TNF?": "run_screen",
-                "Which perturbations increase MHC class I presentation in stimulated but not control cells?": "run_screen",
-                "Score the interferon gamma response per condition": "score_gene_program",
-                "How strong is the apoptosis program in each cell type?": "score_gene_program"}
+    expected = {
+        "Which of these perturbations raise antigen presentation only under interferon: IFN-beta, TNF?": "run_screen",
+        "Which perturbations increase MHC class I presentation in stimulated but not control cells?": "run_screen",
+        "Score the interferon gamma response per condition": "score_gene_program",
+        "How strong is the apoptosis program in each cell type?": "score_gene_program",
+    }
     for question, tool in expected.items():
         plan = planner.plan(question, tools, vocab)
         assert [s.tool for s in plan.steps] == [tool], question

@@ -9,7 +9,14 @@ import scipy.sparse as sp
 
 from c2s_agent.data import prepare
 from c2s_agent.errors import InputError
-from c2s_agent.sentences import CellSentences, from_adata, gene_vocabulary, multicell_text, stream_sentences, to_sentences
+from c2s_agent.sentences import (
+    CellSentences,
+    from_adata,
+    gene_vocabulary,
+    multicell_text,
+    stream_sentences,
+    to_sentences,
+)
 from c2s_agent.sentences.transform import to_adata
 
 
@@ -96,11 +103,13 @@ def test_strings_are_the_words_joined_for_any_gene_names(kang):
     cs = to_sentences(kang[:50], top_k=30)
     assert cs.strings() == [" ".join(cs.words(i)) for i in range(len(cs))]
     assert cs.strings(5)[7] == cs.sentence(7, 5)
-    odd = CellSentences(cs.idx[:3], np.array([f"Gène-{i}" for i in range(len(cs.genes))], dtype=object),
-                        cs.obs_names[:3])
+    odd = CellSentences(
+        cs.idx[:3], np.array([f"Gène-{i}" for i in range(len(cs.genes))], dtype=object), cs.obs_names[:3]
+    )
     assert odd.strings() == [" ".join(odd.words(i)) for i in range(3)]  # not ASCII: byte and character offsets differ
-    broken = CellSentences(cs.idx[:2], np.array([f"G{i}\nX" for i in range(len(cs.genes))], dtype=object),
-                           cs.obs_names[:2])
+    broken = CellSentences(
+        cs.idx[:2], np.array([f"G{i}\nX" for i in range(len(cs.genes))], dtype=object), cs.obs_names[:2]
+    )
     with pytest.raises(InputError, match="line break"):
         broken.strings()
 

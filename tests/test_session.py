@@ -79,16 +79,26 @@ def test_ask_in_memory_then_follow_up_reuses_the_data_state(settings, kang):
 
 def test_follow_up_in_a_new_process_rebuilds_the_state_from_earlier_turns(settings):
     first = Session(settings, data="demo").ask(SENTENCES)
-    p = subprocess.run([C2S, "ask", "--session", first["run_id"], RECONSTRUCT], capture_output=True, text=True,
-                       env=_env(settings), timeout=600)
+    p = subprocess.run(
+        [C2S, "ask", "--session", first["run_id"], RECONSTRUCT],
+        capture_output=True,
+        text=True,
+        env=_env(settings),
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     rd = Path(p.stdout.strip().splitlines()[-1]).parent
     assert _tools_run(rd) == ["reconstruct_expression"] and _loads(rd) == ["read"]
     data_row = next(r for r in _ledger(rd) if r["kind"] == "data")
     assert '"earlier_turns": 1' in data_row["arguments"]  # the input, plus the slots turn 1 saved
     assert runs.working_data(settings, rd.name).uns["c2s_reverse_fit"]
-    p = subprocess.run([C2S, "ask", "--session", rd.name, "--data", "pbmc68k", "Describe the dataset"],
-                       capture_output=True, text=True, env=_env(settings), timeout=300)
+    p = subprocess.run(
+        [C2S, "ask", "--session", rd.name, "--data", "pbmc68k", "Describe the dataset"],
+        capture_output=True,
+        text=True,
+        env=_env(settings),
+        timeout=300,
+    )
     assert p.returncode == 2 and "differs from the session's data" in p.stderr
 
 
@@ -101,9 +111,11 @@ def marker_session(tmp_path_factory):
     root = tmp_path_factory.mktemp("markers")
     settings = Settings(runs_dir=root / "runs", cache_dir=root / "cache")
     session = Session(settings, data="demo")
-    outs = [session.ask("Which genes change in NK cells between stimulated and control?"),
-            session.ask("Which genes are specific to NK cells? Show the top 8."),
-            session.ask("now the same for the B cells")]
+    outs = [
+        session.ask("Which genes change in NK cells between stimulated and control?"),
+        session.ask("Which genes are specific to NK cells? Show the top 8."),
+        session.ask("now the same for the B cells"),
+    ]
     return settings, session, outs
 
 
@@ -112,7 +124,8 @@ def test_the_same_for_other_cells_reruns_the_previous_steps_on_them(marker_sessi
     assert nk["results"]["s1"].args == {"groupby": "cell_type", "groups": ["NK"], "n_genes": 8}
     assert b["run"]["status"] == "done" and _loads(b["run_dir"]) == ["session state"]
     assert [(r.tool, r.args) for r in b["results"].values()] == [  # "B cells": the B and activated B labels
-        ("marker_genes", {"groupby": "cell_type", "groups": ["B", "B Activated"], "n_genes": 8})]
+        ("marker_genes", {"groupby": "cell_type", "groups": ["B", "B Activated"], "n_genes": 8})
+    ]
     markers = b["results"]["s1"].output["markers"]
     assert len(markers["B"]) == 8 and "MS4A1" in markers["B"]
     note = next(n.text for n in b["state"]["plan"].notes if n.kind == "assumption")
@@ -178,16 +191,27 @@ def _wait_for_ok_steps(runs_dir: Path, exclude: set[str], n: int, proc) -> Path 
 def test_follow_up_killed_mid_turn_resumes_with_the_session_state(settings):
     first = Session(settings, data="demo").ask(SENTENCES)
     q = "Describe the dataset, then fit the reverse transform with the top 60 genes, then find markers per cell type"
-    proc = subprocess.Popen([C2S, "ask", "--session", first["run_id"], q], env=_env(settings),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [C2S, "ask", "--session", first["run_id"], q],
+        env=_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     rd = _wait_for_ok_steps(Path(settings.runs_dir), {first["run_id"]}, 1, proc)
     time.sleep(random.Random(7).uniform(0, 0.3))  # a seeded moment after the first step
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert rd is not None, "the follow-up never finished its first step"
     before = {r["step_id"]: r["started"] for r in _ledger(rd) if r["kind"] == "tool" and r["status"] == "ok"}
-    p = subprocess.run([C2S, "chat", "--session", first["run_id"]], input="/quit\n", capture_output=True, text=True,
-                       env=_env(settings), timeout=600)
+    p = subprocess.run(
+        [C2S, "chat", "--session", first["run_id"]],
+        input="/quit\n",
+        capture_output=True,
+        text=True,
+        env=_env(settings),
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     assert "resuming it" in p.stderr
     rows = [r for r in _ledger(rd) if r["kind"] == "tool"]

@@ -48,8 +48,9 @@ def test_streamed_annotation_and_embeddings_equal_the_in_memory_path(kang, tmp_p
     assert list(out.obs_names) == list(cells.obs_names) and out.n_vars == cells.n_vars
     assert (out.obs["c2s_cell_type"].astype(str).to_numpy() == df["label"].to_numpy()).all()
     np.testing.assert_allclose(out.obs["c2s_confidence"], df["confidence"], atol=1e-5)
-    np.testing.assert_allclose(out.obsm["c2s_label_probs"].to_numpy(), cells.obsm["c2s_label_probs"].to_numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        out.obsm["c2s_label_probs"].to_numpy(), cells.obsm["c2s_label_probs"].to_numpy(), atol=1e-5
+    )
     assert list(out.obsm["c2s_label_probs"].columns) == list(cells.obsm["c2s_label_probs"].columns)
     assert out.uns["c2s_annotate"]["counts"] == cells.uns["c2s_annotate"]["counts"]
     assert (out.X != cells.X).nnz == 0 and list(out.obs.columns[:-2]) == list(kang.obs.columns)
@@ -57,8 +58,13 @@ def test_streamed_annotation_and_embeddings_equal_the_in_memory_path(kang, tmp_p
 
     X = tl.embed(cells, model)
     calls = []
-    tl.embed(ad.read_h5ad(path, backed="r"), model, out=tmp_path / "emb.h5ad", chunk_size=128,
-             on_call=lambda kind, **f: calls.append((kind, f["task"], f["n_inputs"])))
+    tl.embed(
+        ad.read_h5ad(path, backed="r"),
+        model,
+        out=tmp_path / "emb.h5ad",
+        chunk_size=128,
+        on_call=lambda kind, **f: calls.append((kind, f["task"], f["n_inputs"])),
+    )
     np.testing.assert_allclose(ad.read_h5ad(tmp_path / "emb.h5ad").obsm["X_c2s"], X, atol=1e-5)
     assert calls == [("model", "embed", 128), ("model", "embed", 128), ("model", "embed", 44)]  # one per chunk
 
@@ -67,7 +73,7 @@ def test_streamed_perturbation_samples_each_chunk_from_its_own_seeds(kang, tmp_p
     cells, path = _cells(kang, tmp_path, 50)
     res = tl.perturb(path, "IFN-beta", model=model, seed=3, out=tmp_path / "pert.h5ad", chunk_size=20)
     out = ad.read_h5ad(tmp_path / "pert.h5ad")
-    parts = [tl.perturb(cells[a:a + 20].copy(), "IFN-beta", model=model, seed=3 + a) for a in (0, 20, 40)]
+    parts = [tl.perturb(cells[a : a + 20].copy(), "IFN-beta", model=model, seed=3 + a) for a in (0, 20, 40)]
     expected = ad.concat(parts)
     assert res.n_chunks == 3 and list(out.obs_names) == list(expected.obs_names)
     assert list(out.obs["c2s_sentence"]) == list(expected.obs["c2s_sentence"])
@@ -125,8 +131,9 @@ def test_ray_executor_gives_identical_rows(kang, tmp_path):
     pytest.importorskip("ray")
     _, path = _cells(kang, tmp_path, 160)
     local = stream("annotate", path, tmp_path / "local.h5ad", chunk_size=40, threads=1, progress=False)
-    on_ray = stream("annotate", path, tmp_path / "ray.h5ad", chunk_size=40, threads=1, executor="ray", num_cpus=2,
-                    progress=False)
+    on_ray = stream(
+        "annotate", path, tmp_path / "ray.h5ad", chunk_size=40, threads=1, executor="ray", num_cpus=2, progress=False
+    )
     assert on_ray.n_run == local.n_run == 4
     assert not any(w.endswith(f":{os.getpid()}") for w in on_ray.workers)  # computed in Ray workers, not here
     a, b = ad.read_h5ad(tmp_path / "local.h5ad"), ad.read_h5ad(tmp_path / "ray.h5ad")
@@ -156,18 +163,27 @@ def _in_small_mount(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
         pytest.skip("unshare is not available")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=3m tmpfs {mnt}"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=3m tmpfs {mnt}"], capture_output=True, text=True
+    )
     if probe.returncode:
         pytest.skip(f"no private mounts here ({probe.stderr.strip()[:100]})")
-    return subprocess.run(["unshare", "-m", "bash", "-c", f"mount -t tmpfs -o size=3m tmpfs {mnt} && {script}"],
-                          env={**ENV, "MNT": str(mnt)}, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["unshare", "-m", "bash", "-c", f"mount -t tmpfs -o size=3m tmpfs {mnt} && {script}"],
+        env={**ENV, "MNT": str(mnt)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("case, setup, problem", [
-    ("full", "head -c 2900000 /dev/zero > $MNT/filler", "the disk is full"),
-    ("read-only", "mount -o remount,ro $MNT", "its folder is read-only"),
-])
+@pytest.mark.parametrize(
+    "case, setup, problem",
+    [
+        ("full", "head -c 2900000 /dev/zero > $MNT/filler", "the disk is full"),
+        ("read-only", "mount -o remount,ro $MNT", "its folder is read-only"),
+    ],
+)
 def test_full_disk_or_read_only_output_is_one_clear_error(kang, tmp_path, case, setup, problem):
     _, path = _cells(kang, tmp_path, 40)
     cli = f"{sys.executable} -m c2s_agent embed {path} $MNT/out.h5ad --backed --chunk-size 20"

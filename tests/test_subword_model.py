@@ -31,8 +31,9 @@ def stand_in():
 @pytest.fixture(scope="module")
 def held_out(kang):
     """Held-out Kang cells of the embedded model's (and C2S-SmolLM2's) split, every 20th."""
-    from c2s_agent.models import embedded_model_path
     import json
+
+    from c2s_agent.models import embedded_model_path
 
     test = json.loads((embedded_model_path() / "c2s_model.json").read_text())["split"]["test_obs_names"]
     return kang[kang.obs_names.isin(test[::20])].copy()
@@ -93,15 +94,15 @@ def test_gene_constrained_generation_with_a_subword_tokenizer(stand_in, kang):
     spec = WordList(tuple(genes), 12)
     t = trie(stand_in.backend.tok, spec)
     assert not t.single_token and max(len(p) for p in t.paths) >= 10  # up to 5+ tokens a gene, both roots
-    out = stand_in.generate(["CD14 Mono", "B", "NK", "CD8 T"], "ctrl", n_genes=12, genes=genes, seed=1,
-                            temperature=1.0)
+    out = stand_in.generate(["CD14 Mono", "B", "NK", "CD8 T"], "ctrl", n_genes=12, genes=genes, seed=1, temperature=1.0)
     vocab = set(genes)
     for s in out:
         words = s.split()
         assert 1 <= len(words) <= 12 and len(set(words)) == len(words) and set(words) <= vocab, s
     greedy = stand_in.backend.complete(
         [stand_in.prompts.format("generation", cell_type="B", condition="ctrl", num_genes=12)],
-        GenParams(max_new_tokens=200, temperature=0.0, words=WordList(("CD74", "HLA-DRA", "MS4A1", "CD79A"), 3)))[0]
+        GenParams(max_new_tokens=200, temperature=0.0, words=WordList(("CD74", "HLA-DRA", "MS4A1", "CD79A"), 3)),
+    )[0]
     words = greedy.text.removesuffix(".").split()
     assert set(words) <= {"CD74", "HLA-DRA", "MS4A1", "CD79A"} and len(words) == len(set(words)) <= 3, greedy.text
 
@@ -141,8 +142,9 @@ def test_free_text_annotation_names_ontology_terms_or_keeps_the_words(stand_in, 
             assert row["label"] == terms[row["cell_ontology_id"]].name
         else:
             assert row["label"] == (row["generated_text"] or "unknown")
-    named = stand_in._read_labels([Completion("CD14+ monocytes", 10, 3, -0.1), Completion("a blob", 10, 2, -2.0)],
-                                  None, ["a", "b"])
+    named = stand_in._read_labels(
+        [Completion("CD14+ monocytes", 10, 3, -0.1), Completion("a blob", 10, 2, -2.0)], None, ["a", "b"]
+    )
     assert named["cell_ontology_id"].tolist() == ["CL:0001054", ""]
     assert named["label"].tolist() == [terms["CL:0001054"].name, "a blob"]
     gated = stand_in.predict_cell_types(held_out[:3], mode="generate", threshold=1.0)

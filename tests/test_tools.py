@@ -31,14 +31,23 @@ def _count(ctx: ToolContext, args: In) -> ToolResult:
     counts.plot.bar(ax=ax)
     ctx.save_plot(fig, "counts", "Cells per group")
     ctx.adata.uns[f"counted_{args.groupby}"] = True
-    return ToolResult(output=Out(counts={str(k): int(v) for k, v in counts.items()}), artefacts=[art],
-                      evidence=f"{len(counts)} groups")
+    return ToolResult(
+        output=Out(counts={str(k): int(v) for k, v in counts.items()}),
+        artefacts=[art],
+        evidence=f"{len(counts)} groups",
+    )
 
 
 def _tool(**kw) -> Tool:
-    base = dict(name="count_groups", description="Count the cells in each group of an obs column.",
-                examples=["How many cells per cell type?"], input_model=In, output_model=Out, run=_count,
-                produces=("uns:counted_{groupby}",))
+    base = dict(
+        name="count_groups",
+        description="Count the cells in each group of an obs column.",
+        examples=["How many cells per cell type?"],
+        input_model=In,
+        output_model=Out,
+        run=_count,
+        produces=("uns:counted_{groupby}",),
+    )
     return Tool(**{**base, **kw})
 
 

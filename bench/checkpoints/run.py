@@ -56,17 +56,21 @@ def main() -> None:
     test = kang[split["test_obs_names"]][:: max(1, 400 // args.cells)][: args.cells].copy()
     truth = test.obs["cell_type"].astype(str).to_numpy()
     labels = sorted(kang.obs["cell_type"].astype(str).unique())
-    print(f"model {args.model}: {ours.backend.model.num_parameters() / 1e6:.1f}M parameters, {len(ours.backend.tok):,}-token "
-          f"vocabulary; {test.n_obs} held-out Kang cells, top {ours.top_k['cell_type']} genes, {len(labels)} labels, "
-          f"{args.threads} threads")
+    print(
+        f"model {args.model}: {ours.backend.model.num_parameters() / 1e6:.1f}M parameters, {len(ours.backend.tok):,}-token "
+        f"vocabulary; {test.n_obs} held-out Kang cells, top {ours.top_k['cell_type']} genes, {len(labels)} labels, "
+        f"{args.threads} threads"
+    )
 
     check_formats(kang[split["test_obs_names"]][:30].copy(), ours.backend.tok)
     prompts, _, _ = ours.cell_type_prompts(test)
     conts = [ours.prompts.response("cell_type", label=x) for x in labels]
     tok = ours.backend.tok
     n_tok = np.mean([len(tok(p).input_ids) for p in prompts])
-    print(f"\nprompt tokens per cell {n_tok:.0f}; label tokens {sum(len(tok(c, add_special_tokens=False).input_ids) for c in conts)}"
-          f" ({', '.join(str(len(tok(c, add_special_tokens=False).input_ids)) for c in conts)})")
+    print(
+        f"\nprompt tokens per cell {n_tok:.0f}; label tokens {sum(len(tok(c, add_special_tokens=False).input_ids) for c in conts)}"
+        f" ({', '.join(str(len(tok(c, add_special_tokens=False).input_ids)) for c in conts)})"
+    )
 
     plain_s, score_s = float("inf"), float("inf")
     for _ in range(2):  # alternately, best of two each: both meet the same machine load
@@ -84,25 +88,35 @@ def main() -> None:
 
     ref = reference(ours, prompts, test, args.ref_cells, labels)
     n_ref = ref["n"]
-    rows = [("cell type prediction, score all labels", ref["predict_cells_s"], len(prompts) / score_s),
-            ("  (ours, generate mode over the labels)", ref["predict_cells_s"], len(prompts) / gen_s),
-            ("cell embeddings", ref["embed_cells_s"], len(prompts) / emb_s)]
+    rows = [
+        ("cell type prediction, score all labels", ref["predict_cells_s"], len(prompts) / score_s),
+        ("  (ours, generate mode over the labels)", ref["predict_cells_s"], len(prompts) / gen_s),
+        ("cell embeddings", ref["embed_cells_s"], len(prompts) / emb_s),
+    ]
     print(f"\n{'task':42s} {'reference cells/s':>18s} {'c2s-agent cells/s':>18s} {'ratio':>8s}")
     for name, r, o in rows:
         print(f"{name:42s} {r:18.2f} {o:18.2f} {o / r:7.1f}x")
-    print(f"\nscoring all {len(labels)} labels / one plain forward pass over the same prompts: {score_s / plain_s:.2f}x "
-          f"({score_s:.1f} s vs {plain_s:.1f} s)")
-    print(f"per-pair path (before) / scoring now: {pair_s / score_s:.1f}x (per-pair {len(prompts) / pair_s:.2f} cells/s, "
-          f"measured on {n_pair} cells)")
+    print(
+        f"\nscoring all {len(labels)} labels / one plain forward pass over the same prompts: {score_s / plain_s:.2f}x "
+        f"({score_s:.1f} s vs {plain_s:.1f} s)"
+    )
+    print(
+        f"per-pair path (before) / scoring now: {pair_s / score_s:.1f}x (per-pair {len(prompts) / pair_s:.2f} cells/s, "
+        f"measured on {n_pair} cells)"
+    )
 
     def acc(pred, upto=None):
         return float((np.asarray(pred)[:upto] == truth[:upto]).mean())
 
-    print(f"\naccuracy on the same {n_ref} cells: reference (free generation) {acc(ref['pred'], n_ref):.3f}, "
-          f"c2s-agent score {acc(df['label'], n_ref):.3f}, generate over labels {acc(gen['label'], n_ref):.3f}")
-    print(f"accuracy on all {len(truth)} cells (c2s-agent): score {acc(df['label']):.3f}, generate over labels "
-          f"{acc(gen['label']):.3f}; free text names a Cell Ontology term for {(free['cell_ontology_id'] != '').mean():.2f} "
-          f"of cells; majority class {max(np.mean(truth == t) for t in labels):.3f}")
+    print(
+        f"\naccuracy on the same {n_ref} cells: reference (free generation) {acc(ref['pred'], n_ref):.3f}, "
+        f"c2s-agent score {acc(df['label'], n_ref):.3f}, generate over labels {acc(gen['label'], n_ref):.3f}"
+    )
+    print(
+        f"accuracy on all {len(truth)} cells (c2s-agent): score {acc(df['label']):.3f}, generate over labels "
+        f"{acc(gen['label']):.3f}; free text names a Cell Ontology term for {(free['cell_ontology_id'] != '').mean():.2f} "
+        f"of cells; majority class {max(np.mean(truth == t) for t in labels):.3f}"
+    )
     print("reference outputs (first 3):", [t[:60] for t in ref["texts"][:3]])
     print("our free text (first 3):", list(free["generated_text"][:3]))
 
@@ -161,12 +175,17 @@ def reference(ours, prompts, test, n_ref, labels) -> dict:
     pred_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(0, len(prompts), 8):
-        csmodel.embed_cells_batched(model, prompts[i:i + 8])
+        csmodel.embed_cells_batched(model, prompts[i : i + 8])
     emb_s = time.perf_counter() - t0
     pattern = re.compile("|".join(sorted(map(re.escape, labels), key=len, reverse=True)))
     pred = [(pattern.findall(t) or ["unknown"])[0] for t in texts]
-    return {"n": n_ref, "predict_cells_s": n_ref / pred_s, "embed_cells_s": len(prompts) / emb_s, "pred": pred,
-            "texts": texts}
+    return {
+        "n": n_ref,
+        "predict_cells_s": n_ref / pred_s,
+        "embed_cells_s": len(prompts) / emb_s,
+        "pred": pred,
+        "texts": texts,
+    }
 
 
 def check_formats(cells, tok) -> None:
@@ -186,44 +205,72 @@ def check_formats(cells, tok) -> None:
     work.mkdir(parents=True)
     norm = prepare(cells)
     norm.obs["organism"] = organism
-    arrow, vocab = CSData.adata_to_arrow(adata=norm, random_state=42, sentence_delimiter=" ",
-                                         label_col_names=["cell_type", "organism"])
-    ds = load_from_disk(CSData.csdata_from_arrow(arrow_dataset=arrow, vocabulary=vocab, save_dir=str(work),
-                                                 save_name="ds").data_path)
+    arrow, vocab = CSData.adata_to_arrow(
+        adata=norm, random_state=42, sentence_delimiter=" ", label_col_names=["cell_type", "organism"]
+    )
+    ds = load_from_disk(
+        CSData.csdata_from_arrow(arrow_dataset=arrow, vocabulary=vocab, save_dir=str(work), save_name="ds").data_path
+    )
     ours = P.cell2sentence()
     sentences = [" ".join(s.split(" ")[:k]) for s in ds["cell_sentence"]]
     results = {}
     for task, ref_task in (("cell_type", "cell_type_prediction"), ("generation", "cell_type_generation")):
         ref = C2SPromptFormatter(task=ref_task, top_k_genes=k).format_hf_ds(ds)
         idx = P.reference_indices(ours, task, len(ds))
-        mine = [(ours.format(task, i, cell=s, num_genes=k, organism=organism, label=t),
-                 ours.response(task, i, cell=s, label=t)) for i, s, t in zip(idx, sentences, ds["cell_type"])]
+        mine = [
+            (
+                ours.format(task, i, cell=s, num_genes=k, organism=organism, label=t),
+                ours.response(task, i, cell=s, label=t),
+            )
+            for i, s, t in zip(idx, sentences, ds["cell_type"])
+        ]
         results[task] = _same_tokens(tok, ref, mine)
     groups = [list(range(i, i + 5)) for i in range(0, 25, 5)]
-    multi = Dataset.from_dict({"multi_cell_groupings": groups, "tissue": ["blood"] * 5, "organism": [organism] * 5,
-                               "abstract": ["Interferon-stimulated peripheral blood cells"] * 5})
-    for task, ref_task in (("multicell_tissue", "tissue_prediction"), ("multicell_tissue_generation",
-                                                                        "tissue_conditional_generation"),
-                           ("multicell_abstract", "natural_language_interpretation")):
+    multi = Dataset.from_dict(
+        {
+            "multi_cell_groupings": groups,
+            "tissue": ["blood"] * 5,
+            "organism": [organism] * 5,
+            "abstract": ["Interferon-stimulated peripheral blood cells"] * 5,
+        }
+    )
+    for task, ref_task in (
+        ("multicell_tissue", "tissue_prediction"),
+        ("multicell_tissue_generation", "tissue_conditional_generation"),
+        ("multicell_abstract", "natural_language_interpretation"),
+    ):
         ref = C2SMultiCellPromptFormatter(task=ref_task, top_k_genes=k).format_hf_ds(ds, multi)
         idx = P.reference_indices(ours, task, len(groups))
         mine = []
         for i, g in zip(idx, groups):
             cells_text = "".join(P.C2S_CELL_LINE.format(n=n, cell=sentences[c]) for n, c in enumerate(g, start=1))
-            values = dict(cells=cells_text, num_genes=k, num_cells=len(g), organism=organism, tissue="blood",
-                          abstract=multi["abstract"][0])
+            values = dict(
+                cells=cells_text,
+                num_genes=k,
+                num_cells=len(g),
+                organism=organism,
+                tissue="blood",
+                abstract=multi["abstract"][0],
+            )
             mine.append((ours.format(task, i, **values), ours.response(task, i, **values)))
         results[task] = _same_tokens(tok, ref, mine)
     scale = P.get("c2s-scale").prompts["cell_type"][0]
-    results["c2s-scale cell_type = reference template 0"] = (tok(scale).input_ids == tok(ours.prompts["cell_type"][0]).input_ids, 1)
+    results["c2s-scale cell_type = reference template 0"] = (
+        tok(scale).input_ids == tok(ours.prompts["cell_type"][0]).input_ids,
+        1,
+    )
     print("\nprompt formats, token for token against the reference package (SmolLM2 tokenizer):")
     for task, (same, n) in results.items():
-        print(f"  {task:45s} {'identical' if same is True or same == n else 'DIFFERENT'} ({same if same is not True else n}/{n})")
+        print(
+            f"  {task:45s} {'identical' if same is True or same == n else 'DIFFERENT'} ({same if same is not True else n}/{n})"
+        )
 
 
 def _same_tokens(tok, ref, mine) -> tuple[int, int]:
-    same = sum(tok(r["model_input"]).input_ids == tok(p).input_ids and tok(r["response"]).input_ids == tok(q).input_ids
-               for r, (p, q) in zip(ref, mine))
+    same = sum(
+        tok(r["model_input"]).input_ids == tok(p).input_ids and tok(r["response"]).input_ids == tok(q).input_ids
+        for r, (p, q) in zip(ref, mine)
+    )
     return same, len(mine)
 
 

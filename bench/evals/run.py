@@ -58,21 +58,31 @@ def main() -> None:
         local = run_suite(suite, settings, out=tmp / "local", executor="local", threads=1, progress=False)
         cached = run_suite(suite, settings, out=tmp / "local", executor="local", threads=1, progress=False)
         t0 = time.perf_counter()
-        ray_run = run_suite(suite, settings, out=tmp / "ray", executor="ray", threads=1, num_cpus=a.cpus, progress=False)
+        ray_run = run_suite(
+            suite, settings, out=tmp / "ray", executor="ray", threads=1, num_cpus=a.cpus, progress=False
+        )
         ray_s = time.perf_counter() - t0
         n = local.n_items
         identical = rows(tmp / "local") == rows(tmp / "ray")
-        print(f"suite: annotation of {a.cells} held-out cells in {n} items of {a.chunk} cells (1 torch thread per worker)")
+        print(
+            f"suite: annotation of {a.cells} held-out cells in {n} items of {a.chunk} cells (1 torch thread per worker)"
+        )
         print(f"local executor: {local.seconds:7.1f} s  {n / local.seconds:6.3f} items/s  (1 process)")
         print(f"ray executor:   {ray_s:7.1f} s  {n / ray_s:6.3f} items/s  ({a.cpus} CPUs, Ray start included)")
-        print(f"speed-up ray/local: {local.seconds / ray_s:.2f}x; Ray overhead ratio (ray s x CPUs / local s): "
-              f"{ray_s * a.cpus / local.seconds:.2f}")
-        print(f"cached re-run: {cached.seconds:.2f} s ({cached.n_cached}/{cached.n_items} items cached, "
-              f"{local.seconds / cached.seconds:.0f}x faster than the first run)")
+        print(
+            f"speed-up ray/local: {local.seconds / ray_s:.2f}x; Ray overhead ratio (ray s x CPUs / local s): "
+            f"{ray_s * a.cpus / local.seconds:.2f}"
+        )
+        print(
+            f"cached re-run: {cached.seconds:.2f} s ({cached.n_cached}/{cached.n_items} items cached, "
+            f"{local.seconds / cached.seconds:.0f}x faster than the first run)"
+        )
         print(f"local and Ray rows identical: {identical} ({len(rows(tmp / 'local'))} rows)")
         acc = local.summary["cells"][0]["metrics"]["accuracy"]
-        print(f"accuracy on those cells: {acc:.3f} (both executors: "
-              f"{ray_run.summary['cells'][0]['metrics']['accuracy']:.3f})")
+        print(
+            f"accuracy on those cells: {acc:.3f} (both executors: "
+            f"{ray_run.summary['cells'][0]['metrics']['accuracy']:.3f})"
+        )
 
 
 if __name__ == "__main__":

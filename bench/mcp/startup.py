@@ -57,8 +57,13 @@ def main() -> None:
     a = ap.parse_args()
     c2s = str(Path(sys.executable).parent / "c2s")
     with tempfile.TemporaryDirectory(prefix="c2s-bench-mcp-") as tmp:
-        env = {**os.environ, "C2S_RUNS_DIR": f"{tmp}/runs", "C2S_CACHE_DIR": f"{tmp}/cache", "HF_HUB_OFFLINE": "1",
-               "OMP_WAIT_POLICY": "PASSIVE"}
+        env = {
+            **os.environ,
+            "C2S_RUNS_DIR": f"{tmp}/runs",
+            "C2S_CACHE_DIR": f"{tmp}/cache",
+            "HF_HUB_OFFLINE": "1",
+            "OMP_WAIT_POLICY": "PASSIVE",
+        }
         cases = {"bare MCP SDK server (floor)": (sys.executable, ["-c", BARE]), "c2s mcp": (c2s, ["mcp"])}
         times: dict[str, list[float]] = {k: [] for k in cases}
         tools: dict[str, int] = {}

@@ -38,22 +38,32 @@ def main() -> None:
     print(f"{len(a)} stimulated vs {len(b)} control CD14 monocytes, {a.shape[1]} genes")
     t_ours, ours = timed(lambda: gene_wasserstein(a, b, n_boot=0).value)
     t_ref, ref = timed(lambda: float(np.mean([wasserstein_distance(a[:, j], b[:, j]) for j in range(a.shape[1])])))
-    print(f"  per-gene W1: ours {t_ours:.3f} s, scipy loop {t_ref:.3f} s, ratio {t_ref / t_ours:.1f}x, "
-          f"agreement {abs(ours - ref) / ref:.1e}")
+    print(
+        f"  per-gene W1: ours {t_ours:.3f} s, scipy loop {t_ref:.3f} s, ratio {t_ref / t_ours:.1f}x, "
+        f"agreement {abs(ours - ref) / ref:.1e}"
+    )
     t_ours, ours = timed(lambda: np.array([energy_distance(a[:, [j]], b[:, [j]], n_boot=0).value for j in range(20)]))
     ref = np.array([scipy_energy(a[:, j], b[:, j]) ** 2 for j in range(20)])
-    print(f"  energy distance, 20 genes one at a time (ours = scipy^2): max relative difference "
-          f"{np.max(np.abs(ours - ref) / np.maximum(ref, 1e-12)):.1e}")
+    print(
+        f"  energy distance, 20 genes one at a time (ours = scipy^2): max relative difference "
+        f"{np.max(np.abs(ours - ref) / np.maximum(ref, 1e-12)):.1e}"
+    )
     enc = ReferenceEncoder().fit(kang)
     ea, eb = enc.encode(stim), enc.encode(ctrl)
-    for name, fn in (("mmd", mmd), ("energy", energy_distance), ("sliced_wasserstein", sliced_wasserstein),
-                     ("gene_wasserstein", None)):
+    for name, fn in (
+        ("mmd", mmd),
+        ("energy", energy_distance),
+        ("sliced_wasserstein", sliced_wasserstein),
+        ("gene_wasserstein", None),
+    ):
         x, y = (a, b) if fn is None else (ea, eb)
         fn = fn or gene_wasserstein
         t0, v0 = timed(lambda fn=fn, x=x, y=y: fn(x, y, n_boot=0))
         t1, v1 = timed(lambda fn=fn, x=x, y=y: fn(x, y, n_boot=100))
-        print(f"  {name:18s} {v0.value:9.4g}  point {t0:6.3f} s, with 100 bootstrap resamples {t1:6.3f} s "
-              f"-> [{v1.low:.4g}, {v1.high:.4g}]")
+        print(
+            f"  {name:18s} {v0.value:9.4g}  point {t0:6.3f} s, with 100 bootstrap resamples {t1:6.3f} s "
+            f"-> [{v1.low:.4g}, {v1.high:.4g}]"
+        )
     big_x = np.random.default_rng(0).standard_normal((2000, 50))
     big_y = np.random.default_rng(1).standard_normal((2000, 50)) + 0.05
     t_m, _ = timed(lambda: mmd(big_x, big_y, n_boot=100))

@@ -52,8 +52,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-boot", type=int, default=100)
     args = ap.parse_args()
-    print(f"scFID benchmark: {args.n:,} real x {args.n:,} generated cells, {args.dim}-dim float32 embeddings, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"scFID benchmark: {args.n:,} real x {args.n:,} generated cells, {args.dim}-dim float32 embeddings, "
+        f"{os.cpu_count()} cores"
+    )
     x = embeddings(args.n, args.dim, 64, 1).astype(np.float32)
     y = embeddings(args.n, args.dim, 64, 2, shift=0.05, scale=1.1).astype(np.float32)
     t_fast, fast = best_of(lambda: frechet_distance(x, y), args.repeats)
@@ -64,15 +66,19 @@ def main() -> None:
     print(f"  naive np.cov + sqrtm       : {t_naive:7.3f} s   value {naive:.6f}")
     print(f"  speed ratio naive / fast   : {t_naive / t_fast:7.1f}x")
     print(f"  agreement |fast-naive|/naive: {abs(fast - naive) / abs(naive):.2e}")
-    print(f"  scfid with {args.n_boot} bootstrap resamples: {t_boot:.3f} s, value {boot.value:.4f}, "
-          f"95% interval [{boot.low:.4f}, {boot.high:.4f}]")
+    print(
+        f"  scfid with {args.n_boot} bootstrap resamples: {t_boot:.3f} s, value {boot.value:.4f}, "
+        f"95% interval [{boot.low:.4f}, {boot.high:.4f}]"
+    )
     print(f"  target: <= 5 s for the point estimate -> {'MET' if t_fast <= 5 else 'MISSED'}")
     # fewer cells than dimensions: the cross-product path against the same naive code
     small_x, small_y = x64[:300], y64[:400]
     t_s, v_s = best_of(lambda: frechet_distance(small_x, small_y), args.repeats)
     t_sn, v_sn = best_of(lambda: naive_fid(small_x, small_y), 1)
-    print(f"  n < dim (300 x 400 cells, {args.dim} dims): fast {t_s:.3f} s value {v_s:.6f}; naive {t_sn:.3f} s "
-          f"value {v_sn:.6f}; ratio {t_sn / t_s:.1f}x; agreement {abs(v_s - v_sn) / abs(v_sn):.2e}")
+    print(
+        f"  n < dim (300 x 400 cells, {args.dim} dims): fast {t_s:.3f} s value {v_s:.6f}; naive {t_sn:.3f} s "
+        f"value {v_sn:.6f}; ratio {t_sn / t_s:.1f}x; agreement {abs(v_s - v_sn) / abs(v_sn):.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,14 +26,22 @@ def main() -> None:
     for name, column, min_cells in (("kang2018", "cell_type", 60), ("pbmc68k", "bulk_labels", 40)):
         t = time.perf_counter()
         pairs = type_pairs(read(name), column, min_cells=min_cells)
-        print(f"\n{name} ({column}, types with >= {min_cells} cells: {pairs.type.nunique()}, "
-              f"{int((~pairs.matched).sum())} mismatched pairs) in {time.perf_counter() - t:.1f} s")
+        print(
+            f"\n{name} ({column}, types with >= {min_cells} cells: {pairs.type.nunique()}, "
+            f"{int((~pairs.matched).sum())} mismatched pairs) in {time.perf_counter() - t:.1f} s"
+        )
         print(separation(pairs).to_string())
         per_type = pairs.groupby("type").apply(
-            lambda g: pd.Series({"n": g.n.iloc[0], "scfid_matched": g.loc[g.matched, "scfid"].iloc[0],
-                                 "scfid_nearest_other": g.loc[~g.matched, "scfid"].min(),
-                                 "nearest_other": g.loc[~g.matched].sort_values("scfid").other.iloc[0]}),
-            include_groups=False)
+            lambda g: pd.Series(
+                {
+                    "n": g.n.iloc[0],
+                    "scfid_matched": g.loc[g.matched, "scfid"].iloc[0],
+                    "scfid_nearest_other": g.loc[~g.matched, "scfid"].min(),
+                    "nearest_other": g.loc[~g.matched].sort_values("scfid").other.iloc[0],
+                }
+            ),
+            include_groups=False,
+        )
         print(per_type.to_string())
 
 

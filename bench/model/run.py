@@ -51,16 +51,19 @@ def main() -> None:
     truth = test.obs["cell_type"].astype(str).to_numpy()
     n_ref = min(args.ref_cells, test.n_obs)
     sub = test[:n_ref].copy()
-    print(f"model: {model_dir.name} ({ours.meta['n_params'] / 1e6:.1f}M params), {test.n_obs} held-out cells, "
-          f"reference on the first {n_ref}, top {K} genes, {args.threads} threads")
+    print(
+        f"model: {model_dir.name} ({ours.meta['n_params'] / 1e6:.1f}M params), {test.n_obs} held-out cells, "
+        f"reference on the first {n_ref}, top {K} genes, {args.threads} threads"
+    )
 
     # ---- reference: data, model wrapper (it copies the model to its own folder)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     norm = prepare(sub)
     norm.obs["organism"] = "Homo sapiens"  # the reference's prompts name the organism from this column
-    arrow, vocab = CSData.adata_to_arrow(adata=norm, random_state=42, sentence_delimiter=" ",
-                                         label_col_names=["cell_type", "organism"])
+    arrow, vocab = CSData.adata_to_arrow(
+        adata=norm, random_state=42, sentence_delimiter=" ", label_col_names=["cell_type", "organism"]
+    )
     csdata = CSData.csdata_from_arrow(arrow_dataset=arrow, vocabulary=vocab, save_dir=str(WORK), save_name="ds")
     csmodel = CSModel(model_name_or_path=str(model_dir), save_dir=str(WORK), save_name="model")
     tokens = {label_token(x): x for x in ours.known_labels}
@@ -117,25 +120,36 @@ def main() -> None:
     print(f"\n{'task':28s} {'reference cells/s':>18s} {'c2s-agent cells/s':>18s} {'ratio':>8s}")
     for name, r, o in rows:
         print(f"{name:28s} {r:18.1f} {o:18.1f} {o / r:7.1f}x")
-    print(f"\naccuracy on the same {n_ref} cells: reference {acc(ref_pred, truth[:n_ref]):.3f}, "
-          f"c2s-agent score mode {acc(pred[:n_ref], truth[:n_ref]):.3f}, generate mode "
-          f"{acc(gen['label'].to_numpy()[:n_ref], truth[:n_ref]):.3f}")
-    print(f"accuracy on all {test.n_obs} held-out cells (c2s-agent): score {acc(pred, truth):.3f}, "
-          f"generate {acc(gen['label'], truth):.3f}, score in bfloat16 {acc(df16['label'], truth):.3f}")
-    print(f"embedding silhouette by cell type (cosine, same {n_ref} cells): reference "
-          f"{silhouette_score(ref_emb, truth[:n_ref], metric='cosine'):.3f}, c2s-agent "
-          f"{silhouette_score(emb[:n_ref], truth[:n_ref], metric='cosine'):.3f}")
+    print(
+        f"\naccuracy on the same {n_ref} cells: reference {acc(ref_pred, truth[:n_ref]):.3f}, "
+        f"c2s-agent score mode {acc(pred[:n_ref], truth[:n_ref]):.3f}, generate mode "
+        f"{acc(gen['label'].to_numpy()[:n_ref], truth[:n_ref]):.3f}"
+    )
+    print(
+        f"accuracy on all {test.n_obs} held-out cells (c2s-agent): score {acc(pred, truth):.3f}, "
+        f"generate {acc(gen['label'], truth):.3f}, score in bfloat16 {acc(df16['label'], truth):.3f}"
+    )
+    print(
+        f"embedding silhouette by cell type (cosine, same {n_ref} cells): reference "
+        f"{silhouette_score(ref_emb, truth[:n_ref], metric='cosine'):.3f}, c2s-agent "
+        f"{silhouette_score(emb[:n_ref], truth[:n_ref], metric='cosine'):.3f}"
+    )
     print(f"reference outputs that name no known label: {(ref_pred == 'unknown').sum()} of {n_ref}")
-    print(f"\nceiling: peak matmul rate on {args.threads} threads {peak['float32']:.0f} GFLOP/s float32, "
-          f"{peak['bfloat16']:.0f} GFLOP/s bfloat16; matmul work per cell {flops_score:.3f} GFLOP (label scoring), "
-          f"{flops_embed:.3f} GFLOP (embedding)")
+    print(
+        f"\nceiling: peak matmul rate on {args.threads} threads {peak['float32']:.0f} GFLOP/s float32, "
+        f"{peak['bfloat16']:.0f} GFLOP/s bfloat16; matmul work per cell {flops_score:.3f} GFLOP (label scoring), "
+        f"{flops_embed:.3f} GFLOP (embedding)"
+    )
     for name, work, ref, ours_f32, ours_bf16 in (
-            ("cell type prediction", flops_score, n_ref / ref_pred_s, test.n_obs / our_pred_s, test.n_obs / bf16_pred_s),
-            ("cell embeddings", flops_embed, n_ref / ref_emb_s, test.n_obs / our_emb_s, test.n_obs / bf16_emb_s)):
+        ("cell type prediction", flops_score, n_ref / ref_pred_s, test.n_obs / our_pred_s, test.n_obs / bf16_pred_s),
+        ("cell embeddings", flops_embed, n_ref / ref_emb_s, test.n_obs / our_emb_s, test.n_obs / bf16_emb_s),
+    ):
         best = peak["bfloat16"] / work
-        print(f"{name:22s} at peak: {best:7.1f} cells/s = {best / ref:5.1f}x the reference at most; ours reach "
-              f"{100 * ours_f32 * work / peak['float32']:.0f}% (float32) / {100 * ours_bf16 * work / peak['bfloat16']:.0f}% "
-              f"(bfloat16) of peak")
+        print(
+            f"{name:22s} at peak: {best:7.1f} cells/s = {best / ref:5.1f}x the reference at most; ours reach "
+            f"{100 * ours_f32 * work / peak['float32']:.0f}% (float32) / {100 * ours_bf16 * work / peak['bfloat16']:.0f}% "
+            f"(bfloat16) of peak"
+        )
 
 
 def _peak_matmul_gflops(dtype, n: int = 2048, repeats: int = 20) -> float:

@@ -34,8 +34,10 @@ def synthetic_prompts(meta: dict, template: str, n: int, k: int, seed: int = 0) 
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, len(genes) + 1) ** 0.8
     weights /= weights.sum()
-    return [template.format(cell=" ".join(genes[rng.choice(len(genes), size=k, replace=False, p=weights)]))
-            for _ in range(n)]
+    return [
+        template.format(cell=" ".join(genes[rng.choice(len(genes), size=k, replace=False, p=weights)]))
+        for _ in range(n)
+    ]
 
 
 def batches(ids: list[list[int]], size: int, pad: int):
@@ -45,13 +47,13 @@ def batches(ids: list[list[int]], size: int, pad: int):
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = []
     for a in range(0, len(order), size):
-        rows = [ids[i] for i in order[a:a + size]]
+        rows = [ids[i] for i in order[a : a + size]]
         width = max(map(len, rows))
         x = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for b, r in enumerate(rows):
-            x[b, width - len(r):] = torch.tensor(r)
-            mask[b, width - len(r):] = 1
+            x[b, width - len(r) :] = torch.tensor(r)
+            mask[b, width - len(r) :] = 1
         out.append((x.pin_memory() if torch.cuda.is_available() else x, mask, (mask.cumsum(-1) - 1).clamp_min(0)))
     return out
 
@@ -84,11 +86,14 @@ def measure(dtype: str, device: str, data, label_ids: list[int], n: int) -> dict
         x, mask, pos = move(x, mask, pos)
         logits = model(input_ids=x, attention_mask=mask, position_ids=pos).logits.float()
         b, t, v = logits.shape
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, v), x[:, 1:].reshape(-1),
-                                                reduction="none").view(b, t - 1)
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, v), x[:, 1:].reshape(-1), reduction="none"
+        ).view(b, t - 1)
         real = (mask[:, 1:] * mask[:, :-1]).float()
-        return (torch.log_softmax(logits[:, -1], -1)[:, label_ids].cpu(),
-                ((nll * real).sum(-1) / real.sum(-1).clamp_min(1)).cpu())
+        return (
+            torch.log_softmax(logits[:, -1], -1)[:, label_ids].cpu(),
+            ((nll * real).sum(-1) / real.sum(-1).clamp_min(1)).cpu(),
+        )
 
     @torch.inference_mode()
     def embed(x, mask, pos):
@@ -97,8 +102,10 @@ def measure(dtype: str, device: str, data, label_ids: list[int], n: int) -> dict
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return ((hidden * m).sum(1) / m.sum(1).clamp_min(1)).cpu()
 
-    return {"annotate_cells_per_s": round(n / timed(annotate, data, device), 1),
-            "embed_cells_per_s": round(n / timed(embed, data, device), 1)}
+    return {
+        "annotate_cells_per_s": round(n / timed(annotate, data, device), 1),
+        "embed_cells_per_s": round(n / timed(embed, data, device), 1),
+    }
 
 
 def main() -> None:
@@ -125,11 +132,16 @@ def main() -> None:
     tokenize_s = time.perf_counter() - t0
     label_ids = tok.convert_tokens_to_ids([x.replace(" ", "_") for x in meta["labels"]])
     data = batches(ids, args.batch, tok.pad_token_id if tok.pad_token_id is not None else 0)
-    result = {"device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-              "cells": args.cells, "batch": args.batch,
-              "prompt_tokens_mean": round(float(np.mean([len(x) for x in ids])), 1),
-              "tokenize_cells_per_s": round(args.cells / tokenize_s, 1), "torch": torch.__version__,
-              "transformers": transformers.__version__}
+    result = {
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+        "cells": args.cells,
+        "batch": args.batch,
+        "prompt_tokens_mean": round(float(np.mean([len(x) for x in ids])), 1),
+        "tokenize_cells_per_s": round(args.cells / tokenize_s, 1),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
     for dtype in args.dtypes.split(","):
         result[dtype] = measure(dtype, args.device, data, label_ids, args.cells)
     print(json.dumps(result))

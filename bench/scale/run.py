@@ -155,19 +155,35 @@ def run(path: Path, task: str, executor: str, chunk: int, budget_s: float, fresh
         if proc.returncode:
             raise RuntimeError(log[-2000:])
     n_cells = _n_obs(path)
-    result = {"cells": n_cells, "task": task, "executor": executor, "chunk": chunk, "complete": not killed,
-              "resumed_chunks": resumed, "resume_line": next((x for x in log.splitlines() if "already done" in x), ""),
-              "peak_rss_gib": round(hwm / 2**30, 2), "tree_rss_gib": round(tree / 2**30, 2), "wall_s": round(wall, 1)}
+    result = {
+        "cells": n_cells,
+        "task": task,
+        "executor": executor,
+        "chunk": chunk,
+        "complete": not killed,
+        "resumed_chunks": resumed,
+        "resume_line": next((x for x in log.splitlines() if "already done" in x), ""),
+        "peak_rss_gib": round(hwm / 2**30, 2),
+        "tree_rss_gib": round(tree / 2**30, 2),
+        "wall_s": round(wall, 1),
+    }
     if killed:
         rows = [r for r in rows if r[5] >= t0]  # chunks of this run, not resumed ones
         done = sum(b - a for _, a, b, *_ in rows)
         first = min(r[5] - r[3] for r in rows) if rows else t0
-        result.update(cells_done=done, chunks_done=len(rows),
-                      cells_per_s=round(done / (max(r[5] for r in rows) - first), 1) if rows else 0.0)
+        result.update(
+            cells_done=done,
+            chunks_done=len(rows),
+            cells_per_s=round(done / (max(r[5] for r in rows) - first), 1) if rows else 0.0,
+        )
     else:
         rate = [float(x.split()[0].replace(",", "")) for x in log.split(" run at ")[1:]]
-        result.update(cells_done=n_cells, chunks_done=-(-n_cells // chunk),
-                      end_to_end_cells_per_s=round(n_cells / wall, 1), cells_per_s=rate[-1] if rate else None)
+        result.update(
+            cells_done=n_cells,
+            chunks_done=-(-n_cells // chunk),
+            end_to_end_cells_per_s=round(n_cells / wall, 1),
+            cells_per_s=rate[-1] if rate else None,
+        )
         out.unlink(missing_ok=True)
     return result
 
@@ -192,29 +208,41 @@ def _n_obs(path: Path) -> int:
 
 def in_memory(path: Path, task: str) -> dict:
     """The in-memory path on the same cells, in a child process: read whole, tl.<task>, cells/s and peak RSS."""
-    code = ("import time, json; from c2s_agent.data import read; from c2s_agent.models import load_model, tl; "
-            f"a = read({str(path)!r}); m = load_model(); t = time.perf_counter(); tl.{task}(a, m); "
-            "dt = time.perf_counter() - t; "
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
-            "print(json.dumps({'cells_per_s': a.n_obs / dt, 'peak_rss_gib': int(hwm) / 2**20}))")
+    code = (
+        "import time, json; from c2s_agent.data import read; from c2s_agent.models import load_model, tl; "
+        f"a = read({str(path)!r}); m = load_model(); t = time.perf_counter(); tl.{task}(a, m); "
+        "dt = time.perf_counter() - t; "
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+        "print(json.dumps({'cells_per_s': a.n_obs / dt, 'peak_rss_gib': int(hwm) / 2**20}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"cells": _n_obs(path), "task": task, "executor": "in-memory", "complete": True,
-            "cells_per_s": round(got["cells_per_s"], 1), "peak_rss_gib": round(got["peak_rss_gib"], 2)}
+    return {
+        "cells": _n_obs(path),
+        "task": task,
+        "executor": "in-memory",
+        "complete": True,
+        "cells_per_s": round(got["cells_per_s"], 1),
+        "peak_rss_gib": round(got["peak_rss_gib"], 2),
+    }
 
 
 def projection(gpu: dict | None, gpus: int, cells: int = 10_000_000) -> str:
     if not gpu:
-        return (f"10^7 cells on {gpus} GPUs: no GPU throughput was measured (run bench/scale/gpu_throughput.py on a "
-                "GPU and pass its JSON with --gpu-json), so no projection is made")
+        return (
+            f"10^7 cells on {gpus} GPUs: no GPU throughput was measured (run bench/scale/gpu_throughput.py on a "
+            "GPU and pass its JSON with --gpu-json), so no projection is made"
+        )
     lines = []
     for dtype in ("float32", "bfloat16"):
         if dtype in gpu:
             rate = gpu[dtype]["annotate_cells_per_s"]
-            lines.append(f"PROJECTION (not a measurement) from {rate:,.0f} annotate cells/s measured on one "
-                         f"{gpu.get('gpu')} ({dtype}, {gpu['cells']:,} cells): 10^7 cells on {gpus} such GPUs in "
-                         f"{cells / (rate * gpus) / 60:,.1f} min, if every GPU gets chunks as fast as it scores them "
-                         f"(tokenising alone ran {gpu['tokenize_cells_per_s']:,.0f} cells/s per CPU process)")
+            lines.append(
+                f"PROJECTION (not a measurement) from {rate:,.0f} annotate cells/s measured on one "
+                f"{gpu.get('gpu')} ({dtype}, {gpu['cells']:,} cells): 10^7 cells on {gpus} such GPUs in "
+                f"{cells / (rate * gpus) / 60:,.1f} min, if every GPU gets chunks as fast as it scores them "
+                f"(tokenising alone ran {gpu['tokenize_cells_per_s']:,.0f} cells/s per CPU process)"
+            )
     return "\n".join(lines)
 
 
@@ -242,15 +270,19 @@ def main() -> None:
                 if not rows[-1]["complete"] and executor == "local" and n == max(sizes):
                     rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60, fresh=False))
                     print(json.dumps(rows[-1]), flush=True)  # the killed run resumed: its chunks are kept
-    print(f"\n{'cells':>9} {'task':<9} {'executor':<10} {'cells/s':>8} {'end-to-end':>10} {'peak RSS':>9} "
-          f"{'tree RSS':>9}  run")
+    print(
+        f"\n{'cells':>9} {'task':<9} {'executor':<10} {'cells/s':>8} {'end-to-end':>10} {'peak RSS':>9} "
+        f"{'tree RSS':>9}  run"
+    )
     for r in rows:
         e2e = r.get("end_to_end_cells_per_s")
         status = "complete" if r["complete"] else f"partial: {r['chunks_done']} chunks, {r['cells_done']:,} cells"
         status += f" (resumed {r['resumed_chunks']} chunks of the killed run)" if r.get("resumed_chunks") else ""
-        print(f"{r['cells']:>9,} {r['task']:<9} {r['executor']:<10} {r['cells_per_s'] or 0:>8,.1f} "
-              f"{'' if e2e is None else f'{e2e:,.1f}':>10} {r['peak_rss_gib']:>7.2f} G "
-              f"{r.get('tree_rss_gib', 0):>7.2f} G  {status}")
+        print(
+            f"{r['cells']:>9,} {r['task']:<9} {r['executor']:<10} {r['cells_per_s'] or 0:>8,.1f} "
+            f"{'' if e2e is None else f'{e2e:,.1f}':>10} {r['peak_rss_gib']:>7.2f} G "
+            f"{r.get('tree_rss_gib', 0):>7.2f} G  {status}"
+        )
     gpu = None
     if args.gpu_json:
         text = Path(args.gpu_json).read_text() if Path(args.gpu_json).exists() else args.gpu_json

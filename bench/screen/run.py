@@ -47,26 +47,45 @@ def main() -> None:
     library = pd.DataFrame({"item": [f"IFN-beta#{i:03d}" for i in range(args.items)], "perturbation": "IFN-beta"})
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    res = run_screen(adata, library, None, "mhc_i", out_dir=WORK, model=model, n_cells=args.cells,
-                     batch_cells=args.batch_cells, progress=True)
+    res = run_screen(
+        adata,
+        library,
+        None,
+        "mhc_i",
+        out_dir=WORK,
+        model=model,
+        n_cells=args.cells,
+        batch_cells=args.batch_cells,
+        progress=True,
+    )
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     run = res.summary["run"]
     n_scored = int((res.table["status"] == "scored").sum())
     print(f"model load: {t_load:.1f} s (not counted)")
-    print(f"screen: {args.items} items x 2 contexts x {args.cells} cells = {run['cells_predicted']} cells predicted, "
-          f"{n_scored}/{args.items} items scored")
-    print(f"wall time: {wall:.1f} s  (target <= {TARGET_SECONDS:.0f} s: {'MET' if wall <= TARGET_SECONDS else 'MISSED'}, "
-          f"ratio {wall / TARGET_SECONDS:.2f})")
+    print(
+        f"screen: {args.items} items x 2 contexts x {args.cells} cells = {run['cells_predicted']} cells predicted, "
+        f"{n_scored}/{args.items} items scored"
+    )
+    print(
+        f"wall time: {wall:.1f} s  (target <= {TARGET_SECONDS:.0f} s: {'MET' if wall <= TARGET_SECONDS else 'MISSED'}, "
+        f"ratio {wall / TARGET_SECONDS:.2f})"
+    )
     print(f"cells/s: {run['cells_predicted'] / wall:.1f}")
-    print(f"time in the model: {run['model_seconds']:.1f} s = {run['model_seconds'] / wall:.1%} of wall time "
-          f"({run['model_calls']} batched model calls)")
+    print(
+        f"time in the model: {run['model_seconds']:.1f} s = {run['model_seconds'] / wall:.1%} of wall time "
+        f"({run['model_calls']} batched model calls)"
+    )
     split = res.table["split"]
-    print(f"MHC-I context split over the replicates: mean {split.mean():+.4f}, sd {split.std():.4f} "
-          f"(sampling noise of the model's prediction)")
+    print(
+        f"MHC-I context split over the replicates: mean {split.mean():+.4f}, sd {split.std():.4f} "
+        f"(sampling noise of the model's prediction)"
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine load average at the end: {load:.1f} on {os.cpu_count()} cores; this process used {cpu:.0f} CPU-s "
-          f"= {cpu / wall:.2f} cores on average (a busy machine slows the wall time, not the CPU time)")
+    print(
+        f"machine load average at the end: {load:.1f} on {os.cpu_count()} cores; this process used {cpu:.0f} CPU-s "
+        f"= {cpu / wall:.2f} cores on average (a busy machine slows the wall time, not the CPU time)"
+    )
 
 
 if __name__ == "__main__":

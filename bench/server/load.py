@@ -26,8 +26,13 @@ def request_mix(n: int) -> list[tuple[str, str, dict | None]]:
         elif r < 15:
             out.append(("POST", "/v1/embeddings", {"input": f"Cell sentence: CD74 LYZ S100A{i % 12} HLA-DRA ."}))
         elif r < 19:
-            out.append(("POST", "/v1/completions", {"prompt": "Generate a ctrl B cell . Cell sentence:",
-                                                     "max_tokens": 2, "temperature": 0}))
+            out.append(
+                (
+                    "POST",
+                    "/v1/completions",
+                    {"prompt": "Generate a ctrl B cell . Cell sentence:", "max_tokens": 2, "temperature": 0},
+                )
+            )
         else:
             out.append(("POST", "/v1/c2s/predict_cell_types", {"sentences": ["CD74 HLA-DRA MS4A1 CD79A CD79B LYZ"]}))
     return out
@@ -86,8 +91,13 @@ def start_server(threads: int = 1, extra: tuple[str, ...] = ()) -> tuple[subproc
 
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "c2s_agent", "serve", "--port", str(port), "--threads",
-                             str(threads), *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "c2s_agent", "serve", "--port", str(port), "--threads", str(threads), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + HEALTH_TIMEOUT
     while time.monotonic() < deadline:
@@ -112,8 +122,9 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def shutdown_with_requests_in_flight(proc: subprocess.Popen, url: str, n: int = 16,
-                                           wait: float = 60) -> tuple[list[int], int | None]:
+async def shutdown_with_requests_in_flight(
+    proc: subprocess.Popen, url: str, n: int = 16, wait: float = 60
+) -> tuple[list[int], int | None]:
     """Start ``n`` label-scoring requests, send SIGTERM while they run, and return their statuses and the
     server's exit code (None if it did not exit within ``wait`` seconds)."""
     import httpx

@@ -36,16 +36,22 @@ def main() -> None:
         if proc.poll() is None:
             proc.kill()
     n_ok = sum(s == 200 for s in res.statuses)
-    print(f"load: {len(res.statuses)} requests from {a.clients} clients in {res.seconds:.1f} s "
-          f"({len(res.statuses) / res.seconds:.0f} req/s), {len(res.statuses) - n_ok} errors")
+    print(
+        f"load: {len(res.statuses)} requests from {a.clients} clients in {res.seconds:.1f} s "
+        f"({len(res.statuses) / res.seconds:.0f} req/s), {len(res.statuses) - n_ok} errors"
+    )
     allv = np.concatenate([np.asarray(v) for v in res.latencies.values()]) * 1000
-    print(f"  all            n={allv.size:5d}  p50={np.percentile(allv, 50):7.1f} ms  p99={np.percentile(allv, 99):7.1f} ms")
+    print(
+        f"  all            n={allv.size:5d}  p50={np.percentile(allv, 50):7.1f} ms  p99={np.percentile(allv, 99):7.1f} ms"
+    )
     for path, lat in sorted(res.latencies.items()):
         ms = np.asarray(lat) * 1000
         print(f"  {path:28s} n={ms.size:5d}  p50={np.percentile(ms, 50):7.1f} ms  p99={np.percentile(ms, 99):7.1f} ms")
     print(f"server RSS: {before:.0f} MB after warm-up, {after:.0f} MB after the load ({after - before:+.0f} MB)")
-    print(f"graceful shutdown: {sum(s == 200 for s in statuses)}/{len(statuses)} in-flight requests completed, "
-          f"exit code {code}")
+    print(
+        f"graceful shutdown: {sum(s == 200 for s in statuses)}/{len(statuses)} in-flight requests completed, "
+        f"exit code {code}"
+    )
     for e in res.errors[:5]:
         print("  error:", e)
 

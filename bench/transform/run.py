@@ -92,11 +92,15 @@ def compare(name: str, adata, ref_cells: int) -> None:
         n_ok, n = same_order(ref_sents, idx[: sub.n_obs], sub.X, adata.var_names, k)
         r_rank, r_all = adata.n_obs / t_rank, adata.n_obs / t_all
         what = f"top-{k}" if k else "all genes"
-        print(f"  ours {what:<9} ranks {r_rank:>9,.0f} cells/s (x{r_rank / r_ref:,.1f})"
-              f" | ranks + strings {r_all:>8,.0f} cells/s (x{r_all / r_ref:,.1f}) | same non-tied order {n_ok}/{n}")
+        print(
+            f"  ours {what:<9} ranks {r_rank:>9,.0f} cells/s (x{r_rank / r_ref:,.1f})"
+            f" | ranks + strings {r_all:>8,.0f} cells/s (x{r_all / r_ref:,.1f}) | same non-tied order {n_ok}/{n}"
+        )
     r_user = adata.n_obs / user_path(adata)
-    print(f"  ours to_sentences(adata, top_k=200).strings(), from the AnnData as given: {r_user:,.0f} cells/s "
-          f"(x{r_user / r_ref:,.1f}; target >= 20x)")
+    print(
+        f"  ours to_sentences(adata, top_k=200).strings(), from the AnnData as given: {r_user:,.0f} cells/s "
+        f"(x{r_user / r_ref:,.1f}; target >= 20x)"
+    )
 
 
 def user_path(adata, repeats: int = 3) -> float:
@@ -141,18 +145,22 @@ def million(n_cells: int = 1_000_000, nnz: int = 1_500) -> None:
             f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
         tmp.rename(path)
     out = WORK / "million_top200.h5ad"
-    code = ("from c2s_agent.sentences.io import write_sentences as w; import sys; "
-            f"s = w({str(path)!r}, {str(out)!r}, top_k=200, backed=True, chunk_size=20000); "
-            "print(s['seconds'], [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
+    code = (
+        "from c2s_agent.sentences.io import write_sentences as w; import sys; "
+        f"s = w({str(path)!r}, {str(out)!r}, top_k=200, backed=True, chunk_size=20000); "
+        "print(s['seconds'], [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    )
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     wall = time.perf_counter() - t
     if proc.returncode:
         print(proc.stderr[-2000:])
         return
-    peak = int(proc.stdout.split()[-1]) / 1024 ** 2  # the child's own high-water mark (VmHWM, in kB)
-    print(f"1,000,000 x 20,000 backed -> top-200: {wall:,.0f} s wall ({n_cells / wall:,.0f} cells/s incl. start-up), "
-          f"peak RSS {peak:.2f} GiB (targets: <= 180 s, <= 2 GiB)")
+    peak = int(proc.stdout.split()[-1]) / 1024**2  # the child's own high-water mark (VmHWM, in kB)
+    print(
+        f"1,000,000 x 20,000 backed -> top-200: {wall:,.0f} s wall ({n_cells / wall:,.0f} cells/s incl. start-up), "
+        f"peak RSS {peak:.2f} GiB (targets: <= 180 s, <= 2 GiB)"
+    )
 
 
 def main() -> None:

@@ -17,11 +17,36 @@ SENDERS = {"source", "sources", "sender", "senders"}
 RECEIVERS = {"target", "targets", "receiver", "receivers"}
 KINDS = {"obs_column", "obs_value", "obs_values", "obs_filter", "gene", "genes", "number", "text", "literal", None}
 #: Entities that name a column role: the field takes values of that role's column.
-ROLE_ENTITIES = {CELL_TYPE: CELL_TYPE, "celltype": CELL_TYPE, "label": CELL_TYPE, CONDITION: CONDITION,
-                 "treatment": CONDITION, "stimulation": CONDITION, "perturbation": CONDITION, "sample": "sample",
-                 "cluster": "cluster"}
-VALUE_NAMES = {"groups", "group", "cell_types", CELL_TYPE, "labels", "label", "reference", "target", "targets",
-               CONDITION, "conditions", "sender", "receiver", "senders", "receivers", "source", "sources"}
+ROLE_ENTITIES = {
+    CELL_TYPE: CELL_TYPE,
+    "celltype": CELL_TYPE,
+    "label": CELL_TYPE,
+    CONDITION: CONDITION,
+    "treatment": CONDITION,
+    "stimulation": CONDITION,
+    "perturbation": CONDITION,
+    "sample": "sample",
+    "cluster": "cluster",
+}
+VALUE_NAMES = {
+    "groups",
+    "group",
+    "cell_types",
+    CELL_TYPE,
+    "labels",
+    "label",
+    "reference",
+    "target",
+    "targets",
+    CONDITION,
+    "conditions",
+    "sender",
+    "receiver",
+    "senders",
+    "receivers",
+    "source",
+    "sources",
+}
 
 
 def base_type(annotation):
@@ -48,7 +73,9 @@ def entity_kind(name: str, f) -> str | None:
     n = name.lower()
     if lits:
         return "literal"
-    if n in ("groupby", "column", "obs_key", "label_key", "by", "label_column", "group_by") or n.endswith(("_key", "_column")):
+    if n in ("groupby", "column", "obs_key", "label_key", "by", "label_column", "group_by") or n.endswith(
+        ("_key", "_column")
+    ):
         return "obs_column"
     if n in SENDERS | RECEIVERS and not re.search(r"group|cells|cell type", f.description or "", re.I):
         return None  # e.g. knowledge "sources": not cell groups unless the description says so
@@ -122,9 +149,15 @@ def _fill_columns(f: Filling) -> None:
     condition = bool(ROLE_WORDS[CONDITION].search(f.clause))
     for name in col_fields:  # fields named after a column concept ("condition_column") take that column
         concept = column_named(view, re.sub(r"_(column|key|col)$", "", name))
-        if concept and name not in ("groupby", "column") and (
-                concept in f.columns or any(v.column == concept for v in f.values)
-                or (concept == cond_col and condition)):
+        if (
+            concept
+            and name not in ("groupby", "column")
+            and (
+                concept in f.columns
+                or any(v.column == concept for v in f.values)
+                or (concept == cond_col and condition)
+            )
+        ):
             f.args[name] = concept
             taken.add(concept)
     generic_filled = False
@@ -200,9 +233,15 @@ def _number_field_score(name: str, f, context: str) -> int:
 def _fill_numbers(f: Filling) -> None:
     num_fields = [n for n, k in f.kinds.items() if k == "number"]
     for m in (m for m in f.mentions if m.kind == "number"):
-        context = f.clause[max(0, m.start - 30): m.end + 30]
-        scored = sorted(((_number_field_score(n, f.fields[n], context), -i, n) for i, n in enumerate(num_fields)
-                         if n not in f.args), reverse=True)
+        context = f.clause[max(0, m.start - 30) : m.end + 30]
+        scored = sorted(
+            (
+                (_number_field_score(n, f.fields[n], context), -i, n)
+                for i, n in enumerate(num_fields)
+                if n not in f.args
+            ),
+            reverse=True,
+        )
         if not scored or (scored[0][0] == 0 and len(num_fields) > 1):
             continue
         name = scored[0][2]
@@ -228,8 +267,9 @@ def check_args(tool, args, view: DatasetView, produced: set[str] = frozenset()) 
     earlier steps: their values are known only when those run, so they are not checked."""
     problems = []
     fields = tool.input_model.model_fields
-    on_produced = any(entity_kind(n, fi) == "obs_column" and getattr(args, n, None) in produced
-                      for n, fi in fields.items())
+    on_produced = any(
+        entity_kind(n, fi) == "obs_column" and getattr(args, n, None) in produced for n, fi in fields.items()
+    )
     known = {v for vs in view.columns.values() for v in vs}
     for name, fi in fields.items():
         value = getattr(args, name, None)

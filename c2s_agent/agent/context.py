@@ -55,8 +55,9 @@ class RunContext:
     run_dir: Path
     manifest: RunManifest
     progress: Callable[[str, dict], None] = lambda event, info: None
-    timings: dict = field(default_factory=lambda: {"load_s": 0.0, "plan_s": 0.0, "tools_s": 0.0, "persist_s": 0.0,
-                                                   "report_s": 0.0})
+    timings: dict = field(
+        default_factory=lambda: {"load_s": 0.0, "plan_s": 0.0, "tools_s": 0.0, "persist_s": 0.0, "report_s": 0.0}
+    )
     started: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall time spent on this run by earlier processes (before a resume)
     base: Any = None  # an AnnData given in memory (c2s.ask); else the input is read from ``manifest.data``
@@ -112,9 +113,13 @@ class RunContext:
             self._adata = adata
             took = time.perf_counter() - t0
             self.timings["load_s"] += took
-            self.ledger.record("data", "data", name=how, duration_s=took,
-                               arguments={"data": self.data, "earlier_turns": len(self.history),
-                                          "shape": [adata.n_obs, adata.n_vars]})
+            self.ledger.record(
+                "data",
+                "data",
+                name=how,
+                duration_s=took,
+                arguments={"data": self.data, "earlier_turns": len(self.history), "shape": [adata.n_obs, adata.n_vars]},
+            )
         return self._adata
 
     def view(self):

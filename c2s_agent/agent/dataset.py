@@ -15,8 +15,11 @@ from .plan import Note
 ROLE_WORDS = {
     "cell_type": re.compile(r"\bcell[ -]?types?\b|\bpopulations?\b|\bcell identit\w*|\bkinds? of cells?\b", re.I),
     "cluster": re.compile(r"\bclusters?\b", re.I),
-    "condition": re.compile(r"\bconditions?\b|\btreatments?\b|\bstimulat\w*\b|\bcontrol\b|\bversus\b|\bvs\.?\b|"
-                            r"\brespon\w*\b|\bperturb\w*\b", re.I),
+    "condition": re.compile(
+        r"\bconditions?\b|\btreatments?\b|\bstimulat\w*\b|\bcontrol\b|\bversus\b|\bvs\.?\b|"
+        r"\brespon\w*\b|\bperturb\w*\b",
+        re.I,
+    ),
     "sample": re.compile(r"\bsamples?\b|\bdonors?\b|\bbatch(?:es)?\b|\bplates?\b|\bpatients?\b|\breplicates?\b", re.I),
 }
 
@@ -44,8 +47,9 @@ class DatasetView:
             slots |= {f"{kind}:{k}" for k in getattr(adata, kind).keys()}
         species = detect_species(adata.var_names, adata.var.get("gene_ids"))
         if species.note:
-            notes.append(Note(kind="assumption", text=f"the data are {species.name} ({species.evidence}); "
-                                                      f"{species.note}"))
+            notes.append(
+                Note(kind="assumption", text=f"the data are {species.name} ({species.evidence}); {species.note}")
+            )
         return cls(cols, numeric, genes, slots, find_columns(adata.obs), species, notes)
 
     def column_for(self, role: str) -> str | None:
@@ -68,7 +72,9 @@ class DatasetView:
         predicts): that column stands in for the dataset's own cell-type column, so "monocytes" names its values."""
         own = self.roles.cell_type
         cols = {column: list(values), **{c: v for c, v in self.columns.items() if c not in (column, own)}}
-        return replace(self, columns=cols, slots=self.slots | {f"obs:{column}"}, roles=replace(self.roles, predicted=column))
+        return replace(
+            self, columns=cols, slots=self.slots | {f"obs:{column}"}, roles=replace(self.roles, predicted=column)
+        )
 
 
 def _genes(var_names) -> tuple[dict[str, str], list[Note]]:
@@ -80,6 +86,11 @@ def _genes(var_names) -> tuple[dict[str, str], list[Note]]:
     if dup.any():
         clash = sorted(set(upper[dup]))
         examples = [f"{'/'.join(names[upper == u])}" for u in clash[:3]]
-        notes.append(Note(kind="assumption", text=f"{len(clash)} gene names collide after upper-casing (e.g. "
-                                                  f"{', '.join(examples)}); questions naming them mean the first"))
+        notes.append(
+            Note(
+                kind="assumption",
+                text=f"{len(clash)} gene names collide after upper-casing (e.g. "
+                f"{', '.join(examples)}); questions naming them mean the first",
+            )
+        )
     return {u: n for u, n, d in zip(upper, names, dup) if not d}, notes

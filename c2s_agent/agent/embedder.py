@@ -65,8 +65,11 @@ class MiniLM:
         att = np.exp(att - att.max(-1, keepdims=True))
         att /= att.sum(-1, keepdims=True)
         ctx = (att @ v).transpose(0, 2, 1, 3).reshape(n, t, d)
-        h = _layer_norm(lin(ctx, "attention.output.dense") + h, w[p + "attention.output.LayerNorm.weight"],
-                        w[p + "attention.output.LayerNorm.bias"])
+        h = _layer_norm(
+            lin(ctx, "attention.output.dense") + h,
+            w[p + "attention.output.LayerNorm.weight"],
+            w[p + "attention.output.LayerNorm.bias"],
+        )
         ff = lin(_gelu(lin(h, "intermediate.dense")), "output.dense")
         return _layer_norm(ff + h, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
 
@@ -84,12 +87,15 @@ class MiniLM:
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tok.encode_batch(list(texts[start:start + batch_size]))
+            enc = self.tok.encode_batch(list(texts[start : start + batch_size]))
             ids = np.array([e.ids for e in enc])
             mask = np.array([e.attention_mask for e in enc], dtype=np.float32)
             w = self.w
-            h = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][: ids.shape[1]]
-                 + w["embeddings.token_type_embeddings.weight"][0])
+            h = (
+                w["embeddings.word_embeddings.weight"][ids]
+                + w["embeddings.position_embeddings.weight"][: ids.shape[1]]
+                + w["embeddings.token_type_embeddings.weight"][0]
+            )
             h = _layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
             mask_add = ((1.0 - mask) * -1e9)[:, None, None, :]
             for i in range(N_LAYERS):

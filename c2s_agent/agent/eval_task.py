@@ -49,17 +49,30 @@ class PlannerAccuracy(Task):
             if r is None:
                 out.append({"skipped": True, "kind": it["question"]["kind"], "reason": "its tools are not installed"})
             else:
-                out.append({"skipped": False, "kind": r["kind"], "ok": bool(r["ok"]), "got": r["got"],
-                            "problems": list(r["problems"])})
+                out.append(
+                    {
+                        "skipped": False,
+                        "kind": r["kind"],
+                        "ok": bool(r["ok"]),
+                        "got": r["got"],
+                        "problems": list(r["problems"]),
+                    }
+                )
         return out
 
     def summarise(self, cell, results) -> dict:
         done = [r for r in results if not r["skipped"]]
         if not done:
-            raise InputError("planner_accuracy", "every question was skipped (tools not installed)",
-                             "install the plugins the questions need")
-        out = {"n_questions": len(done), "n_skipped": len(results) - len(done),
-               "accuracy": sum(r["ok"] for r in done) / len(done)}
+            raise InputError(
+                "planner_accuracy",
+                "every question was skipped (tools not installed)",
+                "install the plugins the questions need",
+            )
+        out = {
+            "n_questions": len(done),
+            "n_skipped": len(results) - len(done),
+            "accuracy": sum(r["ok"] for r in done) / len(done),
+        }
         for kind in sorted({r["kind"] for r in done}):
             rows = [r for r in done if r["kind"] == kind]
             out[f"accuracy_{kind}"] = sum(r["ok"] for r in rows) / len(rows)

@@ -44,19 +44,26 @@ def plan_matches(expected: list[dict], steps: list[dict]) -> bool:
     """Tools equal and in order; every expected argument equal (lists as sets, strings case-insensitively)."""
     if [e["tool"] for e in expected] != [s["tool"] for s in steps]:
         return False
-    return all(all(k in s["args"] and _same(v, s["args"][k]) for k, v in (e.get("args") or {}).items())
-               for e, s in zip(expected, steps))
+    return all(
+        all(k in s["args"] and _same(v, s["args"][k]) for k, v in (e.get("args") or {}).items())
+        for e, s in zip(expected, steps)
+    )
 
 
 def load_questions(which: str | Path = "development") -> list[dict]:
     path = question_file(which)
     if not path.exists():
-        raise InputError(path, "no such question file", f"pass --questions {' or '.join(QUESTION_SETS)}, or a YAML file")
+        raise InputError(
+            path, "no such question file", f"pass --questions {' or '.join(QUESTION_SETS)}, or a YAML file"
+        )
     items = yaml.safe_load(path.read_text())
     for q in items:
         if not {"id", "kind", "question", "expected"} <= set(q):
-            raise InputError(f"{path} item {q.get('id', '?')}", "lacks one of id, kind, question, expected",
-                             "give every question all four keys")
+            raise InputError(
+                f"{path} item {q.get('id', '?')}",
+                "lacks one of id, kind, question, expected",
+                "give every question all four keys",
+            )
     seen = Counter(q["id"] for q in items)
     if twice := sorted(i for i, n in seen.items() if n > 1):
         raise InputError(path, f"uses the ids {twice} more than once", "give every question its own id")
@@ -90,16 +97,35 @@ def evaluate(settings, questions: list[dict], planner_name: str = "embedded", ch
         ok = plan_matches(q["expected"], steps) and (bool(q["expected"]) or not plan.steps)
         if ok and q["expected"] and plan.problems:
             ok = False
-        rows.append({"id": q["id"], "kind": q["kind"], "question": q["question"], "ok": ok, "latency_s": latency,
-                     "expected": q["expected"], "got": steps, "problems": plan.problems})
+        rows.append(
+            {
+                "id": q["id"],
+                "kind": q["kind"],
+                "question": q["question"],
+                "ok": ok,
+                "latency_s": latency,
+                "expected": q["expected"],
+                "got": steps,
+                "problems": plan.problems,
+            }
+        )
     kinds = sorted({r["kind"] for r in rows})
     acc = lambda rs: sum(r["ok"] for r in rs) / len(rs) if rs else float("nan")  # noqa: E731
     lat = sorted(r["latency_s"] for r in rows)
-    return {"planner": planner_name, "n": len(rows), "accuracy": acc(rows),
-            "by_kind": {k: {"n": sum(r["kind"] == k for r in rows), "accuracy": acc([r for r in rows if r["kind"] == k])}
-                        for k in kinds},
-            "latency_median_s": lat[len(lat) // 2] if lat else None, "latency_max_s": lat[-1] if lat else None,
-            "skipped": skipped, "tools": sorted(tools), "rows": rows}
+    return {
+        "planner": planner_name,
+        "n": len(rows),
+        "accuracy": acc(rows),
+        "by_kind": {
+            k: {"n": sum(r["kind"] == k for r in rows), "accuracy": acc([r for r in rows if r["kind"] == k])}
+            for k in kinds
+        },
+        "latency_median_s": lat[len(lat) // 2] if lat else None,
+        "latency_max_s": lat[-1] if lat else None,
+        "skipped": skipped,
+        "tools": sorted(tools),
+        "rows": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,13 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for r in res["rows"]:
         if a.verbose and not r["ok"]:
-            print(f"WRONG {r['id']} [{r['kind']}] {r['question']}\n   expected {r['expected']}\n   got      {r['got']}"
-                  + (f"\n   problems {r['problems']}" if r["problems"] else ""))
+            print(
+                f"WRONG {r['id']} [{r['kind']}] {r['question']}\n   expected {r['expected']}\n   got      {r['got']}"
+                + (f"\n   problems {r['problems']}" if r["problems"] else "")
+            )
     for k, v in res["by_kind"].items():
         print(f"{k:14s} {v['accuracy']:.3f}  (n={v['n']})")
-    print(f"planning accuracy ({res['planner']}): {res['accuracy']:.3f} on {res['n']} questions "
-          f"({len(res['skipped'])} skipped: tools not installed); plan latency median "
-          f"{res['latency_median_s'] * 1000:.0f} ms, max {res['latency_max_s'] * 1000:.0f} ms after warm-up")
+    print(
+        f"planning accuracy ({res['planner']}): {res['accuracy']:.3f} on {res['n']} questions "
+        f"({len(res['skipped'])} skipped: tools not installed); plan latency median "
+        f"{res['latency_median_s'] * 1000:.0f} ms, max {res['latency_max_s'] * 1000:.0f} ms after warm-up"
+    )
     return 0
 
 

@@ -33,16 +33,62 @@ if TYPE_CHECKING:
     from .dataset import DatasetView
     from .planners.base import Planner, Recorder
 
-GENE_REF = re.compile(r"\b(?:those|these|the\s+same|the\s+previous|the\s+earlier|the\s+above|their|its)\s+"
-                      r"(?:[\w-]+\s+){0,2}?genes?\b", re.I)
-COMPARISON_REF = re.compile(r"\b(?:that|this|the\s+same|the\s+previous|the\s+earlier)\s+(?:comparison|contrast)\b",
-                            re.I)
+GENE_REF = re.compile(
+    r"\b(?:those|these|the\s+same|the\s+previous|the\s+earlier|the\s+above|their|its)\s+"
+    r"(?:[\w-]+\s+){0,2}?genes?\b",
+    re.I,
+)
+COMPARISON_REF = re.compile(
+    r"\b(?:that|this|the\s+same|the\s+previous|the\s+earlier)\s+(?:comparison|contrast)\b", re.I
+)
 SAME = re.compile(r"\b(?:same|again|repeat|likewise|what\s+about|how\s+about|do\s+(?:that|this|it))\b", re.I)
 #: Words a follow-up such as "and now the same for the X cells, please" uses besides what it names.
-FILLER = set(STOP) | {"now", "same", "what", "about", "how", "do", "repeat", "again", "likewise", "please", "also",
-                      "ok", "okay", "then", "so", "too", "instead", "x", "cells", "cell", "group", "groups", "gene",
-                      "genes", "thing", "analysis", "question", "steps", "step", "it", "this", "that", "those",
-                      "these", "them", "as", "well", "there", "here", "one", "ones", "run", "show", "me"}
+FILLER = set(STOP) | {
+    "now",
+    "same",
+    "what",
+    "about",
+    "how",
+    "do",
+    "repeat",
+    "again",
+    "likewise",
+    "please",
+    "also",
+    "ok",
+    "okay",
+    "then",
+    "so",
+    "too",
+    "instead",
+    "x",
+    "cells",
+    "cell",
+    "group",
+    "groups",
+    "gene",
+    "genes",
+    "thing",
+    "analysis",
+    "question",
+    "steps",
+    "step",
+    "it",
+    "this",
+    "that",
+    "those",
+    "these",
+    "them",
+    "as",
+    "well",
+    "there",
+    "here",
+    "one",
+    "ones",
+    "run",
+    "show",
+    "me",
+}
 VALUE_KINDS = ("obs_value", "obs_values")
 GROUP_KINDS = ("obs_column", "obs_value", "obs_values", "obs_filter")
 
@@ -84,9 +130,16 @@ def _strings(obj):
 
 def genes_of(result: StepResult, view: DatasetView) -> list[str]:
     """The genes a step was about: those it was given (e.g. looked up), else those it reported (e.g. markers)."""
+
     def genes(obj) -> list[str]:
-        out = [view.genes[s.upper()] for s in _strings(obj) if s.upper() in view.genes and s.upper() not in NOT_GENES
-               and len(s) >= 2 and (s.isupper() or any(c.isdigit() for c in s))]
+        out = [
+            view.genes[s.upper()]
+            for s in _strings(obj)
+            if s.upper() in view.genes
+            and s.upper() not in NOT_GENES
+            and len(s) >= 2
+            and (s.isupper() or any(c.isdigit() for c in s))
+        ]
         return list(dict.fromkeys(out))
 
     return genes(result.args) or genes(result.output)
@@ -185,8 +238,9 @@ class FollowUpPlanner:
         self.inner, self.turns = inner, turns
         self.name = inner.name
 
-    def plan(self, question: str, tools: dict[str, Tool], view: DatasetView | None,
-             record: Recorder | None = None) -> Plan:
+    def plan(
+        self, question: str, tools: dict[str, Tool], view: DatasetView | None, record: Recorder | None = None
+    ) -> Plan:
         t0 = time.perf_counter()
         previous = next((t for t in reversed(self.turns) if t.plan is not None and t.plan.steps), None)
         if view is not None and previous is not None and asks_nothing_new(question, view):
@@ -200,8 +254,12 @@ class FollowUpPlanner:
             how = "planned by " + self.inner.name
         plan = self._reuse(plan, tools, view)
         if record is not None:
-            record("planner", name="followup", duration_s=time.perf_counter() - t0,
-                   arguments={"question": question, "earlier_turns": [t.run_id for t in self.turns], "how": how})
+            record(
+                "planner",
+                name="followup",
+                duration_s=time.perf_counter() - t0,
+                arguments={"question": question, "earlier_turns": [t.run_id for t in self.turns], "how": how},
+            )
         return plan
 
     def replan(self, *args, **kwargs):
@@ -216,11 +274,16 @@ class FollowUpPlanner:
             for res in reversed(turn.results):
                 genes = genes_of(res, view)
                 if genes:
-                    text = question[:m.start()] + "the genes " + ", ".join(genes) + question[m.end():]
-                    return text, [Note(kind="assumption", text=f"\"{m.group()}\" = the {len(genes)} genes of an "
-                                                              f"earlier turn ({turn.run_id}, step {res.step} "
-                                                              f"{res.tool}): {', '.join(genes)}")]
-        return question, [Note(kind="assumption", text=f"\"{m.group()}\": no earlier step reported genes")]
+                    text = question[: m.start()] + "the genes " + ", ".join(genes) + question[m.end() :]
+                    return text, [
+                        Note(
+                            kind="assumption",
+                            text=f'"{m.group()}" = the {len(genes)} genes of an '
+                            f"earlier turn ({turn.run_id}, step {res.step} "
+                            f"{res.tool}): {', '.join(genes)}",
+                        )
+                    ]
+        return question, [Note(kind="assumption", text=f'"{m.group()}": no earlier step reported genes')]
 
     def _again(self, question: str, previous: Turn, tools: dict[str, Tool], view: DatasetView) -> Plan:
         """The previous turn's steps with the groups and genes the follow-up names in place of theirs."""
@@ -247,8 +310,9 @@ class FollowUpPlanner:
                     changed.append(f"{step.id} {step.tool}: {name} -> {', '.join(genes)}")
             steps += new
         what = "; ".join(changed) or "nothing the follow-up names replaces their groups or genes"
-        note = Note(kind="assumption", text=f"follow-up of {previous.run_id} (\"{previous.question}\"): its steps "
-                                             f"again, {what}")
+        note = Note(
+            kind="assumption", text=f'follow-up of {previous.run_id} ("{previous.question}"): its steps again, {what}'
+        )
         plan = Plan(question=question, steps=steps, planner=self.name, notes=[note])
         return finish(plan, tools, view)
 
@@ -272,13 +336,21 @@ class FollowUpPlanner:
         steps, notes, stale = [], [], set()
         for step in plan.steps:
             tool = tools.get(step.tool)
-            new, what = ([], "") if tool is None or step.origin != "question" else \
-                _inherit_step(step, tool, source, tools, asked, view)
+            new, what = (
+                ([], "")
+                if tool is None or step.origin != "question"
+                else _inherit_step(step, tool, source, tools, asked, view)
+            )
             steps += new or [step]
             if new:
-                notes.append(Note(kind="assumption", text=f"{step.id} {step.tool}: the follow-up names no group, so it "
-                                                          f"takes those of {turn.run_id} step {source.step} "
-                                                          f"({source.tool}): {what}"))
+                notes.append(
+                    Note(
+                        kind="assumption",
+                        text=f"{step.id} {step.tool}: the follow-up names no group, so it "
+                        f"takes those of {turn.run_id} step {source.step} "
+                        f"({source.tool}): {what}",
+                    )
+                )
                 stale.add(f"{step.tool}: no column named")
         if not notes:
             return plan
@@ -302,12 +374,19 @@ class FollowUpPlanner:
             tool = tools.get(step.tool)
             produces = tool.slots("produces", step.args) if tool else []
             same = [writer.get(s) for s in produces]
-            if produces and all(w is not None and w[1].tool == step.tool and w[2] == _canonical(tool, step.args)
-                                and s in view.slots for w, s in zip(same, produces)):
+            if produces and all(
+                w is not None and w[1].tool == step.tool and w[2] == _canonical(tool, step.args) and s in view.slots
+                for w, s in zip(same, produces)
+            ):
                 turn, res, _ = same[0]
-                notes.append(Note(kind="skipped", text=f"{step.id} {step.tool} not run again: {turn.run_id} step "
-                                                       f"{res.step} ran it with these arguments and the session's data "
-                                                       f"still holds its {', '.join(produces)}"))
+                notes.append(
+                    Note(
+                        kind="skipped",
+                        text=f"{step.id} {step.tool} not run again: {turn.run_id} step "
+                        f"{res.step} ran it with these arguments and the session's data "
+                        f"still holds its {', '.join(produces)}",
+                    )
+                )
                 continue
             kept.append(step)
         if not notes or not kept:
@@ -319,8 +398,13 @@ class FollowUpPlanner:
 def _group_args(step: Step | StepResult, tool: Tool) -> dict:
     """The arguments of a step that say which cells: columns, label values and filters."""
     fields = tool.input_model.model_fields
-    return {n: v for n, v in step.args.items() if v not in (None, "", []) and n in fields
-            and (entity_kind(n, fields[n]) in GROUP_KINDS or entity_kind(n, fields[n]) in ROLE_ENTITIES)}
+    return {
+        n: v
+        for n, v in step.args.items()
+        if v not in (None, "", [])
+        and n in fields
+        and (entity_kind(n, fields[n]) in GROUP_KINDS or entity_kind(n, fields[n]) in ROLE_ENTITIES)
+    }
 
 
 def _compares(res: StepResult, tool: Tool, view: DatasetView) -> bool:
@@ -331,8 +415,9 @@ def _compares(res: StepResult, tool: Tool, view: DatasetView) -> bool:
     return len([n for n in args if n != col_field]) + by_condition >= 2
 
 
-def _inherit_step(step: Step, tool: Tool, source: StepResult, tools: dict[str, Tool], asked: set[str],
-                  view: DatasetView) -> tuple[list[Step], str]:
+def _inherit_step(
+    step: Step, tool: Tool, source: StepResult, tools: dict[str, Tool], asked: set[str], view: DatasetView
+) -> tuple[list[Step], str]:
     """``step`` with the groups of the earlier step ``source``, and what it took; ([], "") when it has groups of
     its own or nothing fits. Arguments of the same name are taken as they were (the grouping column too, unless
     the follow-up's words chose it: "how do they respond" groups by condition, and the earlier groups then
@@ -348,10 +433,14 @@ def _inherit_step(step: Step, tool: Tool, source: StepResult, tools: dict[str, T
         filters = [n for n, f in fields.items() if entity_kind(n, f) == "obs_filter"]
         if not filters or step.args.get(filters[0]):
             return [], ""
-        return [step.model_copy(update={"args": {**step.args, filters[0]: values}})], \
-            f"{filters[0]} = {', '.join(values)} ({column})"
-    take = {n: v for n, v in _group_args(source, tools[source.tool]).items()
-            if n in fields and (n == col_field or not step.args.get(n))}
+        return [
+            step.model_copy(update={"args": {**step.args, filters[0]: values}})
+        ], f"{filters[0]} = {', '.join(values)} ({column})"
+    take = {
+        n: v
+        for n, v in _group_args(source, tools[source.tool]).items()
+        if n in fields and (n == col_field or not step.args.get(n))
+    }
     if any(n != col_field for n in take):
         what = ", ".join(f"{n} = {v if isinstance(v, str) else ', '.join(v)}" for n, v in take.items())
         return [step.model_copy(update={"args": {**step.args, **take}})], what
@@ -364,20 +453,24 @@ def _inherit_step(step: Step, tool: Tool, source: StepResult, tools: dict[str, T
     return new, f"{column} = {', '.join(values)}"
 
 
-def _restrict(steps: list[Step], tool: Tool, named: dict[str, list[str]], pairs,
-              view: DatasetView) -> tuple[list[Step], list[str]]:
+def _restrict(
+    steps: list[Step], tool: Tool, named: dict[str, list[str]], pairs, view: DatasetView
+) -> tuple[list[Step], list[str]]:
     """Values the follow-up names in a column the step does not group by ("the same for the stimulated cells")
     go into the tool's filter field, if it has one."""
     fields = tool.input_model.model_fields
     filters = [n for n, f in fields.items() if entity_kind(n, f) == "obs_filter"]
-    own = {c for _, c, _ in pairs} | {v for n, v in steps[0].args.items() if n in fields
-                                      and entity_kind(n, fields[n]) == "obs_column"}
+    own = {c for _, c, _ in pairs} | {
+        v for n, v in steps[0].args.items() if n in fields and entity_kind(n, fields[n]) == "obs_column"
+    }
     held = {v for c in own if c in view.columns for v in view.columns[c]}
     other = [v for c, vs in named.items() if c not in own for v in vs if v not in held]
     if not filters or not other:
         return steps, []
-    return ([s.model_copy(update={"args": {**s.args, filters[0]: other}}) for s in steps],
-            [f"{filters[0]} -> {', '.join(other)}"])
+    return (
+        [s.model_copy(update={"args": {**s.args, filters[0]: other}}) for s in steps],
+        [f"{filters[0]} -> {', '.join(other)}"],
+    )
 
 
 def _names_groups(question: str, view: DatasetView) -> bool:

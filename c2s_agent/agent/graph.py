@@ -7,8 +7,8 @@ from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
 
-from . import nodes
 from ..tools import Evidence, Hypothesis
+from . import nodes
 from .context import RunContext
 from .plan import Note, Plan, Step
 from .state import Failure, InputState, RunState

@@ -52,17 +52,22 @@ class Ledger:
         """Mark a tool step running; drop rows a crashed earlier attempt of this step left behind."""
         self.db.execute("DELETE FROM calls WHERE run_id=? AND step_id=?", (self.run_id, step_id))
         args = json.dumps(arguments, default=str)
-        self.db.execute("INSERT INTO calls (run_id, step_id, seq, kind, name, arguments, status, started, input_bytes) "
-                        "VALUES (?, ?, 0, 'tool', ?, ?, 'running', ?, ?)",
-                        (self.run_id, step_id, tool, args, time.time(), input_bytes or len(args)))
+        self.db.execute(
+            "INSERT INTO calls (run_id, step_id, seq, kind, name, arguments, status, started, input_bytes) "
+            "VALUES (?, ?, 0, 'tool', ?, ?, 'running', ?, ?)",
+            (self.run_id, step_id, tool, args, time.time(), input_bytes or len(args)),
+        )
         self._seq[step_id] = 0
 
-    def finish_step(self, step_id: str, status: str, duration_s: float, result: StepResult | None = None,
-                    error: str | None = None) -> None:
+    def finish_step(
+        self, step_id: str, status: str, duration_s: float, result: StepResult | None = None, error: str | None = None
+    ) -> None:
         text = result.model_dump_json() if result is not None else None
-        self.db.execute("UPDATE calls SET status=?, duration_s=?, output_bytes=?, result=?, error=? "
-                        "WHERE run_id=? AND step_id=? AND seq=0",
-                        (status, duration_s, len(text) if text else None, text, error, self.run_id, step_id))
+        self.db.execute(
+            "UPDATE calls SET status=?, duration_s=?, output_bytes=?, result=?, error=? "
+            "WHERE run_id=? AND step_id=? AND seq=0",
+            (status, duration_s, len(text) if text else None, text, error, self.run_id, step_id),
+        )
 
     def record(self, step_id: str, kind: str, **fields) -> None:
         """A model, planner or service call made inside ``step_id`` (seq 1, 2, ... in call order).
@@ -81,23 +86,41 @@ class Ledger:
         arguments = pick("arguments") or {k: v for k, v in f.items() if v is not None} or None
         seq = self._seq.get(step_id, 0) + 1
         self._seq[step_id] = seq
-        self.db.execute("INSERT OR REPLACE INTO calls (run_id, step_id, seq, kind, name, arguments, status, started, "
-                        "duration_s, input_bytes, output_bytes, tokens_in, tokens_out, error) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (self.run_id, step_id, seq, kind, str(name), json.dumps(arguments, default=str) if arguments else None,
-                         status, time.time() - (duration or 0), duration, input_bytes, output_bytes, tokens_in,
-                         tokens_out, error))
+        self.db.execute(
+            "INSERT OR REPLACE INTO calls (run_id, step_id, seq, kind, name, arguments, status, started, "
+            "duration_s, input_bytes, output_bytes, tokens_in, tokens_out, error) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.run_id,
+                step_id,
+                seq,
+                kind,
+                str(name),
+                json.dumps(arguments, default=str) if arguments else None,
+                status,
+                time.time() - (duration or 0),
+                duration,
+                input_bytes,
+                output_bytes,
+                tokens_in,
+                tokens_out,
+                error,
+            ),
+        )
 
     def finished(self, step_id: str) -> StepResult | None:
         """The stored result of a step that finished ok, or None."""
-        row = self.db.execute("SELECT result FROM calls WHERE run_id=? AND step_id=? AND seq=0 AND status='ok'",
-                              (self.run_id, step_id)).fetchone()
+        row = self.db.execute(
+            "SELECT result FROM calls WHERE run_id=? AND step_id=? AND seq=0 AND status='ok'", (self.run_id, step_id)
+        ).fetchone()
         return StepResult.model_validate_json(row[0]) if row and row[0] else None
 
     def results(self) -> list[StepResult]:
         """Every step that finished ok, in the order they ran."""
-        rows = self.db.execute("SELECT result FROM calls WHERE run_id=? AND seq=0 AND status='ok' AND result IS NOT NULL "
-                               "ORDER BY started", (self.run_id,)).fetchall()
+        rows = self.db.execute(
+            "SELECT result FROM calls WHERE run_id=? AND seq=0 AND status='ok' AND result IS NOT NULL ORDER BY started",
+            (self.run_id,),
+        ).fetchall()
         return [StepResult.model_validate_json(r[0]) for r in rows]
 
     def rows(self) -> list[dict]:
@@ -107,8 +130,16 @@ class Ledger:
 
     def totals(self) -> dict:
         """Calls, model calls, tokens and tool time of the run."""
-        r = self.db.execute("SELECT COUNT(*), SUM(kind != 'tool'), SUM(COALESCE(tokens_in, 0)), "
-                            "SUM(COALESCE(tokens_out, 0)), SUM(CASE WHEN kind='tool' THEN duration_s END) "
-                            "FROM calls WHERE run_id=?", (self.run_id,)).fetchone()
-        return {"calls": r[0] or 0, "model_calls": r[1] or 0, "tokens_in": r[2] or 0, "tokens_out": r[3] or 0,
-                "tool_seconds": r[4] or 0.0}
+        r = self.db.execute(
+            "SELECT COUNT(*), SUM(kind != 'tool'), SUM(COALESCE(tokens_in, 0)), "
+            "SUM(COALESCE(tokens_out, 0)), SUM(CASE WHEN kind='tool' THEN duration_s END) "
+            "FROM calls WHERE run_id=?",
+            (self.run_id,),
+        ).fetchone()
+        return {
+            "calls": r[0] or 0,
+            "model_calls": r[1] or 0,
+            "tokens_in": r[2] or 0,
+            "tokens_out": r[3] or 0,
+            "tool_seconds": r[4] or 0.0,
+        }

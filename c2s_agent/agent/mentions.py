@@ -11,9 +11,43 @@ from ..conventions.labels import STOP
 from ..conventions.ontology import GENERIC, names_cell_type, words
 from .dataset import ROLE_WORDS, DatasetView
 
-NOT_GENES = {"AND", "THE", "FOR", "ALL", "TOP", "MAX", "SET", "CAT", "RNA", "DNA", "PCA", "UMAP", "C2S", "ID", "DE",
-             "IFN", "OR", "NOT", "CAN", "MIN", "MEAN", "CELL", "GENE", "LOG", "T", "B", "NK", "DC", "VS", "MHC", "HLA",
-             "TNF-ALPHA", "IFN-BETA", "IFN-GAMMA", "IFN-ALPHA"}
+NOT_GENES = {
+    "AND",
+    "THE",
+    "FOR",
+    "ALL",
+    "TOP",
+    "MAX",
+    "SET",
+    "CAT",
+    "RNA",
+    "DNA",
+    "PCA",
+    "UMAP",
+    "C2S",
+    "ID",
+    "DE",
+    "IFN",
+    "OR",
+    "NOT",
+    "CAN",
+    "MIN",
+    "MEAN",
+    "CELL",
+    "GENE",
+    "LOG",
+    "T",
+    "B",
+    "NK",
+    "DC",
+    "VS",
+    "MHC",
+    "HLA",
+    "TNF-ALPHA",
+    "IFN-BETA",
+    "IFN-GAMMA",
+    "IFN-ALPHA",
+}
 GENE_TOKEN = re.compile(r"(?<![\w-])([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*)(?![\w-])")
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
 #: Column-name words too generic to name a column on their own.
@@ -34,9 +68,9 @@ class Mention:
 
 
 def _claim(found: list[Mention], taken: list[bool], m: Mention) -> bool:
-    if any(taken[m.start:m.end]):
+    if any(taken[m.start : m.end]):
         return False
-    taken[m.start:m.end] = [True] * (m.end - m.start)
+    taken[m.start : m.end] = [True] * (m.end - m.start)
     found.append(m)
     return True
 
@@ -63,9 +97,9 @@ def _cluster_numbers(text: str, view: DatasetView, found, taken) -> None:
 
 def _labels(text: str, view: DatasetView, found, taken) -> None:
     for lm in find_label_mentions(text, _ordered_columns(view)):
-        if any(taken[lm.start:lm.end]):
+        if any(taken[lm.start : lm.end]):
             continue
-        taken[lm.start:lm.end] = [True] * (lm.end - lm.start)
+        taken[lm.start : lm.end] = [True] * (lm.end - lm.start)
         found.extend(Mention("value", v, lm.start, lm.end, column=lm.column) for v in lm.values)
 
 
@@ -90,7 +124,12 @@ def _genes(text: str, view: DatasetView, found, taken) -> None:
     for m in GENE_TOKEN.finditer(text):
         tok = m.group(1)
         up = tok.upper()
-        if up in view.genes and up not in NOT_GENES and len(tok) >= 2 and (tok.isupper() or any(c.isdigit() for c in tok)):
+        if (
+            up in view.genes
+            and up not in NOT_GENES
+            and len(tok) >= 2
+            and (tok.isupper() or any(c.isdigit() for c in tok))
+        ):
             _claim(found, taken, Mention("gene", view.genes[up], m.start(1), m.end(1)))
 
 
@@ -103,8 +142,11 @@ def _missing(text: str, found, taken) -> None:
             s, e = toks[i][0], toks[i + n - 1][1]
             phrase = text[s:e]
             cell_word = re.search(r"\bcells?$", phrase, re.I) is not None
-            content = [w for w, raw in zip(words(phrase), phrase.split()) if w not in GENERIC and w not in STOP
-                       and (len(w) > 1 or (cell_word and raw.isupper()))]
+            content = [
+                w
+                for w, raw in zip(words(phrase), phrase.split())
+                if w not in GENERIC and w not in STOP and (len(w) > 1 or (cell_word and raw.isupper()))
+            ]
             if any(taken[s:e]) or not content:
                 continue
             marker = re.fullmatch(r"CD\d+[+-]?(?:\s+\S+)?", phrase) is not None

@@ -33,8 +33,19 @@ def _ask_approval(step: Step, tool) -> tuple[str, dict]:
 
     args, problem = step.args, None
     for _ in range(5):
-        answer = interrupt({"step": step.id, "tool": step.tool, "args": args, "cost": tool.cost, "why": step.why,
-                            "problem": problem}) or {}
+        answer = (
+            interrupt(
+                {
+                    "step": step.id,
+                    "tool": step.tool,
+                    "args": args,
+                    "cost": tool.cost,
+                    "why": step.why,
+                    "problem": problem,
+                }
+            )
+            or {}
+        )
         action = answer.get("action", "accept")
         if action not in ("accept", "edit", "skip"):
             problem = f"unknown action {action!r}: answer accept, edit or skip"
@@ -66,8 +77,13 @@ def _focus(plan: Plan, tools: dict) -> tuple[Plan, dict[str, str]]:
         args, cond = adapt(s.args) if adapt else (s.args, None)
         if cond is not None:
             focus[s.id] = cond
-            notes.append(Note(kind="hypothesis", text=f"hypothesis mode: {s.id} ({s.tool}) scores every condition "
-                                                      f"to compare {cond} with its reference"))
+            notes.append(
+                Note(
+                    kind="hypothesis",
+                    text=f"hypothesis mode: {s.id} ({s.tool}) scores every condition "
+                    f"to compare {cond} with its reference",
+                )
+            )
             s = s.model_copy(update={"args": args})
         steps.append(s)
     return plan.model_copy(update={"steps": steps, "notes": [*plan.notes, *notes]}), focus
@@ -79,8 +95,9 @@ def plan(state: RunState, runtime: Runtime[RunContext]) -> dict:
     if state.get("plan"):
         return {}
     t0 = time.perf_counter()
-    p = ctx.planner.plan(state["question"], ctx.tools, ctx.view(),
-                         record=lambda kind, **f: ctx.ledger.record("plan", kind, **f))
+    p = ctx.planner.plan(
+        state["question"], ctx.tools, ctx.view(), record=lambda kind, **f: ctx.ledger.record("plan", kind, **f)
+    )
     focus = {}
     if state.get("hypothesize"):
         p, focus = _focus(p, ctx.tools)
@@ -92,8 +109,14 @@ def plan(state: RunState, runtime: Runtime[RunContext]) -> dict:
 
 
 def _run_step(ctx: RunContext, step: Step, tool) -> StepResult:
-    tctx = ToolContext(ctx.adata(), ctx.run_dir, ctx.settings, step_id=step.id, data_path=ctx.input_path(),
-                       record_call=lambda kind, **f: ctx.ledger.record(step.id, kind, **f))
+    tctx = ToolContext(
+        ctx.adata(),
+        ctx.run_dir,
+        ctx.settings,
+        step_id=step.id,
+        data_path=ctx.input_path(),
+        record_call=lambda kind, **f: ctx.ledger.record(step.id, kind, **f),
+    )
     t0 = time.perf_counter()
     try:
         res = tool.invoke(tctx, step.args)
@@ -101,9 +124,18 @@ def _run_step(ctx: RunContext, step: Step, tool) -> StepResult:
         ctx.timings["tools_s"] += time.perf_counter() - t0
     if tool.produces and ctx.adata() is not None:
         ctx.persist()
-    return StepResult(step=step.id, tool=step.tool, plugin=tool.plugin, args=step.args, why=step.why,
-                      evidence=res.evidence, method=res.method, output=res.output.model_dump(mode="json"),
-                      artefacts=res.artefacts, duration_s=time.perf_counter() - t0)
+    return StepResult(
+        step=step.id,
+        tool=step.tool,
+        plugin=tool.plugin,
+        args=step.args,
+        why=step.why,
+        evidence=res.evidence,
+        method=res.method,
+        output=res.output.model_dump(mode="json"),
+        artefacts=res.artefacts,
+        duration_s=time.perf_counter() - t0,
+    )
 
 
 def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
@@ -123,8 +155,12 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
         extra["approvals"] = [{"step": step.id, "action": action, "args": args}]
         if action == "edit" and args != step.args:
             step = step.model_copy(update={"args": args, "origin": "user"})
-            note = Note(kind="edited", text=f"{step.id} ({step.tool}): arguments edited by the user: {json.dumps(args)}")
-            p = p.model_copy(update={"steps": [step if s.id == step.id else s for s in p.steps], "notes": [*p.notes, note]})
+            note = Note(
+                kind="edited", text=f"{step.id} ({step.tool}): arguments edited by the user: {json.dumps(args)}"
+            )
+            p = p.model_copy(
+                update={"steps": [step if s.id == step.id else s for s in p.steps], "notes": [*p.notes, note]}
+            )
             _write_plan(ctx, p)
             extra["plan"] = p
         ctx.progress("approval", {"step": step, "action": action})
@@ -135,11 +171,15 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
         result = _run_step(ctx, step, tool)
     except Exception as exc:  # noqa: BLE001 - a failing tool leads to a re-plan, not a crash
         error = f"{type(exc).__name__}: {exc}"
-        ctx.ledger.finish_step(step.id, "error", time.perf_counter() - t0,
-                               error=error + "\n" + traceback.format_exc(limit=3))
+        ctx.ledger.finish_step(
+            step.id, "error", time.perf_counter() - t0, error=error + "\n" + traceback.format_exc(limit=3)
+        )
         ctx.progress("step_failed", {"step": step, "error": error})
-        return {"failures": [Failure(step=step.id, tool=step.tool, args=step.args, error=error)],
-                "status": "failed_step", **extra}
+        return {
+            "failures": [Failure(step=step.id, tool=step.tool, args=step.args, error=error)],
+            "status": "failed_step",
+            **extra,
+        }
     ctx.ledger.finish_step(step.id, "ok", result.duration_s, result=result)
     ctx.progress("step_done", {"step": step, "result": result})
     return {"cursor": state["cursor"] + 1, "status": "running", **extra}
@@ -157,8 +197,12 @@ def _skip(state: RunState, p: Plan, step: Step, ctx: RunContext) -> dict:
     from .planners.base import drop_dependents
 
     cursor = state["cursor"]
-    kept, dropped = drop_dependents(p.steps[cursor + 1:], step, ctx.tools, ctx.view(), _done_slots(ctx, p.steps[:cursor]))
-    note = Note(kind="skipped", text=f"{step.id} ({step.tool}) skipped by the user" + "".join(f"; {d}" for d in dropped))
+    kept, dropped = drop_dependents(
+        p.steps[cursor + 1 :], step, ctx.tools, ctx.view(), _done_slots(ctx, p.steps[:cursor])
+    )
+    note = Note(
+        kind="skipped", text=f"{step.id} ({step.tool}) skipped by the user" + "".join(f"; {d}" for d in dropped)
+    )
     p = p.model_copy(update={"steps": p.steps[:cursor] + kept, "notes": [*p.notes, note]})
     _write_plan(ctx, p)
     ctx.progress("approval", {"step": step, "action": "skip"})
@@ -177,10 +221,17 @@ def replan(state: RunState, runtime: Runtime[RunContext]) -> dict:
     done = _done_slots(ctx, p.steps[:cursor])
     t0 = time.perf_counter()
     if state.get("replans", 0) < MAX_REPLANS:
-        new, notes = ctx.planner.replan(p, failed, state["failures"][-1].error, ctx.tools, ctx.view(),
-                                        record=lambda kind, **f: ctx.ledger.record("replan", kind, **f), done_slots=done)
+        new, notes = ctx.planner.replan(
+            p,
+            failed,
+            state["failures"][-1].error,
+            ctx.tools,
+            ctx.view(),
+            record=lambda kind, **f: ctx.ledger.record("replan", kind, **f),
+            done_slots=done,
+        )
     else:
-        new, dropped = drop_dependents(p.steps[cursor + 1:], failed, ctx.tools, ctx.view(), done)
+        new, dropped = drop_dependents(p.steps[cursor + 1 :], failed, ctx.tools, ctx.view(), done)
         notes = [Note(kind="replanned", text=d) for d in dropped]
     ctx.timings["plan_s"] += time.perf_counter() - t0
     notes = [Note(kind="replanned", text=f"{failed.id} ({failed.tool}) failed: {state['failures'][-1].error}"), *notes]
@@ -201,7 +252,9 @@ def hypothesize(state: RunState, runtime: Runtime[RunContext]) -> dict:
     for r in results:
         build = getattr(ctx.tools.get(r.tool), "hypotheses", None)
         if build is not None:
-            hyps += build(r, HypothesisContext(ctx.run_dir, ctx.settings, results, (state.get("focus") or {}).get(r.step)))
+            hyps += build(
+                r, HypothesisContext(ctx.run_dir, ctx.settings, results, (state.get("focus") or {}).get(r.step))
+            )
     hyps = ranked(hyps)
     ctx.timings["hypotheses_s"] = ctx.timings.get("hypotheses_s", 0.0) + time.perf_counter() - t0
     (ctx.run_dir / "hypotheses.json").write_text("[" + ",\n".join(h.model_dump_json() for h in hyps) + "]")

@@ -43,8 +43,10 @@ def ask_on_stdin(request: dict) -> dict | None:
     arguments as JSON) or later (the run pauses; ``run.resume()`` continues it)."""
     if request.get("problem"):
         print(request["problem"], file=sys.stderr)
-    print(f"Approve {request['step']} {request['tool']} (cost {request['cost']}) with {json.dumps(request['args'])}?",
-          file=sys.stderr)
+    print(
+        f"Approve {request['step']} {request['tool']} (cost {request['cost']}) with {json.dumps(request['args'])}?",
+        file=sys.stderr,
+    )
     choice = input("accept / edit / skip / later [accept]: ").strip().lower() or "accept"
     if choice.startswith("l"):
         return None
@@ -59,17 +61,30 @@ def _options(progress, approve, approver, **rest) -> dict:
     return {"progress": progress, "approve": level, "approver": approver or (ask_on_stdin if level else None), **rest}
 
 
-def ask(data, question: str, *, planner: str | None = None, hypothesize: bool = False, approve=None, approver=None,
-        progress=None, settings=None, chat_model=None) -> Run:
+def ask(
+    data,
+    question: str,
+    *,
+    planner: str | None = None,
+    hypothesize: bool = False,
+    approve=None,
+    approver=None,
+    progress=None,
+    settings=None,
+    chat_model=None,
+) -> Run:
     """Ask ``question`` of ``data`` (an AnnData, a path to an .h5ad, or a demo name such as ``"demo"``) and return
     the :class:`Run`. An AnnData gets the run's results in its slots (``obs["c2s_cell_type"]``, ``uns[...]``), as
     the ``tl`` functions do. ``approve=True`` (or ``"medium"``) pauses before expensive steps and asks
     ``approver(request)`` (default: ``input()``); ``progress=False`` silences the progress lines."""
     settings = _settings(settings)
-    session = Session(settings, data=str(data), adata=None) if isinstance(data, str | Path) else \
-        Session(settings, adata=data)
-    out = session.ask(question, **_options(progress, approve, approver, planner_name=planner,
-                                           hypothesize=hypothesize, chat_model=chat_model))
+    session = (
+        Session(settings, data=str(data), adata=None) if isinstance(data, str | Path) else Session(settings, adata=data)
+    )
+    out = session.ask(
+        question,
+        **_options(progress, approve, approver, planner_name=planner, hypothesize=hypothesize, chat_model=chat_model),
+    )
     return Run(out["run_id"], settings, session)
 
 
@@ -137,8 +152,12 @@ class Run:
         """The steps' tables as DataFrames, keyed by file name without ``.csv`` (e.g. ``"s1_markers"``)."""
         import pandas as pd
 
-        return {Path(a.path).stem: pd.read_csv(self.run_dir / a.path, index_col=0)
-                for r in self.steps for a in r.artefacts if a.kind == "table" and (self.run_dir / a.path).exists()}
+        return {
+            Path(a.path).stem: pd.read_csv(self.run_dir / a.path, index_col=0)
+            for r in self.steps
+            for a in r.artefacts
+            if a.kind == "table" and (self.run_dir / a.path).exists()
+        }
 
     @property
     def hypotheses(self) -> list:
@@ -156,8 +175,15 @@ class Run:
     @property
     def paths(self) -> dict[str, Path]:
         d = self.run_dir
-        return {"run_dir": d, "report_html": d / "report.html", "report_md": d / "report.md", "plan": d / "plan.json",
-                "ledger": d / "ledger.sqlite", "artefacts": d / "artefacts", "slots": d / "slots"}
+        return {
+            "run_dir": d,
+            "report_html": d / "report.html",
+            "report_md": d / "report.md",
+            "plan": d / "plan.json",
+            "ledger": d / "ledger.sqlite",
+            "artefacts": d / "artefacts",
+            "slots": d / "slots",
+        }
 
     @property
     def report(self) -> str:
@@ -181,8 +207,17 @@ class Run:
         """The runs of this run's session, in order."""
         return [Run(t["id"], self.settings, self.session) for t in self.session.turns()]
 
-    def ask(self, question: str, *, adata=None, hypothesize: bool = False, approve=None, approver=None,
-            progress=None, chat_model=None) -> Run:
+    def ask(
+        self,
+        question: str,
+        *,
+        adata=None,
+        hypothesize: bool = False,
+        approve=None,
+        approver=None,
+        progress=None,
+        chat_model=None,
+    ) -> Run:
         """A follow-up question in this run's session. It starts from the data state the session's turns left and
         may refer to them ("those genes", "now the same for the B cells"). A session asked of an AnnData in
         memory and reopened in a new process needs it again: ``adata=``."""
@@ -204,16 +239,19 @@ class Run:
 
     def __repr__(self) -> str:
         m = self.manifest
-        return (f"Run({self.id!r}, status={m['status']!r}, turn={m.get('turn', 1)}, question={m['question']!r}, "
-                f"report={str(self.paths['report_html'])!r})")
+        return (
+            f"Run({self.id!r}, status={m['status']!r}, turn={m.get('turn', 1)}, question={m['question']!r}, "
+            f"report={str(self.paths['report_html'])!r})"
+        )
 
     @cached_property
     def _css(self) -> str:
         from .report import CSS
 
         def scope(m):
-            sels = ", ".join(".c2s-report" if s.strip() == "body" else f".c2s-report {s.strip()}"
-                             for s in m.group(2).split(","))
+            sels = ", ".join(
+                ".c2s-report" if s.strip() == "body" else f".c2s-report {s.strip()}" for s in m.group(2).split(",")
+            )
             return f"{m.group(1)}{sels}{{"
 
         return re.sub(r"(^|})\s*([^{}]+)\{", scope, CSS)

@@ -30,8 +30,18 @@ class Step(BaseModel):
     origin: Literal["question", "inserted", "replacement", "user"] = "question"
 
 
-NoteKind = Literal["assumption", "match", "missing", "inserted", "unanswered", "edited", "skipped", "replanned",
-                   "hypothesis", "fallback"]
+NoteKind = Literal[
+    "assumption",
+    "match",
+    "missing",
+    "inserted",
+    "unanswered",
+    "edited",
+    "skipped",
+    "replanned",
+    "hypothesis",
+    "fallback",
+]
 
 
 class Note(BaseModel):
@@ -109,17 +119,36 @@ def resolve(steps: list[Step], tools: dict[str, Tool], have: set[str], fill=None
             for slot in _slots(tool, "requires", step.args):
                 if slot in available:
                     continue
-                later = next((s for s in steps if s not in out and s is not step and tools.get(s.tool) is not None
-                              and slot in _slots(tools[s.tool], "produces", s.args)), None)
+                later = next(
+                    (
+                        s
+                        for s in steps
+                        if s not in out
+                        and s is not step
+                        and tools.get(s.tool) is not None
+                        and slot in _slots(tools[s.tool], "produces", s.args)
+                    ),
+                    None,
+                )
                 if later is not None:  # the user asked for the producer later: move it first
                     add(later, depth + 1)
                     continue
                 producer = producer_for(slot, tools)
                 if producer is not None:
                     args = fill(producer, step.why) if fill else {}
-                    notes.append(Note(kind="inserted", text=f"added {producer.name} before {step.tool}: it needs {slot}"))
-                    add(Step(id="", tool=producer.name, args=args, why=f"needed by {step.tool} ({slot})",
-                             origin="inserted"), depth + 1)
+                    notes.append(
+                        Note(kind="inserted", text=f"added {producer.name} before {step.tool}: it needs {slot}")
+                    )
+                    add(
+                        Step(
+                            id="",
+                            tool=producer.name,
+                            args=args,
+                            why=f"needed by {step.tool} ({slot})",
+                            origin="inserted",
+                        ),
+                        depth + 1,
+                    )
         if step in out:
             return
         out.append(step)
@@ -154,7 +183,9 @@ def check(plan: Plan, tools: dict[str, Tool], view: DatasetView | None) -> list[
             continue
         for slot in tool.slots("requires", parsed):
             if slot not in available:
-                problems.append(f"{step.id}: {step.tool} needs {slot}, which neither the data nor an earlier step provides")
+                problems.append(
+                    f"{step.id}: {step.tool} needs {slot}, which neither the data nor an earlier step provides"
+                )
         if view is not None:
             produced = {s.partition(":")[2] for s in available - set(view.slots) if s.startswith("obs:")}
             problems.extend(f"{step.id}: {p}" for p in check_args(tool, parsed, view, produced))

@@ -34,8 +34,10 @@ def _csv_preview(path: Path, n: int = 10) -> str:
         rows = list(csv.reader(fh))
     if not rows:
         return ""
-    body = [[(f"{float(v):.3g}" if re.fullmatch(r"-?\d+\.\d{4,}(e-?\d+)?", v) else v) for v in r] for r in rows[1:n + 1]]
-    more = f"\n\n<span class=\"small\">{len(rows) - 1 - n} more rows in the CSV.</span>" if len(rows) - 1 > n else ""
+    body = [
+        [(f"{float(v):.3g}" if re.fullmatch(r"-?\d+\.\d{4,}(e-?\d+)?", v) else v) for v in r] for r in rows[1 : n + 1]
+    ]
+    more = f'\n\n<span class="small">{len(rows) - 1 - n} more rows in the CSV.</span>' if len(rows) - 1 > n else ""
     return _md_table(body, rows[0]) + more
 
 
@@ -54,11 +56,16 @@ def figures(adata, hypotheses: list, run_dir: Path) -> list[tuple[str, str]]:
     if adata is not None and PREDICTED_TYPE in adata.obs:
         fig, what = pl.groups_2d(adata, PREDICTED_TYPE, "Cells by C2S-predicted type")
         fig.savefig(folder / "report_predicted_types.png", dpi=100, bbox_inches="tight")
-        out.append((f"{what} coloured by the C2S-predicted cell type (obs['{PREDICTED_TYPE}'])",
-                    "artefacts/report_predicted_types.png"))
+        out.append(
+            (
+                f"{what} coloured by the C2S-predicted cell type (obs['{PREDICTED_TYPE}'])",
+                "artefacts/report_predicted_types.png",
+            )
+        )
     if hypotheses:
-        pl.hypotheses([h.model_dump() for h in hypotheses]).savefig(folder / "report_hypotheses.png", dpi=100,
-                                                                    bbox_inches="tight")
+        pl.hypotheses([h.model_dump() for h in hypotheses]).savefig(
+            folder / "report_hypotheses.png", dpi=100, bbox_inches="tight"
+        )
         out.append(("Hypotheses ranked by confidence, split into its parts", "artefacts/report_hypotheses.png"))
     return out
 
@@ -68,13 +75,23 @@ def hypotheses_markdown(hyps: list[Hypothesis]) -> str:
     from ..tl.hypotheses import CONFIDENCE_RULE
 
     if not hyps:
-        return "No hypothesis could be built from these steps (hypotheses come from tools that build them: " \
-               "ligand-receptor scores, screens and perturbation predictions)."
+        return (
+            "No hypothesis could be built from these steps (hypotheses come from tools that build them: "
+            "ligand-receptor scores, screens and perturbation predictions)."
+        )
     lines = [f"Ranked by confidence ({CONFIDENCE_RULE}).", ""]
     for h in hyps:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in h.confidence_parts.items())
-        lines += [f"<a id=\"hyp-{h.id}\"></a>", "", f"### {h.id}. {h.statement}", "",
-                  f"**Confidence {h.confidence:.2f}** ({parts})", "", "Evidence:", ""]
+        lines += [
+            f'<a id="hyp-{h.id}"></a>',
+            "",
+            f"### {h.id}. {h.statement}",
+            "",
+            f"**Confidence {h.confidence:.2f}** ({parts})",
+            "",
+            "Evidence:",
+            "",
+        ]
         for e in h.evidence:
             link = f" ([step {e.step}](#step-{e.step}))" if e.step else ""
             src = f" [{e.source}]" if e.source and e.source not in e.text else ""
@@ -103,13 +120,24 @@ class ReportInputs:
 
 def provenance(r: ReportInputs) -> str:
     """Where every number comes from: the input, each step's tool, plugin, arguments and files, and versions."""
-    rows = [[f"[{sid}](#step-{sid})", res.tool, res.plugin or "", _fmt_args(res.args),
-             ", ".join(f"[{Path(a.path).name}]({a.path})" for a in res.artefacts) or "-",
-             f"ledger.sqlite: step {sid}, seq 0"] for sid, res in r.results.items()]
+    rows = [
+        [
+            f"[{sid}](#step-{sid})",
+            res.tool,
+            res.plugin or "",
+            _fmt_args(res.args),
+            ", ".join(f"[{Path(a.path).name}]({a.path})" for a in res.artefacts) or "-",
+            f"ledger.sqlite: step {sid}, seq 0",
+        ]
+        for sid, res in r.results.items()
+    ]
     vers = ", ".join(f"{k} {v}" for k, v in r.run.versions.items() if v)
-    head = [f"Input: `{r.run.data}` ({r.run.data_summary or 'no data'}). Every number in the Answer, "
-            "Hypotheses and Steps sections comes from one of these steps (the link next to it), computed by the "
-            "named tool with these arguments; tool calls, model calls and tokens are rows of the run's ledger.", ""]
+    head = [
+        f"Input: `{r.run.data}` ({r.run.data_summary or 'no data'}). Every number in the Answer, "
+        "Hypotheses and Steps sections comes from one of these steps (the link next to it), computed by the "
+        "named tool with these arguments; tool calls, model calls and tokens are rows of the run's ledger.",
+        "",
+    ]
     table = _md_table(rows, ["step", "tool", "plugin", "arguments", "files", "ledger row"]) if rows else "No step ran."
     return "\n".join(head + [table, "", f"Software: {vers}."])
 
@@ -117,9 +145,12 @@ def provenance(r: ReportInputs) -> str:
 def _answer(r: ReportInputs) -> list[str]:
     plan, out = r.plan, []
     if not plan.steps and not r.results:
-        out += [f"**{NO_TOOL.capitalize()}.** The question was understood as: "
-                + "; ".join(f"\"{c}\"" for c in plan.unanswered or [r.question])
-                + f". Installed tools: {', '.join(sorted(r.run.tools))}.", ""]
+        out += [
+            f"**{NO_TOOL.capitalize()}.** The question was understood as: "
+            + "; ".join(f'"{c}"' for c in plan.unanswered or [r.question])
+            + f". Installed tools: {', '.join(sorted(r.run.tools))}.",
+            "",
+        ]
         out += [f"- {n.text}" for n in plan.notes if n.kind == "missing"]
         if plan.problems:
             out += ["The plan could not run:", ""] + [f"- {p}" for p in plan.problems] + [""]
@@ -128,21 +159,25 @@ def _answer(r: ReportInputs) -> list[str]:
     out += [f"- {res.evidence} ([step {sid}](#step-{sid}))" for sid, res in r.results.items()]
     out += [f"- Step {f.step} ({f.tool}) failed: {f.error} ([step {f.step}](#step-{f.step}))" for f in r.failures]
     if plan.unanswered and plan.steps:
-        out.append(f"- Not answered ({NO_TOOL}): " + "; ".join(f"\"{c}\"" for c in plan.unanswered))
+        out.append(f"- Not answered ({NO_TOOL}): " + "; ".join(f'"{c}"' for c in plan.unanswered))
     if r.hypotheses is not None:
         out += ["", "## Hypotheses", "", hypotheses_markdown(r.hypotheses)]
     if r.figures:
         out += ["", "## Figures", ""]
         for title, path in r.figures:
-            out += [f"![{title}]({path})", "", f"<span class=\"small\">{title}.</span>", ""]
+            out += [f"![{title}]({path})", "", f'<span class="small">{title}.</span>', ""]
     return out
 
 
 def _plan_section(r: ReportInputs) -> list[str]:
     out = ["", "## Plan", ""]
     if r.initial.steps:
-        out.append(_md_table([[f"[{s.id}](#step-{s.id})", s.tool, _fmt_args(s.args), s.why] for s in r.initial.steps],
-                             ["step", "tool", "arguments", "answers"]))
+        out.append(
+            _md_table(
+                [[f"[{s.id}](#step-{s.id})", s.tool, _fmt_args(s.args), s.why] for s in r.initial.steps],
+                ["step", "tool", "arguments", "answers"],
+            )
+        )
     else:
         out.append("No steps.")
     out += [f"\n- {n.text}" for n in r.plan.notes]
@@ -150,12 +185,17 @@ def _plan_section(r: ReportInputs) -> list[str]:
 
 
 def _step(r: ReportInputs, res: StepResult, calls: list[dict]) -> list[str]:
-    out = [f"### {res.step} · {res.tool}", "",
-           f"<span class=\"small\">plugin {res.plugin} · arguments: `{_fmt_args(res.args)}` · "
-           f"{res.duration_s:.2f} s</span>", "", f"**Evidence.** {res.evidence}", ""]
+    out = [
+        f"### {res.step} · {res.tool}",
+        "",
+        f'<span class="small">plugin {res.plugin} · arguments: `{_fmt_args(res.args)}` · {res.duration_s:.2f} s</span>',
+        "",
+        f"**Evidence.** {res.evidence}",
+        "",
+    ]
     if calls:
         tok = sum((c["tokens_in"] or 0) + (c["tokens_out"] or 0) for c in calls)
-        out += [f"<span class=\"small\">{len(calls)} model calls, {tok} tokens.</span>", ""]
+        out += [f'<span class="small">{len(calls)} model calls, {tok} tokens.</span>', ""]
     for art in res.artefacts:
         path = r.run_dir / art.path
         if art.kind == "plot":
@@ -176,44 +216,71 @@ def _steps_section(r: ReportInputs) -> list[str]:
         if row["kind"] != "tool":
             calls.setdefault(row["step_id"], []).append(row)
     for sid in ids:
-        out += [f"<a id=\"step-{sid}\"></a>", ""]
+        out += [f'<a id="step-{sid}"></a>', ""]
         if sid in r.results:
             out += _step(r, r.results[sid], calls.get(sid, []))
         elif sid in failed:
             f = failed[sid]
-            out += [f"### {sid} · {f.tool} (failed)", "", f"Arguments: `{_fmt_args(f.args)}`", "",
-                    f"**Error.** {f.error}", ""]
+            out += [
+                f"### {sid} · {f.tool} (failed)",
+                "",
+                f"Arguments: `{_fmt_args(f.args)}`",
+                "",
+                f"**Error.** {f.error}",
+                "",
+            ]
         else:
-            why = ("the plan did not pass its check" if r.plan.problems and not r.results
-                   else "dropped after an earlier step failed")
+            why = (
+                "the plan did not pass its check"
+                if r.plan.problems and not r.results
+                else "dropped after an earlier step failed"
+            )
             out += [f"### {sid} (not run)", "", f"Not run: {why}.", ""]
     return out
 
 
 def _cost(r: ReportInputs) -> list[str]:
     t, tot = r.run.timings, r.totals
-    return ["## Cost", "", _md_table(
-        [["wall time", f"{t.get('total_s', 0):.2f} s"], ["tool time", f"{tot['tool_seconds']:.2f} s"],
-         ["planning", f"{t.get('plan_s', 0):.2f} s"], ["loading data", f"{t.get('load_s', 0):.2f} s"],
-         ["saving working data", f"{t.get('persist_s', 0):.2f} s"], ["ledger rows", str(tot["calls"])],
-         ["model and planner calls", str(tot["model_calls"])],
-         ["tokens (in / out)", f"{tot['tokens_in']} / {tot['tokens_out']}"]], ["", ""]), ""]
+    return [
+        "## Cost",
+        "",
+        _md_table(
+            [
+                ["wall time", f"{t.get('total_s', 0):.2f} s"],
+                ["tool time", f"{tot['tool_seconds']:.2f} s"],
+                ["planning", f"{t.get('plan_s', 0):.2f} s"],
+                ["loading data", f"{t.get('load_s', 0):.2f} s"],
+                ["saving working data", f"{t.get('persist_s', 0):.2f} s"],
+                ["ledger rows", str(tot["calls"])],
+                ["model and planner calls", str(tot["model_calls"])],
+                ["tokens (in / out)", f"{tot['tokens_in']} / {tot['tokens_out']}"],
+            ],
+            ["", ""],
+        ),
+        "",
+    ]
 
 
 def _limitations(r: ReportInputs) -> list[str]:
-    lims = [f"Step {f.step} ({f.tool}) failed; statements that would have come from it are missing." for f in r.failures]
-    lims += [f"{NO_TOOL.capitalize()}: \"{c}\"." for c in r.plan.unanswered]
+    lims = [
+        f"Step {f.step} ({f.tool}) failed; statements that would have come from it are missing." for f in r.failures
+    ]
+    lims += [f'{NO_TOOL.capitalize()}: "{c}".' for c in r.plan.unanswered]
     lims += [f"{LIMIT_KINDS[n.kind]}: {n.text}." for n in r.plan.notes if n.kind in LIMIT_KINDS]
     lims += [f"How step {sid} ({res.tool}) was made: {res.method}." for sid, res in r.results.items() if res.method]
     if r.hypotheses is not None:
-        lims.append("Hypotheses rank routes and effects that this dataset and the curated knowledge are consistent "
-                    "with; expression of a ligand and its receptor does not show that they signal, and model "
-                    "predictions are only as good as the model's held-out metrics. Each needs the proposed experiment.")
-    lims += ["Each statement reports what one tool computed on this dataset; none is a validated biological "
-             "conclusion. Differential expression p-values ignore donor structure (cells are not independent "
-             "replicates).",
-             f"The plan was made by the {r.plan.planner} planner from tool descriptions; check that it matches the "
-             "question (see the Plan section)."]
+        lims.append(
+            "Hypotheses rank routes and effects that this dataset and the curated knowledge are consistent "
+            "with; expression of a ligand and its receptor does not show that they signal, and model "
+            "predictions are only as good as the model's held-out metrics. Each needs the proposed experiment."
+        )
+    lims += [
+        "Each statement reports what one tool computed on this dataset; none is a validated biological "
+        "conclusion. Differential expression p-values ignore donor structure (cells are not independent "
+        "replicates).",
+        f"The plan was made by the {r.plan.planner} planner from tool descriptions; check that it matches the "
+        "question (see the Plan section).",
+    ]
     return ["## Limitations", ""] + [f"- {x}" for x in lims]
 
 
@@ -222,8 +289,15 @@ LIMIT_KINDS = {"assumption": "Planner assumption", "missing": "Not in the data",
 
 
 def render_markdown(r: ReportInputs) -> str:
-    head = [f"# {r.question}", "", f"<span class=\"small\">Run `{r.run.id}` · data: {r.run.data_summary or r.run.data} · "
-            f"planner: {r.plan.planner} · {r.run.created}</span>", "", "## Answer", ""]
+    head = [
+        f"# {r.question}",
+        "",
+        f'<span class="small">Run `{r.run.id}` · data: {r.run.data_summary or r.run.data} · '
+        f"planner: {r.plan.planner} · {r.run.created}</span>",
+        "",
+        "## Answer",
+        "",
+    ]
     parts = head + _answer(r) + _plan_section(r) + _steps_section(r) + ["## Provenance", "", provenance(r), ""]
     return "\n".join(parts + _cost(r) + _limitations(r)) + "\n"
 
@@ -243,8 +317,10 @@ def to_html(md: str, run_dir: Path, title: str) -> str:
         return m.group(0)
 
     body = re.sub(r'(<img[^>]*src=")([^"]+)"', embed, body)
-    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body>{body}</body></html>")
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>{body}</body></html>"
+    )
 
 
 def write_report(ctx, state: dict) -> Path:
@@ -252,9 +328,18 @@ def write_report(ctx, state: dict) -> Path:
     run = ctx.manifest.model_copy(update={"timings": {**ctx.manifest.timings, **ctx.timings, "total_s": ctx.wall()}})
     plan = state.get("plan") or Plan(question=state["question"], planner=run.planner)
     hyps = state.get("hypotheses") if state.get("hypothesize") else None
-    r = ReportInputs(run, state["question"], plan, state.get("initial_plan") or plan,
-                     {res.step: res for res in ctx.ledger.results()}, list(state.get("failures") or []),
-                     None if hyps is None else list(hyps), ctx.ledger.rows(), ctx.ledger.totals(), ctx.run_dir)
+    r = ReportInputs(
+        run,
+        state["question"],
+        plan,
+        state.get("initial_plan") or plan,
+        {res.step: res for res in ctx.ledger.results()},
+        list(state.get("failures") or []),
+        None if hyps is None else list(hyps),
+        ctx.ledger.rows(),
+        ctx.ledger.totals(),
+        ctx.run_dir,
+    )
     r.figures = figures(ctx.adata(), r.hypotheses or [], ctx.run_dir)
     md = render_markdown(r)
     (ctx.run_dir / "report.md").write_text(md)

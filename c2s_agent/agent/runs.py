@@ -60,11 +60,12 @@ def dry_run(question: str, data: str | None, settings, planner_name: str | None 
 
 def _check_question(question: str) -> None:
     if not question or not question.strip():
-        raise InputError("question", "is empty", 'ask something, e.g. c2s ask "Which genes mark each cell type?" --data demo')
+        raise InputError(
+            "question", "is empty", 'ask something, e.g. c2s ask "Which genes mark each cell type?" --data demo'
+        )
 
 
-def _context(run_dir: Path, run: RunManifest, settings, progress, chat_model=None, base=None,
-             state=None) -> RunContext:
+def _context(run_dir: Path, run: RunManifest, settings, progress, chat_model=None, base=None, state=None) -> RunContext:
     from .. import registry
     from .planners import get_planner
 
@@ -74,10 +75,18 @@ def _context(run_dir: Path, run: RunManifest, settings, progress, chat_model=Non
         from .followup import FollowUpPlanner, Turn
 
         planner = FollowUpPlanner(planner, [Turn.load(d) for d, _ in earlier])
-    return RunContext(settings=settings, tools=registry.tools(settings), planner=planner,
-                      ledger=Ledger(run_dir / "ledger.sqlite", run.id), run_dir=run_dir, manifest=run,
-                      progress=progress or (lambda event, info: None), base=base, state=state,
-                      history=[d / "slots" for d, _ in earlier])
+    return RunContext(
+        settings=settings,
+        tools=registry.tools(settings),
+        planner=planner,
+        ledger=Ledger(run_dir / "ledger.sqlite", run.id),
+        run_dir=run_dir,
+        manifest=run,
+        progress=progress or (lambda event, info: None),
+        base=base,
+        state=state,
+        history=[d / "slots" for d, _ in earlier],
+    )
 
 
 def pending_approval(graph, config) -> dict | None:
@@ -117,22 +126,44 @@ def _invoke(ctx: RunContext, inputs, approver=None) -> dict:
                 if request is None:
                     break
         paused = request is not None
-        ctx.save_manifest(status="awaiting_approval" if paused else state.get("status"),
-                          finished=None if paused else datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                          timings={**ctx.timings, "total_s": ctx.wall()}, pid=None, waiting_for=request,
-                          report=str(ctx.run_dir / "report.html") if state.get("report") else None)
+        ctx.save_manifest(
+            status="awaiting_approval" if paused else state.get("status"),
+            finished=None if paused else datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            timings={**ctx.timings, "total_s": ctx.wall()},
+            pid=None,
+            waiting_for=request,
+            report=str(ctx.run_dir / "report.html") if state.get("report") else None,
+        )
         results = {r.step: r for r in ctx.ledger.results()}
         adata = ctx.adata()
     finally:
         saver.conn.close()
         ctx.ledger.close()
-    return {"run_id": ctx.manifest.id, "run_dir": ctx.run_dir, "state": state, "run": ctx.manifest.model_dump(),
-            "results": results, "adata": adata}
+    return {
+        "run_id": ctx.manifest.id,
+        "run_dir": ctx.run_dir,
+        "state": state,
+        "run": ctx.manifest.model_dump(),
+        "results": results,
+        "adata": adata,
+    }
 
 
-def ask(question: str, data: str | None, settings, planner_name: str | None = None, progress=None,
-        chat_model=None, run_id: str | None = None, hypothesize: bool = False, approve: str | None = None,
-        approver=None, base=None, follows: str | None = None, state=None) -> dict:
+def ask(
+    question: str,
+    data: str | None,
+    settings,
+    planner_name: str | None = None,
+    progress=None,
+    chat_model=None,
+    run_id: str | None = None,
+    hypothesize: bool = False,
+    approve: str | None = None,
+    approver=None,
+    base=None,
+    follows: str | None = None,
+    state=None,
+) -> dict:
     """Plan and run ``question`` on ``data`` (a path or demo name) or ``base`` (an AnnData in memory); returns
     ``{"run_id", "run_dir", "state", "run", "results", "adata"}`` (``adata``: the working data). With
     ``hypothesize`` the report also holds ranked, testable hypotheses built from the results. With ``approve``
@@ -141,8 +172,11 @@ def ask(question: str, data: str | None, settings, planner_name: str | None = No
     ``follows`` (a run id) makes this run the next turn of that run's session: same data, starting from the data
     state the session's turns left (``state``, its AnnData still in memory, spares reading it again)."""
     if approve not in (None, "high", "medium"):
-        raise InputError("--approve", f"must be 'high' or 'medium' (got {approve!r})",
-                         "use --approve (pauses before high-cost steps) or --approve-cost medium")
+        raise InputError(
+            "--approve",
+            f"must be 'high' or 'medium' (got {approve!r})",
+            "use --approve (pauses before high-cost steps) or --approve-cost medium",
+        )
     from .. import registry
 
     _check_question(question)
@@ -155,16 +189,28 @@ def ask(question: str, data: str | None, settings, planner_name: str | None = No
     run_dir = Path(settings.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
     planner = planner_name or link.pop("planner", None) or settings.planner
-    run = RunManifest(id=run_id, question=question, data=data, planner=planner,
-                      hypothesize=hypothesize, approve=approve,
-                      in_memory=data is None and (base is not None or state is not None),
-                      created=datetime.now(timezone.utc).isoformat(timespec="seconds"), created_epoch=time.time(),
-                      pid=os.getpid(), versions=_versions(),
-                      tools={n: t.plugin for n, t in registry.tools(settings).items()}, **link)
+    run = RunManifest(
+        id=run_id,
+        question=question,
+        data=data,
+        planner=planner,
+        hypothesize=hypothesize,
+        approve=approve,
+        in_memory=data is None and (base is not None or state is not None),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_epoch=time.time(),
+        pid=os.getpid(),
+        versions=_versions(),
+        tools={n: t.plugin for n, t in registry.tools(settings).items()},
+        **link,
+    )
     ctx = _context(run_dir, run, settings, progress, chat_model, base=base, state=state)
     ctx.save_manifest(data_summary=_data_summary(ctx.adata()))
-    return _invoke(ctx, {"run_id": run_id, "question": question, "data": ctx.data, "hypothesize": hypothesize,
-                         "approve": approve}, approver)
+    return _invoke(
+        ctx,
+        {"run_id": run_id, "question": question, "data": ctx.data, "hypothesize": hypothesize, "approve": approve},
+        approver,
+    )
 
 
 def input_path(data: str | None) -> str | None:
@@ -182,16 +228,29 @@ def _follow(settings, follows: str, data: str | None, adata) -> tuple[str | None
     """The data and session fields of a turn following run ``follows`` (which must have finished)."""
     _, prev = load_run(settings, follows)
     if prev.status not in FINISHED:
-        raise InputError(f"run {follows!r}", f"has not finished ({prev.status})",
-                         f"finish it first (c2s resume {follows}), then ask the follow-up")
+        raise InputError(
+            f"run {follows!r}",
+            f"has not finished ({prev.status})",
+            f"finish it first (c2s resume {follows}), then ask the follow-up",
+        )
     if data is not None and input_path(data) != prev.data:
-        raise InputError(f"--data {data}", f"differs from the session's data ({prev.data or 'an AnnData in memory'})",
-                         "leave --data out to continue the session, or start a new one without --session")
+        raise InputError(
+            f"--data {data}",
+            f"differs from the session's data ({prev.data or 'an AnnData in memory'})",
+            "leave --data out to continue the session, or start a new one without --session",
+        )
     if prev.in_memory and adata is None:
-        raise InputError(f"session {prev.session or prev.id!r}", "was asked of an AnnData in memory",
-                         "pass the same AnnData again: c2s.Run.load(ID).ask(question, adata=adata)")
-    return prev.data, {"session": prev.session or prev.id, "turn": prev.turn + 1, "parent": prev.id,
-                       "planner": prev.planner}
+        raise InputError(
+            f"session {prev.session or prev.id!r}",
+            "was asked of an AnnData in memory",
+            "pass the same AnnData again: c2s.Run.load(ID).ask(question, adata=adata)",
+        )
+    return prev.data, {
+        "session": prev.session or prev.id,
+        "turn": prev.turn + 1,
+        "parent": prev.id,
+        "planner": prev.planner,
+    }
 
 
 #: Statuses of runs that will not change any more.
@@ -202,8 +261,11 @@ def load_run(settings, run_id: str) -> tuple[Path, RunManifest]:
     run_dir = Path(settings.runs_dir) / run_id
     if not (run_dir / "run.json").exists():
         known = [r["id"] for r in list_runs(settings)][:5]
-        raise InputError(f"run {run_id!r}", f"not found in {settings.runs_dir}",
-                         f"use an id from `c2s runs list` (latest: {', '.join(known) or 'none'})")
+        raise InputError(
+            f"run {run_id!r}",
+            f"not found in {settings.runs_dir}",
+            f"use an id from `c2s runs list` (latest: {', '.join(known) or 'none'})",
+        )
     return run_dir, RunManifest.model_validate_json((run_dir / "run.json").read_text())
 
 
@@ -222,14 +284,23 @@ def resume(run_id: str, settings, progress=None, chat_model=None, approver=None,
     are not run again. A run asked of an AnnData in memory needs it again (``base``, or a session's ``state``)."""
     run_dir, run = load_run(settings, run_id)
     if run.status in FINISHED:
-        raise InputError(f"run {run_id!r}", f"already finished ({run.status})",
-                         f"read its report at {run_dir / 'report.html'}, or ask again")
+        raise InputError(
+            f"run {run_id!r}",
+            f"already finished ({run.status})",
+            f"read its report at {run_dir / 'report.html'}, or ask again",
+        )
     if run.pid and run.pid != os.getpid() and _alive(run.pid):
-        raise InputError(f"run {run_id!r}", f"is still running (process {run.pid})",
-                         f"wait for it to finish, or stop that process (kill {run.pid}) and resume")
+        raise InputError(
+            f"run {run_id!r}",
+            f"is still running (process {run.pid})",
+            f"wait for it to finish, or stop that process (kill {run.pid}) and resume",
+        )
     if run.in_memory and base is None and state is None:
-        raise InputError(f"run {run_id!r}", "was asked of an AnnData in memory",
-                         "resume it from Python with the same AnnData: c2s.Run.load(ID).resume(adata=adata)")
+        raise InputError(
+            f"run {run_id!r}",
+            "was asked of an AnnData in memory",
+            "resume it from Python with the same AnnData: c2s.Run.load(ID).resume(adata=adata)",
+        )
     ctx = _context(run_dir, run, settings, progress, chat_model, base=base, state=state)
     last = max((r["started"] + (r["duration_s"] or 0) for r in ctx.ledger.rows()), default=run.created_epoch)
     ctx.elapsed_before = max(0.0, last - run.created_epoch)
@@ -267,8 +338,11 @@ def working_data(settings, run_id: str):
     turns) added (``c2s runs export``)."""
     run_dir, run = load_run(settings, run_id)
     if run.data is None:
-        fix = "use the AnnData you asked it of: c2s added the results to its slots" if run.in_memory \
+        fix = (
+            "use the AnnData you asked it of: c2s added the results to its slots"
+            if run.in_memory
             else "export a run that was asked with --data"
+        )
         raise InputError(f"run {run_id!r}", "has no data file", fix)
     from ..data import prepare, read
     from .slots import apply_deltas

@@ -14,14 +14,18 @@ from . import runs
 
 log = logging.getLogger(__name__)
 
+
 class Session:
     """A session on ``data`` (a path or demo name) or ``adata`` (an AnnData in memory, which gets every turn's
     results in its slots, as :mod:`c2s_agent.tl` functions do). ``id`` is None until the first question."""
 
     def __init__(self, settings, data: str | None = None, adata=None, session_id: str | None = None):
         if (data is None) == (adata is None) and session_id is None:
-            raise InputError("session data", "needs either a file (or demo name) or an AnnData",
-                             "give one: c2s.ask('demo', question) or c2s.ask(adata, question)")
+            raise InputError(
+                "session data",
+                "needs either a file (or demo name) or an AnnData",
+                "give one: c2s.ask('demo', question) or c2s.ask(adata, question)",
+            )
         self.settings, self.data, self.adata, self.id = settings, data, adata, session_id
         self.working, self.at = None, None  # the working AnnData and the turn whose end state it is
 
@@ -52,11 +56,21 @@ class Session:
             self.id = out["run"]["session"]
         else:
             if last["status"] not in runs.FINISHED:
-                raise InputError(f"turn {last['id']!r} of session {self.id!r}", f"has not finished ({last['status']})",
-                                 "resume it first (Session.resume(), `c2s resume ID`, or reopen the chat)")
+                raise InputError(
+                    f"turn {last['id']!r} of session {self.id!r}",
+                    f"has not finished ({last['status']})",
+                    "resume it first (Session.resume(), `c2s resume ID`, or reopen the chat)",
+                )
             state = self.working if self.at == last["id"] else None
-            out = runs.ask(question, self.data, self.settings, base=None if state is not None else self.adata,
-                           follows=last["id"], state=state, **options)
+            out = runs.ask(
+                question,
+                self.data,
+                self.settings,
+                base=None if state is not None else self.adata,
+                follows=last["id"],
+                state=state,
+                **options,
+            )
         return self._keep(out)
 
     def resume(self, **options) -> dict:
@@ -67,8 +81,9 @@ class Session:
         # a turn paused for approval stopped at a clean point; after a crash the data state is rebuilt from files
         paused_here = self.at == last["id"] and last["status"] == "awaiting_approval"
         state = self.working if paused_here else None
-        out = runs.resume(last["id"], self.settings, base=None if state is not None else self.adata, state=state,
-                          **options)
+        out = runs.resume(
+            last["id"], self.settings, base=None if state is not None else self.adata, state=state, **options
+        )
         return self._keep(out)
 
     def _keep(self, out: dict) -> dict:
@@ -77,8 +92,12 @@ class Session:
         if self.adata is not None and out["adata"] is not None and out["adata"] is not self.adata:
             skipped = write_back(self.adata, out["adata"], Path(out["run_dir"]) / "slots")
             if skipped:
-                log.warning("not copied into your AnnData (its genes differ from the working data's): %s; "
-                            "c2s runs export %s has them", ", ".join(skipped), out["run_id"])
+                log.warning(
+                    "not copied into your AnnData (its genes differ from the working data's): %s; "
+                    "c2s runs export %s has them",
+                    ", ".join(skipped),
+                    out["run_id"],
+                )
         return out
 
 

@@ -6,20 +6,22 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from ._app import app, console
 from ..errors import C2SError
 
 # Command modules register their commands on import.
-from . import data  # noqa: E402,F401
-from . import model  # noqa: E402,F401
-from . import models  # noqa: E402,F401
-from . import agent  # noqa: E402,F401
-from . import metrics  # noqa: E402,F401
-from . import knowledge  # noqa: E402,F401
-from . import evals  # noqa: E402,F401
-from . import screen  # noqa: E402,F401
-from . import chat  # noqa: E402,F401
-from . import mcp_server  # noqa: E402,F401
+from . import (
+    agent,  # noqa: E402,F401
+    chat,  # noqa: E402,F401
+    data,  # noqa: E402,F401
+    evals,  # noqa: E402,F401
+    knowledge,  # noqa: E402,F401
+    mcp_server,  # noqa: E402,F401
+    metrics,  # noqa: E402,F401
+    model,  # noqa: E402,F401
+    models,  # noqa: E402,F401
+    screen,  # noqa: E402,F401
+)
+from ._app import app, console
 
 
 def main() -> None:
@@ -36,12 +38,18 @@ def main() -> None:
         sys.exit(2)
     except OSError as exc:  # a run or output folder that cannot be written: read-only, full, or under a file
         where = exc.filename or "output"
-        console.print(f"[bold red]Error:[/] {where}: {exc.strerror or exc}. Fix: write to a folder that exists, is "
-                      "writable and has free space (set C2S_RUNS_DIR, or --out / the output path).", highlight=False)
+        console.print(
+            f"[bold red]Error:[/] {where}: {exc.strerror or exc}. Fix: write to a folder that exists, is "
+            "writable and has free space (set C2S_RUNS_DIR, or --out / the output path).",
+            highlight=False,
+        )
         sys.exit(2)
     except sqlite3.OperationalError as exc:  # a run's ledger or store on a full or read-only disk
-        console.print(f"[bold red]Error:[/] run database: could not be written ({exc}). Fix: write to a folder "
-                      "that is writable and has free space (set C2S_RUNS_DIR, or --out).", highlight=False)
+        console.print(
+            f"[bold red]Error:[/] run database: could not be written ({exc}). Fix: write to a folder "
+            "that is writable and has free space (set C2S_RUNS_DIR, or --out).",
+            highlight=False,
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/] Finished work is saved; resume where the command supports it.")

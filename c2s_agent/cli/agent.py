@@ -28,8 +28,10 @@ def _show_plan(plan) -> None:
     from rich.table import Table
 
     if not plan.steps:
-        console.print(f"[yellow]No installed tool can do this[/]: "
-                      + "; ".join(f'"{c}"' for c in plan.unanswered or [plan.question]))
+        console.print(
+            "[yellow]No installed tool can do this[/]: "
+            + "; ".join(f'"{c}"' for c in plan.unanswered or [plan.question])
+        )
         return
     table = Table(title=f"Plan ({plan.planner} planner)", title_justify="left")
     for col in ("step", "tool", "arguments", "answers"):
@@ -51,16 +53,19 @@ def _progress():
         if event == "plan":
             _show_plan(info["plan"])
         elif event == "step_start":
-            state["status"] = console.status(f"[{info['index'] + 1}/{info['total']}] {info['step'].id} "
-                                             f"{info['step'].tool} ...")
+            state["status"] = console.status(
+                f"[{info['index'] + 1}/{info['total']}] {info['step'].id} {info['step'].tool} ..."
+            )
             state["status"].start()
         elif event in ("step_done", "step_failed", "step_skipped"):
             if state.get("status"):
                 state["status"].stop()
             step = info["step"]
             if event == "step_done":
-                console.print(f"[green]done[/] {step.id} {step.tool} ({info['result'].duration_s:.1f} s): "
-                              f"{info['result'].evidence[:200]}")
+                console.print(
+                    f"[green]done[/] {step.id} {step.tool} ({info['result'].duration_s:.1f} s): "
+                    f"{info['result'].evidence[:200]}"
+                )
             elif event == "step_skipped":
                 console.print(f"[dim]already done[/] {step.id} {step.tool}")
             else:
@@ -85,25 +90,35 @@ def _approver(answers_file: str | None):
         try:
             answers = json.loads(Path(answers_file).read_text())
         except (OSError, ValueError) as exc:
-            raise InputError(answers_file, f"is not a readable JSON file ({exc})",
-                             'write a list such as [{"action": "accept"}, {"action": "skip"}]') from exc
+            raise InputError(
+                answers_file,
+                f"is not a readable JSON file ({exc})",
+                'write a list such as [{"action": "accept"}, {"action": "skip"}]',
+            ) from exc
         if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
-            raise InputError(answers_file, "must hold a JSON list of objects",
-                             'e.g. [{"action": "edit", "args": {"n_perms": 100}}, {"action": "skip"}]')
+            raise InputError(
+                answers_file,
+                "must hold a JSON list of objects",
+                'e.g. [{"action": "edit", "args": {"n_perms": 100}}, {"action": "skip"}]',
+            )
         return lambda request: answers.pop(0) if answers else None
 
     def ask(request: dict):
         if request.get("problem"):
             console.print(f"[red]{request['problem']}[/]")
-        console.print(f"[bold yellow]Approve[/] {request['step']} {request['tool']} (cost {request['cost']}) with "
-                      f"{json.dumps(request['args'])}?")
+        console.print(
+            f"[bold yellow]Approve[/] {request['step']} {request['tool']} (cost {request['cost']}) with "
+            f"{json.dumps(request['args'])}?"
+        )
         try:
             choice = typer.prompt("accept / edit / skip / later", default="accept").strip().lower()
             if choice.startswith("l"):
                 return None
             if choice.startswith("e"):
-                return {"action": "edit", "args": json.loads(typer.prompt("arguments (JSON)",
-                                                                          default=json.dumps(request["args"])))}
+                return {
+                    "action": "edit",
+                    "args": json.loads(typer.prompt("arguments (JSON)", default=json.dumps(request["args"]))),
+                }
         except (typer.Abort, EOFError):
             return None
         except ValueError as exc:
@@ -119,14 +134,17 @@ def _finish(out: dict) -> None:
     rd = out["run_dir"]
     if run["status"] == "awaiting_approval":
         w = run["waiting_for"]
-        console.print(f"Run [bold]{run['id']}[/] paused before {w['step']} {w['tool']}; continue with "
-                      f"`c2s resume {run['id']}`")
+        console.print(
+            f"Run [bold]{run['id']}[/] paused before {w['step']} {w['tool']}; continue with `c2s resume {run['id']}`"
+        )
         print(rd)
         return
     console.print(f"Run [bold]{run['id']}[/] {run['status']} in {run['timings']['total_s']:.1f} s")
     if run.get("report"):
-        console.print(f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}\n"
-                      f"Follow up: c2s ask --session {run['id']} \"...\" (or c2s chat --session {run['id']})")
+        console.print(
+            f"Report: {rd / 'report.md'}\n        {rd / 'report.html'}\n"
+            f'Follow up: c2s ask --session {run["id"]} "..." (or c2s chat --session {run["id"]})'
+        )
     print(rd / "report.html" if run.get("report") else rd)
     if run["status"] == "invalid":
         console.print("[red]The plan did not pass its check[/]; see the problems above, rephrase or name the column.")
@@ -134,24 +152,33 @@ def _finish(out: dict) -> None:
 
 
 @app.command("ask")
-def ask(question: str = typer.Argument(..., help="your question in plain language"),
-        data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo' / 'pbmc68k' / 'kang2018'"),
-        dry_run: bool = typer.Option(False, "--dry-run", help="show the checked plan without running it"),
-        as_json: bool = typer.Option(False, "--json", help="with --dry-run: print the plan as JSON"),
-        planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
-        hypothesize: bool = typer.Option(False, "--hypothesize", help="also propose ranked, testable hypotheses"),
-        approve: bool = typer.Option(False, "--approve", help="pause before expensive steps: accept, edit or skip"),
-        approve_cost: str = typer.Option("high", "--approve-cost", help="with --approve: 'high' or 'medium'"),
-        answers: Optional[str] = typer.Option(None, "--answers", help="JSON file answering approval pauses in order"),
-        session: Optional[str] = typer.Option(
-            None, "--session", help="ask a follow-up in this run's session (it may refer to earlier turns: "
-                                    "\"those genes\", \"the same for ...\")")) -> None:
+def ask(
+    question: str = typer.Argument(..., help="your question in plain language"),
+    data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo' / 'pbmc68k' / 'kang2018'"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show the checked plan without running it"),
+    as_json: bool = typer.Option(False, "--json", help="with --dry-run: print the plan as JSON"),
+    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
+    hypothesize: bool = typer.Option(False, "--hypothesize", help="also propose ranked, testable hypotheses"),
+    approve: bool = typer.Option(False, "--approve", help="pause before expensive steps: accept, edit or skip"),
+    approve_cost: str = typer.Option("high", "--approve-cost", help="with --approve: 'high' or 'medium'"),
+    answers: Optional[str] = typer.Option(None, "--answers", help="JSON file answering approval pauses in order"),
+    session: Optional[str] = typer.Option(
+        None,
+        "--session",
+        help="ask a follow-up in this run's session (it may refer to earlier turns: "
+        '"those genes", "the same for ...")',
+    ),
+) -> None:
     """Plan the question, run the tools, and write an evidence-linked report."""
     from ..agent import runs
 
     settings = _settings(planner)
-    options = {"progress": _progress(), "hypothesize": hypothesize, "approver": _approver(answers),
-               "approve": approve_cost if approve or answers else None}
+    options = {
+        "progress": _progress(),
+        "hypothesize": hypothesize,
+        "approver": _approver(answers),
+        "approve": approve_cost if approve or answers else None,
+    }
     if session is not None:
         from ..agent.session import Session
         from ..errors import InputError
@@ -163,9 +190,21 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
     if dry_run:
         plan = runs.dry_run(question, data, settings)
         if as_json:
-            print(json.dumps({"question": question, "planner": plan.planner, "ok": plan.ok,
-                              "answerable": plan.answerable, "steps": plan.summary(), "unanswered": plan.unanswered,
-                              "notes": [n.model_dump() for n in plan.notes], "problems": plan.problems}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        "question": question,
+                        "planner": plan.planner,
+                        "ok": plan.ok,
+                        "answerable": plan.answerable,
+                        "steps": plan.summary(),
+                        "unanswered": plan.unanswered,
+                        "notes": [n.model_dump() for n in plan.notes],
+                        "problems": plan.problems,
+                    },
+                    indent=1,
+                )
+            )
         else:
             _show_plan(plan)
         return
@@ -173,9 +212,11 @@ def ask(question: str = typer.Argument(..., help="your question in plain languag
 
 
 @app.command("hypothesize")
-def hypothesize_cmd(question: str = typer.Argument(..., help="your question in plain language"),
-                    data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo'"),
-                    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'")) -> None:
+def hypothesize_cmd(
+    question: str = typer.Argument(..., help="your question in plain language"),
+    data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo'"),
+    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
+) -> None:
     """Investigate the question and propose ranked, testable hypotheses with their evidence (same as ask --hypothesize)."""
     from ..agent import runs
 
@@ -183,8 +224,10 @@ def hypothesize_cmd(question: str = typer.Argument(..., help="your question in p
 
 
 @app.command("resume")
-def resume(run_id: str = typer.Argument(..., help="a run id from `c2s runs list`"),
-           answers: Optional[str] = typer.Option(None, "--answers", help="JSON file answering approval pauses")) -> None:
+def resume(
+    run_id: str = typer.Argument(..., help="a run id from `c2s runs list`"),
+    answers: Optional[str] = typer.Option(None, "--answers", help="JSON file answering approval pauses"),
+) -> None:
     """Continue a run that was interrupted or paused for approval; finished steps are not run again."""
     from ..agent import runs
 
@@ -200,7 +243,11 @@ def runs_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
     items = runs.list_runs(_settings())
     if as_json:
-        print(json.dumps([{k: r.get(k) for k in ("id", "status", "question", "data", "created")} for r in items], indent=1))
+        print(
+            json.dumps(
+                [{k: r.get(k) for k in ("id", "status", "question", "data", "created")} for r in items], indent=1
+            )
+        )
         return
     table = Table()
     for col in ("id", "status", "question", "data"):
@@ -226,8 +273,10 @@ def runs_show(run_id: str = typer.Argument(...), as_json: bool = typer.Option(Fa
         _show_plan(Plan.model_validate(info["plan"]))
     for r in info["ledger"]:
         tok = f", tokens {r['tokens_in']}/{r['tokens_out']}" if r["tokens_in"] else ""
-        console.print(f"  {r['step_id']:>6} #{r['seq']} {r['kind']:8s} {r['name']:24s} {r['status']:8s} "
-                      f"{(r['duration_s'] or 0):7.2f} s{tok}")
+        console.print(
+            f"  {r['step_id']:>6} #{r['seq']} {r['kind']:8s} {r['name']:24s} {r['status']:8s} "
+            f"{(r['duration_s'] or 0):7.2f} s{tok}"
+        )
     if info.get("report"):
         console.print(f"Report: {info['report']}")
 
@@ -252,8 +301,9 @@ def plugins_list(as_json: bool = typer.Option(False, "--json")) -> None:
     rows = plugins.plugin_table(settings)
     found = {kind: registry.collect(kind, settings) for kind in registry.KINDS}
     for row in rows:
-        row["registered"] = {kind: sorted(n for n, obj in objs.items() if obj.plugin == row["name"])
-                             for kind, objs in found.items()}
+        row["registered"] = {
+            kind: sorted(n for n, obj in objs.items() if obj.plugin == row["name"]) for kind, objs in found.items()
+        }
         row["registered"] = {k: v for k, v in row["registered"].items() if v}
     if as_json:
         print(json.dumps({"plugins": rows, "errors": plugins.load_errors}, indent=1))
@@ -271,12 +321,17 @@ def plugins_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @eval_app.command("planning")
-def eval_planning_cmd(planner: str = typer.Option("embedded", "--planner"),
-                      questions: str = typer.Option("development", "--questions",
-                                                    help="'development', 'heldout' or a YAML file of questions"),
-                      as_json: bool = typer.Option(False, "--json", help="print every row as JSON"),
-                      verbose: bool = typer.Option(False, "-v", "--verbose", help="list wrongly planned questions")) -> None:
+def eval_planning_cmd(
+    planner: str = typer.Option("embedded", "--planner"),
+    questions: str = typer.Option(
+        "development", "--questions", help="'development', 'heldout' or a YAML file of questions"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print every row as JSON"),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="list wrongly planned questions"),
+) -> None:
     """Score a planner on a planning question set and print its accuracy (to stdout)."""
     from ..agent.evaluate import main
 
-    main(["--planner", planner, "--questions", questions] + (["--json"] if as_json else []) + (["-v"] if verbose else []))
+    main(
+        ["--planner", planner, "--questions", questions] + (["--json"] if as_json else []) + (["-v"] if verbose else [])
+    )

@@ -13,9 +13,11 @@ import typer
 from ._app import app, console
 from .agent import _approver, _progress, _settings
 
-HELP = ("Ask a question in plain language; follow-ups may say \"those genes\" or \"now the same for the B cells\".\n"
-        "/history  the session's questions    /report  the last report's path\n"
-        "/resume   continue an interrupted turn    /quit  leave (the session is saved; reopen with --session)")
+HELP = (
+    'Ask a question in plain language; follow-ups may say "those genes" or "now the same for the B cells".\n'
+    "/history  the session's questions    /report  the last report's path\n"
+    "/resume   continue an interrupted turn    /quit  leave (the session is saved; reopen with --session)"
+)
 
 
 def _read(prompt: str) -> str | None:
@@ -73,11 +75,13 @@ def _turn(session, question: str | None, options: dict) -> None:
 
 
 @app.command("chat")
-def chat(data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo' / 'pbmc68k' / 'kang2018'"),
-         session_id: Optional[str] = typer.Option(None, "--session", help="reopen a session (any of its run ids)"),
-         planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
-         approve: bool = typer.Option(False, "--approve", help="pause before expensive steps: accept, edit or skip"),
-         approve_cost: str = typer.Option("high", "--approve-cost", help="with --approve: 'high' or 'medium'")) -> None:
+def chat(
+    data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo' / 'pbmc68k' / 'kang2018'"),
+    session_id: Optional[str] = typer.Option(None, "--session", help="reopen a session (any of its run ids)"),
+    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
+    approve: bool = typer.Option(False, "--approve", help="pause before expensive steps: accept, edit or skip"),
+    approve_cost: str = typer.Option("high", "--approve-cost", help="with --approve: 'high' or 'medium'"),
+) -> None:
     """Talk to the agent about a dataset: questions and follow-ups in one session, each turn checkpointed."""
     from ..agent.session import Session
     from ..errors import InputError

@@ -14,10 +14,12 @@ app.add_typer(knowledge_app, name="knowledge")
 
 
 @knowledge_app.command("build")
-def build_cmd(force: bool = typer.Option(False, "--force", help="rebuild even when the index is up to date"),
-              cellphonedb: Path = typer.Option(None, help="a CellPhoneDB data folder or release zip (*_input.csv)"),
-              biogrid: Path = typer.Option(None, help="a BioGRID TAB3 file or zip (human physical pairs are kept)"),
-              intact: Path = typer.Option(None, help="a pairs CSV (symbol_a, symbol_b[, n_records])")) -> None:
+def build_cmd(
+    force: bool = typer.Option(False, "--force", help="rebuild even when the index is up to date"),
+    cellphonedb: Path = typer.Option(None, help="a CellPhoneDB data folder or release zip (*_input.csv)"),
+    biogrid: Path = typer.Option(None, help="a BioGRID TAB3 file or zip (human physical pairs are kept)"),
+    intact: Path = typer.Option(None, help="a pairs CSV (symbol_a, symbol_b[, n_records])"),
+) -> None:
     """Build the knowledge index from the bundled files (or your full releases) under the cache directory."""
     from ..config import Settings
     from ..knowledge.index import build, index_dir, stale_reasons
@@ -30,18 +32,22 @@ def build_cmd(force: bool = typer.Option(False, "--force", help="rebuild even wh
         return
     console.print(f"Building the knowledge index ({'; '.join(reasons) or 'forced'}) ...")
     m = build(settings, paths=paths, progress=True)
-    console.print(f"[green]Built[/] {index_dir(settings)}: {m['n_records']:,} records, {m['n_semantic']:,} embedded "
-                  f"({m['index_type']}), {m['bytes'] / 1e6:.1f} MB in {m['build_seconds']:.0f} s")
+    console.print(
+        f"[green]Built[/] {index_dir(settings)}: {m['n_records']:,} records, {m['n_semantic']:,} embedded "
+        f"({m['index_type']}), {m['bytes'] / 1e6:.1f} MB in {m['build_seconds']:.0f} s"
+    )
     for name, s in m["sources"].items():
         console.print(f"  {name}: {s['n_records']:,} records" + (" (your file)" if s["override"] else ""))
 
 
 @knowledge_app.command("search")
-def search_cmd(query: str = typer.Argument(..., help="a question, topic or gene symbols"),
-               top_k: int = typer.Option(10, "--top-k", help="number of hits"),
-               kind: list[str] = typer.Option(None, "--kind", help="keep only this kind (repeatable)"),
-               source: list[str] = typer.Option(None, "--source", help="keep only sources containing this text"),
-               as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+def search_cmd(
+    query: str = typer.Argument(..., help="a question, topic or gene symbols"),
+    top_k: int = typer.Option(10, "--top-k", help="number of hits"),
+    kind: list[str] = typer.Option(None, "--kind", help="keep only this kind (repeatable)"),
+    source: list[str] = typer.Option(None, "--source", help="keep only sources containing this text"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
     """Search the knowledge base (exact gene lookup + semantic search). Builds the index on first use."""
     from ..config import Settings
     from ..knowledge.index import load

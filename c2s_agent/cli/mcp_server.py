@@ -34,20 +34,30 @@ ASK_SCHEMA = {
     "type": "object",
     "properties": {
         "question": {"type": "string", "description": "the research question in plain language"},
-        "data": {"type": "string", "description": "the dataset (see the data argument of the other tools); "
-                                                  "not needed with follow_up_of"},
-        "follow_up_of": {"type": "string", "description": "a run id: ask a follow-up in that run's session, which "
-                                                          "keeps its data state and may refer to its earlier turns "
-                                                          "(\"those genes\", \"now the same for the B cells\")"},
-        "hypothesize": {"type": "boolean", "default": False,
-                        "description": "also propose ranked, testable hypotheses with their evidence"},
+        "data": {
+            "type": "string",
+            "description": "the dataset (see the data argument of the other tools); not needed with follow_up_of",
+        },
+        "follow_up_of": {
+            "type": "string",
+            "description": "a run id: ask a follow-up in that run's session, which "
+            "keeps its data state and may refer to its earlier turns "
+            '("those genes", "now the same for the B cells")',
+        },
+        "hypothesize": {
+            "type": "boolean",
+            "default": False,
+            "description": "also propose ranked, testable hypotheses with their evidence",
+        },
     },
     "required": ["question"],
 }
 
 
-ASK_DESCRIPTION = ("Ask c2s-agent a research question about a single-cell dataset: it plans with the installed tools, "
-                   "runs them and returns an evidence-linked report (also readable as the run's report resource).")
+ASK_DESCRIPTION = (
+    "Ask c2s-agent a research question about a single-cell dataset: it plans with the installed tools, "
+    "runs them and returns an evidence-linked report (also readable as the run's report resource)."
+)
 
 
 class Roots:
@@ -68,8 +78,11 @@ class Roots:
             return data
         path = Path(data).expanduser().resolve()
         if not any(path.is_relative_to(d) for d in self.dirs):
-            raise InputError(f"data {data!r}", "is outside the directories this server may read",
-                             f"use a file under {', '.join(map(str, self.dirs))}, or restart `c2s mcp --allow DIR`")
+            raise InputError(
+                f"data {data!r}",
+                "is outside the directories this server may read",
+                f"use a file under {', '.join(map(str, self.dirs))}, or restart `c2s mcp --allow DIR`",
+            )
         if not path.is_file():
             raise InputError(f"data {data!r}", "no such file", "give the path of an .h5ad file, or 'demo'")
         return str(path)
@@ -91,8 +104,11 @@ class Tools:
 
     def listing(self) -> list[dict]:
         """What ``tools/list`` answers: name, description and input schema of every tool, then ``ask``."""
-        out = [{"name": t.name, "description": self.description(t), "input_schema": self.schema(t)}
-               for t in self.registered().values() if t.name != "ask"]
+        out = [
+            {"name": t.name, "description": self.description(t), "input_schema": self.schema(t)}
+            for t in self.registered().values()
+            if t.name != "ask"
+        ]
         return [*out, {"name": "ask", "description": ASK_DESCRIPTION, "input_schema": ASK_SCHEMA}]
 
     def fingerprint(self) -> str:
@@ -109,10 +125,15 @@ class Tools:
             return [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths]
 
         eps = sorted(importlib.metadata.entry_points(group="c2s_agent"), key=lambda e: e.name)
-        parts = {"version": importlib.metadata.version("c2s-agent"), "allow": self.settings.plugins,
-                 "roots": list(map(str, self.roots.dirs)), "files": files("c2s_agent") + files("c2s_builtins"),
-                 "entry_points": [(e.name, e.value, e.dist.version if e.dist else None, files(e.module.split(".")[0]))
-                                  for e in eps]}
+        parts = {
+            "version": importlib.metadata.version("c2s-agent"),
+            "allow": self.settings.plugins,
+            "roots": list(map(str, self.roots.dirs)),
+            "files": files("c2s_agent") + files("c2s_builtins"),
+            "entry_points": [
+                (e.name, e.value, e.dist.version if e.dist else None, files(e.module.split(".")[0])) for e in eps
+            ],
+        }
         return hashlib.blake2b(json.dumps(parts, default=str).encode(), digest_size=12).hexdigest()
 
     def cache_path(self) -> Path:
@@ -130,8 +151,10 @@ class Tools:
         schema = tool.input_model.model_json_schema()
         if tool.needs_data:
             schema.setdefault("properties", {})["data"] = {
-                "type": "string", "description": "the dataset: an .h5ad file in "
-                f"{', '.join(map(str, self.roots.dirs))}, or a bundled demo ('demo' = Kang 2018 PBMCs, 'pbmc68k')"}
+                "type": "string",
+                "description": "the dataset: an .h5ad file in "
+                f"{', '.join(map(str, self.roots.dirs))}, or a bundled demo ('demo' = Kang 2018 PBMCs, 'pbmc68k')",
+            }
             schema["required"] = [*schema.get("required", []), "data"]
         return schema
 
@@ -167,11 +190,18 @@ class Tools:
         file = Path(path) if path and Path(path).is_absolute() else None
         result = tool.invoke(ToolContext(adata, call_dir, self.settings, step_id="s1", data_path=file), args)
         files = [{"kind": a.kind, "title": a.title, "path": str(call_dir / a.path)} for a in result.artefacts]
-        return {"tool": name, "data": path, "output": result.output.model_dump(mode="json"),
-                "evidence": result.evidence, "method": result.method, "artefacts": files}
+        return {
+            "tool": name,
+            "data": path,
+            "output": result.output.model_dump(mode="json"),
+            "evidence": result.evidence,
+            "method": result.method,
+            "artefacts": files,
+        }
 
-    def ask(self, question: str, data: str | None = None, follow_up_of: str | None = None,
-            hypothesize: bool = False) -> dict:
+    def ask(
+        self, question: str, data: str | None = None, follow_up_of: str | None = None, hypothesize: bool = False
+    ) -> dict:
         """The agent on a question (or a follow-up in a session); returns the run's summary and report."""
         from ..agent import runs
         from ..agent.session import Session
@@ -187,11 +217,17 @@ class Tools:
         else:
             out = runs.ask(question, self.roots.check(data), self.settings, hypothesize=hypothesize)
         run = out["run"]
-        report = (out["run_dir"] / "report.md")
-        return {"run_id": run["id"], "session": run["session"], "turn": run["turn"], "status": run["status"],
-                "answer": [f"{r.evidence} (step {r.step}, {r.tool})" for r in out["results"].values()],
-                "report_uri": f"c2s://runs/{run['id']}/report.md", "report_html": str(out["run_dir"] / "report.html"),
-                "report": report.read_text() if report.exists() else ""}
+        report = out["run_dir"] / "report.md"
+        return {
+            "run_id": run["id"],
+            "session": run["session"],
+            "turn": run["turn"],
+            "status": run["status"],
+            "answer": [f"{r.evidence} (step {r.step}, {r.tool})" for r in out["results"].values()],
+            "report_uri": f"c2s://runs/{run['id']}/report.md",
+            "report_html": str(out["run_dir"] / "report.html"),
+            "report": report.read_text() if report.exists() else "",
+        }
 
 
 class Listing:
@@ -277,37 +313,62 @@ def build_server(settings, roots: Roots):
         except MCPError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failing tool is reported to the model, which may try otherwise
-            return types.CallToolResult(content=[types.TextContent(type="text", text=f"{type(exc).__name__}: {exc}")],
-                                        is_error=True)
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text=f"{type(exc).__name__}: {exc}")], is_error=True
+            )
         return types.CallToolResult(content=_content(result), structured_content=result)
 
     async def list_resources(ctx, params) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=[
-            types.Resource(uri=f"c2s://runs/{r['id']}/report.md", name=f"report {r['id']}", title=r["question"],
-                           description=f"{r.get('status')}; data {r.get('data')}; {r.get('created')}",
-                           mime_type="text/markdown")
-            for r in runs.list_runs(settings) if r.get("report")])
+        return types.ListResourcesResult(
+            resources=[
+                types.Resource(
+                    uri=f"c2s://runs/{r['id']}/report.md",
+                    name=f"report {r['id']}",
+                    title=r["question"],
+                    description=f"{r.get('status')}; data {r.get('data')}; {r.get('created')}",
+                    mime_type="text/markdown",
+                )
+                for r in runs.list_runs(settings)
+                if r.get("report")
+            ]
+        )
 
     async def list_templates(ctx, params) -> types.ListResourceTemplatesResult:
-        return types.ListResourceTemplatesResult(resource_templates=[types.ResourceTemplate(
-            uri_template="c2s://runs/{run_id}/report.md", name="run report", mime_type="text/markdown",
-            description="the evidence-linked report of a c2s-agent run (the ask tool returns run ids)")])
+        return types.ListResourceTemplatesResult(
+            resource_templates=[
+                types.ResourceTemplate(
+                    uri_template="c2s://runs/{run_id}/report.md",
+                    name="run report",
+                    mime_type="text/markdown",
+                    description="the evidence-linked report of a c2s-agent run (the ask tool returns run ids)",
+                )
+            ]
+        )
 
     async def read_resource(ctx, params) -> types.ReadResourceResult:
         m = REPORT_URI.match(str(params.uri))
         path = Path(settings.runs_dir) / m["run_id"] / "report.md" if m else None
         if path is None or not path.is_file():
             raise MCPError(types.INVALID_PARAMS, f"no report at {params.uri}; resources/list names them")
-        return types.ReadResourceResult(contents=[types.TextResourceContents(
-            uri=str(params.uri), mime_type="text/markdown", text=path.read_text())])
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=str(params.uri), mime_type="text/markdown", text=path.read_text())]
+        )
 
     from importlib.metadata import version
 
-    return Server("c2s-agent", version=version("c2s-agent"), on_list_tools=list_tools, on_call_tool=call_tool,
-                  on_list_resources=list_resources, on_list_resource_templates=list_templates,
-                  on_read_resource=read_resource, instructions=(
-                      "Single-cell RNA-seq analysis with Cell2Sentence models. Name datasets by path (or 'demo'); "
-                      "use ask for whole questions and the other tools for single steps."))
+    return Server(
+        "c2s-agent",
+        version=version("c2s-agent"),
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read_resource,
+        instructions=(
+            "Single-cell RNA-seq analysis with Cell2Sentence models. Name datasets by path (or 'demo'); "
+            "use ask for whole questions and the other tools for single steps."
+        ),
+    )
 
 
 def serve_stdio(server) -> None:
@@ -330,11 +391,15 @@ def serve_http(server, port: int) -> None:
 
 
 @app.command("mcp")
-def mcp_cmd(http: bool = typer.Option(False, "--http", help="serve streamable HTTP on 127.0.0.1 instead of stdio"),
-            port: int = typer.Option(8765, "--port", help="with --http: the port"),
-            allow: Optional[list[str]] = typer.Option(
-                None, "--allow", help="another directory datasets may be read from (repeatable; also C2S_MCP_ALLOW, "
-                                      "':'-separated)")) -> None:
+def mcp_cmd(
+    http: bool = typer.Option(False, "--http", help="serve streamable HTTP on 127.0.0.1 instead of stdio"),
+    port: int = typer.Option(8765, "--port", help="with --http: the port"),
+    allow: Optional[list[str]] = typer.Option(
+        None,
+        "--allow",
+        help="another directory datasets may be read from (repeatable; also C2S_MCP_ALLOW, ':'-separated)",
+    ),
+) -> None:
     """Serve c2s-agent's tools, `ask` and the run reports to MCP clients (stdio by default)."""
     from ..config import Settings
     from ..errors import InputError
@@ -342,8 +407,9 @@ def mcp_cmd(http: bool = typer.Option(False, "--http", help="serve streamable HT
     try:
         import mcp  # noqa: F401
     except ImportError:
-        raise InputError("c2s mcp", "needs the MCP SDK, which is not installed",
-                         "pip install 'c2s-agent[mcp]'") from None
+        raise InputError(
+            "c2s mcp", "needs the MCP SDK, which is not installed", "pip install 'c2s-agent[mcp]'"
+        ) from None
     settings = Settings()
     extra = [*(allow or []), *filter(None, (settings.mcp_allow or "").split(os.pathsep))]
     server = build_server(settings, Roots(extra))

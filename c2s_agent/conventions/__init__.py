@@ -13,6 +13,25 @@ from .ontology import Term, is_a, lookup
 from .slots import CELL_TYPE, CLUSTER, CONDITION, PREDICTED_CONFIDENCE, PREDICTED_TYPE, SAMPLE
 from .species import HUMAN, MOUSE, Species, detect_species
 
-__all__ = ["CELL_TYPE", "CLUSTER", "CONDITION", "HUMAN", "MOUSE", "PREDICTED_CONFIDENCE", "PREDICTED_TYPE", "SAMPLE",
-           "Columns", "LabelMention", "Species", "Term", "categorical_columns", "control_value", "detect_species",
-           "find_columns", "find_label_mentions", "is_a", "lookup", "match_labels"]
+__all__ = [
+    "CELL_TYPE",
+    "CLUSTER",
+    "CONDITION",
+    "HUMAN",
+    "MOUSE",
+    "PREDICTED_CONFIDENCE",
+    "PREDICTED_TYPE",
+    "SAMPLE",
+    "Columns",
+    "LabelMention",
+    "Species",
+    "Term",
+    "categorical_columns",
+    "control_value",
+    "detect_species",
+    "find_columns",
+    "find_label_mentions",
+    "is_a",
+    "lookup",
+    "match_labels",
+]

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from .ontology import GENERIC, is_a, is_class_name, key, lookup, singular, words
 
 #: Words that never name a label on their own.
-STOP = frozenset("a an the of in on at to for from by with and or vs versus than between among each every all any "
-                 "this that these those their its which what how who is are be do does did my our your me us it "
-                 "they them there here not no only also both per".split())
+STOP = frozenset(
+    "a an the of in on at to for from by with and or vs versus than between among each every all any "
+    "this that these those their its which what how who is are be do does did my our your me us it "
+    "they them there here not no only also both per".split()
+)
 
 
 def _same_word(word: str, label_word: str, lower_label: bool = False) -> bool:
@@ -26,8 +28,15 @@ def _same_word(word: str, label_word: str, lower_label: bool = False) -> bool:
     short, long_ = sorted((word, label_word), key=len)
     if len(short) >= 4 and short.isalpha() and long_.startswith(short) and len(long_) - len(short) <= 7:
         return True
-    if lower_label and label_word == short and 3 <= len(short) <= 5 and short.isalpha() and len(long_) >= len(short) + 2 \
-            and short[0] == long_[0] and short not in long_:
+    if (
+        lower_label
+        and label_word == short
+        and 3 <= len(short) <= 5
+        and short.isalpha()
+        and len(long_) >= len(short) + 2
+        and short[0] == long_[0]
+        and short not in long_
+    ):
         it = iter(long_)
         return all(ch in it for ch in short)  # letters in order: "ctrl" in "control"
     return False
@@ -85,17 +94,17 @@ def find_label_mentions(text: str, columns: dict[str, list[str]], max_words: int
     taken = [False] * len(toks)
     for n in range(min(max_words, len(toks)), 0, -1):
         for i in range(len(toks) - n + 1):
-            if any(taken[i:i + n]):
+            if any(taken[i : i + n]):
                 continue
-            span = toks[i:i + n]
-            phrase = text[span[0][0]:span[-1][1]]
+            span = toks[i : i + n]
+            phrase = text[span[0][0] : span[-1][1]]
             if not _plausible(phrase, toks, i + n):
                 continue
             for col, vals in columns.items():
                 hit = match_labels(phrase, vals)
                 if hit:
                     found.append(LabelMention(span[0][0], span[-1][1], phrase, col, tuple(hit)))
-                    taken[i:i + n] = [True] * n
+                    taken[i : i + n] = [True] * n
                     break
     return sorted(found, key=lambda m: m.start)
 

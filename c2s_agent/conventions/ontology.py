@@ -13,30 +13,81 @@ import re
 from dataclasses import dataclass
 
 #: Words that say "a kind of cell" and nothing more.
-GENERIC = frozenset({"cell", "cells", "type", "types", "population", "populations", "lineage", "subset",
-                     "subsets", "subtype", "subtypes", "like", "positive"})
+GENERIC = frozenset(
+    {
+        "cell",
+        "cells",
+        "type",
+        "types",
+        "population",
+        "populations",
+        "lineage",
+        "subset",
+        "subsets",
+        "subtype",
+        "subtypes",
+        "like",
+        "positive",
+    }
+)
 
 #: Shorthand in labels and questions -> CL id. Checked in order; each rule is a set of words that must all occur.
-SHORTHAND: tuple[tuple[frozenset[str], str], ...] = tuple((frozenset(w.split()), cl) for w, cl in (
-    ("treg", "CL:0000815"), ("t reg", "CL:0000815"), ("regulatory t", "CL:0000815"), ("cd25 t", "CL:0000815"),
-    ("pdc", "CL:0000784"), ("plasmacytoid", "CL:0000784"),
-    ("cd14 mono", "CL:0001054"), ("cd14 monocyte", "CL:0001054"), ("classical monocyte", "CL:0000860"),
-    ("cd16 mono", "CL:0002396"), ("cd16 monocyte", "CL:0002396"), ("fcgr3a monocyte", "CL:0002396"),
-    ("fcgr3a mono", "CL:0002396"), ("non classical monocyte", "CL:0000875"), ("mono", "CL:0000576"),
-    ("monocyte", "CL:0000576"),
-    ("cd4", "CL:0000624"), ("cd8", "CL:0000625"), ("cytotoxic t", "CL:0000910"), ("cd3", "CL:0000084"),
-    ("t", "CL:0000084"),
-    ("nk", "CL:0000623"), ("cd56", "CL:0000623"), ("natural killer", "CL:0000623"),
-    ("plasma", "CL:0000786"), ("plasmablast", "CL:0000980"), ("cd19", "CL:0000236"), ("cd20", "CL:0000236"),
-    ("b", "CL:0000236"),
-    ("dc", "CL:0000451"), ("dendritic", "CL:0000451"), ("mdc", "CL:0000451"), ("cdc", "CL:0000451"),
-    ("mk", "CL:0000556"), ("megakaryocyte", "CL:0000556"), ("platelet", "CL:0000233"),
-    ("eryth", "CL:0000232"), ("erythrocyte", "CL:0000232"), ("erythroid", "CL:0000764"), ("rbc", "CL:0000232"),
-    ("cd34", "CL:0000837"), ("hsc", "CL:0000037"), ("hspc", "CL:0000837"), ("progenitor", "CL:0011026"),
-    ("macrophage", "CL:0000235"), ("neutrophil", "CL:0000775"), ("mast", "CL:0000097"),
-    ("granulocyte", "CL:0000094"), ("lymphocyte", "CL:0000542"), ("myeloid", "CL:0000763"),
-    ("leukocyte", "CL:0000738"),
-))
+SHORTHAND: tuple[tuple[frozenset[str], str], ...] = tuple(
+    (frozenset(w.split()), cl)
+    for w, cl in (
+        ("treg", "CL:0000815"),
+        ("t reg", "CL:0000815"),
+        ("regulatory t", "CL:0000815"),
+        ("cd25 t", "CL:0000815"),
+        ("pdc", "CL:0000784"),
+        ("plasmacytoid", "CL:0000784"),
+        ("cd14 mono", "CL:0001054"),
+        ("cd14 monocyte", "CL:0001054"),
+        ("classical monocyte", "CL:0000860"),
+        ("cd16 mono", "CL:0002396"),
+        ("cd16 monocyte", "CL:0002396"),
+        ("fcgr3a monocyte", "CL:0002396"),
+        ("fcgr3a mono", "CL:0002396"),
+        ("non classical monocyte", "CL:0000875"),
+        ("mono", "CL:0000576"),
+        ("monocyte", "CL:0000576"),
+        ("cd4", "CL:0000624"),
+        ("cd8", "CL:0000625"),
+        ("cytotoxic t", "CL:0000910"),
+        ("cd3", "CL:0000084"),
+        ("t", "CL:0000084"),
+        ("nk", "CL:0000623"),
+        ("cd56", "CL:0000623"),
+        ("natural killer", "CL:0000623"),
+        ("plasma", "CL:0000786"),
+        ("plasmablast", "CL:0000980"),
+        ("cd19", "CL:0000236"),
+        ("cd20", "CL:0000236"),
+        ("b", "CL:0000236"),
+        ("dc", "CL:0000451"),
+        ("dendritic", "CL:0000451"),
+        ("mdc", "CL:0000451"),
+        ("cdc", "CL:0000451"),
+        ("mk", "CL:0000556"),
+        ("megakaryocyte", "CL:0000556"),
+        ("platelet", "CL:0000233"),
+        ("eryth", "CL:0000232"),
+        ("erythrocyte", "CL:0000232"),
+        ("erythroid", "CL:0000764"),
+        ("rbc", "CL:0000232"),
+        ("cd34", "CL:0000837"),
+        ("hsc", "CL:0000037"),
+        ("hspc", "CL:0000837"),
+        ("progenitor", "CL:0011026"),
+        ("macrophage", "CL:0000235"),
+        ("neutrophil", "CL:0000775"),
+        ("mast", "CL:0000097"),
+        ("granulocyte", "CL:0000094"),
+        ("lymphocyte", "CL:0000542"),
+        ("myeloid", "CL:0000763"),
+        ("leukocyte", "CL:0000738"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -80,9 +131,17 @@ def terms() -> dict[str, Term]:
 
     path = next(iter(sorted((bundled("knowledge") / "ontology").glob("cl_ontology_*.json"))))
     raw = json.loads(path.read_text())
-    return {cl: Term(cl, t["label"], tuple(t.get("synonyms") or ()), frozenset(t.get("ancestors") or ()),
-                     t.get("description") or "")
-            for cl, t in raw.items() if cl.startswith("CL:") and not t.get("deprecated") and t.get("label")}
+    return {
+        cl: Term(
+            cl,
+            t["label"],
+            tuple(t.get("synonyms") or ()),
+            frozenset(t.get("ancestors") or ()),
+            t.get("description") or "",
+        )
+        for cl, t in raw.items()
+        if cl.startswith("CL:") and not t.get("deprecated") and t.get("label")
+    }
 
 
 @functools.cache
@@ -99,8 +158,10 @@ def _names() -> dict[str, str]:
 
 
 #: Words that qualify a cell type without changing which term it falls under.
-MODIFIERS = frozenset("activated resting naive memory effector mature immature classical cytotoxic helper "
-                      "circulating tissue resident proliferating cycling".split())
+MODIFIERS = frozenset(
+    "activated resting naive memory effector mature immature classical cytotoxic helper "
+    "circulating tissue resident proliferating cycling".split()
+)
 _SHORT_WORDS = frozenset(w for need, _ in SHORTHAND for w in need)
 
 

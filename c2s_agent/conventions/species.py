@@ -9,8 +9,10 @@ from dataclasses import dataclass
 HUMAN, MOUSE = "Homo sapiens", "Mus musculus"
 ENSEMBL = ((re.compile(r"^ENSMUSG\d"), MOUSE), (re.compile(r"^ENSG\d"), HUMAN))
 #: How knowledge and models built on human gene symbols read mouse symbols.
-ORTHOLOGY_NOTE = ("mouse gene symbols are matched to human ones by upper-casing (Cd52 -> CD52), an approximation "
-                  "that holds for most one-to-one orthologues, not an orthology table")
+ORTHOLOGY_NOTE = (
+    "mouse gene symbols are matched to human ones by upper-casing (Cd52 -> CD52), an approximation "
+    "that holds for most one-to-one orthologues, not an orthology table"
+)
 
 
 @dataclass(frozen=True)

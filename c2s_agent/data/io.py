@@ -40,14 +40,19 @@ def read(path: str | Path, backed: bool = False):
     if path.is_dir():
         raise InputError(path, "is a directory, not an .h5ad file", "give the path of an .h5ad file")
     if not h5py.is_hdf5(path):
-        raise InputError(path, "is not an HDF5/.h5ad file", "convert it with anndata (e.g. sc.read_10x_mtx(...).write_h5ad(...))")
+        raise InputError(
+            path, "is not an HDF5/.h5ad file", "convert it with anndata (e.g. sc.read_10x_mtx(...).write_h5ad(...))"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             adata = ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as exc:  # noqa: BLE001 - any h5py/anndata failure means the file is unusable
-        raise InputError(path, f"could not be read as AnnData ({type(exc).__name__}: {str(exc)[:200]})",
-                         "the file is truncated or not written by anndata; re-export it with adata.write_h5ad()") from None
+        raise InputError(
+            path,
+            f"could not be read as AnnData ({type(exc).__name__}: {str(exc)[:200]})",
+            "the file is truncated or not written by anndata; re-export it with adata.write_h5ad()",
+        ) from None
     if adata.n_obs == 0:
         raise InputError(path, "has zero cells", "give a dataset with at least one cell")
     if adata.n_vars == 0:
@@ -90,8 +95,9 @@ def _matrix(adata, source: str):
         return adata.X, adata.var_names
     if source in adata.layers:
         return adata.layers[source], adata.var_names
-    raise InputError(source, "is not 'X', 'raw' or a layer of this dataset",
-                     f"choose one of {['X', 'raw', *adata.layers.keys()]}")
+    raise InputError(
+        source, "is not 'X', 'raw' or a layer of this dataset", f"choose one of {['X', 'raw', *adata.layers.keys()]}"
+    )
 
 
 def _sample_rows(X, n: int = 500, seed: int = 0):
@@ -117,14 +123,23 @@ def inspect(adata, source: str = "X") -> DataReport:
     if block.nnz == 0 and sp.issparse(X) and X.nnz:  # sparse in memory, sample all empty: look at cells with data
         block = _sample_rows(X[np.flatnonzero(np.diff(X.tocsr().indptr))])
     vals = block.data
-    report = DataReport(source=source, n_cells=adata.n_obs, n_genes=len(var_names), kind="counts",
-                        gene_ids="symbols", sampled_cells=block.shape[0])
+    report = DataReport(
+        source=source,
+        n_cells=adata.n_obs,
+        n_genes=len(var_names),
+        kind="counts",
+        gene_ids="symbols",
+        sampled_cells=block.shape[0],
+    )
     report.nonzero_fraction = float(block.nnz / max(1, block.shape[0] * block.shape[1]))
     report.n_empty_cells_in_sample = int((np.diff(block.indptr) == 0).sum())
     if not np.isfinite(vals).all():
         bad = int((~np.isfinite(vals)).sum())
-        raise InputError(source, f"holds {bad} NaN or infinite values in the first sampled cells",
-                         "remove or impute them (e.g. np.nan_to_num) before converting")
+        raise InputError(
+            source,
+            f"holds {bad} NaN or infinite values in the first sampled cells",
+            "remove or impute them (e.g. np.nan_to_num) before converting",
+        )
     if vals.size == 0:
         report.kind = "empty"
     elif (vals < 0).any():
@@ -173,8 +188,15 @@ def resolve(adata, source: Source | str = "auto") -> Matrix:
     """
     if INPUT in adata.uns and not adata.isbacked:
         done = adata.uns[INPUT]
-        report = DataReport(source="X", n_cells=adata.n_obs, n_genes=adata.n_vars, kind="log-normalised",
-                            gene_ids="symbols", log_base="e", notes=list(done.get("notes", [])))
+        report = DataReport(
+            source="X",
+            n_cells=adata.n_obs,
+            n_genes=adata.n_vars,
+            kind="log-normalised",
+            gene_ids="symbols",
+            log_base="e",
+            notes=list(done.get("notes", [])),
+        )
         return Matrix(adata.X, adata.var, adata.var_names, report, done.get("gene_names", "var_names"), True)
     sources = ["X", "raw"] if source == "auto" else [source]
     if source == "auto" and adata.raw is None:
@@ -187,26 +209,40 @@ def resolve(adata, source: Source | str = "auto") -> Matrix:
             break
     else:
         report = reports[0]
-        hint = "use the .raw matrix or a counts layer (source='raw' or a layer name)" if report.kind == "scaled" \
+        hint = (
+            "use the .raw matrix or a counts layer (source='raw' or a layer name)"
+            if report.kind == "scaled"
             else "give a matrix with expression values"
+        )
         if report.kind == "scaled":
-            raise InputError(report.source, "holds scaled values (negative entries): cell sentences need expression "
-                             "levels, not z-scores", hint)
+            raise InputError(
+                report.source,
+                "holds scaled values (negative entries): cell sentences need expression levels, not z-scores",
+                hint,
+            )
         raise InputError(report.source, "holds no non-zero values in the sampled cells", hint)
     if report.n_duplicated_genes:
-        raise InputError(f"{report.source} gene names", f"{report.n_duplicated_genes} gene names are duplicated",
-                         "make them unique (adata.var_names_make_unique()) or aggregate the duplicates")
+        raise InputError(
+            f"{report.source} gene names",
+            f"{report.n_duplicated_genes} gene names are duplicated",
+            "make them unique (adata.var_names_make_unique()) or aggregate the duplicates",
+        )
     X, var_names = _matrix(adata, report.source)
     var = adata.raw.var if report.source == "raw" else adata.var
     if report.gene_ids == "ensembl" and report.symbol_column:
         symbols = var[report.symbol_column].astype(str)
         if symbols.duplicated().any():
-            raise InputError(f"var[{report.symbol_column!r}]", "maps several Ensembl IDs to the same gene symbol",
-                             "aggregate the duplicates or make the symbols unique before converting")
+            raise InputError(
+                f"var[{report.symbol_column!r}]",
+                "maps several Ensembl IDs to the same gene symbol",
+                "aggregate the duplicates or make the symbols unique before converting",
+            )
         return Matrix(X, var, pd.Index(symbols.values), report, f"symbols from var[{report.symbol_column!r}]")
     if report.gene_ids == "ensembl":
-        report.notes.append("gene ids are Ensembl IDs and no symbol column was found: models trained on symbols "
-                            "(all released C2S models and the embedded one) will not recognise them")
+        report.notes.append(
+            "gene ids are Ensembl IDs and no symbol column was found: models trained on symbols "
+            "(all released C2S models and the embedded one) will not recognise them"
+        )
     return Matrix(X, var, var_names, report)
 
 
@@ -225,12 +261,15 @@ def empty_cells(X: sp.csr_matrix, source: str, drop_empty: bool) -> np.ndarray:
     empty = np.diff(X.indptr) == 0
     if empty.any():
         if empty.all():
-            raise InputError(source, "every cell is empty (no non-zero values)",
-                             "check that the right matrix was chosen")
+            raise InputError(
+                source, "every cell is empty (no non-zero values)", "check that the right matrix was chosen"
+            )
         if not drop_empty:
-            raise InputError(source, f"{int(empty.sum())} cells have no expressed genes",
-                             "filter them (sc.pp.filter_cells(adata, min_genes=1)) "
-                             "or pass drop_empty=True / --drop-empty")
+            raise InputError(
+                source,
+                f"{int(empty.sum())} cells have no expressed genes",
+                "filter them (sc.pp.filter_cells(adata, min_genes=1)) or pass drop_empty=True / --drop-empty",
+            )
     return empty
 
 
@@ -246,8 +285,11 @@ def prepare(adata, source: Source | str = "auto", drop_empty: bool = False, copy
     X = csr32(m.X)
     X = X.copy() if X is m.X else X  # normalised in place below: never the caller's matrix
     if not np.isfinite(X.data).all():  # the sample in inspect() may have missed them
-        raise InputError(report.source, f"holds {int((~np.isfinite(X.data)).sum())} NaN or infinite values",
-                         "remove or impute them (e.g. np.nan_to_num) before converting")
+        raise InputError(
+            report.source,
+            f"holds {int((~np.isfinite(X.data)).sum())} NaN or infinite values",
+            "remove or impute them (e.g. np.nan_to_num) before converting",
+        )
     if report.kind == "counts" and X.data.size and X.data.min() < 0:
         raise InputError(report.source, "holds negative counts", "check the matrix; counts must be >= 0")
     out = ad.AnnData(X=X, obs=adata.obs.copy() if copy else adata.obs, var=m.var.copy())
@@ -266,9 +308,16 @@ def prepare(adata, source: Source | str = "auto", drop_empty: bool = False, copy
 def input_record(m: Matrix, dropped_empty: int) -> dict:
     """What was read and how it is normalised: ``uns["c2s_input"]`` of :func:`prepare`."""
     report = m.report
-    return {"source": report.source, "detected": report.kind, "steps": normalisation_steps(report), "log_base": "e",
-            "target_sum": TARGET_SUM if report.kind == "counts" else None, "dropped_empty_cells": dropped_empty,
-            "gene_names": m.gene_names, "notes": list(report.notes)}
+    return {
+        "source": report.source,
+        "detected": report.kind,
+        "steps": normalisation_steps(report),
+        "log_base": "e",
+        "target_sum": TARGET_SUM if report.kind == "counts" else None,
+        "dropped_empty_cells": dropped_empty,
+        "gene_names": m.gene_names,
+        "notes": list(report.notes),
+    }
 
 
 def normalisation_steps(report: DataReport) -> list[str]:

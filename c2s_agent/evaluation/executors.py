@@ -59,8 +59,14 @@ def run_shard(cell, items: list[dict], settings, threads: int) -> tuple[list[dic
         return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0, worker
 
 
-def execute(executor: str, shards: list[Shard], settings, threads: int = 1, address: str | None = None,
-            num_cpus: int | None = None) -> Iterator[ShardResult]:
+def execute(
+    executor: str,
+    shards: list[Shard],
+    settings,
+    threads: int = 1,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> Iterator[ShardResult]:
     """Yield each shard's results as soon as it finishes."""
     if executor == "local":
         for shard in shards:

@@ -32,8 +32,12 @@ def code_version() -> dict:
     out = {"package": pkg, "git": None, "tree": None}
     if (root / ".git").exists():
         try:
-            got = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD", "HEAD:c2s_agent", "HEAD:plugins"],
-                                 capture_output=True, text=True, timeout=10).stdout.split()
+            got = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD", "HEAD:c2s_agent", "HEAD:plugins"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.split()
             if len(got) == 3:
                 out.update(git=got[0], tree=f"{got[1][:12]}-{got[2][:12]}")
         except (OSError, subprocess.SubprocessError):
@@ -52,8 +56,9 @@ def model_fingerprint(model: str, settings) -> str | None:
     path = Path(target)
     if not path.is_dir():
         return f"{backend}:{target}"
-    files = sorted((p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in path.rglob("*") if p.is_file())
+    files = sorted(
+        (p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file()
+    )
     return f"{backend}:{content_hash(files)[:16]}"
 
 
@@ -71,11 +76,19 @@ def dataset_fingerprint(dataset: str) -> str | None:
 
 def row_key(cell, item_id: str, adapter_hash: str, fingerprint: str | None = None) -> str:
     """Content hash of (task, item, dataset, model and its fingerprint, prompt set, config, code version)."""
-    return content_hash({"task": cell.task, "item": item_id, "dataset": cell.dataset,
-                         "dataset_fingerprint": dataset_fingerprint(cell.dataset), "model": cell.model,
-                         "model_fingerprint": fingerprint, "prompt_set": cell.prompt_set, "config": cell.params,
-                         "code": {"package": code_version()["package"], "tree": code_version()["tree"],
-                                  "adapter": adapter_hash}})
+    return content_hash(
+        {
+            "task": cell.task,
+            "item": item_id,
+            "dataset": cell.dataset,
+            "dataset_fingerprint": dataset_fingerprint(cell.dataset),
+            "model": cell.model,
+            "model_fingerprint": fingerprint,
+            "prompt_set": cell.prompt_set,
+            "config": cell.params,
+            "code": {"package": code_version()["package"], "tree": code_version()["tree"], "adapter": adapter_hash},
+        }
+    )
 
 
 def run_dir_for(settings, suite_name: str, out: str | Path | None = None, run_id: str | None = None) -> Path:
@@ -96,9 +109,18 @@ class RunResult:
     errors: list[str] = field(default_factory=list)
 
 
-def run_suite(suite: Suite, settings, out: str | Path | None = None, run_id: str | None = None,
-              executor: str = "local", rerun: bool = False, threads: int = 1, address: str | None = None,
-              num_cpus: int | None = None, progress: bool = True) -> RunResult:
+def run_suite(
+    suite: Suite,
+    settings,
+    out: str | Path | None = None,
+    run_id: str | None = None,
+    executor: str = "local",
+    rerun: bool = False,
+    threads: int = 1,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+) -> RunResult:
     """Run every cell of ``suite``; results go to ``out`` (default ``runs_dir/evals/<run_id or suite name>``)."""
     from .tasks import get_task
 
@@ -107,8 +129,13 @@ def run_suite(suite: Suite, settings, out: str | Path | None = None, run_id: str
     if threads < 1:
         raise InputError("threads", f"must be >= 1 (got {threads})", "use 1 thread per worker, or more")
     t0 = time.perf_counter()
-    settings = settings.model_copy(update={"threads": threads, "runs_dir": Path(settings.runs_dir).resolve(),
-                                           "cache_dir": Path(settings.cache_dir).resolve()})
+    settings = settings.model_copy(
+        update={
+            "threads": threads,
+            "runs_dir": Path(settings.runs_dir).resolve(),
+            "cache_dir": Path(settings.cache_dir).resolve(),
+        }
+    )
     run_dir = run_dir_for(settings, suite.name, out, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     store = Store(run_dir / "results.sqlite")
@@ -128,12 +155,15 @@ def run_suite(suite: Suite, settings, out: str | Path | None = None, run_id: str
         n_items += len(items)
         n_cached += len(items) - len(todo)
         for i in range(0, len(todo), task.shard_size):
-            part = todo[i:i + task.shard_size]
+            part = todo[i : i + task.shard_size]
             shards.append(Shard(cell, [it for it, _ in part], [k for _, k in part]))
     n_todo = sum(len(s.items) for s in shards)
     errors: list[str] = []
-    _say(progress, f"{suite.name}: {len(cells)} cells, {n_items} items ({n_cached} cached, {n_todo} to run) "
-                   f"on the {executor} executor -> {run_dir}")
+    _say(
+        progress,
+        f"{suite.name}: {len(cells)} cells, {n_items} items ({n_cached} cached, {n_todo} to run) "
+        f"on the {executor} executor -> {run_dir}",
+    )
     if shards:
         with _progress(progress) as bar:
             job = bar.add_task("evaluating", total=n_todo)
@@ -141,15 +171,28 @@ def run_suite(suite: Suite, settings, out: str | Path | None = None, run_id: str
                 sh = res.shard
                 for n, (it, key) in enumerate(zip(sh.items, sh.keys)):
                     result = res.results[n] if res.results is not None else None
-                    store.write(key, sh.cell.id, sh.cell.task, it["id"], result, res.error,
-                                res.seconds / len(sh.items), res.worker)
+                    store.write(
+                        key,
+                        sh.cell.id,
+                        sh.cell.task,
+                        it["id"],
+                        result,
+                        res.error,
+                        res.seconds / len(sh.items),
+                        res.worker,
+                    )
                 if res.error:
                     errors.append(f"{sh.cell.label} {[it['id'] for it in sh.items][:3]}: {res.error}")
                 bar.update(job, advance=len(sh.items), description=sh.cell.label)
     summary = summarise(suite, plan, store, executor)
     seconds = time.perf_counter() - t0
-    summary["timing"] = {"seconds": round(seconds, 3), "items": n_items, "cached": n_cached, "run": n_todo,
-                         "errors": len(errors)}
+    summary["timing"] = {
+        "seconds": round(seconds, 3),
+        "items": n_items,
+        "cached": n_cached,
+        "run": n_todo,
+        "errors": len(errors),
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     _write_manifest(run_dir, suite, executor, threads, summary["timing"])
     store.close()
@@ -164,8 +207,15 @@ def summarise(suite: Suite, plan, store: Store, executor: str) -> dict:
     for cell, item_ids, keys in plan:
         task = get_task(cell.task)
         found = store.results(keys)
-        entry = {"cell_id": cell.id, "label": cell.label, "spec": cell.model_dump(), "n_items": len(keys),
-                 "n_done": len(found), "metrics": {}, "better": task.better}
+        entry = {
+            "cell_id": cell.id,
+            "label": cell.label,
+            "spec": cell.model_dump(),
+            "n_items": len(keys),
+            "n_done": len(found),
+            "metrics": {},
+            "better": task.better,
+        }
         if len(found) == len(keys):
             try:
                 entry["metrics"] = task.summarise(cell, [found[k] for k in keys])
@@ -174,19 +224,37 @@ def summarise(suite: Suite, plan, store: Store, executor: str) -> dict:
         else:
             entry["error"] = f"{len(keys) - len(found)} of {len(keys)} items failed or are missing"
         cells.append(entry)
-    return {"suite": suite.name, "description": suite.description, "executor": executor, "code": code_version(),
-            "cells": cells}
+    return {
+        "suite": suite.name,
+        "description": suite.description,
+        "executor": executor,
+        "code": code_version(),
+        "cells": cells,
+    }
 
 
 def _write_manifest(run_dir: Path, suite: Suite, executor: str, threads: int, timing: dict) -> None:
     path = run_dir / "manifest.json"
     manifest = json.loads(path.read_text()) if path.exists() else {"format": "c2s-agent-eval-run/1", "history": []}
     text = suite.path.read_text() if suite.path else json.dumps(suite.model_dump(), default=str)
-    manifest.update({"suite": suite.name, "suite_path": str(suite.path) if suite.path else None,
-                     "suite_sha256": content_hash(text), "code": code_version(), "python": platform.python_version(),
-                     "results": "results.sqlite"})
-    manifest["history"].append({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                "executor": executor, "threads": threads, **timing})
+    manifest.update(
+        {
+            "suite": suite.name,
+            "suite_path": str(suite.path) if suite.path else None,
+            "suite_sha256": content_hash(text),
+            "code": code_version(),
+            "python": platform.python_version(),
+            "results": "results.sqlite",
+        }
+    )
+    manifest["history"].append(
+        {
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "executor": executor,
+            "threads": threads,
+            **timing,
+        }
+    )
     if suite.path:
         (run_dir / "suite.yaml").write_text(text)
     path.write_text(json.dumps(manifest, indent=1))
@@ -198,11 +266,25 @@ def _say(progress: bool, text: str) -> None:
 
 
 def _progress(show: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=_console(), disable=not show)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=_console(),
+        disable=not show,
+    )
 
 
 @lru_cache(maxsize=1)

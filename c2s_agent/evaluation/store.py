@@ -38,39 +38,63 @@ class Store:
 
     def add_cell(self, cell) -> None:
         with self.db:
-            self.db.execute("INSERT OR IGNORE INTO cells VALUES (?, ?, ?)",
-                            (cell.id, cell.label, json.dumps(cell.model_dump(), sort_keys=True)))
+            self.db.execute(
+                "INSERT OR IGNORE INTO cells VALUES (?, ?, ?)",
+                (cell.id, cell.label, json.dumps(cell.model_dump(), sort_keys=True)),
+            )
 
     def done_keys(self, keys: list[str]) -> set[str]:
         """Keys among ``keys`` that already have a successful row."""
         out: set[str] = set()
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             q = f"SELECT key FROM rows WHERE status = 'ok' AND key IN ({','.join('?' * len(chunk))})"
             out.update(k for (k,) in self.db.execute(q, chunk))
         return out
 
-    def write(self, key: str, cell_id: str, task: str, item: str, result: dict | None, error: str | None,
-              seconds: float, worker: str) -> None:
+    def write(
+        self,
+        key: str,
+        cell_id: str,
+        task: str,
+        item: str,
+        result: dict | None,
+        error: str | None,
+        seconds: float,
+        worker: str,
+    ) -> None:
         """Commit one row (a failed item is stored with its error and retried by the next run)."""
         status = "ok" if error is None else "error"
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (key, cell_id, task, item, status,
-                             None if result is None else json.dumps(result, sort_keys=True, separators=(",", ":")),
-                             error, seconds, worker, time.time()))
+            self.db.execute(
+                "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    cell_id,
+                    task,
+                    item,
+                    status,
+                    None if result is None else json.dumps(result, sort_keys=True, separators=(",", ":")),
+                    error,
+                    seconds,
+                    worker,
+                    time.time(),
+                ),
+            )
 
     def results(self, keys: list[str]) -> dict[str, dict]:
         """Successful results by key."""
         out: dict[str, dict] = {}
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             q = f"SELECT key, result FROM rows WHERE status = 'ok' AND key IN ({','.join('?' * len(chunk))})"
             out.update({k: json.loads(r) for k, r in self.db.execute(q, chunk)})
         return out
 
     def rows(self) -> list[dict]:
-        cur = self.db.execute("SELECT key, cell_id, task, item, status, result, error, seconds, worker, finished_at FROM rows")
+        cur = self.db.execute(
+            "SELECT key, cell_id, task, item, status, result, error, seconds, worker, finished_at FROM rows"
+        )
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, r)) for r in cur]
 

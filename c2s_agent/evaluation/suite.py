@@ -66,12 +66,15 @@ class Suite(BaseModel):
         for spec in self.tasks:
             task = get_task(spec.task, settings)
             params = task.check_params(spec.params, self.path)
-            axes = [spec.datasets or self.matrix.datasets if task.uses_dataset else [NOT_USED],
-                    spec.models or self.matrix.models if task.uses_model else [NOT_USED],
-                    (spec.prompt_sets or self.matrix.prompt_sets) if task.uses_model else [NOT_USED]]
+            axes = [
+                spec.datasets or self.matrix.datasets if task.uses_dataset else [NOT_USED],
+                spec.models or self.matrix.models if task.uses_model else [NOT_USED],
+                (spec.prompt_sets or self.matrix.prompt_sets) if task.uses_model else [NOT_USED],
+            ]
             for dataset, model, prompt_set in itertools.product(*axes):
-                cell = Cell(task=spec.task, dataset=dataset, model=model, prompt_set=prompt_set or "default",
-                            params=params)
+                cell = Cell(
+                    task=spec.task, dataset=dataset, model=model, prompt_set=prompt_set or "default", params=params
+                )
                 if cell not in out:
                     out.append(cell)
         return out
@@ -107,7 +110,9 @@ def load_suite(path: str | Path) -> Suite:
     if not path.exists() and (bundled("evals") / "suites" / f"{path}.yaml").exists():
         path = bundled("evals") / "suites" / f"{path}.yaml"
     if not path.exists():
-        raise InputError(path, "no such suite file", "pass a YAML suite such as evals/suites/bundled.yaml, or 'bundled'")
+        raise InputError(
+            path, "no such suite file", "pass a YAML suite such as evals/suites/bundled.yaml, or 'bundled'"
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

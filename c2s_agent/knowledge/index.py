@@ -129,17 +129,23 @@ def _load_sources(sources: dict[str, Source], paths: dict[str, Path], progress: 
             except InputError:
                 raise  # already names the input and the fix
             except Exception as exc:  # noqa: BLE001 - a broken source is named, not a bare traceback
-                raise InputError(f"knowledge source {name!r}", f"failed to load ({type(exc).__name__}: {exc})",
-                                 "fix or remove the source's files, or disable its plugin") from exc
+                raise InputError(
+                    f"knowledge source {name!r}",
+                    f"failed to load ({type(exc).__name__}: {exc})",
+                    "fix or remove the source's files, or disable its plugin",
+                ) from exc
             files = [override] if override else src.files
-            entries[name] = {"plugin": src.plugin, "n_records": len(records) - n0, "override": bool(override),
-                             "files": [_file_entry(Path(f)) for f in files if Path(f).is_file()]}
+            entries[name] = {
+                "plugin": src.plugin,
+                "n_records": len(records) - n0,
+                "override": bool(override),
+                "files": [_file_entry(Path(f)) for f in files if Path(f).is_file()],
+            }
             bar.advance(task)
     return list({r.id: r for r in records}.values()), entries
 
 
-def _write_index(folder: Path, records: list[Record], settings, progress: bool, flat_max: int,
-                 batch_size: int) -> dict:
+def _write_index(folder: Path, records: list[Record], settings, progress: bool, flat_max: int, batch_size: int) -> dict:
     """Embed the semantic records into a FAISS index (flat, or HNSW past ``flat_max``) in ``folder``."""
     import faiss
 
@@ -147,8 +153,9 @@ def _write_index(folder: Path, records: list[Record], settings, progress: bool, 
 
     sem_rows = np.array([i for i, r in enumerate(records) if r.semantic], dtype=np.int64)
     t0 = time.perf_counter()
-    vecs = Embedder(threads=settings.threads).encode([records[i].text for i in sem_rows], batch_size=batch_size,
-                                                     progress=progress)
+    vecs = Embedder(threads=settings.threads).encode(
+        [records[i].text for i in sem_rows], batch_size=batch_size, progress=progress
+    )
     seconds = time.perf_counter() - t0
     if len(sem_rows) > flat_max:
         index, index_type = faiss.IndexHNSWFlat(vecs.shape[1], 32, faiss.METRIC_INNER_PRODUCT), "HNSW32"
@@ -158,12 +165,22 @@ def _write_index(folder: Path, records: list[Record], settings, progress: bool, 
     index.add(vecs)
     faiss.write_index(index, str(folder / "index.faiss"))
     np.save(folder / "sem_rows.npy", sem_rows)
-    return {"n_semantic": int(len(sem_rows)), "index_type": index_type, "dim": int(vecs.shape[1]),
-            "embed_seconds": round(seconds, 2)}
+    return {
+        "n_semantic": int(len(sem_rows)),
+        "index_type": index_type,
+        "dim": int(vecs.shape[1]),
+        "embed_seconds": round(seconds, 2),
+    }
 
 
-def build(settings, sources: dict[str, Source] | None = None, paths: dict[str, str | Path] | None = None,
-          progress: bool = True, flat_max: int = FLAT_MAX, batch_size: int = 64) -> dict:
+def build(
+    settings,
+    sources: dict[str, Source] | None = None,
+    paths: dict[str, str | Path] | None = None,
+    progress: bool = True,
+    flat_max: int = FLAT_MAX,
+    batch_size: int = 64,
+) -> dict:
     """Load every source, derive gene summaries, embed the semantic records and save store, index and manifest.
 
     ``paths`` replaces a source's bundled files with the user's own (e.g. a full CellPhoneDB release zip or a
@@ -179,8 +196,9 @@ def build(settings, sources: dict[str, Source] | None = None, paths: dict[str, s
     paths = {k: Path(v) for k, v in (paths or {}).items()}
     unknown = set(paths) - set(sources)
     if unknown:
-        raise InputError(f"source {sorted(unknown)[0]!r}", "is not a registered knowledge source",
-                         f"use one of {sorted(sources)}")
+        raise InputError(
+            f"source {sorted(unknown)[0]!r}", "is not a registered knowledge source", f"use one of {sorted(sources)}"
+        )
     records, entries = _load_sources(sources, paths, progress)
     gene_info_file = default_files()["gene_info"][0]
     gene_info = load_gene_info(gene_info_file)
@@ -192,10 +210,16 @@ def build(settings, sources: dict[str, Source] | None = None, paths: dict[str, s
     save_store(tmp, records, _aliases(records, gene_info))
     built = _write_index(tmp, records, settings, progress, flat_max, batch_size)
     manifest = {
-        "format": FORMAT, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": model_info(), "versions": _versions(), "sources": entries,
-        "gene_info": {"files": [_file_entry(gene_info_file)]}, "n_records": len(records), "n_summaries": len(summaries),
-        "kinds": {k: sum(r.kind == k for r in records) for k in sorted({r.kind for r in records})}, **built,
+        "format": FORMAT,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": model_info(),
+        "versions": _versions(),
+        "sources": entries,
+        "gene_info": {"files": [_file_entry(gene_info_file)]},
+        "n_records": len(records),
+        "n_summaries": len(summaries),
+        "kinds": {k: sum(r.kind == k for r in records) for k in sorted({r.kind for r in records})},
+        **built,
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
     manifest["bytes"] = sum(p.stat().st_size for p in tmp.iterdir())
@@ -235,8 +259,9 @@ def load(settings, progress: bool = True, rebuild: bool = True, sources: dict[st
     reasons = stale_reasons(settings, sources)
     if reasons:
         if not rebuild:
-            raise InputError(folder, f"knowledge index is not usable ({'; '.join(reasons)})",
-                             "run `c2s knowledge build`")
+            raise InputError(
+                folder, f"knowledge index is not usable ({'; '.join(reasons)})", "run `c2s knowledge build`"
+            )
         build(settings, sources=sources, progress=progress)
     kb = KnowledgeBase(folder, threads=settings.threads)
     _LOADED[str(folder)] = kb

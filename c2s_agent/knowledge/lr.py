@@ -23,20 +23,24 @@ PERM_BLOCK = 200
 
 def _groups(adata, groupby: str, values) -> list[str]:
     if groupby not in adata.obs.columns:
-        raise InputError(f"groupby {groupby!r}", "is not a column of adata.obs",
-                         f"use one of {list(adata.obs.columns)}")
+        raise InputError(
+            f"groupby {groupby!r}", "is not a column of adata.obs", f"use one of {list(adata.obs.columns)}"
+        )
     values = [values] if isinstance(values, str) else list(values)
     present = set(adata.obs[groupby].astype(str).unique())
     missing = [v for v in values if v not in present]
     if missing or not values:
-        raise InputError(f"group {missing[0] if missing else values!r}", f"is not a value of obs[{groupby!r}]",
-                         f"use one or more of {sorted(present)}")
+        raise InputError(
+            f"group {missing[0] if missing else values!r}",
+            f"is not a value of obs[{groupby!r}]",
+            f"use one or more of {sorted(present)}",
+        )
     return values
 
 
 def _interactions(var_names: pd.Index, path=None) -> pd.DataFrame:
     """CellPhoneDB interactions whose genes are all measured: partner A -> B, and B -> A for symmetric kinds."""
-    from .sources import cellphonedb_tables, _partner
+    from .sources import _partner, cellphonedb_tables
 
     inter, symbol, complexes = cellphonedb_tables(path)
     measured = set(var_names)
@@ -48,15 +52,26 @@ def _interactions(var_names: pd.Index, path=None) -> pd.DataFrame:
         rows.append((a, b, r.classification, r.directionality))
         if r.directionality != "Ligand-Receptor" and a != b:
             rows.append((b, a, r.classification, r.directionality))
-    return pd.DataFrame([{"ligand": a[0], "receptor": b[0], "ligand_genes": a[1], "receptor_genes": b[1],
-                          "classification": c, "directionality": d} for a, b, c, d in rows])
+    return pd.DataFrame(
+        [
+            {
+                "ligand": a[0],
+                "receptor": b[0],
+                "ligand_genes": a[1],
+                "receptor_genes": b[1],
+                "classification": c,
+                "directionality": d,
+            }
+            for a, b, c, d in rows
+        ]
+    )
 
 
 def subunit_matrix(partners: Sequence[tuple[str, ...]], gene_pos: dict[str, int]) -> np.ndarray:
     width = max(len(p) for p in partners)
     out = np.full((len(partners), width), -1, dtype=np.int64)
     for i, genes in enumerate(partners):
-        out[i, :len(genes)] = [gene_pos[g] for g in genes]
+        out[i, : len(genes)] = [gene_pos[g] for g in genes]
     return out
 
 
@@ -66,8 +81,16 @@ def complex_min(values: np.ndarray, sub: np.ndarray) -> np.ndarray:
     return padded[sub].min(axis=1)
 
 
-def _score_cells(X, is_src: np.ndarray, is_tgt: np.ndarray, lig_sub, rec_sub, n_perms: int,
-                 min_fraction: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _score_cells(
+    X,
+    is_src: np.ndarray,
+    is_tgt: np.ndarray,
+    lig_sub,
+    rec_sub,
+    n_perms: int,
+    min_fraction: float,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     n = X.shape[0]
     detected = (X > 0).astype(np.float32) if sp.issparse(X) else (X > 0).astype(np.float32)
     XT, DT = X.T.tocsr() if sp.issparse(X) else X.T, detected.T
@@ -93,8 +116,14 @@ def _score_cells(X, is_src: np.ndarray, is_tgt: np.ndarray, lig_sub, rec_sub, n_
         hits += (perm_score >= score[:, None]).sum(axis=1)
         done += k
     pvalue = np.where(expressed, hits / n_perms, 1.0)
-    return {"ligand_mean": lig_mean, "receptor_mean": rec_mean, "ligand_frac": lig_frac, "receptor_frac": rec_frac,
-            "score": score, "pvalue": pvalue}
+    return {
+        "ligand_mean": lig_mean,
+        "receptor_mean": rec_mean,
+        "ligand_frac": lig_frac,
+        "receptor_frac": rec_frac,
+        "score": score,
+        "pvalue": pvalue,
+    }
 
 
 def _conditions(adata, condition: str | None, condition_value: str | None) -> list[str | None]:
@@ -104,11 +133,14 @@ def _conditions(adata, condition: str | None, condition_value: str | None) -> li
             raise InputError("condition_value", "was given without a condition column", "also pass condition=COLUMN")
         return [None]
     if condition not in adata.obs.columns:
-        raise InputError(f"condition {condition!r}", "is not a column of adata.obs", f"use one of {list(adata.obs.columns)}")
+        raise InputError(
+            f"condition {condition!r}", "is not a column of adata.obs", f"use one of {list(adata.obs.columns)}"
+        )
     values = sorted(adata.obs[condition].astype(str).unique())
     if condition_value is not None and condition_value not in values:
-        raise InputError(f"condition_value {condition_value!r}", f"is not a value of obs[{condition!r}]",
-                         f"use one of {values}")
+        raise InputError(
+            f"condition_value {condition_value!r}", f"is not a value of obs[{condition!r}]", f"use one of {values}"
+        )
     return [condition_value] if condition_value is not None else values
 
 
@@ -122,8 +154,11 @@ def _expression(adata, keep: np.ndarray, cellphonedb_path):
         data = data[:, ~data.var_names.duplicated()]
     table = _interactions(data.var_names, cellphonedb_path)
     if table.empty:
-        raise InputError("adata.var_names", "contain no complete CellPhoneDB ligand-receptor pair",
-                         "use human gene symbols (e.g. IL6, CXCL10) as var_names")
+        raise InputError(
+            "adata.var_names",
+            "contain no complete CellPhoneDB ligand-receptor pair",
+            "use human gene symbols (e.g. IL6, CXCL10) as var_names",
+        )
     genes = sorted({g for col in ("ligand_genes", "receptor_genes") for t in table[col] for g in t})
     gene_pos = {g: i for i, g in enumerate(genes)}
     X = sp.csr_matrix(data[:, genes].X, dtype=np.float32)
@@ -138,14 +173,26 @@ def _ranked(frames: list[pd.DataFrame], by_condition: bool) -> pd.DataFrame:
     out["significant"] = (out.pvalue < 0.05) & (out.score > 0)
     by = [CONDITION] if by_condition else None
     ordered = out.sort_values(["significant", "score"], ascending=False)
-    out["rank"] = (ordered.groupby(by).cumcount() if by else pd.Series(np.arange(len(ordered)), index=ordered.index)) + 1
+    out["rank"] = (
+        ordered.groupby(by).cumcount() if by else pd.Series(np.arange(len(ordered)), index=ordered.index)
+    ) + 1
     return out.sort_values(([CONDITION] if by else []) + ["rank"]).reset_index(drop=True)
 
 
-def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], target: str | Sequence[str],
-                          condition: str | None = None, condition_value: str | None = None, n_perms: int = 1000,
-                          min_fraction: float = 0.1, seed: int = 0, key_added: str = "c2s_lr",
-                          background: str = "all", cellphonedb_path=None) -> pd.DataFrame:
+def score_ligand_receptor(
+    adata,
+    groupby: str,
+    source: str | Sequence[str],
+    target: str | Sequence[str],
+    condition: str | None = None,
+    condition_value: str | None = None,
+    n_perms: int = 1000,
+    min_fraction: float = 0.1,
+    seed: int = 0,
+    key_added: str = "c2s_lr",
+    background: str = "all",
+    cellphonedb_path=None,
+) -> pd.DataFrame:
     """Score ligand (source group) -> receptor (target group) pairs; results also go to ``adata.uns[key_added]``.
 
     ``source``/``target`` are one or several values of ``obs[groupby]``. With ``condition`` the cells are
@@ -172,12 +219,18 @@ def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], targ
     frames = []
     g_keep = groups[keep].to_numpy()
     for cond in conditions:
-        cells = np.ones(len(g_keep), dtype=bool) if cond is None else \
-            (adata.obs[condition].astype(str)[keep] == cond).to_numpy()
+        cells = (
+            np.ones(len(g_keep), dtype=bool)
+            if cond is None
+            else (adata.obs[condition].astype(str)[keep] == cond).to_numpy()
+        )
         is_src, is_tgt = np.isin(g_keep[cells], src), np.isin(g_keep[cells], tgt)
         if not is_src.any() or not is_tgt.any():
-            raise InputError(f"condition {cond!r}", "has no cells of the source or the target group",
-                             "choose groups present in every condition, or pass condition_value")
+            raise InputError(
+                f"condition {cond!r}",
+                "has no cells of the source or the target group",
+                "choose groups present in every condition, or pass condition_value",
+            )
         Xc = X[cells]
         Xc = Xc.toarray() if Xc.shape[0] * Xc.shape[1] <= 20_000_000 else Xc
         frame = table.copy().assign(**_score_cells(Xc, is_src, is_tgt, lig_sub, rec_sub, n_perms, min_fraction, rng))
@@ -186,10 +239,20 @@ def score_ligand_receptor(adata, groupby: str, source: str | Sequence[str], targ
             frame.insert(0, CONDITION, cond)
         frames.append(frame)
     out = _ranked(frames, condition is not None)
-    adata.uns[key_added] = {"params": {"groupby": groupby, "source": src, "target": tgt,
-                                       "condition": condition or "", "conditions": [c or "" for c in conditions],
-                                       "n_perms": n_perms, "min_fraction": min_fraction, "seed": seed,
-                                       "background": background, "expression": "log1p(CP10k)",
-                                       "database": "CellPhoneDB v5.0.0"},
-                            "table": out.astype({"significant": bool})}
+    adata.uns[key_added] = {
+        "params": {
+            "groupby": groupby,
+            "source": src,
+            "target": tgt,
+            "condition": condition or "",
+            "conditions": [c or "" for c in conditions],
+            "n_perms": n_perms,
+            "min_fraction": min_fraction,
+            "seed": seed,
+            "background": background,
+            "expression": "log1p(CP10k)",
+            "database": "CellPhoneDB v5.0.0",
+        },
+        "table": out.astype({"significant": bool}),
+    }
     return out

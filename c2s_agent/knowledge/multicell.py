@@ -50,15 +50,19 @@ class Interaction:
 
 
 # ---------------------------------------------------------------------------------------------- groups
-def neighbourhoods(adata, n_cells: int = DEFAULT_CELLS, use_rep: str | None = None,
-                   centers: Sequence[int] | None = None) -> list[Group]:
+def neighbourhoods(
+    adata, n_cells: int = DEFAULT_CELLS, use_rep: str | None = None, centers: Sequence[int] | None = None
+) -> list[Group]:
     """One group per centre cell (default every cell): the centre and its ``n_cells - 1`` nearest cells in
     ``obsm[use_rep]`` (default ``X_pca``, computed from log1p CP10k when missing)."""
     from sklearn.neighbors import NearestNeighbors
 
     if not 1 <= n_cells <= adata.n_obs:
-        raise InputError("n_cells", f"must be between 1 and the number of cells ({adata.n_obs}); got {n_cells}",
-                         "use e.g. 4 cells per group")
+        raise InputError(
+            "n_cells",
+            f"must be between 1 and the number of cells ({adata.n_obs}); got {n_cells}",
+            "use e.g. 4 cells per group",
+        )
     X = _representation(adata, use_rep)
     centers = np.arange(adata.n_obs) if centers is None else np.asarray(centers, dtype=np.int64)
     _, idx = NearestNeighbors(n_neighbors=n_cells).fit(X).kneighbors(X[centers])
@@ -73,7 +77,9 @@ def neighbourhoods(adata, n_cells: int = DEFAULT_CELLS, use_rep: str | None = No
 def _representation(adata, use_rep: str | None) -> np.ndarray:
     if use_rep is not None:
         if use_rep not in adata.obsm:
-            raise InputError(f"use_rep {use_rep!r}", "is not in adata.obsm", f"use one of {list(adata.obsm)} or omit it")
+            raise InputError(
+                f"use_rep {use_rep!r}", "is not in adata.obsm", f"use one of {list(adata.obsm)} or omit it"
+            )
         return np.asarray(adata.obsm[use_rep], dtype=np.float32)
     if "X_pca" in adata.obsm:
         return np.asarray(adata.obsm["X_pca"], dtype=np.float32)
@@ -86,8 +92,9 @@ def _representation(adata, use_rep: str | None) -> np.ndarray:
     return np.asarray(data.obsm["X_pca"], dtype=np.float32)
 
 
-def clusters(adata, groupby: str, n_cells: int = DEFAULT_CELLS, values: Sequence[str] | None = None,
-             seed: int = 0) -> list[Group]:
+def clusters(
+    adata, groupby: str, n_cells: int = DEFAULT_CELLS, values: Sequence[str] | None = None, seed: int = 0
+) -> list[Group]:
     """Each cluster of ``obs[groupby]`` (or only ``values``) cut into groups of ``n_cells`` cells in a seeded
     random order; a last group smaller than half of ``n_cells`` is dropped."""
     mask = _mask(adata, groupby, values)
@@ -98,7 +105,7 @@ def clusters(adata, groupby: str, n_cells: int = DEFAULT_CELLS, values: Sequence
     for v in wanted:
         rows = rng.permutation(np.flatnonzero(col == v))
         for k in range(0, len(rows), n_cells):
-            chunk = rows[k:k + n_cells]
+            chunk = rows[k : k + n_cells]
             if len(chunk) * 2 >= n_cells:
                 out.append(Group(f"{v}:{k // n_cells}", v, tuple(int(i) for i in chunk)))
     return out
@@ -114,13 +121,26 @@ def lr_records(kb) -> list[Interaction]:
     out = []
     for r in rows.tolist():
         attrs = store.attrs(r)
-        out.append(Interaction(store.ids[r], tuple(attrs["ligand_genes"]), tuple(attrs["receptor_genes"]),
-                               store.texts[r], store.sources[store.source[r]]))
+        out.append(
+            Interaction(
+                store.ids[r],
+                tuple(attrs["ligand_genes"]),
+                tuple(attrs["receptor_genes"]),
+                store.texts[r],
+                store.sources[store.source[r]],
+            )
+        )
     return out
 
 
-def group_interactions(adata, groups: Sequence[Group], records: Sequence[Interaction], genes: Sequence[str] | None = None,
-                       min_fraction: float = 0.5, max_interactions: int = 6) -> list[list[Interaction]]:
+def group_interactions(
+    adata,
+    groups: Sequence[Group],
+    records: Sequence[Interaction],
+    genes: Sequence[str] | None = None,
+    min_fraction: float = 0.5,
+    max_interactions: int = 6,
+) -> list[list[Interaction]]:
     """For each group, the (at most ``max_interactions``) pairs expressed in it, strongest first; ``genes``
     restricts pairs to those whose genes are all in it (e.g. the model's vocabulary)."""
     import scipy.sparse as sp
@@ -140,13 +160,20 @@ def group_interactions(adata, groups: Sequence[Group], records: Sequence[Interac
     pos = {g: i for i, g in enumerate(needed)}
     cols = var.get_indexer(needed)
     X = sp.csr_matrix(prepare(adata, copy=True).X, dtype=np.float32)[:, cols]  # CP10k over all genes
-    member = sp.csr_matrix((np.ones(sum(len(g.positions) for g in groups), np.float32),
-                            ([i for i, g in enumerate(groups) for _ in g.positions],
-                             [p for g in groups for p in g.positions])), shape=(len(groups), adata.n_obs))
+    member = sp.csr_matrix(
+        (
+            np.ones(sum(len(g.positions) for g in groups), np.float32),
+            ([i for i, g in enumerate(groups) for _ in g.positions], [p for g in groups for p in g.positions]),
+        ),
+        shape=(len(groups), adata.n_obs),
+    )
     size = np.asarray(member.sum(1)).ravel()[:, None]
     mean = np.asarray((member @ X).todense()).T / size.T  # genes x groups
     frac = np.asarray((member @ (X > 0).astype(np.float32)).todense()).T / size.T
-    lig, rec = subunit_matrix([r.ligand_genes for r in recs], pos), subunit_matrix([r.receptor_genes for r in recs], pos)
+    lig, rec = (
+        subunit_matrix([r.ligand_genes for r in recs], pos),
+        subunit_matrix([r.receptor_genes for r in recs], pos),
+    )
     expressed = (complex_min(frac, lig) >= min_fraction) & (complex_min(frac, rec) >= min_fraction)
     score = np.where(expressed, (complex_min(mean, lig) + complex_min(mean, rec)) / 2, -np.inf)  # pairs x groups
     out = []
@@ -157,8 +184,15 @@ def group_interactions(adata, groups: Sequence[Group], records: Sequence[Interac
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-def score_groups(model: C2SModel, adata, groups: Sequence[Group], interactions: Sequence[Sequence[Interaction]] | None,
-                 labels: Sequence[str] | None = None, top_k: int = DEFAULT_GENES, on_call=None) -> np.ndarray:
+def score_groups(
+    model: C2SModel,
+    adata,
+    groups: Sequence[Group],
+    interactions: Sequence[Sequence[Interaction]] | None,
+    labels: Sequence[str] | None = None,
+    top_k: int = DEFAULT_GENES,
+    on_call=None,
+) -> np.ndarray:
     """(groups x labels) probabilities of each candidate cell type after each group's multi-cell prompt, with
     the group's interactions injected when ``interactions`` is given (a group without any gets none)."""
     import time
@@ -185,9 +219,17 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return (p * np.log(p / q)).sum(1)
 
 
-def reason(adata, groups: Sequence[Group], model: C2SModel, records: Sequence[Interaction], labels=None,
-           top_k: int = DEFAULT_GENES, min_fraction: float = 0.5, max_interactions: int = 6,
-           on_call=None) -> pd.DataFrame:
+def reason(
+    adata,
+    groups: Sequence[Group],
+    model: C2SModel,
+    records: Sequence[Interaction],
+    labels=None,
+    top_k: int = DEFAULT_GENES,
+    min_fraction: float = 0.5,
+    max_interactions: int = 6,
+    on_call=None,
+) -> pd.DataFrame:
     """One row per group: its most likely cell type without and with the injected interactions, both
     probabilities, the KL divergence between the two label distributions and the interactions injected.
     Per-label probabilities are in ``df.attrs["p_without"]`` / ``df.attrs["p_with"]`` (groups x labels)."""
@@ -196,33 +238,52 @@ def reason(adata, groups: Sequence[Group], model: C2SModel, records: Sequence[In
     p0 = score_groups(model, adata, groups, None, labels, top_k, on_call)
     p1 = score_groups(model, adata, groups, inter, labels, top_k, on_call)
     lab = np.asarray(labels, dtype=object)
-    df = pd.DataFrame({
-        "group": [g.name for g in groups], "defined_by": [g.label for g in groups],
-        "n_cells": [len(g.positions) for g in groups],
-        "cells": [",".join(adata.obs_names[list(g.positions)].astype(str)) for g in groups],
-        "n_interactions": [len(x) for x in inter],
-        "interactions": ["; ".join(i.prompt_text for i in x) for x in inter],
-        "without_knowledge": lab[p0.argmax(1)], "p_without": p0.max(1),
-        "with_knowledge": lab[p1.argmax(1)], "p_with": p1.max(1),
-        "kl_with_vs_without": kl_divergence(p1, p0)})
+    df = pd.DataFrame(
+        {
+            "group": [g.name for g in groups],
+            "defined_by": [g.label for g in groups],
+            "n_cells": [len(g.positions) for g in groups],
+            "cells": [",".join(adata.obs_names[list(g.positions)].astype(str)) for g in groups],
+            "n_interactions": [len(x) for x in inter],
+            "interactions": ["; ".join(i.prompt_text for i in x) for x in inter],
+            "without_knowledge": lab[p0.argmax(1)],
+            "p_without": p0.max(1),
+            "with_knowledge": lab[p1.argmax(1)],
+            "p_with": p1.max(1),
+            "kl_with_vs_without": kl_divergence(p1, p0),
+        }
+    )
     df["changed"] = df.without_knowledge != df.with_knowledge
-    df.attrs.update(labels=list(labels), p_without=p0, p_with=p1,
-                    sources=sorted({i.source for x in inter for i in x}))
+    df.attrs.update(labels=list(labels), p_without=p0, p_with=p1, sources=sorted({i.source for x in inter for i in x}))
     return df
 
 
-def multicell(adata, model=None, groupby: str | None = None, values: Sequence[str] | None = None,
-              mode: str = "neighbourhood", n_cells: int = DEFAULT_CELLS, top_k: int = DEFAULT_GENES,
-              use_rep: str | None = None, max_groups: int = 100, min_fraction: float = 0.5, max_interactions: int = 6,
-              seed: int = 0, kb=None, settings=None, on_call=None, key_added: str = "c2s_multicell") -> pd.DataFrame:
+def multicell(
+    adata,
+    model=None,
+    groupby: str | None = None,
+    values: Sequence[str] | None = None,
+    mode: str = "neighbourhood",
+    n_cells: int = DEFAULT_CELLS,
+    top_k: int = DEFAULT_GENES,
+    use_rep: str | None = None,
+    max_groups: int = 100,
+    min_fraction: float = 0.5,
+    max_interactions: int = 6,
+    seed: int = 0,
+    kb=None,
+    settings=None,
+    on_call=None,
+    key_added: str = "c2s_multicell",
+) -> pd.DataFrame:
     """Scanpy-style multi-cell reasoning with knowledge: groups of ``n_cells`` cells -- kNN neighbourhoods
     around the cells whose ``obs[groupby]`` is in ``values`` (``mode="neighbourhood"``; every cell when no
     ``groupby``) or chunks of those clusters (``mode="cluster"``) -- at most ``max_groups`` (a seeded sample),
     asked their cell type with and without the ligand-receptor interactions of the knowledge base ``kb``
     (default: loaded for ``settings``) that they express. The table (see :func:`reason`) also goes to
     ``adata.uns[key_added]``."""
-    from . import load
     from ..models.tl import get_model
+    from . import load
 
     if mode not in ("neighbourhood", "cluster"):
         raise InputError("mode", f"{mode!r} is not a grouping", "use 'neighbourhood' or 'cluster'")
@@ -232,7 +293,9 @@ def multicell(adata, model=None, groupby: str | None = None, values: Sequence[st
     rng = np.random.default_rng(seed)
     if mode == "cluster":
         if groupby is None:
-            raise InputError("groupby", "is needed to reason over clusters", "name an obs column, e.g. groupby='cell_type'")
+            raise InputError(
+                "groupby", "is needed to reason over clusters", "name an obs column, e.g. groupby='cell_type'"
+            )
         groups = clusters(adata, groupby, n_cells, values, seed)
         if len(groups) > max_groups:
             groups = [groups[i] for i in np.sort(rng.choice(len(groups), max_groups, replace=False))]
@@ -247,20 +310,41 @@ def multicell(adata, model=None, groupby: str | None = None, values: Sequence[st
             centers = np.sort(rng.choice(centers, max_groups, replace=False))
         groups = neighbourhoods(adata, n_cells, use_rep, centers)
     records = lr_records(kb if kb is not None else load(settings, progress=False))
-    df = reason(adata, groups, m, records, top_k=top_k, min_fraction=min_fraction, max_interactions=max_interactions,
-                on_call=on_call)
-    adata.uns[key_added] = {"params": {"mode": mode, "groupby": groupby or "", "values": list(values or []),
-                                       "n_cells": n_cells, "top_k": top_k, "max_groups": max_groups,
-                                       "min_fraction": min_fraction, "max_interactions": max_interactions, "seed": seed,
-                                       "model": m.name, "sources": df.attrs["sources"]},
-                            "table": df}
+    df = reason(
+        adata,
+        groups,
+        m,
+        records,
+        top_k=top_k,
+        min_fraction=min_fraction,
+        max_interactions=max_interactions,
+        on_call=on_call,
+    )
+    adata.uns[key_added] = {
+        "params": {
+            "mode": mode,
+            "groupby": groupby or "",
+            "values": list(values or []),
+            "n_cells": n_cells,
+            "top_k": top_k,
+            "max_groups": max_groups,
+            "min_fraction": min_fraction,
+            "max_interactions": max_interactions,
+            "seed": seed,
+            "model": m.name,
+            "sources": df.attrs["sources"],
+        },
+        "table": df,
+    }
     return df
 
 
 def _mask(adata, groupby: str, values: Sequence[str] | None) -> np.ndarray:
     """Cells whose ``obs[groupby]`` is one of ``values`` (every cell when None)."""
     if groupby not in adata.obs.columns:
-        raise InputError(f"groupby {groupby!r}", "is not a column of adata.obs", f"use one of {list(adata.obs.columns)}")
+        raise InputError(
+            f"groupby {groupby!r}", "is not a column of adata.obs", f"use one of {list(adata.obs.columns)}"
+        )
     col = adata.obs[groupby].astype(str)
     if values is None:
         return np.ones(adata.n_obs, bool)
@@ -282,8 +366,14 @@ def agreement_with(adata, df: pd.DataFrame, column: str) -> tuple[float, float]:
 def method(model: C2SModel, n_cells: int) -> str:
     """How :func:`multicell` asks the model, in words (for reports)."""
     trained = "multicell" in model.meta.get("tasks", [])
-    return (f"{model.name} scored every known cell type by log-likelihood after a multi-cell prompt of {n_cells} cell "
-            "sentences, once as is and once with the CellPhoneDB ligand-receptor pairs the group expresses (every "
-            "subunit in >= half its cells) injected as text"
-            + ("" if trained else "; this model was trained on single-cell prompts only, so multi-cell prompts and "
-               "injected knowledge are outside its training"))
+    return (
+        f"{model.name} scored every known cell type by log-likelihood after a multi-cell prompt of {n_cells} cell "
+        "sentences, once as is and once with the CellPhoneDB ligand-receptor pairs the group expresses (every "
+        "subunit in >= half its cells) injected as text"
+        + (
+            ""
+            if trained
+            else "; this model was trained on single-cell prompts only, so multi-cell prompts and "
+            "injected knowledge are outside its training"
+        )
+    )

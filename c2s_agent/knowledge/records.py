@@ -61,15 +61,22 @@ class LigandReceptor(Record):
         lig, rec = tuple(data["ligand_genes"]), tuple(data["receptor_genes"])
         data.setdefault("genes", tuple(dict.fromkeys(lig + rec)))
         if not data.get("text"):
+
             def side(name, genes):
                 return _join(genes) + (f" (complex {name})" if len(genes) > 1 or name not in genes else "")
+
             direction = data.get("directionality", "Ligand-Receptor")
-            verb = {"Ligand-Receptor": "ligand {a} binds receptor {b}",
-                    "Adhesion-Adhesion": "adhesion molecule {a} binds {b}"}.get(direction, "{a} interacts with {b}")
+            verb = {
+                "Ligand-Receptor": "ligand {a} binds receptor {b}",
+                "Adhesion-Adhesion": "adhesion molecule {a} binds {b}",
+            }.get(direction, "{a} interacts with {b}")
             sentence = verb.format(a=side(data["ligand"], lig), b=side(data["receptor"], rec))
             cls_ = data.get("classification") or ""
-            data["text"] = (f"{sentence[0].upper()}{sentence[1:]}"
-                            + (f"; {cls_}" if cls_ else "") + f" ({direction}). [{data['source']}]")
+            data["text"] = (
+                f"{sentence[0].upper()}{sentence[1:]}"
+                + (f"; {cls_}" if cls_ else "")
+                + f" ({direction}). [{data['source']}]"
+            )
         return data
 
 
@@ -92,8 +99,10 @@ class ProteinInteraction(Record):
         n = int(data.get("n_records", 1))
         data.setdefault("weight", float(n))
         if not data.get("text"):
-            data["text"] = (f"{data['gene_a']} physically interacts with {data['gene_b']} "
-                            f"({n} record{'s' if n != 1 else ''}). [{data['source']}]")
+            data["text"] = (
+                f"{data['gene_a']} physically interacts with {data['gene_b']} "
+                f"({n} record{'s' if n != 1 else ''}). [{data['source']}]"
+            )
         return data
 
 
@@ -119,8 +128,10 @@ class GeneSet(Record):
             desc = data.get("description") or ""
             about = desc if desc and not desc.startswith("http") else words
             shown = ", ".join(members[:12]) + (", ..." if len(members) > 12 else "")
-            data["text"] = (f"Gene set {data['name']} ({data['collection']}): {about}; {len(members)} genes "
-                            f"including {shown}. [{data['source']}]")
+            data["text"] = (
+                f"Gene set {data['name']} ({data['collection']}): {about}; {len(members)} genes "
+                f"including {shown}. [{data['source']}]"
+            )
         return data
 
 
@@ -142,8 +153,10 @@ class CellType(Record):
         if not data.get("text"):
             syn = tuple(data.get("synonyms") or ())
             also = f" (also: {', '.join(syn[:4])})" if syn else ""
-            data["text"] = (f"Cell type {data['label']} {data['cl_id']}{also}: "
-                            f"{data.get('definition') or 'no definition'} [{data['source']}]")
+            data["text"] = (
+                f"Cell type {data['label']} {data['cl_id']}{also}: "
+                f"{data.get('definition') or 'no definition'} [{data['source']}]"
+            )
         return data
 
 
@@ -171,8 +184,10 @@ class GeneSummary(Record):
             if data.get(key):
                 parts.append(f"{what} {', '.join(data[key])}")
         if data.get("ppi_partners"):
-            parts.append(f"physical partners include {', '.join(data['ppi_partners'])}"
-                         + (f" ({data['n_ppi']} in total)" if data.get("n_ppi", 0) > len(data["ppi_partners"]) else ""))
+            parts.append(
+                f"physical partners include {', '.join(data['ppi_partners'])}"
+                + (f" ({data['n_ppi']} in total)" if data.get("n_ppi", 0) > len(data["ppi_partners"]) else "")
+            )
         if not data.get("genes"):
             partner_genes = []
             for key in ("ligand_of", "receptor_of", "other_lr", "ppi_partners"):

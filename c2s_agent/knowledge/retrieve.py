@@ -130,9 +130,16 @@ class KnowledgeBase:
         return {int(self.sem_rows[i]): float(s) for s, i in zip(sims[0], idx[0]) if i >= 0}
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str | None = None, genes: list[str] | None = None, top_k: int = 10,
-               sources: list[str] | None = None, kinds: list[str] | None = None,
-               exact: bool = True, semantic: bool = True) -> list[Hit]:
+    def search(
+        self,
+        query: str | None = None,
+        genes: list[str] | None = None,
+        top_k: int = 10,
+        sources: list[str] | None = None,
+        kinds: list[str] | None = None,
+        exact: bool = True,
+        semantic: bool = True,
+    ) -> list[Hit]:
         """Retrieve up to ``top_k`` hits for a free-text query and/or explicit genes.
 
         ``sources`` and ``kinds`` filter (a source matches when its name contains the given text, any case).
@@ -148,8 +155,11 @@ class KnowledgeBase:
         units = [tuple(self.resolve(g)) for g in genes or []]
         units = [u for u in units if u]
         if genes and not units and not query:
-            raise InputError(f"genes {genes[:5]}", "match no gene symbol, alias or complex in the knowledge base",
-                             "use HGNC symbols such as IL6, CXCL10 or STAT1")
+            raise InputError(
+                f"genes {genes[:5]}",
+                "match no gene symbol, alias or complex in the knowledge base",
+                "use HGNC symbols such as IL6, CXCL10 or STAT1",
+            )
         if query and exact:
             units += [u for u in self.gene_units(query) if u not in units]
         ex = self._exact(units) if exact else {}
@@ -210,8 +220,11 @@ class KnowledgeBase:
             want = [s.lower() for s in sources]
             codes = [i for i, name in enumerate(self.store.sources) if any(w in name.lower() for w in want)]
             if not codes:
-                raise InputError(f"source {sources[0]!r}", "matches no source in the knowledge base",
-                                 f"use part of one of {self.store.sources}")
+                raise InputError(
+                    f"source {sources[0]!r}",
+                    "matches no source in the knowledge base",
+                    f"use part of one of {self.store.sources}",
+                )
             ok &= np.isin(np.asarray(self.store.source), codes)
         return ok
 
@@ -230,8 +243,16 @@ class KnowledgeBase:
             if len(hits) >= top_k:
                 continue
             match = [m for m, d in (("exact", ex), ("semantic", sem)) if r in d]
-            hit = Hit(id=store.ids[r], source=source, kind=kind, text=store.texts[r], genes=genes,
-                      score=round(float(scores[r]), 4), match=match, attrs=store.attrs(r))
+            hit = Hit(
+                id=store.ids[r],
+                source=source,
+                kind=kind,
+                text=store.texts[r],
+                genes=genes,
+                score=round(float(scores[r]), 4),
+                match=match,
+                attrs=store.attrs(r),
+            )
             seen[key] = hit
             hits.append(hit)
         return hits
@@ -275,14 +296,27 @@ def neighbourhood(kb: KnowledgeBase, genes: list[str], max_partners: int = 25, m
                     s = support.setdefault(p, {"sources": set(), "n_records": 0.0})
                     s["sources"].add(src)
                     s["n_records"] += float(kb.store.weight[r])
-            ranked = sorted(((p, s) for p, s in support.items() if len(s["sources"]) >= min_sources),
-                            key=lambda x: (-len(x[1]["sources"]), -x[1]["n_records"], x[0]))
+            ranked = sorted(
+                ((p, s) for p, s in support.items() if len(s["sources"]) >= min_sources),
+                key=lambda x: (-len(x[1]["sources"]), -x[1]["n_records"], x[0]),
+            )
             totals[g] = len(ranked)
-            rows += [{"gene": g, "partner": p, "n_sources": len(s["sources"]), "n_records": int(s["n_records"]),
-                      "sources": " | ".join(sorted(s["sources"]))} for p, s in ranked[:max_partners]]
+            rows += [
+                {
+                    "gene": g,
+                    "partner": p,
+                    "n_sources": len(s["sources"]),
+                    "n_records": int(s["n_records"]),
+                    "sources": " | ".join(sorted(s["sources"])),
+                }
+                for p, s in ranked[:max_partners]
+            ]
     if unknown and len(unknown) == len(genes):
-        raise InputError(f"genes {unknown[:5]}", "match no gene symbol, alias or complex in the knowledge base",
-                         "use HGNC symbols such as STAT1, ISG15 or JAK1")
+        raise InputError(
+            f"genes {unknown[:5]}",
+            "match no gene symbol, alias or complex in the knowledge base",
+            "use HGNC symbols such as STAT1, ISG15 or JAK1",
+        )
     table = pd.DataFrame(rows, columns=["gene", "partner", "n_sources", "n_records", "sources"])
     table.attrs["n_total"] = totals
     table.attrs["unknown"] = unknown

@@ -38,7 +38,10 @@ def default_files() -> dict[str, list[Path]]:
         "intact": [k / "ppi" / "psicquic_imex_intact_human_ppi_2019_symbols.csv"],
         "hallmark": [k / "gene_sets" / "h.all.v7.5.1.symbols.gmt"],
         "reactome_wikipathways": [k / "gene_sets" / "c2.cp.reactome_wikipathways.v7.5.1.symbols.gmt"],
-        "markers": [k / "gene_sets" / "pegasus_human_t_cell_markers.gmt", k / "gene_sets" / "pegasus_cell_cycle_human.gmt"],
+        "markers": [
+            k / "gene_sets" / "pegasus_human_t_cell_markers.gmt",
+            k / "gene_sets" / "pegasus_cell_cycle_human.gmt",
+        ],
         "cell_ontology": [k / "ontology" / "cl_ontology_v2026-03-26.json"],
         "gene_info": [k / "gene_info" / "uniprot_human_reviewed_20190527.tsv"],
     }
@@ -67,9 +70,19 @@ def _table(source, name, read, columns=()):
 
 
 # ---------------------------------------------------------------------------------------------- CellPhoneDB
-CPDB_COLUMNS = {"gene_input.csv": ("uniprot", "hgnc_symbol"), "complex_input.csv": ("complex_name",),
-                "interaction_input.csv": ("partner_a", "partner_b", "id_cp_interaction", "classification",
-                                          "directionality", "source", "modulatory_effect")}
+CPDB_COLUMNS = {
+    "gene_input.csv": ("uniprot", "hgnc_symbol"),
+    "complex_input.csv": ("complex_name",),
+    "interaction_input.csv": (
+        "partner_a",
+        "partner_b",
+        "id_cp_interaction",
+        "classification",
+        "directionality",
+        "source",
+        "modulatory_effect",
+    ),
+}
 
 
 def _read_cpdb_tables(path: Path) -> dict:
@@ -89,14 +102,23 @@ def _read_cpdb_tables(path: Path) -> dict:
                 members = sorted(m for m in zf.namelist() if m.rsplit("/", 1)[-1] == name)
                 if members:
                     data = zf.read(members[0])
-                    tables[name] = _table("CellPhoneDB", f"{path}:{members[0]}",
-                                          lambda d=data: pd.read_csv(io.BytesIO(d)), CPDB_COLUMNS[name])
+                    tables[name] = _table(
+                        "CellPhoneDB",
+                        f"{path}:{members[0]}",
+                        lambda d=data: pd.read_csv(io.BytesIO(d)),
+                        CPDB_COLUMNS[name],
+                    )
     else:
-        raise InputError(path, "is neither a folder nor a zip file", "give the CellPhoneDB data folder or its release zip")
+        raise InputError(
+            path, "is neither a folder nor a zip file", "give the CellPhoneDB data folder or its release zip"
+        )
     missing = [n for n in CPDB_FILES if n not in tables]
     if missing:
-        raise InputError(path, f"holds no {', '.join(missing)}",
-                         "give a CellPhoneDB v5 data folder or release zip with the *_input.csv tables")
+        raise InputError(
+            path,
+            f"holds no {', '.join(missing)}",
+            "give a CellPhoneDB v5 data folder or release zip with the *_input.csv tables",
+        )
     return tables
 
 
@@ -131,15 +153,27 @@ def load_cellphonedb(path: Path | None = None) -> Iterator[LigandReceptor]:
         if a is None or b is None:
             continue
         yield LigandReceptor(
-            id=f"cellphonedb:{row.id_cp_interaction or i}:{a[0]}>{b[0]}", source=CPDB_SOURCE,
-            ligand=a[0], receptor=b[0], ligand_genes=a[1], receptor_genes=b[1],
-            classification=str(row.classification), directionality=str(row.directionality or "unknown"),
-            evidence=str(row.source), attrs={"modulatory_effect": str(row.modulatory_effect)} if row.modulatory_effect else {})
+            id=f"cellphonedb:{row.id_cp_interaction or i}:{a[0]}>{b[0]}",
+            source=CPDB_SOURCE,
+            ligand=a[0],
+            receptor=b[0],
+            ligand_genes=a[1],
+            receptor_genes=b[1],
+            classification=str(row.classification),
+            directionality=str(row.directionality or "unknown"),
+            evidence=str(row.source),
+            attrs={"modulatory_effect": str(row.modulatory_effect)} if row.modulatory_effect else {},
+        )
 
 
 # ---------------------------------------------------------------------------------------------- PPI
-BIOGRID_TAB3_COLS = ("Official Symbol Interactor A", "Official Symbol Interactor B", "Experimental System Type",
-                     "Organism ID Interactor A", "Organism ID Interactor B")
+BIOGRID_TAB3_COLS = (
+    "Official Symbol Interactor A",
+    "Official Symbol Interactor B",
+    "Experimental System Type",
+    "Organism ID Interactor A",
+    "Organism ID Interactor B",
+)
 
 
 def _read_biogrid_tab3(path: Path):
@@ -158,8 +192,11 @@ def _read_biogrid_tab3(path: Path):
             df = pd.concat([read(io.BytesIO(zf.read(m))) for m in members], ignore_index=True)
     else:
         df = read(path)
-    df = df[(df["Experimental System Type"].str.lower() == "physical")
-            & (df["Organism ID Interactor A"] == "9606") & (df["Organism ID Interactor B"] == "9606")]
+    df = df[
+        (df["Experimental System Type"].str.lower() == "physical")
+        & (df["Organism ID Interactor A"] == "9606")
+        & (df["Organism ID Interactor B"] == "9606")
+    ]
     a = df["Official Symbol Interactor A"].str.upper()
     b = df["Official Symbol Interactor B"].str.upper()
     lo, hi = a.where(a <= b, b), b.where(a <= b, a)
@@ -178,8 +215,11 @@ def _read_ppi_table(path: Path):
     if zipfile.is_zipfile(path) or BIOGRID_TAB3_COLS[0] in head:
         return _read_biogrid_tab3(path)
     if not {"symbol_a", "symbol_b"} <= set(head):
-        raise InputError(path, "has neither symbol_a/symbol_b columns nor BioGRID TAB3 columns",
-                         "give the bundled-format CSV or a BioGRID TAB3 release file")
+        raise InputError(
+            path,
+            "has neither symbol_a/symbol_b columns nor BioGRID TAB3 columns",
+            "give the bundled-format CSV or a BioGRID TAB3 release file",
+        )
     df = _table("protein-interaction", path, lambda: pd.read_csv(path, dtype={"symbol_a": str, "symbol_b": str}))
     if "n_records" not in df:
         df["n_records"] = 1
@@ -235,8 +275,9 @@ def read_gmt(path: Path) -> Iterator[tuple[str, str, list[str]]]:
             continue
         parts = line.rstrip("\n").split("\t")
         if len(parts) < 3:
-            raise InputError(f"{path}:{n}", "is not a GMT line (name<TAB>description<TAB>genes...)",
-                             "fix the line or remove it")
+            raise InputError(
+                f"{path}:{n}", "is not a GMT line (name<TAB>description<TAB>genes...)", "fix the line or remove it"
+            )
         yield parts[0], parts[1], list(dict.fromkeys(g.strip().upper() for g in parts[2:] if g.strip()))
 
 
@@ -253,8 +294,14 @@ def load_gmt(*paths: Path) -> Iterator[GeneSet]:
         collection, source = _collection(Path(path))
         for name, desc, genes in read_gmt(Path(path)):
             if genes:
-                yield GeneSet(id=f"geneset:{name}", source=source, name=name, collection=collection,
-                              description=desc, members=tuple(genes))
+                yield GeneSet(
+                    id=f"geneset:{name}",
+                    source=source,
+                    name=name,
+                    collection=collection,
+                    description=desc,
+                    members=tuple(genes),
+                )
 
 
 class GeneSetList(list):
@@ -293,9 +340,16 @@ def load_cell_ontology(path: Path | None = None) -> Iterator[CellType]:
 
         cols = ("cl_id", "label", "description", "deprecated", "synonyms", "parents")
         df = _table("Cell Ontology TSV", path, lambda: pd.read_csv(path, sep="\t", dtype=str), cols).fillna("")
-        terms = {r.cl_id: {"label": r.label, "description": r.description, "deprecated": r.deprecated == "True",
-                           "synonyms": [s for s in r.synonyms.split("|") if s],
-                           "ancestors": {p: 1 for p in r.parents.split("|") if p}} for r in df.itertuples()}
+        terms = {
+            r.cl_id: {
+                "label": r.label,
+                "description": r.description,
+                "deprecated": r.deprecated == "True",
+                "synonyms": [s for s in r.synonyms.split("|") if s],
+                "ancestors": {p: 1 for p in r.parents.split("|") if p},
+            }
+            for r in df.itertuples()
+        }
     else:
         try:
             terms = json.loads(path.read_text())
@@ -309,8 +363,15 @@ def load_cell_ontology(path: Path | None = None) -> Iterator[CellType]:
         if not t.get("label"):
             raise InputError(f"{path} {cl_id}", "has no label", BROKEN_FIX)
         parents = tuple(k for k, d in (t.get("ancestors") or {}).items() if d == 1)
-        yield CellType(id=cl_id, source=ONTOLOGY_SOURCE, cl_id=cl_id, label=t["label"],
-                       definition=t["description"], synonyms=tuple(t.get("synonyms") or ()), parents=parents)
+        yield CellType(
+            id=cl_id,
+            source=ONTOLOGY_SOURCE,
+            cl_id=cl_id,
+            label=t["label"],
+            definition=t["description"],
+            synonyms=tuple(t.get("synonyms") or ()),
+            parents=parents,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- gene info
@@ -320,8 +381,9 @@ def load_gene_info(path: Path | None = None) -> dict[str, dict]:
 
     path = _need(Path(path) if path else default_files()["gene_info"][0], "UniProt table")
     cols = ("Protein names", "Gene names")
-    df = _table("UniProt", path, lambda: pd.read_csv(path, sep="\t", dtype=str, usecols=lambda c: c in cols),
-                cols).dropna()
+    df = _table(
+        "UniProt", path, lambda: pd.read_csv(path, sep="\t", dtype=str, usecols=lambda c: c in cols), cols
+    ).dropna()
     info: dict[str, dict] = {}
     for prot, names in zip(df["Protein names"], df["Gene names"]):
         tokens = names.upper().split()

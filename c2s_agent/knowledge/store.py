@@ -24,12 +24,15 @@ def _save_blob(path: Path, items: Sequence[str]) -> None:
 
 class _Blob:
     def __init__(self, path: Path):
-        self.data = np.memmap(path.with_suffix(".bin"), dtype=np.uint8, mode="r") \
-            if path.with_suffix(".bin").stat().st_size else np.zeros(0, np.uint8)
+        self.data = (
+            np.memmap(path.with_suffix(".bin"), dtype=np.uint8, mode="r")
+            if path.with_suffix(".bin").stat().st_size
+            else np.zeros(0, np.uint8)
+        )
         self.off = np.load(path.with_suffix(".off.npy"), mmap_mode="r")
 
     def __getitem__(self, i: int) -> str:
-        return bytes(self.data[self.off[i]:self.off[i + 1]]).decode("utf-8")
+        return bytes(self.data[self.off[i] : self.off[i + 1]]).decode("utf-8")
 
 
 def record_attrs(rec: Record) -> dict:
@@ -60,7 +63,10 @@ def save_store(folder: Path, records: Sequence[Record], aliases: dict[str, list[
         "source": np.array([source_code[r.source] for r in records], dtype=np.int16),
         "semantic": np.array([r.semantic for r in records], dtype=bool),
         "weight": np.array([r.weight for r in records], dtype=np.float32),
-        "genes_indptr": indptr, "genes_idx": gene_idx, "inv_indptr": inv_indptr, "inv_rec": rows[order],
+        "genes_indptr": indptr,
+        "genes_idx": gene_idx,
+        "inv_indptr": inv_indptr,
+        "inv_rec": rows[order],
     }
     for name, arr in arrays.items():
         np.save(folder / f"{name}.npy", arr)
@@ -90,7 +96,7 @@ class Store:
         return len(self.kind)
 
     def genes(self, row: int) -> list[str]:
-        return self._vocab[self.genes_idx[self.genes_indptr[row]:self.genes_indptr[row + 1]]].tolist()
+        return self._vocab[self.genes_idx[self.genes_indptr[row] : self.genes_indptr[row + 1]]].tolist()
 
     def attrs(self, row: int) -> dict:
         return json.loads(self._attrs[row])
@@ -99,7 +105,7 @@ class Store:
         j = self.gene_index.get(gene)
         if j is None:
             return np.zeros(0, dtype=np.int32)
-        return self.inv_rec[self.inv_indptr[j]:self.inv_indptr[j + 1]]
+        return self.inv_rec[self.inv_indptr[j] : self.inv_indptr[j + 1]]
 
     def n_genes(self, rows: np.ndarray) -> np.ndarray:
         return self.genes_indptr[rows + 1] - self.genes_indptr[rows]

@@ -50,9 +50,20 @@ def gene_summaries(records: Iterable[Record], gene_info: dict[str, dict] | None 
         own = list(members.get(g, (g,)))
         all_genes = own + [x for d in (lig, rec, other) for genes in d[g].values() for x in genes] + partners
         protein = f"complex of {' + '.join(own)}" if g in members else gene_info.get(g, {}).get("protein", "")
-        shown = {k: v[:MAX_LISTED] + ([f"... ({len(v)} in total)"] if len(v) > MAX_LISTED else []) for k, v in lists.items()}
-        out.append(GeneSummary(
-            id=f"summary:{g}", source="derived from " + ", ".join(sorted(sources[g])), gene=g,
-            protein=protein, ppi_partners=tuple(partners), n_ppi=len(ppi[g]),
-            genes=tuple(dict.fromkeys(all_genes)), attrs={"partners": lists}, **{k: tuple(v) for k, v in shown.items()}))
+        shown = {
+            k: v[:MAX_LISTED] + ([f"... ({len(v)} in total)"] if len(v) > MAX_LISTED else []) for k, v in lists.items()
+        }
+        out.append(
+            GeneSummary(
+                id=f"summary:{g}",
+                source="derived from " + ", ".join(sorted(sources[g])),
+                gene=g,
+                protein=protein,
+                ppi_partners=tuple(partners),
+                n_ppi=len(ppi[g]),
+                genes=tuple(dict.fromkeys(all_genes)),
+                attrs={"partners": lists},
+                **{k: tuple(v) for k, v in shown.items()},
+            )
+        )
     return out

@@ -32,7 +32,9 @@ def as_matrix(x, name: str, min_rows: int = 2) -> np.ndarray:
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(name, f"is not a numeric matrix (got {type(x).__name__})", "pass an (n_cells, n_dims) array") from None
+        raise InputError(
+            name, f"is not a numeric matrix (got {type(x).__name__})", "pass an (n_cells, n_dims) array"
+        ) from None
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -47,8 +49,11 @@ def as_matrix(x, name: str, min_rows: int = 2) -> np.ndarray:
 def check_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
     x, y = as_matrix(x, "real cells"), as_matrix(y, "generated cells")
     if x.shape[1] != y.shape[1]:
-        raise InputError("generated cells", f"have {y.shape[1]} dimensions but the real cells have {x.shape[1]}",
-                         "encode both sets with the same encoder")
+        raise InputError(
+            "generated cells",
+            f"have {y.shape[1]} dimensions but the real cells have {x.shape[1]}",
+            "encode both sets with the same encoder",
+        )
     return x, y
 
 
@@ -71,7 +76,9 @@ def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarra
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
 
 
-def interval(values: np.ndarray, estimate: float, level: float = 0.95, floor: float | None = None) -> tuple[float, float]:
+def interval(
+    values: np.ndarray, estimate: float, level: float = 0.95, floor: float | None = None
+) -> tuple[float, float]:
     """Bootstrap percentile interval re-centred on ``estimate``: the spread of the estimate at this sample size.
 
     Resampling with replacement duplicates cells, which inflates distance statistics (scFID most): the replicates'

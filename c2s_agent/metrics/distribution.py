@@ -56,8 +56,15 @@ def median_bandwidth(x: np.ndarray, y: np.ndarray) -> float:
     return s if s > 0 else 1.0
 
 
-def mmd(x, y, bandwidth: float | None = None, n_boot: int = 100, seed: int = 0, max_cells: int | None = MAX_CELLS,
-        level: float = 0.95) -> MetricValue:
+def mmd(
+    x,
+    y,
+    bandwidth: float | None = None,
+    n_boot: int = 100,
+    seed: int = 0,
+    max_cells: int | None = MAX_CELLS,
+    level: float = 0.95,
+) -> MetricValue:
     """Unbiased squared MMD with an RBF kernel (median-heuristic bandwidth unless ``bandwidth`` is given)."""
     x, y = _prepare(x, y, max_cells, seed)
     n, m = len(x), len(y)
@@ -65,8 +72,11 @@ def mmd(x, y, bandwidth: float | None = None, n_boot: int = 100, seed: int = 0, 
     kxx, kyy, kxy = (np.exp(-_sqdist(a, b) / (2 * s * s)) for a, b in ((x, x), (y, y), (x, y)))
 
     def stat(wx, wy):
-        return ((_quad(wx, kxx, wx) - n) / (n * (n - 1)) + (_quad(wy, kyy, wy) - m) / (m * (m - 1))
-                - 2 * _quad(wx, kxy, wy) / (n * m))
+        return (
+            (_quad(wx, kxx, wx) - n) / (n * (n - 1))
+            + (_quad(wy, kyy, wy) - m) / (m * (m - 1))
+            - 2 * _quad(wx, kxy, wy) / (n * m)
+        )
 
     value = stat(np.ones((1, n)), np.ones((1, m)))[0]
     reps = None
@@ -76,8 +86,9 @@ def mmd(x, y, bandwidth: float | None = None, n_boot: int = 100, seed: int = 0, 
     return _result(value, reps, level, n, m, floor=None)
 
 
-def energy_distance(x, y, n_boot: int = 100, seed: int = 0, max_cells: int | None = MAX_CELLS,
-                    level: float = 0.95) -> MetricValue:
+def energy_distance(
+    x, y, n_boot: int = 100, seed: int = 0, max_cells: int | None = MAX_CELLS, level: float = 0.95
+) -> MetricValue:
     """Energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (V-statistic)."""
     x, y = _prepare(x, y, max_cells, seed)
     n, m = len(x), len(y)
@@ -121,8 +132,15 @@ def _w1_metric(a, b, n_boot, seed, level) -> MetricValue:
     return _result(value, reps, level, n, m)
 
 
-def sliced_wasserstein(x, y, n_projections: int = 128, n_boot: int = 100, seed: int = 0,
-                       max_cells: int | None = MAX_CELLS, level: float = 0.95) -> MetricValue:
+def sliced_wasserstein(
+    x,
+    y,
+    n_projections: int = 128,
+    n_boot: int = 100,
+    seed: int = 0,
+    max_cells: int | None = MAX_CELLS,
+    level: float = 0.95,
+) -> MetricValue:
     """Sliced Wasserstein-1: mean 1-D W1 over seeded random unit directions."""
     x, y = _prepare(x, y, max_cells, seed)
     dirs = np.random.default_rng(seed).standard_normal((x.shape[1], n_projections))
@@ -130,8 +148,9 @@ def sliced_wasserstein(x, y, n_projections: int = 128, n_boot: int = 100, seed: 
     return _w1_metric(x @ dirs, y @ dirs, n_boot, seed, level)
 
 
-def gene_wasserstein(x, y, n_boot: int = 100, seed: int = 0, max_cells: int | None = MAX_CELLS,
-                     level: float = 0.95) -> MetricValue:
+def gene_wasserstein(
+    x, y, n_boot: int = 100, seed: int = 0, max_cells: int | None = MAX_CELLS, level: float = 0.95
+) -> MetricValue:
     """Mean over genes of the 1-D W1 distance between real and generated expression (columns aligned)."""
     x, y = _prepare(x, y, max_cells, seed)
     return _w1_metric(x, y, n_boot, seed, level)

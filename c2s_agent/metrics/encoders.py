@@ -71,11 +71,20 @@ class ReferenceEncoder:
     name = "pca"
     needs_fit = True
 
-    def __init__(self, n_genes: int = 2000, n_comps: int = 50, scale: bool = False, max_fit_cells: int = 10_000,
-                 seed: int = 0):
+    def __init__(
+        self, n_genes: int = 2000, n_comps: int = 50, scale: bool = False, max_fit_cells: int = 10_000, seed: int = 0
+    ):
         if n_genes < 2 or n_comps < 1:
-            raise InputError("reference encoder", f"n_genes={n_genes}, n_comps={n_comps}", "use n_genes >= 2 and n_comps >= 1")
-        self.params = {"n_genes": n_genes, "n_comps": n_comps, "scale": scale, "max_fit_cells": max_fit_cells, "seed": seed}
+            raise InputError(
+                "reference encoder", f"n_genes={n_genes}, n_comps={n_comps}", "use n_genes >= 2 and n_comps >= 1"
+            )
+        self.params = {
+            "n_genes": n_genes,
+            "n_comps": n_comps,
+            "scale": scale,
+            "max_fit_cells": max_fit_cells,
+            "seed": seed,
+        }
         self.genes: np.ndarray | None = None
         self.vocabulary: np.ndarray | None = None
         self.mean = self.scale = self.offset = self.components = None
@@ -99,8 +108,11 @@ class ReferenceEncoder:
         from ..data import prepare
 
         if not hasattr(reference, "obs_names"):
-            raise InputError("reference", f"is a {type(reference).__name__}, not an AnnData",
-                             "fit the encoder on an AnnData of real cells (counts or log-normalised)")
+            raise InputError(
+                "reference",
+                f"is a {type(reference).__name__}, not an AnnData",
+                "fit the encoder on an AnnData of real cells (counts or log-normalised)",
+            )
         data = prepare(reference, drop_empty=True)
         data.var_names = pd.Index(data.var_names.astype(str).str.upper())
         data = data[:, ~data.var_names.duplicated()].copy()
@@ -111,7 +123,9 @@ class ReferenceEncoder:
         n_genes = min(p["n_genes"], data.n_vars)
         n_comps = min(p["n_comps"], n_genes, data.n_obs - 1)
         if n_comps < 1:
-            raise InputError("reference", f"has {data.n_obs} cells and {data.n_vars} genes", "fit on at least 3 cells and 2 genes")
+            raise InputError(
+                "reference", f"has {data.n_obs} cells and {data.n_vars} genes", "fit on at least 3 cells and 2 genes"
+            )
         hvg = sc.pp.highly_variable_genes(data, n_top_genes=n_genes, flavor="seurat", inplace=False)
         keep = np.flatnonzero(hvg["highly_variable"].to_numpy())
         X = np.asarray(data.X[:, keep].toarray(), dtype=np.float64)
@@ -133,13 +147,19 @@ class ReferenceEncoder:
         self.genes, self.vocabulary = data.var_names[keep].to_numpy(dtype=str), data.var_names.to_numpy(dtype=str)
         self.mean, self.scale, self.offset, self.components = mean, std, offset, comps
         self.reverse = ReverseTransform.fit(to_sentences(data, top_k=None, tie_break="random"), seed=p["seed"])
-        self.reference = {"n_cells": int(data.n_obs), "n_genes": int(data.n_vars),
-                          "explained_variance": w.tolist(), "normalisation": dict(data.uns["c2s_input"])}
+        self.reference = {
+            "n_cells": int(data.n_obs),
+            "n_genes": int(data.n_vars),
+            "explained_variance": w.tolist(),
+            "normalisation": dict(data.uns["c2s_input"]),
+        }
         return self
 
     def _require_fitted(self):
         if not self.fitted:
-            raise InputError("encoder 'pca'", "is not fitted", "call .fit(reference_adata) or ReferenceEncoder.load(folder)")
+            raise InputError(
+                "encoder 'pca'", "is not fitted", "call .fit(reference_adata) or ReferenceEncoder.load(folder)"
+            )
 
     def expression(self, cells):
         """(cells x encoder genes) log1p(CP10k) matrix of ``cells``, aligned to the encoder's genes, and a report."""
@@ -152,14 +172,18 @@ class ReferenceEncoder:
             report["input"] = "cell sentences (reverse transform)"
         elif is_sentences(cells):
             data = self.reverse.reconstruct(list(cells), genes=self.vocabulary)
-            report.update(input="sentence strings (reverse transform)",
-                          unknown_gene_names=data.uns["c2s_reverse"]["n_unknown_genes"],
-                          repeated_gene_names=data.uns["c2s_reverse"]["n_duplicated_genes"])
+            report.update(
+                input="sentence strings (reverse transform)",
+                unknown_gene_names=data.uns["c2s_reverse"]["n_unknown_genes"],
+                repeated_gene_names=data.uns["c2s_reverse"]["n_duplicated_genes"],
+            )
         elif hasattr(cells, "obs_names"):
             data = cells if "c2s_input" in cells.uns and not cells.isbacked else prepare(cells)
             report["input"] = "AnnData " + data.uns.get("c2s_input", {}).get("detected", "log-normalised")
         else:
-            raise InputError("cells", f"are a {type(cells).__name__}", "pass an AnnData, CellSentences or sentence strings")
+            raise InputError(
+                "cells", f"are a {type(cells).__name__}", "pass an AnnData, CellSentences or sentence strings"
+            )
         names = pd.Index(np.asarray(data.var_names, dtype=str)).str.upper()
         first = pd.Series(np.arange(len(names)), index=names)
         first = first[~first.index.duplicated()]
@@ -169,8 +193,12 @@ class ReferenceEncoder:
         if present.any():
             block = data.X[:, cols[present].astype(np.int64)]
             X[:, present] = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-        report.update(n_cells=int(data.n_obs), n_genes=len(self.genes), genes_missing=int((~present).sum()),
-                      missing_examples=self.genes[~present][:10].tolist())
+        report.update(
+            n_cells=int(data.n_obs),
+            n_genes=len(self.genes),
+            genes_missing=int((~present).sum()),
+            missing_examples=self.genes[~present][:10].tolist(),
+        )
         return X, report
 
     def encode(self, cells) -> np.ndarray:
@@ -183,13 +211,27 @@ class ReferenceEncoder:
         self._require_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "arrays.npz", mean=self.mean, scale=self.scale, offset=self.offset, components=self.components,
-                 genes=self.genes, vocabulary=self.vocabulary)
+        np.savez(
+            folder / "arrays.npz",
+            mean=self.mean,
+            scale=self.scale,
+            offset=self.offset,
+            components=self.components,
+            genes=self.genes,
+            vocabulary=self.vocabulary,
+        )
         self.reverse.save(folder / "reverse.json")
-        manifest = {"format": FORMAT, "version": 1, "name": self.name, "params": self.params,
-                    "genes": self.genes.tolist(), "dim": self.dim, "reference": self.reference,
-                    "versions": _versions(),
-                    "files": {f: _sha256(folder / f) for f in ("arrays.npz", "reverse.json")}}
+        manifest = {
+            "format": FORMAT,
+            "version": 1,
+            "name": self.name,
+            "params": self.params,
+            "genes": self.genes.tolist(),
+            "dim": self.dim,
+            "reference": self.reference,
+            "versions": _versions(),
+            "files": {f: _sha256(folder / f) for f in ("arrays.npz", "reverse.json")},
+        }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
         return folder
 
@@ -200,13 +242,20 @@ class ReferenceEncoder:
         try:
             manifest = json.loads((folder / MANIFEST).read_text())
         except (OSError, ValueError) as exc:
-            raise InputError(folder, f"holds no readable {MANIFEST} ({type(exc).__name__})",
-                             "save an encoder there with ReferenceEncoder(...).fit(ref).save(folder)") from None
+            raise InputError(
+                folder,
+                f"holds no readable {MANIFEST} ({type(exc).__name__})",
+                "save an encoder there with ReferenceEncoder(...).fit(ref).save(folder)",
+            ) from None
         if manifest.get("format") != FORMAT:
-            raise InputError(folder, f"is not a {FORMAT} (format {manifest.get('format')!r})", "point to a saved reference encoder")
+            raise InputError(
+                folder, f"is not a {FORMAT} (format {manifest.get('format')!r})", "point to a saved reference encoder"
+            )
         for name, digest in manifest["files"].items():
             if not (folder / name).is_file() or _sha256(folder / name) != digest:
-                raise InputError(folder / name, "is missing or does not match the manifest checksum", "re-save the encoder")
+                raise InputError(
+                    folder / name, "is missing or does not match the manifest checksum", "re-save the encoder"
+                )
         enc = cls(**manifest["params"])
         with np.load(folder / "arrays.npz") as arrays:
             enc.mean, enc.scale, enc.offset = arrays["mean"], arrays["scale"], arrays["offset"]
@@ -258,8 +307,11 @@ def get_encoder(encoder: str | Encoder = "pca", settings=None) -> Encoder:
     """An encoder instance: ``encoder`` itself, or a new one from the factory registered under that name."""
     if not isinstance(encoder, str):
         if not isinstance(encoder, Encoder):
-            raise InputError("encoder", f"{type(encoder).__name__} has no name/needs_fit/fit/encode",
-                             "pass a registered encoder name or an object following c2s_agent.metrics.encoders.Encoder")
+            raise InputError(
+                "encoder",
+                f"{type(encoder).__name__} has no name/needs_fit/fit/encode",
+                "pass a registered encoder name or an object following c2s_agent.metrics.encoders.Encoder",
+            )
         return encoder
     factories = available(settings)
     if encoder not in factories:

@@ -45,14 +45,36 @@ class EvaluationResult:
 
     def to_dict(self) -> dict:
         """JSON-ready: each metric maps to its value and interval."""
-        return {"encoder": self.encoder, "n_real": len(self.real_embedding), "n_generated": len(self.generated_embedding),
-                "metrics": {k: {"value": _num(v.value), "interval": None if v.low is None else [_num(v.low), _num(v.high)],
-                                "n_real": v.n_real, "n_generated": v.n_generated} for k, v in self.metrics.items()},
-                "notes": self.notes, "details": self.details}
+        return {
+            "encoder": self.encoder,
+            "n_real": len(self.real_embedding),
+            "n_generated": len(self.generated_embedding),
+            "metrics": {
+                k: {
+                    "value": _num(v.value),
+                    "interval": None if v.low is None else [_num(v.low), _num(v.high)],
+                    "n_real": v.n_real,
+                    "n_generated": v.n_generated,
+                }
+                for k, v in self.metrics.items()
+            },
+            "notes": self.notes,
+            "details": self.details,
+        }
 
     def table(self) -> pd.DataFrame:
-        rows = [{"metric": k, "value": v.value, "low": v.low, "high": v.high, "n_real": v.n_real,
-                 "n_generated": v.n_generated, "meaning": DESCRIPTIONS.get(k, "")} for k, v in self.metrics.items()]
+        rows = [
+            {
+                "metric": k,
+                "value": v.value,
+                "low": v.low,
+                "high": v.high,
+                "n_real": v.n_real,
+                "n_generated": v.n_generated,
+                "meaning": DESCRIPTIONS.get(k, ""),
+            }
+            for k, v in self.metrics.items()
+        ]
         return pd.DataFrame(rows).set_index("metric")
 
 
@@ -71,8 +93,11 @@ def _check_metrics(metrics, has_control: bool) -> list[str]:
     if not metrics:
         raise InputError("metrics", "is empty", f"choose from {list(METRICS)}")
     if not has_control and any(m in LFC_METRICS for m in metrics):
-        raise InputError("metrics", "lfc_pearson/lfc_kendall need control cells to compute fold changes",
-                         "pass control= (an AnnData of the unperturbed cells) or drop those metrics")
+        raise InputError(
+            "metrics",
+            "lfc_pearson/lfc_kendall need control cells to compute fold changes",
+            "pass control= (an AnnData of the unperturbed cells) or drop those metrics",
+        )
     return list(dict.fromkeys(metrics))
 
 
@@ -85,8 +110,11 @@ def _expression(cells, encoder, reverse: ReverseTransform | None):
     elif is_sentences(cells):
         vocab = encoder.vocabulary if isinstance(encoder, ReferenceEncoder) else None
         if vocab is None:
-            raise InputError("generated cells", "are sentence strings, and gene-level metrics need a gene vocabulary",
-                             "use the 'pca' encoder, or give generated cells as an AnnData")
+            raise InputError(
+                "generated cells",
+                "are sentence strings, and gene-level metrics need a gene vocabulary",
+                "use the 'pca' encoder, or give generated cells as an AnnData",
+            )
         data = reverse.reconstruct(list(cells), genes=vocab)
     else:
         data = cells if "c2s_input" in cells.uns and not cells.isbacked else prepare(cells)
@@ -99,7 +127,9 @@ def _expression(cells, encoder, reverse: ReverseTransform | None):
 def _gene_matrices(real_x, gen_x, n_genes: int):
     shared = real_x.var_names.intersection(gen_x.var_names)
     if len(shared) == 0:
-        raise InputError("generated cells", "share no gene names with the real cells", "use the same gene symbols on both sides")
+        raise InputError(
+            "generated cells", "share no gene names with the real cells", "use the same gene symbols on both sides"
+        )
     r = real_x[:, shared].X
     r = r.toarray() if hasattr(r, "toarray") else np.asarray(r)
     var = r.var(0)
@@ -113,12 +143,21 @@ def _fitted_encoder(encoder, real, reference, settings, notes: list[str]) -> Enc
     if enc.needs_fit and not getattr(enc, "fitted", False):
         ref = load_cells(reference, "reference") if reference is not None else real
         if not hasattr(ref, "obs_names"):
-            raise InputError("reference", "must be an AnnData to fit the encoder on",
-                             "pass reference= (an AnnData of real cells) or give real cells as an AnnData")
+            raise InputError(
+                "reference",
+                "must be an AnnData to fit the encoder on",
+                "pass reference= (an AnnData of real cells) or give real cells as an AnnData",
+            )
         enc.fit(ref)
-        notes.append(f"encoder {enc.name!r} fitted on {'the reference' if reference is not None else 'the real cells'} "
-                     f"({n_cells(ref)} cells)" + ("" if reference is not None else
-                     "; pass the whole dataset as reference for a space that spans other cell types too"))
+        notes.append(
+            f"encoder {enc.name!r} fitted on {'the reference' if reference is not None else 'the real cells'} "
+            f"({n_cells(ref)} cells)"
+            + (
+                ""
+                if reference is not None
+                else "; pass the whole dataset as reference for a space that spans other cell types too"
+            )
+        )
     return enc
 
 
@@ -128,29 +167,51 @@ def _comparable_real(real, generated, notes: list[str]):
         return real
     lengths = generated.lengths if isinstance(generated, CellSentences) else [len(s.split()) for s in generated]
     k = max(1, int(np.max(lengths)))
-    notes.append(f"generated cells are sentences: real cells were turned into top-{k} sentences and both sides "
-                 "reconstructed with the same reverse transform")
+    notes.append(
+        f"generated cells are sentences: real cells were turned into top-{k} sentences and both sides "
+        "reconstructed with the same reverse transform"
+    )
     return to_sentences(real, top_k=k)
 
 
 def _encoder_notes(report: dict) -> list[str]:
     out = []
     if report.get("genes_missing"):
-        out.append(f"{report['genes_missing']} of the encoder's {report['n_genes']} genes are absent from the generated "
-                   f"cells and count as 0 (e.g. {report['missing_examples'][:5]})")
+        out.append(
+            f"{report['genes_missing']} of the encoder's {report['n_genes']} genes are absent from the generated "
+            f"cells and count as 0 (e.g. {report['missing_examples'][:5]})"
+        )
     if report.get("unknown_gene_names"):
         out.append(f"{report['unknown_gene_names']} gene names in generated sentences are unknown and were ignored")
     return out
 
 
-def _expression_metrics(chosen, real, real_for_metrics, generated, enc, control, genes, top_n, n_boot, max_cells,
-                        seed, level, results: dict, details: dict, notes: list[str]) -> None:
+def _expression_metrics(
+    chosen,
+    real,
+    real_for_metrics,
+    generated,
+    enc,
+    control,
+    genes,
+    top_n,
+    n_boot,
+    max_cells,
+    seed,
+    level,
+    results: dict,
+    details: dict,
+    notes: list[str],
+) -> None:
     """Gene-level metrics (per-gene Wasserstein, fold-change agreement) on expression reconstructed as needed."""
     reverse = getattr(enc, "reverse", None)
     if reverse is None and (is_sentences(generated) or is_sentences(real_for_metrics)):
         if not hasattr(real, "obs_names"):
-            raise InputError("real cells", "are sentences; gene-level metrics need an AnnData to fit the reverse "
-                             "transform", "give real cells as an AnnData")
+            raise InputError(
+                "real cells",
+                "are sentences; gene-level metrics need an AnnData to fit the reverse transform",
+                "give real cells as an AnnData",
+            )
         reverse = ReverseTransform.fit(to_sentences(real, top_k=None), seed=seed)
     real_x, gen_x = _expression(real_for_metrics, enc, reverse), _expression(generated, enc, reverse)
     if "gene_wasserstein" in chosen:
@@ -158,7 +219,9 @@ def _expression_metrics(chosen, real, real_for_metrics, generated, enc, control,
         results["gene_wasserstein"] = gene_wasserstein(r, g, n_boot=n_boot, seed=seed, max_cells=max_cells, level=level)
         details["gene_wasserstein_genes"] = len(used)
     if any(m in LFC_METRICS for m in chosen):
-        agreement = lfc_agreement(gen_x, real_x, control, genes=genes, top_n=top_n, n_boot=n_boot, seed=seed, level=level)
+        agreement = lfc_agreement(
+            gen_x, real_x, control, genes=genes, top_n=top_n, n_boot=n_boot, seed=seed, level=level
+        )
         for m, key in (("lfc_pearson", "pearson"), ("lfc_kendall", "kendall")):
             if m in chosen:
                 lo_hi = getattr(agreement, f"{key}_interval") or (None, None)
@@ -168,10 +231,23 @@ def _expression_metrics(chosen, real, real_for_metrics, generated, enc, control,
             notes.append(f"{len(agreement.genes_missing)} program genes are not measured and were left out")
 
 
-def evaluate_generation(real, generated, encoder: str | Encoder = "pca", metrics=None, *, reference=None,
-                        control=None, genes=None, top_n: int = 100, n_boot: int = 100, max_cells: int | None = MAX_CELLS,
-                        seed: int = 0, level: float = 0.95, use_sentences: bool = True,
-                        settings=None) -> EvaluationResult:
+def evaluate_generation(
+    real,
+    generated,
+    encoder: str | Encoder = "pca",
+    metrics=None,
+    *,
+    reference=None,
+    control=None,
+    genes=None,
+    top_n: int = 100,
+    n_boot: int = 100,
+    max_cells: int | None = MAX_CELLS,
+    seed: int = 0,
+    level: float = 0.95,
+    use_sentences: bool = True,
+    settings=None,
+) -> EvaluationResult:
     """Compare generated cells with real ones on every requested metric, each with a bootstrap interval.
 
     ``real`` and ``generated``: AnnData (counts or log-normalised), ``.h5ad`` paths, CellSentences or lists of
@@ -209,6 +285,21 @@ def evaluate_generation(real, generated, encoder: str | Encoder = "pca", metrics
             results[name] = EMBEDDING_METRICS[name](emb_real, emb_gen, n_boot=n_boot, seed=seed, level=level, **kwargs)
     details = {"encoder_report": {"real": report_real, "generated": report_gen}}
     if any(m in EXPRESSION_METRICS or m in LFC_METRICS for m in chosen):
-        _expression_metrics(chosen, real, real_for_metrics, generated, enc, control, genes, top_n, n_boot, max_cells,
-                            seed, level, results, details, notes)
+        _expression_metrics(
+            chosen,
+            real,
+            real_for_metrics,
+            generated,
+            enc,
+            control,
+            genes,
+            top_n,
+            n_boot,
+            max_cells,
+            seed,
+            level,
+            results,
+            details,
+            notes,
+        )
     return EvaluationResult({m: results[m] for m in chosen}, enc.name, emb_real, emb_gen, notes, details)

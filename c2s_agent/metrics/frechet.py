@@ -72,8 +72,9 @@ def _trace_sqrt_cross(xc: np.ndarray, yc: np.ndarray) -> float:
 
 
 def _fd(mu_x, cov_x, mu_y, cov_y, fast=False) -> float:
-    fd = float(((mu_x - mu_y) ** 2).sum() + np.trace(cov_x) + np.trace(cov_y)
-               - 2 * trace_sqrt_product(cov_x, cov_y, fast))
+    fd = float(
+        ((mu_x - mu_y) ** 2).sum() + np.trace(cov_x) + np.trace(cov_y) - 2 * trace_sqrt_product(cov_x, cov_y, fast)
+    )
     return max(fd, 0.0)
 
 
@@ -112,7 +113,7 @@ class _Blocks:
         self.sums = np.empty((n_blocks, d))
         self.cross = np.empty((n_blocks, d, d))
         for g in range(n_blocks):
-            block = xc[order[bounds[g]:bounds[g + 1]]]
+            block = xc[order[bounds[g] : bounds[g + 1]]]
             self.sums[g] = block.sum(0)
             self.cross[g] = block.T @ block
 
@@ -122,7 +123,7 @@ class _Blocks:
         flat = self.cross.reshape(len(self.sizes), d * d)
         step = max(1, _BLOCK_BYTES // (8 * d * d))
         for start in range(0, len(counts), step):
-            chunk = counts[start:start + step]
+            chunk = counts[start : start + step]
             crosses = (chunk @ flat).reshape(len(chunk), d, d)
             for w, cross in zip(chunk, crosses):
                 n = float(w @ self.sizes)

@@ -41,7 +41,9 @@ def load_cells(cells, name: str, prefer_sentences: bool = False):
                 raise InputError(path, "no such file", "give a text file with one cell sentence per line")
             lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
             if len(lines) < 2:
-                raise InputError(path, f"holds {len(lines)} sentences", "give at least two cells, one sentence per line")
+                raise InputError(
+                    path, f"holds {len(lines)} sentences", "give at least two cells, one sentence per line"
+                )
             return lines
         cells = read(cells)
     if hasattr(cells, "obs_names"):
@@ -54,8 +56,11 @@ def load_cells(cells, name: str, prefer_sentences: bool = False):
         return cells
     if isinstance(cells, Sequence) and not isinstance(cells, str) and all(isinstance(s, str) for s in cells):
         return list(cells)
-    raise InputError(name, f"is a {type(cells).__name__}",
-                     "pass an AnnData, an .h5ad path, CellSentences, or a list of sentence strings")
+    raise InputError(
+        name,
+        f"is a {type(cells).__name__}",
+        "pass an AnnData, an .h5ad path, CellSentences, or a list of sentence strings",
+    )
 
 
 def n_cells(cells) -> int:

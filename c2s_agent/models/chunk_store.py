@@ -56,23 +56,32 @@ class ChunkStore:
         elif row[0] != text:
             self.db.close()
             old = json.loads(row[0])
-            changed = sorted(k for k in set(old) | set(spec) if json.dumps(old.get(k), sort_keys=True, default=str)
-                             != json.dumps(spec.get(k), sort_keys=True, default=str))
-            raise InputError(self.path, f"holds the results of another run (different {', '.join(changed)})",
-                             "run again with the same input, model and options to resume it, "
-                             "or delete it to start over")
+            changed = sorted(
+                k
+                for k in set(old) | set(spec)
+                if json.dumps(old.get(k), sort_keys=True, default=str)
+                != json.dumps(spec.get(k), sort_keys=True, default=str)
+            )
+            raise InputError(
+                self.path,
+                f"holds the results of another run (different {', '.join(changed)})",
+                "run again with the same input, model and options to resume it, or delete it to start over",
+            )
 
     def done(self) -> set[int]:
         """Numbers of the finished chunks."""
         return {c for (c,) in self.db.execute("SELECT chunk FROM chunks")}
 
-    def write(self, chunk: int, start: int, stop: int, arrays: dict[str, np.ndarray] | bytes, seconds: float,
-              worker: str) -> None:
+    def write(
+        self, chunk: int, start: int, stop: int, arrays: dict[str, np.ndarray] | bytes, seconds: float, worker: str
+    ) -> None:
         """Commit one finished chunk (a chunk stored twice is an error, never a second row)."""
         payload = arrays if isinstance(arrays, bytes) else pack(arrays)
         with self.db:
-            self.db.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (chunk, start, stop, payload, seconds, worker, time.time()))
+            self.db.execute(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chunk, start, stop, payload, seconds, worker, time.time()),
+            )
 
     def chunks(self):
         """(chunk, start, stop, arrays) of every finished chunk, in order, one at a time."""
@@ -82,8 +91,9 @@ class ChunkStore:
 
     def rows(self) -> list[tuple]:
         """(chunk, start, stop, seconds, worker, finished_at) of every finished chunk."""
-        return list(self.db.execute("SELECT chunk, start, stop, seconds, worker, finished_at FROM chunks "
-                                    "ORDER BY chunk"))
+        return list(
+            self.db.execute("SELECT chunk, start, stop, seconds, worker, finished_at FROM chunks ORDER BY chunk")
+        )
 
     def close(self) -> None:
         self.db.close()

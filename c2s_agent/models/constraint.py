@@ -38,8 +38,15 @@ class WordTrie:
     later ones) sharing word numbers. Built from token ids, so that an engine without the tokenizer (a vLLM
     logits processor) builds the same trie from :meth:`encode`'s output."""
 
-    def __init__(self, first: list[list[int]], later: list[list[int]], end: list[int], eos: int, max_words: int,
-                 distinct: bool = True):
+    def __init__(
+        self,
+        first: list[list[int]],
+        later: list[list[int]],
+        end: list[int],
+        eos: int,
+        max_words: int,
+        distinct: bool = True,
+    ):
         self.eos, self.max_words, self.distinct = eos, max_words, distinct
         self.children: list[dict[int, int]] = [{}, {}]
         self.word_at: list[int] = [-1, -1]
@@ -84,8 +91,17 @@ def encode(tok, spec: WordList) -> str:
     first = tok([spec.first + w for w in spec.words], add_special_tokens=False)["input_ids"]
     later = tok([spec.separator + w for w in spec.words], add_special_tokens=False)["input_ids"]
     end = tok(spec.end, add_special_tokens=False)["input_ids"] if spec.end else []
-    return json.dumps({"first": first, "later": later, "end": end, "eos": tok.eos_token_id,
-                       "max_words": spec.max_words, "distinct": spec.distinct}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "first": first,
+            "later": later,
+            "end": end,
+            "eos": tok.eos_token_id,
+            "max_words": spec.max_words,
+            "distinct": spec.distinct,
+        },
+        separators=(",", ":"),
+    )
 
 
 @lru_cache(maxsize=8)

@@ -50,12 +50,17 @@ class OpenAIHTTPBackend:
         try:
             r = self.client.request(method, path, json=json)
         except httpx.HTTPError as exc:
-            raise ModelError(self.url, f"could not be reached ({type(exc).__name__}: {exc})",
-                             "check the URL and that the server is running (c2s serve)") from None
+            raise ModelError(
+                self.url,
+                f"could not be reached ({type(exc).__name__}: {exc})",
+                "check the URL and that the server is running (c2s serve)",
+            ) from None
         if r.status_code == 401:
             raise InputError(self.url, "refused the API key", "set C2S_API_KEY to the server's key")
         if r.status_code >= 400:
-            raise ModelError(self.url, f"answered {r.status_code} to {path}: {r.text[:300]}", "check the request and server logs")
+            raise ModelError(
+                self.url, f"answered {r.status_code} to {path}: {r.text[:300]}", "check the request and server logs"
+            )
         return r.json()
 
     def _chunks(self, items):
@@ -66,9 +71,16 @@ class OpenAIHTTPBackend:
         refuse_guidance(self.name, params)
         out: list[Completion] = []
         for _, chunk in self._chunks(list(prompts)):
-            body = {"model": self.model_id, "prompt": self._prompts(chunk), "max_tokens": params.max_new_tokens,
-                    "temperature": params.temperature, "top_p": params.top_p if params.temperature > 0 else 1.0,
-                    "seed": params.seed, "logprobs": 1, **({"stop": list(params.stop)} if params.stop else {})}
+            body = {
+                "model": self.model_id,
+                "prompt": self._prompts(chunk),
+                "max_tokens": params.max_new_tokens,
+                "temperature": params.temperature,
+                "top_p": params.top_p if params.temperature > 0 else 1.0,
+                "seed": params.seed,
+                "logprobs": 1,
+                **({"stop": list(params.stop)} if params.stop else {}),
+            }
             if params.temperature > 0 and params.top_k:
                 body["top_k"] = params.top_k
             body.update(self._constraints(params))
@@ -117,14 +129,16 @@ class OpenAIHTTPBackend:
             texts = [enc[i] + lab[j] for i, j in pairs]
             prompt_texts = enc
         else:
-            texts = [p + (l if p[-1:].isspace() or l[:1].isspace() else " " + l) for p, l in
-                     ((prompts[i], labels[j]) for i, j in pairs)]
+            texts = [
+                p + (lab if p[-1:].isspace() or lab[:1].isspace() else " " + lab)
+                for p, lab in ((prompts[i], labels[j]) for i, j in pairs)
+            ]
             prompt_texts = list(prompts)
         echoed, n_tok = self._echo(prompt_texts + texts)
         prompt_lp = echoed[: len(prompts)]
         out = np.zeros((len(prompts), len(labels)))
-        for (i, j), lps in zip(pairs, echoed[len(prompts):]):
-            out[i, j] = sum(lps[len(prompt_lp[i]):])
+        for (i, j), lps in zip(pairs, echoed[len(prompts) :]):
+            out[i, j] = sum(lps[len(prompt_lp[i]) :])
         nll = np.array([-np.mean(lp[1:]) if len(lp) > 1 else 0.0 for lp in prompt_lp])
         return LabelScores(out, nll, n_tok)
 
@@ -132,15 +146,24 @@ class OpenAIHTTPBackend:
         """Each text's token log-probabilities (the first token has none) as echoed by /v1/completions."""
         out, n_tok = [], 0
         for _, chunk in self._chunks(texts):
-            body = {"model": self.model_id, "prompt": chunk, "max_tokens": 0, "echo": True, "logprobs": 0,
-                    "temperature": 0}
+            body = {
+                "model": self.model_id,
+                "prompt": chunk,
+                "max_tokens": 0,
+                "echo": True,
+                "logprobs": 0,
+                "temperature": 0,
+            }
             data = self._call("POST", "/v1/completions", body)
             n_tok += (data.get("usage") or {}).get("prompt_tokens", 0)
             for c in sorted(data["choices"], key=lambda c: c["index"]):
                 lps = (c.get("logprobs") or {}).get("token_logprobs")
                 if lps is None:
-                    raise ModelError(self.url, "does not return prompt log-probabilities (echo)",
-                                     "use mode='generate', or a server that supports echo with logprobs (vLLM)")
+                    raise ModelError(
+                        self.url,
+                        "does not return prompt log-probabilities (echo)",
+                        "use mode='generate', or a server that supports echo with logprobs (vLLM)",
+                    )
                 out.append([0.0 if x is None else float(x) for x in lps])
         return out, n_tok
 

@@ -37,8 +37,12 @@ class C2SModel:
         self.backend = backend
         self.meta = dict(backend.metadata or {})
         self.prompts = prompt_sets.get(prompt_set or self.meta.get("prompt_set") or "c2s-scale")
-        self.top_k = {"cell_type": DEFAULT_K, "generation": DEFAULT_K, "perturbation": DEFAULT_K,
-                      **self.meta.get("top_k", {})}
+        self.top_k = {
+            "cell_type": DEFAULT_K,
+            "generation": DEFAULT_K,
+            "perturbation": DEFAULT_K,
+            **self.meta.get("top_k", {}),
+        }
         genes = self.meta.get("genes")
         self.genes: list[str] | None = list(genes) if genes else None
         self._gene_set = frozenset(self.genes) if self.genes else None
@@ -150,7 +154,9 @@ class C2SModel:
             words = [s.replace(",", " ").strip().rstrip(".").upper().split() for s in cells]
             names = pd.Index([f"cell_{i}" for i in range(len(cells))])
         else:
-            raise InputError("cells", f"is a {type(cells).__name__}", "pass an AnnData, CellSentences or a list of sentences")
+            raise InputError(
+                "cells", f"is a {type(cells).__name__}", "pass an AnnData, CellSentences or a list of sentences"
+            )
         if len(words) == 0:
             raise InputError("cells", "are empty", "pass at least one cell")
         out, known = [], np.ones(len(words))
@@ -165,8 +171,14 @@ class C2SModel:
         return out, known, names
 
     # -- cell type prediction ------------------------------------------------------------------------------
-    def predict_cell_types(self, cells, mode: str = "score", labels: list[str] | None = None,
-                           threshold: float | None = None, on_call: Recorder | None = None) -> pd.DataFrame:
+    def predict_cell_types(
+        self,
+        cells,
+        mode: str = "score",
+        labels: list[str] | None = None,
+        threshold: float | None = None,
+        on_call: Recorder | None = None,
+    ) -> pd.DataFrame:
         """Cell types with a confidence per cell; "unknown" below ``threshold`` or for atypical cells.
 
         ``mode="score"`` scores every candidate label by log-likelihood (the prompt read once per cell) and
@@ -191,13 +203,20 @@ class C2SModel:
             lp = scores.logprobs - scores.logprobs.max(1, keepdims=True)
             probs = np.exp(lp) / np.exp(lp).sum(1, keepdims=True)
             best = probs.argmax(1)
-            df = pd.DataFrame({"label": np.asarray(labels, dtype=object)[best], "confidence": probs.max(1)}, index=names)
+            df = pd.DataFrame(
+                {"label": np.asarray(labels, dtype=object)[best], "confidence": probs.max(1)}, index=names
+            )
             nll = scores.prompt_nll
         else:
             comps = self._generate_labels(prompts, labels, "max_sentence_nll" in ood)
-            self._record(on_call, "predict_cell_types", len(prompts), t0,
-                         prompt_tokens=sum(c.n_prompt_tokens for c in comps),
-                         completion_tokens=sum(c.n_completion_tokens for c in comps))
+            self._record(
+                on_call,
+                "predict_cell_types",
+                len(prompts),
+                t0,
+                prompt_tokens=sum(c.n_prompt_tokens for c in comps),
+                completion_tokens=sum(c.n_completion_tokens for c in comps),
+            )
             df = self._read_labels(comps, labels, names)
             nll = np.array([c.prompt_nll for c in comps], float) if comps[0].prompt_nll is not None else None
         df["known_gene_fraction"] = known
@@ -222,8 +241,9 @@ class C2SModel:
             words = WordList(tuple(self._token(x) for x in labels), 1, first=first, end=end)
             params = GenParams(max_new_tokens=64, temperature=0.0, words=words, prompt_nll=prompt_nll)
         else:
-            params = GenParams(max_new_tokens=FREE_TEXT_TOKENS, temperature=0.0, stop=(".", "\n"),
-                               prompt_nll=prompt_nll)
+            params = GenParams(
+                max_new_tokens=FREE_TEXT_TOKENS, temperature=0.0, stop=(".", "\n"), prompt_nll=prompt_nll
+            )
         return self.backend.complete(prompts, params)
 
     def _read_labels(self, comps, labels: list[str] | None, names) -> pd.DataFrame:
@@ -236,13 +256,17 @@ class C2SModel:
         if labels is not None:
             lookup = {self._norm(self._token(x)): x for x in labels} | {self._norm(x): x for x in labels}
             got = [lookup.get(self._norm(t)) for t in texts]
-            df = pd.DataFrame({"label": [g or UNKNOWN for g in got],
-                               "confidence": np.where([g is not None for g in got], conf, 0.0)}, index=names)
+            df = pd.DataFrame(
+                {"label": [g or UNKNOWN for g in got], "confidence": np.where([g is not None for g in got], conf, 0.0)},
+                index=names,
+            )
         else:
             terms = [ontology.lookup(t, strict=True) if t.strip() else None for t in texts]
             words = [term.name if term else (t.strip() or UNKNOWN) for t, term in zip(texts, terms)]
-            df = pd.DataFrame({"label": words, "confidence": conf,
-                               "cell_ontology_id": [term.id if term else "" for term in terms]}, index=names)
+            df = pd.DataFrame(
+                {"label": words, "confidence": conf, "cell_ontology_id": [term.id if term else "" for term in terms]},
+                index=names,
+            )
         df["generated_text"] = texts
         return df
 
@@ -251,8 +275,11 @@ class C2SModel:
         the fraction of its top genes the model knows, and the cell names."""
         texts, known, names = self.sentences(cells, self.top_k["cell_type"], self.condition_genes)
         organism = self.organism(cells)
-        return [self.prompts.format("cell_type", cell=t, num_genes=len(t.split()), organism=organism)
-                for t in texts], known, names
+        return (
+            [self.prompts.format("cell_type", cell=t, num_genes=len(t.split()), organism=organism) for t in texts],
+            known,
+            names,
+        )
 
     @staticmethod
     def _norm(text: str) -> str:
@@ -266,9 +293,12 @@ class C2SModel:
             if not known and free_text:
                 return None
             if not known:
-                raise InputError("labels", "are needed: this model does not list the labels it knows",
-                                 "pass the candidate cell types, e.g. labels=['B', 'NK', 'CD14 Mono'], or use "
-                                 "mode='generate' for the model's own words")
+                raise InputError(
+                    "labels",
+                    "are needed: this model does not list the labels it knows",
+                    "pass the candidate cell types, e.g. labels=['B', 'NK', 'CD14 Mono'], or use "
+                    "mode='generate' for the model's own words",
+                )
             return known
         labels = list(dict.fromkeys(str(x) for x in labels))
         if len(labels) < 2:
@@ -276,15 +306,24 @@ class C2SModel:
         if known:
             bad = [x for x in labels if x not in known]
             if bad:
-                raise InputError("labels", f"{bad} are not labels this model was trained on",
-                                 f"choose from {known}")
+                raise InputError("labels", f"{bad} are not labels this model was trained on", f"choose from {known}")
         return labels
 
     # -- generation ----------------------------------------------------------------------------------------
-    def generate(self, cell_types: list[str], conditions: list[str] | None = None, n_genes: int | None = None,
-                 seed: int = 0, temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95,
-                 guidance: float | None = None, genes: Sequence[str] | None = None, organism: str | None = None,
-                 on_call: Recorder | None = None) -> list[str]:
+    def generate(
+        self,
+        cell_types: list[str],
+        conditions: list[str] | None = None,
+        n_genes: int | None = None,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        top_p: float = 0.95,
+        guidance: float | None = None,
+        genes: Sequence[str] | None = None,
+        organism: str | None = None,
+        on_call: Recorder | None = None,
+    ) -> list[str]:
         """One generated cell sentence per requested cell type (and condition; default the first known
         condition). Genes come from ``genes`` (default: the model's vocabulary; unconstrained for a model
         without one) and are never repeated within a sentence. ``guidance``: classifier-free guidance weight
@@ -300,43 +339,102 @@ class C2SModel:
         if isinstance(conditions, str):
             conditions = [conditions] * len(cell_types)
         if len(conditions) != len(cell_types):
-            raise InputError("conditions", f"has {len(conditions)} entries for {len(cell_types)} cell types",
-                             "give one condition per cell type, or a single condition")
+            raise InputError(
+                "conditions",
+                f"has {len(conditions)} entries for {len(cell_types)} cell types",
+                "give one condition per cell type, or a single condition",
+            )
         self._check_known("condition", conditions, self.known_conditions)
         n_genes = int(n_genes or self.top_k["generation"])
         if n_genes < 1:
             raise InputError("n_genes", f"must be >= 1 (got {n_genes})", "ask for a positive number of genes")
         organism = organism or self.organism()
-        prompts = [self.prompts.format("generation", cell_type=self._token(c), label=self._token(c), condition=d,
-                                       num_genes=n_genes, organism=organism) for c, d in zip(cell_types, conditions)]
+        prompts = [
+            self.prompts.format(
+                "generation",
+                cell_type=self._token(c),
+                label=self._token(c),
+                condition=d,
+                num_genes=n_genes,
+                organism=organism,
+            )
+            for c, d in zip(cell_types, conditions)
+        ]
         if guidance is None:
-            guidance = self.meta.get("generation_guidance", 0.0) if getattr(self.backend, "supports_guidance", False) else 0.0
+            guidance = (
+                self.meta.get("generation_guidance", 0.0) if getattr(self.backend, "supports_guidance", False) else 0.0
+            )
         twins = None
         if guidance > 0:
-            twins = tuple(self.prompts.format("generation_unconditional", condition=d, num_genes=n_genes,
-                                              organism=organism) for d in conditions)
-        return self._complete_sentences(prompts, "generation", n_genes, genes or self.genes, seed, temperature, top_k,
-                                        top_p, on_call, "generate", guidance, twins)
+            twins = tuple(
+                self.prompts.format("generation_unconditional", condition=d, num_genes=n_genes, organism=organism)
+                for d in conditions
+            )
+        return self._complete_sentences(
+            prompts,
+            "generation",
+            n_genes,
+            genes or self.genes,
+            seed,
+            temperature,
+            top_k,
+            top_p,
+            on_call,
+            "generate",
+            guidance,
+            twins,
+        )
 
-    def perturb(self, cells, perturbation: str, context: str | None = None, seed: int = 0, n_genes: int | None = None,
-                temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95,
-                on_call: Recorder | None = None) -> list[str]:
+    def perturb(
+        self,
+        cells,
+        perturbation: str,
+        context: str | None = None,
+        seed: int = 0,
+        n_genes: int | None = None,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        top_p: float = 0.95,
+        on_call: Recorder | None = None,
+    ) -> list[str]:
         """The predicted perturbed sentence for each control cell under ``perturbation``, of the model's genes (or,
         for a model without a vocabulary, the genes of ``cells``)."""
         self._check_known("perturbation", [perturbation], self.known_perturbations)
         task = "perturbation"
         if context:
             if "perturbation_context" not in self.meta.get("tasks", ["perturbation_context"]):
-                raise InputError("context", "this model was not trained with perturbation contexts",
-                                 "omit context, or use a model trained with context prompts")
+                raise InputError(
+                    "context",
+                    "this model was not trained with perturbation contexts",
+                    "omit context, or use a model trained with context prompts",
+                )
             task = "perturbation_context"
         k = self.top_k["perturbation"]
         texts, _, _ = self.sentences(cells, k)
         organism = self.organism(cells)
-        prompts = [self.prompts.format(task, cell=t, perturbation=perturbation, context=context or "",
-                                       num_genes=len(t.split()), organism=organism) for t in texts]
-        return self._complete_sentences(prompts, task, int(n_genes or k), self.genes or self._input_genes(cells), seed,
-                                        temperature, top_k, top_p, on_call, "perturb")
+        prompts = [
+            self.prompts.format(
+                task,
+                cell=t,
+                perturbation=perturbation,
+                context=context or "",
+                num_genes=len(t.split()),
+                organism=organism,
+            )
+            for t in texts
+        ]
+        return self._complete_sentences(
+            prompts,
+            task,
+            int(n_genes or k),
+            self.genes or self._input_genes(cells),
+            seed,
+            temperature,
+            top_k,
+            top_p,
+            on_call,
+            "perturb",
+        )
 
     @staticmethod
     def _input_genes(cells) -> list[str] | None:
@@ -348,18 +446,46 @@ class C2SModel:
             return [str(g) for g in names[usable]]
         return [str(g) for g in cells.genes] if hasattr(cells, "genes") else None
 
-    def _complete_sentences(self, prompts, task, n_genes, genes, seed, temperature, top_k, top_p, on_call, kind,
-                            guidance: float = 0.0, twins: tuple[str, ...] | None = None) -> list[str]:
+    def _complete_sentences(
+        self,
+        prompts,
+        task,
+        n_genes,
+        genes,
+        seed,
+        temperature,
+        top_k,
+        top_p,
+        on_call,
+        kind,
+        guidance: float = 0.0,
+        twins: tuple[str, ...] | None = None,
+    ) -> list[str]:
         """Cell sentences completing ``prompts``: at most ``n_genes`` distinct genes of ``genes`` (decoding
         constrained to them, written as the task's response writes a cell), or unconstrained without genes."""
         first, end = self._template_parts(task, "cell")
         words = WordList(tuple(dict.fromkeys(genes)), n_genes, first=first, end=end) if genes else None
-        params = GenParams(max_new_tokens=n_genes * 8 + 2, temperature=temperature, top_k=top_k, top_p=top_p,
-                           seed=seed, ban_repeats=words is None, words=words, guidance=guidance, unconditional=twins)
+        params = GenParams(
+            max_new_tokens=n_genes * 8 + 2,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            ban_repeats=words is None,
+            words=words,
+            guidance=guidance,
+            unconditional=twins,
+        )
         t0 = time.perf_counter()
         comps = self.backend.complete(prompts, params)
-        self._record(on_call, kind, len(prompts), t0, prompt_tokens=sum(c.n_prompt_tokens for c in comps),
-                     completion_tokens=sum(c.n_completion_tokens for c in comps))
+        self._record(
+            on_call,
+            kind,
+            len(prompts),
+            t0,
+            prompt_tokens=sum(c.n_prompt_tokens for c in comps),
+            completion_tokens=sum(c.n_completion_tokens for c in comps),
+        )
         return [" ".join(c.text.removesuffix(end.strip()).split()[:n_genes]) for c in comps]
 
     @staticmethod
@@ -382,8 +508,15 @@ class C2SModel:
         return emb.vectors
 
     # -- multi-cell ----------------------------------------------------------------------------------------
-    def multicell_prompt(self, cells, groups: Sequence[int], interactions: Sequence[str] | None = None,
-                         top_k: int = 50, task: str = "multicell", **values) -> str:
+    def multicell_prompt(
+        self,
+        cells,
+        groups: Sequence[int],
+        interactions: Sequence[str] | None = None,
+        top_k: int = 50,
+        task: str = "multicell",
+        **values,
+    ) -> str:
         """A multi-cell prompt ("Cell 1: ...", each cell written as the prompt set writes one) for the cells at
         positions ``groups``, with optional interaction knowledge (e.g. "CCL5 -> CCR5") injected as text before
         the cells. ``task``: a multi-cell task of the prompt set; ``values`` fill its other placeholders."""
@@ -394,24 +527,49 @@ class C2SModel:
         if interactions:
             tmpl = self.prompts.extra.get("multicell_knowledge")
             if not tmpl:
-                raise InputError("interactions", f"cannot be injected: prompt set {self.prompts.name!r} has no "
-                                 "knowledge template", "use a prompt set with one (embedded, c2s-scale)")
+                raise InputError(
+                    "interactions",
+                    f"cannot be injected: prompt set {self.prompts.name!r} has no knowledge template",
+                    "use a prompt set with one (embedded, c2s-scale)",
+                )
             knowledge = tmpl.format(interactions="; ".join(interactions))
-        return self.prompts.format(task, cells=lines, knowledge=knowledge, num_cells=len(groups), num_genes=top_k,
-                                   organism=self.organism(cells), **values)
+        return self.prompts.format(
+            task,
+            cells=lines,
+            knowledge=knowledge,
+            num_cells=len(groups),
+            num_genes=top_k,
+            organism=self.organism(cells),
+            **values,
+        )
 
-    def complete(self, prompts: list[str], params: GenParams | None = None, on_call: Recorder | None = None) -> list[str]:
+    def complete(
+        self, prompts: list[str], params: GenParams | None = None, on_call: Recorder | None = None
+    ) -> list[str]:
         """Free completion of raw prompts (e.g. multi-cell prompts)."""
         t0 = time.perf_counter()
         comps = self.backend.complete(list(prompts), params or GenParams())
-        self._record(on_call, "complete", len(prompts), t0, prompt_tokens=sum(c.n_prompt_tokens for c in comps),
-                     completion_tokens=sum(c.n_completion_tokens for c in comps))
+        self._record(
+            on_call,
+            "complete",
+            len(prompts),
+            t0,
+            prompt_tokens=sum(c.n_prompt_tokens for c in comps),
+            completion_tokens=sum(c.n_completion_tokens for c in comps),
+        )
         return [c.text for c in comps]
 
     def _record(self, on_call, task, n, t0, **tokens) -> None:
         if on_call is not None:
-            on_call("model", task=task, model=self.name, backend=self.backend.name, n_inputs=n,
-                    seconds=round(time.perf_counter() - t0, 4), **tokens)
+            on_call(
+                "model",
+                task=task,
+                model=self.name,
+                backend=self.backend.name,
+                n_inputs=n,
+                seconds=round(time.perf_counter() - t0, 4),
+                **tokens,
+            )
 
 
 _CACHE: dict[tuple, C2SModel] = {}
@@ -442,8 +600,11 @@ def resolve(model: str | None, settings=None) -> tuple[str, str]:
     if not path.exists():
         if value == "embedded":
             raise ModelError("embedded model", f"not found at {path}", "reinstall c2s-agent, or run `c2s train`")
-        raise InputError(value, "is not a model directory or an http(s) URL",
-                         "pass a folder written by save_pretrained, 'embedded', or a server URL such as http://127.0.0.1:8000")
+        raise InputError(
+            value,
+            "is not a model directory or an http(s) URL",
+            "pass a folder written by save_pretrained, 'embedded', or a server URL such as http://127.0.0.1:8000",
+        )
     return ("transformers" if wanted == "auto" else wanted), str(path)
 
 
@@ -463,8 +624,8 @@ def model_metadata(settings=None, model: str | None = None) -> dict:
 def load_model(model: str | None = None, settings=None) -> C2SModel:
     """Load a model once per process: None or "embedded" (the bundled model), a local HF directory, or the
     URL of an OpenAI-compatible server (a vLLM server or ``c2s serve``)."""
-    from ..config import Settings
     from .. import registry
+    from ..config import Settings
 
     settings = settings or Settings()
     backend_name, target = resolve(model, settings)

@@ -18,8 +18,17 @@ from functools import lru_cache
 from ..errors import InputError
 from ..resources import bundled
 
-TASKS = ("cell_type", "generation", "generation_unconditional", "perturbation", "perturbation_context", "multicell",
-         "multicell_tissue", "multicell_tissue_generation", "multicell_abstract")
+TASKS = (
+    "cell_type",
+    "generation",
+    "generation_unconditional",
+    "perturbation",
+    "perturbation_context",
+    "multicell",
+    "multicell_tissue",
+    "multicell_tissue_generation",
+    "multicell_abstract",
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +45,11 @@ class PromptSet:
 
     def template(self, task: str, index: int | None = 0, seed: int | None = None) -> tuple[str, str]:
         if task not in self.prompts:
-            raise InputError(f"prompt set {self.name!r}", f"has no template for task {task!r}",
-                             f"use a task it has: {sorted(self.prompts)}")
+            raise InputError(
+                f"prompt set {self.name!r}",
+                f"has no template for task {task!r}",
+                f"use a task it has: {sorted(self.prompts)}",
+            )
         options = self.prompts[task]
         i = random.Random(seed).randrange(len(options)) if index is None else index % len(options)
         responses = self.responses.get(task) or ["{cell}"]
@@ -50,7 +62,9 @@ class PromptSet:
         try:
             return prompt.format(**values)
         except KeyError as exc:
-            raise InputError(f"{self.name} prompt for {task}", f"needs a value for {exc}", "pass it to the task") from None
+            raise InputError(
+                f"{self.name} prompt for {task}", f"needs a value for {exc}", "pass it to the task"
+            ) from None
 
     def response(self, task: str, index: int = 0, **values) -> str:
         _, response = self.template(task, index)
@@ -96,9 +110,12 @@ def cell2sentence() -> PromptSet:
     try:
         dist = md.distribution("cell2sentence")
     except md.PackageNotFoundError:
-        raise InputError("prompt set 'cell2sentence'", "needs the cell2sentence package, which is not installed",
-                         "pip install cell2sentence (its templates are CC BY-NC-ND and are read from your install), "
-                         "or use the 'c2s-scale' prompt set") from None
+        raise InputError(
+            "prompt set 'cell2sentence'",
+            "needs the cell2sentence package, which is not installed",
+            "pip install cell2sentence (its templates are CC BY-NC-ND and are read from your install), "
+            "or use the 'c2s-scale' prompt set",
+        ) from None
     files = {str(f).rsplit("/", 1)[-1]: f for f in dist.files or [] if str(f).endswith(".json") and "prompts" in str(f)}
     prompts, responses = {}, {}
     for task, name in _C2S_FILES.items():
@@ -108,15 +125,22 @@ def cell2sentence() -> PromptSet:
         prompts[task] = [_c2s_placeholders(p) for p in data["model_input"]]
         responses[task] = [_c2s_placeholders(r) for r in data["response"]]
     if not prompts:
-        raise InputError("prompt set 'cell2sentence'", f"found no prompt files in cell2sentence {dist.version}",
-                         "install cell2sentence 1.x, whose package data holds prompts/*.json")
+        raise InputError(
+            "prompt set 'cell2sentence'",
+            f"found no prompt files in cell2sentence {dist.version}",
+            "install cell2sentence 1.x, whose package data holds prompts/*.json",
+        )
     return PromptSet("cell2sentence", "Homo sapiens", prompts, responses, {"multicell_cell": C2S_CELL_LINE})
 
 
 def _c2s_placeholders(text: str) -> str:
     """Map the reference's placeholders onto this project's names."""
-    return (text.replace("{cell_sentence}", "{cell}").replace("{cell_type}", "{label}")
-            .replace("{cell_type_name}", "{label}").replace("{multi_cell_sentences}", "{cells}"))
+    return (
+        text.replace("{cell_sentence}", "{cell}")
+        .replace("{cell_type}", "{label}")
+        .replace("{cell_type_name}", "{label}")
+        .replace("{multi_cell_sentences}", "{cells}")
+    )
 
 
 def reference_indices(prompt_set: PromptSet, task: str, n: int, seed: int = 42) -> list[int]:

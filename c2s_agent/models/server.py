@@ -10,7 +10,6 @@
   request bodies above ``max_body_bytes`` are refused with 413, and lists and token counts are bounded.
 """
 
-
 import base64
 import hmac
 import queue
@@ -58,8 +57,7 @@ class BatchingBackend:
     def score_labels(self, prompts, labels) -> LabelScores:
         rows = self._submit("score", tuple(labels), list(prompts))
         nll = None if rows and rows[0][1] is None else np.array([r[1] for r in rows])
-        return LabelScores(np.array([r[0] for r in rows]).reshape(len(rows), len(labels)), nll,
-                           sum(r[2] for r in rows))
+        return LabelScores(np.array([r[0] for r in rows]).reshape(len(rows), len(labels)), nll, sum(r[2] for r in rows))
 
     def embed(self, texts) -> Embeddings:
         rows = self._submit("embed", None, list(texts))
@@ -88,12 +86,16 @@ class BatchingBackend:
         try:
             if kind == "complete":
                 prompts, twins = (list(x) for x in zip(*items))
-                res = self.inner.complete(prompts, replace(key, unconditional=tuple(twins) if key.guidance > 0 else None))
+                res = self.inner.complete(
+                    prompts, replace(key, unconditional=tuple(twins) if key.guidance > 0 else None)
+                )
             elif kind == "score":
                 s = self.inner.score_labels(items, list(key))
                 share = s.n_tokens // max(1, len(items))
-                res = [(s.logprobs[i], None if s.prompt_nll is None else float(s.prompt_nll[i]), share)
-                       for i in range(len(items))]
+                res = [
+                    (s.logprobs[i], None if s.prompt_nll is None else float(s.prompt_nll[i]), share)
+                    for i in range(len(items))
+                ]
             else:
                 e = self.inner.embed(items)
                 share = e.n_tokens // max(1, len(items))
@@ -207,12 +209,26 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
     async def limit_size(request: Request, call_next):
         length = request.headers.get("content-length")
         if length is None and request.method in ("POST", "PUT", "PATCH"):  # a streamed body would skip the limit
-            return JSONResponse({"error": {"message": "request body has no Content-Length; send one (bodies are "
-                                           f"limited to {max_body_bytes} bytes)",
-                                           "type": "invalid_request_error"}}, status_code=411)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "request body has no Content-Length; send one (bodies are "
+                        f"limited to {max_body_bytes} bytes)",
+                        "type": "invalid_request_error",
+                    }
+                },
+                status_code=411,
+            )
         if length is not None and int(length) > max_body_bytes:
-            return JSONResponse({"error": {"message": f"request body of {length} bytes exceeds {max_body_bytes}",
-                                           "type": "invalid_request_error"}}, status_code=413)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"request body of {length} bytes exceeds {max_body_bytes}",
+                        "type": "invalid_request_error",
+                    }
+                },
+                status_code=413,
+            )
         return await call_next(request)
 
     @app.exception_handler(C2SError)
@@ -249,25 +265,42 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
     @app.post("/v1/completions", dependencies=auth)
     def completions(req: CompletionRequest):
         if req.n != 1 or req.stream or req.echo:
-            raise InputError("request", "asks for n>1, stream or echo, which this server does not offer",
-                             "send n=1, stream=false, echo=false")
+            raise InputError(
+                "request",
+                "asks for n>1, stream or echo, which this server does not offer",
+                "send n=1, stream=false, echo=false",
+            )
         prompts = _texts(req.prompt, "prompt")
-        params = GenParams(max_new_tokens=req.max_tokens, temperature=req.temperature, top_k=req.top_k or 0,
-                           top_p=req.top_p, seed=req.seed or 0, ban_repeats=req.ban_repeats,
-                           words=WordList(**{**req.words.model_dump(), "words": tuple(req.words.words)})
-                           if req.words else None,
-                           stop=tuple([req.stop] if isinstance(req.stop, str) else req.stop or ()))
+        params = GenParams(
+            max_new_tokens=req.max_tokens,
+            temperature=req.temperature,
+            top_k=req.top_k or 0,
+            top_p=req.top_p,
+            seed=req.seed or 0,
+            ban_repeats=req.ban_repeats,
+            words=WordList(**{**req.words.model_dump(), "words": tuple(req.words.words)}) if req.words else None,
+            stop=tuple([req.stop] if isinstance(req.stop, str) else req.stop or ()),
+        )
         comps = backend.complete(prompts, params) if req.max_tokens > 0 else [Completion("", 0, 0) for _ in prompts]
         choices = []
         for i, c in enumerate(comps):
-            lp = {"tokens": None, "token_logprobs": c.token_logprobs, "top_logprobs": None, "text_offset": None} \
-                if req.logprobs is not None else None
-            choices.append({"index": i, "text": cut_at_stop(c.text, req.stop), "finish_reason": c.finish_reason,
-                            "logprobs": lp})
+            lp = (
+                {"tokens": None, "token_logprobs": c.token_logprobs, "top_logprobs": None, "text_offset": None}
+                if req.logprobs is not None
+                else None
+            )
+            choices.append(
+                {"index": i, "text": cut_at_stop(c.text, req.stop), "finish_reason": c.finish_reason, "logprobs": lp}
+            )
         pt, ct = sum(c.n_prompt_tokens for c in comps), sum(c.n_completion_tokens for c in comps)
-        return {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
-                "model": model_id, "choices": choices,
-                "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}}
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex[:24]}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model_id,
+            "choices": choices,
+            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+        }
 
     @app.post("/v1/embeddings", dependencies=auth)
     def embeddings(req: EmbeddingRequest):
@@ -275,36 +308,61 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
         emb = backend.embed(texts)
         data = []
         for i, v in enumerate(emb.vectors):
-            vec = base64.b64encode(np.asarray(v, "<f4").tobytes()).decode() if req.encoding_format == "base64" \
+            vec = (
+                base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()
+                if req.encoding_format == "base64"
                 else [float(x) for x in v]
+            )
             data.append({"object": "embedding", "index": i, "embedding": vec})
-        return {"object": "list", "data": data, "model": model_id,
-                "usage": {"prompt_tokens": emb.n_tokens, "total_tokens": emb.n_tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": model_id,
+            "usage": {"prompt_tokens": emb.n_tokens, "total_tokens": emb.n_tokens},
+        }
 
     @app.post("/v1/c2s/score_labels", dependencies=auth)
     def score_labels(req: ScoreRequest):
         s = backend.score_labels(_texts(req.prompts, "prompts"), req.labels)
-        return {"logprobs": s.logprobs.tolist(), "prompt_nll": None if s.prompt_nll is None else s.prompt_nll.tolist(),
-                "n_tokens": s.n_tokens}
+        return {
+            "logprobs": s.logprobs.tolist(),
+            "prompt_nll": None if s.prompt_nll is None else s.prompt_nll.tolist(),
+            "n_tokens": s.n_tokens,
+        }
 
     @app.post("/v1/c2s/predict_cell_types", dependencies=auth)
     def predict(req: PredictRequest):
-        df = model.predict_cell_types(_texts(req.sentences, "sentences"), mode=req.mode, labels=req.labels,
-                                      threshold=req.threshold)
+        df = model.predict_cell_types(
+            _texts(req.sentences, "sentences"), mode=req.mode, labels=req.labels, threshold=req.threshold
+        )
         probs = [c for c in df.columns if c.startswith("p_")]
-        return {"predictions": [{"label": r["label"], "confidence": float(r["confidence"]),
-                                 "unknown_reason": r["unknown_reason"],
-                                 "probs": {c[2:]: float(r[c]) for c in probs}} for _, r in df.iterrows()]}
+        return {
+            "predictions": [
+                {
+                    "label": r["label"],
+                    "confidence": float(r["confidence"]),
+                    "unknown_reason": r["unknown_reason"],
+                    "probs": {c[2:]: float(r[c]) for c in probs},
+                }
+                for _, r in df.iterrows()
+            ]
+        }
 
     @app.post("/v1/c2s/generate_cells", dependencies=auth)
     def generate(req: GenerateRequest):
-        return {"sentences": model.generate(req.cell_types, req.conditions, n_genes=req.n_genes, seed=req.seed,
-                                              guidance=req.guidance)}
+        return {
+            "sentences": model.generate(
+                req.cell_types, req.conditions, n_genes=req.n_genes, seed=req.seed, guidance=req.guidance
+            )
+        }
 
     @app.post("/v1/c2s/perturb", dependencies=auth)
     def perturb(req: PerturbRequest):
-        return {"sentences": model.perturb(_texts(req.sentences, "sentences"), req.perturbation, context=req.context,
-                                           seed=req.seed)}
+        return {
+            "sentences": model.perturb(
+                _texts(req.sentences, "sentences"), req.perturbation, context=req.context, seed=req.seed
+            )
+        }
 
     @app.post("/v1/c2s/embed", dependencies=auth)
     def embed(req: EmbedRequest):
@@ -313,8 +371,14 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
     return app
 
 
-def serve(model: C2SModel, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          max_body_bytes: int = 4_000_000, log_level: str = "warning") -> None:
+def serve(
+    model: C2SModel,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    max_body_bytes: int = 4_000_000,
+    log_level: str = "warning",
+) -> None:
     """Run the server until interrupted."""
     import uvicorn
 

@@ -80,9 +80,22 @@ def store_path(out: str | Path) -> Path:
     return Path(f"{out}{STORE_SUFFIX}")
 
 
-def stream(task: str, inp, out: str | Path, model=None, settings=None, chunk_size: int = DEFAULT_CHUNK,
-           source: str = "auto", executor: str = "local", threads: int | None = None, address: str | None = None,
-           num_cpus: int | None = None, progress: bool = True, on_call=None, **options) -> StreamResult:
+def stream(
+    task: str,
+    inp,
+    out: str | Path,
+    model=None,
+    settings=None,
+    chunk_size: int = DEFAULT_CHUNK,
+    source: str = "auto",
+    executor: str = "local",
+    threads: int | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    on_call=None,
+    **options,
+) -> StreamResult:
     """Run ``task`` ("annotate", "embed" or "perturb") over the cells of ``inp`` (a path, a bundled dataset name
     or a backed AnnData) chunk by chunk, writing ``out`` (.h5ad). ``options`` go to the task: ``mode``,
     ``labels``, ``threshold``, ``key_added`` (annotate), ``key_added`` (embed), ``perturbation``, ``context``,
@@ -102,21 +115,45 @@ def stream(task: str, inp, out: str | Path, model=None, settings=None, chunk_siz
     settings = settings or Settings()
     threads = threads or settings.threads or (1 if executor == "ray" else os.cpu_count() or 1)
     with ray_cluster(address, num_cpus) if executor == "ray" else _nothing():  # vLLM engines need the cluster
-        return _stream(task, inp, out, model, settings, chunk_size, source, executor, threads, progress, on_call,
-                       options)
+        return _stream(
+            task, inp, out, model, settings, chunk_size, source, executor, threads, progress, on_call, options
+        )
 
 
-def _stream(task, inp, out: Path, model, settings, chunk_size: int, source: str, executor: str, threads: int,
-            progress: bool, on_call, options: dict) -> StreamResult:
+def _stream(
+    task,
+    inp,
+    out: Path,
+    model,
+    settings,
+    chunk_size: int,
+    source: str,
+    executor: str,
+    threads: int,
+    progress: bool,
+    on_call,
+    options: dict,
+) -> StreamResult:
     from ..jobs import run_jobs
 
     path, src, var, obs, n_obs = _open_input(inp, source, task != "perturb")
     llm = executor == "ray" and settings.backend == "vllm"
-    m = model if isinstance(model, C2SModel) else load_model(
-        model, settings.model_copy(update={"backend": "ray-vllm"}) if llm else settings)
+    m = (
+        model
+        if isinstance(model, C2SModel)
+        else load_model(model, settings.model_copy(update={"backend": "ray-vllm"}) if llm else settings)
+    )
     options = _task_options(task, m, options)
-    spec = {"format": "c2s-stream/1", "task": task, "options": options, "source": src, "chunk_size": chunk_size,
-            "input": _file_id(path), "n_obs": n_obs, "model": _model_id(m, settings)}
+    spec = {
+        "format": "c2s-stream/1",
+        "task": task,
+        "options": options,
+        "source": src,
+        "chunk_size": chunk_size,
+        "input": _file_id(path),
+        "n_obs": n_obs,
+        "model": _model_id(m, settings),
+    }
     with _writing(out):
         store = ChunkStore(store_path(out), spec)
     bounds = [(i, a, min(a + chunk_size, n_obs)) for i, a in enumerate(range(0, n_obs, chunk_size))]
@@ -129,26 +166,47 @@ def _stream(task, inp, out: Path, model, settings, chunk_size: int, source: str,
     t0 = time.perf_counter()
     try:
         with _writing(out):
-            for j, result in run_jobs(run_chunk, [(work, a, b) for _, a, b in todo], "ray" if remote else "local",
-                                      threads):
+            for j, result in run_jobs(
+                run_chunk, [(work, a, b) for _, a, b in todo], "ray" if remote else "local", threads
+            ):
                 i, a, b = todo[j]
                 if isinstance(result, Exception):
-                    raise ModelError(f"chunk {i} (cells {a}-{b})", f"failed on a Ray worker ({type(result).__name__}:"
-                                     f" {str(result)[:300]})", "run the same command again: finished chunks are kept")
+                    raise ModelError(
+                        f"chunk {i} (cells {a}-{b})",
+                        f"failed on a Ray worker ({type(result).__name__}: {str(result)[:300]})",
+                        "run the same command again: finished chunks are kept",
+                    )
                 store.write(i, a, b, *result)
                 workers.add(result[2])
                 bar.advance(b - a)
                 if on_call is not None:
-                    on_call("model", task=task, model=m.name, backend=m.backend.name, n_inputs=b - a,
-                            seconds=round(result[1], 4), worker=result[2])
+                    on_call(
+                        "model",
+                        task=task,
+                        model=m.name,
+                        backend=m.backend.name,
+                        n_inputs=b - a,
+                        seconds=round(result[1], 4),
+                        worker=result[2],
+                    )
             seconds = time.perf_counter() - t0
             summary = _write_output(task, store, path, out, obs, m, options)
     finally:
         bar.close()
         store.close()
     store.remove()
-    return StreamResult(task, out, n_obs, len(bounds), len(done), len(todo), seconds,
-                        sum(b - a for _, a, b in todo), summary, sorted(workers))
+    return StreamResult(
+        task,
+        out,
+        n_obs,
+        len(bounds),
+        len(done),
+        len(todo),
+        seconds,
+        sum(b - a for _, a, b in todo),
+        summary,
+        sorted(workers),
+    )
 
 
 def run_chunk(work: ChunkWork, start: int, stop: int) -> tuple[bytes, float, str]:
@@ -191,9 +249,11 @@ def _task_options(task: str, m: C2SModel, options: dict) -> dict:
     """The task's options with their defaults filled in and checked once, before any chunk runs."""
     from ..conventions import slots
 
-    known = {"annotate": {"mode": "score", "labels": None, "threshold": None, "key_added": slots.PREDICTED_TYPE},
-             "embed": {"key_added": slots.EMBEDDING},
-             "perturb": {"perturbation": None, "context": None, "seed": 0}}[task]
+    known = {
+        "annotate": {"mode": "score", "labels": None, "threshold": None, "key_added": slots.PREDICTED_TYPE},
+        "embed": {"key_added": slots.EMBEDDING},
+        "perturb": {"perturbation": None, "context": None, "seed": 0},
+    }[task]
     bad = sorted(set(options) - set(known))
     if bad:
         raise InputError(f"options {bad}", f"are not options of {task}", f"use {sorted(known)}")
@@ -219,8 +279,9 @@ def _open_input(inp, source: str, copied: bool):
 
     path = Path(inp.filename) if hasattr(inp, "isbacked") and inp.isbacked else None
     if hasattr(inp, "obs_names") and path is None:
-        raise InputError("cells", "are an in-memory AnnData",
-                         "stream a path or a backed AnnData (read(path, backed=True))")
+        raise InputError(
+            "cells", "are an in-memory AnnData", "stream a path or a backed AnnData (read(path, backed=True))"
+        )
     adata = read(path or inp, backed=True)
     try:
         m = resolve(adata, source)
@@ -247,16 +308,23 @@ def _check_file(path: Path, source: str, copied: bool) -> None:
 
     with h5py.File(path, "r") as f:
         if copied and f.attrs.get("encoding-type") != "anndata":
-            raise InputError(path, "is in the layout of anndata < 0.8, which streamed outputs cannot extend",
-                             "re-save it once: anndata.read_h5ad(path, backed='r').write_h5ad(new_path)")
+            raise InputError(
+                path,
+                "is in the layout of anndata < 0.8, which streamed outputs cannot extend",
+                "re-save it once: anndata.read_h5ad(path, backed='r').write_h5ad(new_path)",
+            )
         node = _node(f, source)
-        if not isinstance(node, h5py.Group) or "csr" not in str(node.attrs.get("encoding-type",
-                                                                                  node.attrs.get("h5sparse_format"))):
+        if not isinstance(node, h5py.Group) or "csr" not in str(
+            node.attrs.get("encoding-type", node.attrs.get("h5sparse_format"))
+        ):
             return
         empty = int((np.diff(node["indptr"][:]) == 0).sum())
     if empty:
-        raise InputError(source, f"{empty} cells have no expressed genes",
-                         "filter them (sc.pp.filter_cells(adata, min_genes=1)) before streaming")
+        raise InputError(
+            source,
+            f"{empty} cells have no expressed genes",
+            "filter them (sc.pp.filter_cells(adata, min_genes=1)) before streaming",
+        )
 
 
 _FILES: dict[str, object] = {}
@@ -314,14 +382,22 @@ def _write_annotation(store: ChunkStore, tmp: Path, obs, m: C2SModel, opts: dict
     obs[key] = pd.Categorical.from_codes(np.concatenate(codes), categories=categories).remove_unused_categories()
     obs[conf_key] = np.concatenate(conf)
     counts = obs[key].value_counts()
-    summary = {"model": m.name, "mode": opts["mode"], "threshold": float(opts["threshold"]),
-               "n_unknown": int(counts.get(UNKNOWN, 0)), "counts": {str(k): int(v) for k, v in counts.items() if v}}
+    summary = {
+        "model": m.name,
+        "mode": opts["mode"],
+        "threshold": float(opts["threshold"]),
+        "n_unknown": int(counts.get(UNKNOWN, 0)),
+        "counts": {str(k): int(v) for k, v in counts.items() if v},
+    }
     with h5py.File(tmp, "r+") as f:
         del f["obs"]
         write_elem(f, "obs", obs)
         if probs:
-            write_elem(f.require_group("obsm"), slots.LABEL_PROBS,
-                       pd.DataFrame(np.concatenate(probs), index=obs.index, columns=labels))
+            write_elem(
+                f.require_group("obsm"),
+                slots.LABEL_PROBS,
+                pd.DataFrame(np.concatenate(probs), index=obs.index, columns=labels),
+            )
         write_elem(f.require_group("uns"), slots.ANNOTATION, summary)
     return {**summary, "mean_confidence": float(obs[conf_key].mean())}
 
@@ -338,8 +414,12 @@ def _write_embedding(store: ChunkStore, tmp: Path, obs, m: C2SModel, opts: dict)
         for _, start, stop, arrays in store.chunks():
             X = arrays["X"]
             if dset is None:
-                dset = obsm.create_dataset(opts["key_added"], shape=(len(obs), X.shape[1]), dtype="f4",
-                                           chunks=(min(len(obs), 4096), X.shape[1]))
+                dset = obsm.create_dataset(
+                    opts["key_added"],
+                    shape=(len(obs), X.shape[1]),
+                    dtype="f4",
+                    chunks=(min(len(obs), 4096), X.shape[1]),
+                )
                 dset.attrs["encoding-type"], dset.attrs["encoding-version"] = "array", "0.2.0"
             dset[start:stop] = X
         summary = {"model": m.name, "dim": int(dset.shape[1])}
@@ -408,8 +488,11 @@ def _file_id(path: Path) -> dict:
 def _model_id(m: C2SModel, settings) -> dict:
     """What identifies the model's results: its name, backend, dtype and the size and time of its files."""
     where = getattr(m.backend, "path", None)
-    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(where).iterdir()
-                   if p.is_file()) if where else []
+    files = (
+        sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(where).iterdir() if p.is_file())
+        if where
+        else []
+    )
     return {"name": m.name, "backend": m.backend.name, "dtype": settings.dtype, "files": files}
 
 
@@ -417,8 +500,11 @@ def _model_ref(m: C2SModel, settings) -> str:
     """What a Ray worker passes to load_model to get the same model."""
     where = getattr(m.backend, "path", None)
     if where is None and not str(settings.model).startswith(("http://", "https://")):
-        raise InputError("model", "was loaded here and cannot be named to Ray workers",
-                         "pass the model as a directory, 'embedded' or a URL")
+        raise InputError(
+            "model",
+            "was loaded here and cannot be named to Ray workers",
+            "pass the model as a directory, 'embedded' or a URL",
+        )
     return str(where) if where is not None else settings.model
 
 
@@ -444,12 +530,19 @@ class _writing:
             return False
         text = str(exc).lower()
         full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text
-        readonly = getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text \
-            or "read-only" in text or "unable to open database" in text
+        readonly = (
+            getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM)
+            or "readonly" in text
+            or "read-only" in text
+            or "unable to open database" in text
+        )
         if isinstance(exc, (OSError, sqlite3.Error)) and (full or readonly):
             problem = "cannot be written: the disk is full" if full else "cannot be written: its folder is read-only"
-            raise InputError(self.out, problem, "free space or choose a writable folder, then run the same command "
-                             "again: finished chunks are kept") from None
+            raise InputError(
+                self.out,
+                problem,
+                "free space or choose a writable folder, then run the same command again: finished chunks are kept",
+            ) from None
         return False
 
 
@@ -470,8 +563,10 @@ class Progress:
             return
         rate = (self.done - self.start_done) / max(1e-9, time.perf_counter() - self.t0)
         eta = (self.total - self.done) / rate if rate else float("inf")
-        line = (f"{self.task}: {self.done:,}/{self.total:,} cells ({100 * self.done / self.total:.0f}%), "
-                f"{rate:,.0f} cells/s, ETA {_clock(eta)}")
+        line = (
+            f"{self.task}: {self.done:,}/{self.total:,} cells ({100 * self.done / self.total:.0f}%), "
+            f"{rate:,.0f} cells/s, ETA {_clock(eta)}"
+        )
         print(("\r" + line) if self.live else line, end="" if self.live else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -48,17 +48,39 @@ def _streamed(adata, out) -> bool:
     return True
 
 
-def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = None, threshold: float | None = None,
-             key_added: str = PREDICTED_TYPE, settings=None, on_call=None, out=None, chunk_size: int = DEFAULT_CHUNK,
-             executor: str = "local"):
+def annotate(
+    adata,
+    model=None,
+    mode: str = "score",
+    labels: list[str] | None = None,
+    threshold: float | None = None,
+    key_added: str = PREDICTED_TYPE,
+    settings=None,
+    on_call=None,
+    out=None,
+    chunk_size: int = DEFAULT_CHUNK,
+    executor: str = "local",
+):
     """Predict cell types: ``obs[key_added]`` (a known label or "unknown") and ``obs[key_added.replace('cell_type',
     'confidence')]``; per-label probabilities in ``obsm["c2s_label_probs"]`` (score mode); the Cell Ontology id and
     the model's words in ``obs["c2s_cell_ontology_id"]`` / ``obs["c2s_generated_text"]`` (free text: generate mode
     without labels); a summary in ``uns["c2s_annotate"]``. Returns the prediction table (streamed: the
     StreamResult)."""
     if _streamed(adata, out):
-        return stream("annotate", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
-                      mode=mode, labels=labels, threshold=threshold, key_added=key_added)
+        return stream(
+            "annotate",
+            adata,
+            out,
+            model,
+            settings,
+            chunk_size,
+            executor=executor,
+            on_call=on_call,
+            mode=mode,
+            labels=labels,
+            threshold=threshold,
+            key_added=key_added,
+        )
     m = get_model(model, settings)
     df = m.predict_cell_types(adata, mode=mode, labels=labels, threshold=threshold, on_call=on_call)
     conf_key = key_added.replace("cell_type", "confidence") if "cell_type" in key_added else key_added + "_confidence"
@@ -72,22 +94,35 @@ def annotate(adata, model=None, mode: str = "score", labels: list[str] | None = 
     if probs:
         import pandas as pd
 
-        adata.obsm[LABEL_PROBS] = pd.DataFrame(df[probs].to_numpy(np.float32), index=adata.obs_names,
-                                                     columns=[c[2:] for c in probs])
-    adata.uns[ANNOTATION] = {"model": m.name, "mode": mode, "threshold": float(threshold if threshold is not None
-                                                                                  else m.confidence_threshold),
-                                 "n_unknown": int((df["label"] == "unknown").sum()),
-                                 "counts": {str(k): int(v) for k, v in df["label"].value_counts().items()}}
+        adata.obsm[LABEL_PROBS] = pd.DataFrame(
+            df[probs].to_numpy(np.float32), index=adata.obs_names, columns=[c[2:] for c in probs]
+        )
+    adata.uns[ANNOTATION] = {
+        "model": m.name,
+        "mode": mode,
+        "threshold": float(threshold if threshold is not None else m.confidence_threshold),
+        "n_unknown": int((df["label"] == "unknown").sum()),
+        "counts": {str(k): int(v) for k, v in df["label"].value_counts().items()},
+    }
     return df
 
 
-def embed(adata, model=None, key_added: str = EMBEDDING, settings=None, on_call=None, out=None,
-          chunk_size: int = DEFAULT_CHUNK, executor: str = "local"):
+def embed(
+    adata,
+    model=None,
+    key_added: str = EMBEDDING,
+    settings=None,
+    on_call=None,
+    out=None,
+    chunk_size: int = DEFAULT_CHUNK,
+    executor: str = "local",
+):
     """Cell embeddings into ``obsm[key_added]`` (mean last hidden state over real tokens); returns them
     (streamed: the StreamResult)."""
     if _streamed(adata, out):
-        return stream("embed", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
-                      key_added=key_added)
+        return stream(
+            "embed", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call, key_added=key_added
+        )
     m = get_model(model, settings)
     X = m.embed(adata, on_call=on_call)
     adata.obsm[key_added] = X
@@ -119,17 +154,29 @@ def from_sentences(m: C2SModel, sentences: list[str], obs: dict, genes=None, rev
     if reverse is not None:
         out = reverse.reconstruct(sentences, genes=genes, obs_names=names)
     else:  # no fit known: ranks only, expression left empty
-        out = ad.AnnData(X=sp.csr_matrix((len(sentences), len(genes)), dtype=np.float32),
-                         obs=pd.DataFrame(index=names), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
+        out = ad.AnnData(
+            X=sp.csr_matrix((len(sentences), len(genes)), dtype=np.float32),
+            obs=pd.DataFrame(index=names),
+            var=pd.DataFrame(index=pd.Index(genes, dtype=str)),
+        )
     out.obs[SENTENCE] = sentences
     for k, v in obs.items():
         out.obs[k] = pd.Categorical(v) if isinstance(v[0], str) else v
     return out
 
 
-def generate_cells(cell_type: str | list[str], n: int = 1, condition: str | list[str] | None = None, model=None,
-                   n_genes: int | None = None, seed: int = 0, guidance: float | None = None, settings=None,
-                   on_call=None, genes: list[str] | None = None):
+def generate_cells(
+    cell_type: str | list[str],
+    n: int = 1,
+    condition: str | list[str] | None = None,
+    model=None,
+    n_genes: int | None = None,
+    seed: int = 0,
+    guidance: float | None = None,
+    settings=None,
+    on_call=None,
+    genes: list[str] | None = None,
+):
     """Generate ``n`` cells of ``cell_type`` (and ``condition``) as an AnnData: sentences in
     ``obs["c2s_sentence"]``, expression reconstructed from rank in ``X`` (log1p CP10k), unknown and repeated
     gene names counted in ``obs["c2s_n_unknown"]`` / ``obs["c2s_n_duplicated"]``. ``guidance`` and ``genes`` (the
@@ -148,14 +195,35 @@ def generate_cells(cell_type: str | list[str], n: int = 1, condition: str | list
     return out
 
 
-def perturb(adata, perturbation: str, context: str | None = None, model=None, seed: int = 0, settings=None,
-            on_call=None, out=None, chunk_size: int = DEFAULT_CHUNK, executor: str = "local"):
+def perturb(
+    adata,
+    perturbation: str,
+    context: str | None = None,
+    model=None,
+    seed: int = 0,
+    settings=None,
+    on_call=None,
+    out=None,
+    chunk_size: int = DEFAULT_CHUNK,
+    executor: str = "local",
+):
     """Predict each cell's response to ``perturbation``: an AnnData (one row per input cell) with the perturbed
     sentences in ``obs["c2s_sentence"]`` and expression reconstructed from rank (streamed: written to ``out``,
     the StreamResult returned)."""
     if _streamed(adata, out):
-        return stream("perturb", adata, out, model, settings, chunk_size, executor=executor, on_call=on_call,
-                      perturbation=perturbation, context=context, seed=seed)
+        return stream(
+            "perturb",
+            adata,
+            out,
+            model,
+            settings,
+            chunk_size,
+            executor=executor,
+            on_call=on_call,
+            perturbation=perturbation,
+            context=context,
+            seed=seed,
+        )
     m = get_model(model, settings)
     sentences = m.perturb(adata, perturbation, context=context, seed=seed, on_call=on_call)
     obs = {PERTURBATION: [perturbation] * len(sentences), SOURCE_CELL: list(map(str, adata.obs_names))}

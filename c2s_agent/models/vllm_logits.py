@@ -58,7 +58,7 @@ class _Walk:
         self.state, self.seen = WordState(trie), 0
 
     def __call__(self, output_ids: list[int], logits):
-        for tok in output_ids[self.seen:]:
+        for tok in output_ids[self.seen :]:
             self.state.advance(int(tok))
         self.seen = len(output_ids)
         mask = torch.full_like(logits, float("-inf"))

@@ -51,8 +51,11 @@ def reverse_fit(fit, held, top_k: int, scores: dict) -> Figure:
     ax.hexbin(np.log10(1 + ranks), vals[keep], gridsize=40, bins="log", cmap="Greys")
     ax.plot(fit.log_rank, fit.expression, color="#c44e52", lw=2, label="fitted")
     ax.set_xlim(0, np.log10(1 + top_k))
-    ax.set(xlabel="log10(1 + rank)", ylabel="log1p(CP10k)",
-           title=f"Held-out cells: R²={scores['r2']:.2f}, Spearman={scores['spearman']:.2f}")
+    ax.set(
+        xlabel="log10(1 + rank)",
+        ylabel="log1p(CP10k)",
+        title=f"Held-out cells: R²={scores['r2']:.2f}, Spearman={scores['spearman']:.2f}",
+    )
     ax.legend()
     return fig
 
@@ -61,8 +64,10 @@ def embedding(adata, basis: str, color: str | None, title: str) -> Figure:
     """Cells on a 2-D embedding ``obsm[basis]`` coloured by ``obs[color]`` (scanpy's ``sc.pl.embedding``)."""
     import scanpy as sc
 
-    work = sc.AnnData(obs=adata.obs[[color]].astype(str).astype("category") if color else adata.obs[[]],
-                      obsm={basis: np.asarray(adata.obsm[basis])[:, :2]})
+    work = sc.AnnData(
+        obs=adata.obs[[color]].astype(str).astype("category") if color else adata.obs[[]],
+        obsm={basis: np.asarray(adata.obsm[basis])[:, :2]},
+    )
     fig = sc.pl.embedding(work, basis=basis, color=color, show=False, return_fig=True, title=title, frameon=False)
     return fig if isinstance(fig, Figure) else fig.figure
 

@@ -14,8 +14,10 @@ def ligand_receptor(table: pd.DataFrame, top: int = 20) -> Figure:
     score, size = -log10 p-value, one column per condition."""
     cond = table[CONDITION] if CONDITION in table else pd.Series("all", index=table.index)
     t = table.assign(**{CONDITION: cond})
-    pairs = (t[t.significant].sort_values("score", ascending=False).pair.drop_duplicates().head(top).tolist()
-             or t.sort_values("score", ascending=False).pair.drop_duplicates().head(top).tolist())
+    pairs = (
+        t[t.significant].sort_values("score", ascending=False).pair.drop_duplicates().head(top).tolist()
+        or t.sort_values("score", ascending=False).pair.drop_duplicates().head(top).tolist()
+    )
     sub = t[t.pair.isin(pairs)]
     conds = sorted(sub[CONDITION].unique())
     n_perm_floor = 1e-3

@@ -47,7 +47,9 @@ def generation_embedding(result, max_points: int = 5000, seed: int = 0) -> Figur
     fig = Figure(figsize=(4.5, 4))
     ax = fig.subplots()
     ax.scatter(pr[:, 0], pr[:, 1], s=4, alpha=0.5, color="#7f7f7f", label=f"real ({len(result.real_embedding)})")
-    ax.scatter(pg[:, 0], pg[:, 1], s=4, alpha=0.5, color="#d62728", label=f"generated ({len(result.generated_embedding)})")
+    ax.scatter(
+        pg[:, 0], pg[:, 1], s=4, alpha=0.5, color="#d62728", label=f"generated ({len(result.generated_embedding)})"
+    )
     ax.set_xlabel("shared PC1")
     ax.set_ylabel("shared PC2")
     ax.legend(fontsize=8, markerscale=3)

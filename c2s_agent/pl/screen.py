@@ -19,8 +19,16 @@ def screen_ranking(res) -> Figure:
     ax = fig.subplots()
     if len(contexts) >= 2:
         err = np.vstack([scored["split"] - scored["split_low"], scored["split_high"] - scored["split"]])
-        ax.errorbar(scored["split"], y, xerr=err, fmt="o", color="black", ms=4, capsize=2,
-                    label=f"split ({contexts[0]} - {contexts[1]}), 95% CI")
+        ax.errorbar(
+            scored["split"],
+            y,
+            xerr=err,
+            fmt="o",
+            color="black",
+            ms=4,
+            capsize=2,
+            label=f"split ({contexts[0]} - {contexts[1]}), 95% CI",
+        )
     colours = ["#4477aa", "#ee6677", "#228833", "#ccbb44"]
     for c, col in zip(contexts, colours):
         ax.scatter(scored[f"shift_{c}"], y, s=14, color=col, marker="s", alpha=0.7, label=f"shift in {c}")
@@ -28,8 +36,10 @@ def screen_ranking(res) -> Figure:
     ax.set_yticks(y, scored["item"].astype(str))
     ax.set_xlabel(f"change of the {program} program score (predicted - base)")
     n_total = len(table)
-    ax.set_title(f"Screen ranking: {len(scored)} of {n_total} items shown"
-                 + (f" ({int((table['status'] != 'scored').sum())} not scored)" if (table["status"] != "scored").any() else ""))
+    ax.set_title(
+        f"Screen ranking: {len(scored)} of {n_total} items shown"
+        + (f" ({int((table['status'] != 'scored').sum())} not scored)" if (table["status"] != "scored").any() else "")
+    )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 

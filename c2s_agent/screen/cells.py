@@ -21,13 +21,22 @@ def cell_type_key(adata, key: str | None = None, value: str | None = None) -> st
     holding = [c for c in found if value is None or value in set(adata.obs[c].astype(str))]
     if holding or found:
         return (holding or found)[0]
-    raise InputError("cell_type", "was given but the data has no cell type column",
-                     "run annotate_cells first (c2s annotate), or pass cell_type_key=")
+    raise InputError(
+        "cell_type",
+        "was given but the data has no cell type column",
+        "run annotate_cells first (c2s annotate), or pass cell_type_key=",
+    )
 
 
-def select_cells(adata, where: dict[str, str] | None = None, cell_type: str | None = None,
-                 n_cells: int | None = None, seed: int = 0, cell_type_key_: str | None = None,
-                 name: str = "cells") -> np.ndarray:
+def select_cells(
+    adata,
+    where: dict[str, str] | None = None,
+    cell_type: str | None = None,
+    n_cells: int | None = None,
+    seed: int = 0,
+    cell_type_key_: str | None = None,
+    name: str = "cells",
+) -> np.ndarray:
     """Positions of cells matching every ``where`` column=value and ``cell_type``; at most ``n_cells`` of them,
     drawn at random (seeded) and returned in data order."""
     conditions = dict(where or {})
@@ -39,13 +48,23 @@ def select_cells(adata, where: dict[str, str] | None = None, cell_type: str | No
     return rows
 
 
-def predict(adata, perturbation: str, cell_type: str | None = None, where: dict[str, str] | None = None,
-            context: str | None = None, n_cells: int | None = None, model=None, seed: int = 0, settings=None,
-            on_call=None):
+def predict(
+    adata,
+    perturbation: str,
+    cell_type: str | None = None,
+    where: dict[str, str] | None = None,
+    context: str | None = None,
+    n_cells: int | None = None,
+    model=None,
+    seed: int = 0,
+    settings=None,
+    on_call=None,
+):
     """Predicted perturbed cells for the chosen base cells: an AnnData with sentences in ``obs["c2s_sentence"]``
     and expression reconstructed from rank (see :func:`c2s_agent.models.tl.perturb`), batched by the backend."""
     from ..models import tl
 
     rows = select_cells(adata, where, cell_type, n_cells, seed, name="base cells")
-    return tl.perturb(adata[rows].copy(), perturbation, context=context, model=model, seed=seed, settings=settings,
-                      on_call=on_call)
+    return tl.perturb(
+        adata[rows].copy(), perturbation, context=context, model=model, seed=seed, settings=settings, on_call=on_call
+    )

@@ -24,8 +24,27 @@ METHODS = ("rank", "expression")
 
 #: Curated core of MHC class I antigen presentation: classical and non-classical heavy chains, B2M, the
 #: peptide-loading complex, the immunoproteasome subunits and NLRC5, the class I transactivator.
-MHC_I_CORE = ("HLA-A", "HLA-B", "HLA-C", "HLA-E", "HLA-F", "B2M", "TAP1", "TAP2", "TAPBP", "PSMB8", "PSMB9",
-              "PSMB10", "PSME1", "PSME2", "ERAP1", "ERAP2", "CALR", "PDIA3", "NLRC5")
+MHC_I_CORE = (
+    "HLA-A",
+    "HLA-B",
+    "HLA-C",
+    "HLA-E",
+    "HLA-F",
+    "B2M",
+    "TAP1",
+    "TAP2",
+    "TAPBP",
+    "PSMB8",
+    "PSMB9",
+    "PSMB10",
+    "PSME1",
+    "PSME2",
+    "ERAP1",
+    "ERAP2",
+    "CALR",
+    "PDIA3",
+    "NLRC5",
+)
 
 #: Built-in short names -> bundled gene set names (registered by the ``screen_plugin`` built-in plugin).
 BUILTIN_SETS = {
@@ -43,10 +62,17 @@ def builtin_programs() -> dict[str, GeneProgram]:
     from ..knowledge.sources import load_gene_sets
 
     sets = load_gene_sets()
-    out = {short: GeneProgram(short, tuple(sets[full]), f"{full} ({sets[full].source or sets[full].collection})")
-           for short, full in BUILTIN_SETS.items() if full in sets}
-    out["mhc_i"] = GeneProgram("mhc_i", MHC_I_CORE, "curated MHC class I antigen presentation core (heavy chains, "
-                               "B2M, TAP/TAPBP loading complex, immunoproteasome, ERAP1/2, CALR, PDIA3, NLRC5)")
+    out = {
+        short: GeneProgram(short, tuple(sets[full]), f"{full} ({sets[full].source or sets[full].collection})")
+        for short, full in BUILTIN_SETS.items()
+        if full in sets
+    }
+    out["mhc_i"] = GeneProgram(
+        "mhc_i",
+        MHC_I_CORE,
+        "curated MHC class I antigen presentation core (heavy chains, "
+        "B2M, TAP/TAPBP loading complex, immunoproteasome, ERAP1/2, CALR, PDIA3, NLRC5)",
+    )
     return out
 
 
@@ -56,8 +82,9 @@ def programs(settings=None) -> dict[str, GeneProgram]:
 
     out = {}
     for name, reg in registry.gene_programs(settings).items():
-        out[name] = GeneProgram(name, tuple(dict.fromkeys(str(g).upper() for g in reg.genes)),
-                                reg.source or reg.plugin, reg.plugin)
+        out[name] = GeneProgram(
+            name, tuple(dict.fromkeys(str(g).upper() for g in reg.genes)), reg.source or reg.plugin, reg.plugin
+        )
     return out
 
 
@@ -74,8 +101,11 @@ def get_program(program, settings=None) -> GeneProgram:
             raise InputError("program", f"gives {len(genes)} gene(s)", "give at least two gene symbols")
         return GeneProgram("custom", genes, "user gene list")
     if not isinstance(program, str) or not program.strip():
-        raise InputError("program", f"{program!r} is not a program name or gene list",
-                         "give a name such as 'mhc_i' or 'ifn_alpha', or a list of genes")
+        raise InputError(
+            "program",
+            f"{program!r} is not a program name or gene list",
+            "give a name such as 'mhc_i' or 'ifn_alpha', or a list of genes",
+        )
     registered = programs(settings)
     key = program.strip()
     for name, prog in registered.items():
@@ -87,9 +117,12 @@ def get_program(program, settings=None) -> GeneProgram:
     full = key.upper().replace(" ", "_")
     if full in sets:
         return GeneProgram(full, tuple(sets[full]), sets[full].source or sets[full].collection)
-    raise InputError("program", f"{program!r} is not a registered program or bundled gene set",
-                     f"use one of {sorted(registered)}, a bundled gene set name (e.g. HALLMARK_HYPOXIA), "
-                     "or a comma-separated gene list")
+    raise InputError(
+        "program",
+        f"{program!r} is not a registered program or bundled gene set",
+        f"use one of {sorted(registered)}, a bundled gene set name (e.g. HALLMARK_HYPOXIA), "
+        "or a comma-separated gene list",
+    )
 
 
 def _sentence_words(cells) -> list[list[str]]:
@@ -98,7 +131,9 @@ def _sentence_words(cells) -> list[list[str]]:
     if isinstance(cells, CellSentences):
         return [cells.words(i) for i in range(len(cells))]
     if isinstance(cells, str) or not isinstance(cells, Sequence):
-        raise InputError("cells", f"is a {type(cells).__name__}", "pass an AnnData, CellSentences or a list of sentences")
+        raise InputError(
+            "cells", f"is a {type(cells).__name__}", "pass an AnnData, CellSentences or a list of sentences"
+        )
     return [s.replace(",", " ").strip().rstrip(".").upper().split() for s in cells]
 
 
@@ -133,12 +168,16 @@ def score_cells(cells, program, method: str = "rank", k: int | None = None, univ
         universe = cells.var_names.astype(str).str.upper()
     genes = prog.restricted(universe)
     if len(genes) < 2:
-        raise InputError("program", f"{prog.name!r}: only {len(genes)} of its {len(prog.genes)} genes are measured",
-                         "choose a program whose genes are in the data")
+        raise InputError(
+            "program",
+            f"{prog.name!r}: only {len(genes)} of its {len(prog.genes)} genes are measured",
+            "choose a program whose genes are in the data",
+        )
     if method == "expression":
         if not is_adata:
-            raise InputError("cells", "are sentences; expression scoring needs an AnnData",
-                             "use method='rank' for sentences")
+            raise InputError(
+                "cells", "are sentences; expression scoring needs an AnnData", "use method='rank' for sentences"
+            )
         from ..data import prepare
 
         data = cells if "c2s_input" in cells.uns else prepare(cells)
@@ -160,9 +199,14 @@ def score_cells(cells, program, method: str = "rank", k: int | None = None, univ
 
 
 #: Words in a question that name a built-in program (first match wins: antigen presentation before interferon).
-PROGRAM_WORDS = (("mhc_i", r"antigen.present|\bmhc|\bhla\b|class i\b"), ("ifn_gamma", r"interferon.gamma|\bifn.?g"),
-                 ("ifn_alpha", r"interferon|\bifn|type i\b"), ("apoptosis", r"apopto|cell death"),
-                 ("inflammatory", r"inflamm"), ("tnfa_nfkb", r"\btnf|nf.?kb"))
+PROGRAM_WORDS = (
+    ("mhc_i", r"antigen.present|\bmhc|\bhla\b|class i\b"),
+    ("ifn_gamma", r"interferon.gamma|\bifn.?g"),
+    ("ifn_alpha", r"interferon|\bifn|type i\b"),
+    ("apoptosis", r"apopto|cell death"),
+    ("inflammatory", r"inflamm"),
+    ("tnfa_nfkb", r"\btnf|nf.?kb"),
+)
 
 
 def program_from_text(text: str | None) -> str | None:

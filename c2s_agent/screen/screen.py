@@ -46,8 +46,11 @@ def load_library(perturbations) -> pd.DataFrame:
         else:
             df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str).fillna("")
             if "perturbation" not in df.columns:
-                raise InputError(path, f"has no 'perturbation' column (columns: {list(df.columns)})",
-                                 "name the column of perturbation names 'perturbation'")
+                raise InputError(
+                    path,
+                    f"has no 'perturbation' column (columns: {list(df.columns)})",
+                    "name the column of perturbation names 'perturbation'",
+                )
     elif isinstance(perturbations, pd.DataFrame):
         if "perturbation" not in perturbations.columns:
             raise InputError("perturbations", "table has no 'perturbation' column", "add a 'perturbation' column")
@@ -57,8 +60,11 @@ def load_library(perturbations) -> pd.DataFrame:
     elif isinstance(perturbations, (list, tuple)):
         df = pd.DataFrame({"perturbation": [str(x).strip() for x in perturbations if str(x).strip()]})
     else:
-        raise InputError("perturbations", f"is a {type(perturbations).__name__}",
-                         "give a list of names, a comma-separated string, or a CSV path")
+        raise InputError(
+            "perturbations",
+            f"is a {type(perturbations).__name__}",
+            "give a list of names, a comma-separated string, or a CSV path",
+        )
     if df.empty:
         raise InputError("perturbations", "is empty", "give at least one perturbation")
     df["perturbation"] = df["perturbation"].astype(str).str.strip()
@@ -68,8 +74,11 @@ def load_library(perturbations) -> pd.DataFrame:
     df["context_text"] = df["context_text"].astype(str) if "context_text" in df.columns else ""
     dup = df["item"][df["item"].duplicated()].unique().tolist()
     if dup:
-        raise InputError("perturbations", f"list {dup[:5]} more than once",
-                         "give each entry once, or an 'item' column naming replicates (e.g. IFN-beta#1, IFN-beta#2)")
+        raise InputError(
+            "perturbations",
+            f"list {dup[:5]} more than once",
+            "give each entry once, or an 'item' column naming replicates (e.g. IFN-beta#1, IFN-beta#2)",
+        )
     return df[["item", "perturbation", "context_text"]].reset_index(drop=True)
 
 
@@ -86,8 +95,11 @@ def resolve_contexts(adata, contexts=None) -> list[tuple[str, dict[str, str]]]:
     if contexts is None:
         roles = find_columns(adata.obs)
         if roles.condition is None or roles.control is None:
-            raise InputError("contexts", "were not given and the data has no condition column with a control value",
-                             "name contexts, e.g. {'interferon': 'stim=STIM', 'neutral': 'stim=CTRL'}")
+            raise InputError(
+                "contexts",
+                "were not given and the data has no condition column with a control value",
+                "name contexts, e.g. {'interferon': 'stim=STIM', 'neutral': 'stim=CTRL'}",
+            )
         treated = next(v for v in roles.values[roles.condition] if v != roles.control)
         return [(treated, {roles.condition: treated}), (roles.control, {roles.condition: roles.control})]
     if isinstance(contexts, str):
@@ -99,16 +111,20 @@ def resolve_contexts(adata, contexts=None) -> list[tuple[str, dict[str, str]]]:
         out.append((str(name).strip(), {str(k): str(v) for k, v in where.items()}))
     names = [n for n, _ in out]
     if not out or len(set(names)) != len(names) or not all(names):
-        raise InputError("contexts", f"{names} must be one or more distinct, non-empty names",
-                         "write e.g. 'interferon:condition=stim' and 'neutral:condition=ctrl'")
+        raise InputError(
+            "contexts",
+            f"{names} must be one or more distinct, non-empty names",
+            "write e.g. 'interferon:condition=stim' and 'neutral:condition=ctrl'",
+        )
     return out
 
 
 def _split_context(text: str) -> tuple[str, str]:
     name, sep, where = str(text).partition(":")
     if not sep or not name.strip() or "=" not in where:
-        raise InputError("context", f"{text!r} is not of the form NAME:COLUMN=VALUE",
-                         "write e.g. 'interferon:condition=stim'")
+        raise InputError(
+            "context", f"{text!r} is not of the form NAME:COLUMN=VALUE", "write e.g. 'interferon:condition=stim'"
+        )
     return name.strip(), where
 
 
@@ -117,26 +133,37 @@ def model_facts(model) -> dict:
     """What the model was trained on, from its metadata (empty lists when it does not say)."""
     meta = model.meta
     held = meta.get("split", {}).get("held_out_perturbed")
-    return {"name": model.name, "backend": model.backend.name, "data": meta.get("training", {}).get("data"),
-            "labels": model.known_labels, "conditions": model.known_conditions,
-            "perturbations": model.known_perturbations, "tasks": meta.get("tasks", []),
-            "held_out": f"{held['condition']} {held['cell_type']} cells were never trained on" if held else None}
+    return {
+        "name": model.name,
+        "backend": model.backend.name,
+        "data": meta.get("training", {}).get("data"),
+        "labels": model.known_labels,
+        "conditions": model.known_conditions,
+        "perturbations": model.known_perturbations,
+        "tasks": meta.get("tasks", []),
+        "held_out": f"{held['condition']} {held['cell_type']} cells were never trained on" if held else None,
+    }
 
 
 def trained_on_text(facts: dict) -> str:
     """One plain paragraph on what the model was and was not trained on."""
     if not facts["perturbations"] and not facts["labels"]:
-        return (f"Model {facts['name']} does not declare its training data, labels or perturbations; "
-                "predictions for any perturbation are unverified.")
+        return (
+            f"Model {facts['name']} does not declare its training data, labels or perturbations; "
+            "predictions for any perturbation are unverified."
+        )
     parts = [f"Model {facts['name']} was trained on {facts['data'] or 'undeclared data'}"]
     if facts["labels"]:
         parts.append(f"cell types {', '.join(facts['labels'])}")
     if facts["conditions"]:
         parts.append(f"conditions {', '.join(facts['conditions'])}")
     text = "; ".join(parts) + ". "
-    text += (f"The only perturbation(s) it was trained on: {', '.join(facts['perturbations'])}; any other "
-             "perturbation is outside its training and is flagged, not scored. " if facts["perturbations"] else
-             "It declares no perturbations. ")
+    text += (
+        f"The only perturbation(s) it was trained on: {', '.join(facts['perturbations'])}; any other "
+        "perturbation is outside its training and is flagged, not scored. "
+        if facts["perturbations"]
+        else "It declares no perturbations. "
+    )
     if facts["held_out"]:
         text += f"Held out of training: {facts['held_out']}. "
     if "perturbation_context" not in facts["tasks"]:
@@ -167,19 +194,41 @@ def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _tables(records: list[dict], library: pd.DataFrame, contexts: list[str], n_boot: int, seed: int,
-            level: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    items = pd.DataFrame([{k: r.get(k) for k in ("item", "perturbation", "context", "status", "n_cells", "base_mean",
-                                                "predicted_mean", "shift", "shift_low", "shift_high", "reason")}
-                          for r in records])
+def _tables(
+    records: list[dict], library: pd.DataFrame, contexts: list[str], n_boot: int, seed: int, level: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    items = pd.DataFrame(
+        [
+            {
+                k: r.get(k)
+                for k in (
+                    "item",
+                    "perturbation",
+                    "context",
+                    "status",
+                    "n_cells",
+                    "base_mean",
+                    "predicted_mean",
+                    "shift",
+                    "shift_low",
+                    "shift_high",
+                    "reason",
+                )
+            }
+            for r in records
+        ]
+    )
     by = {(r["item"], r["context"]): r for r in records}
     rows = []
     for i, lib in library.iterrows():
         row = {"item": lib["item"], "perturbation": lib["perturbation"]}
         recs = [by.get((lib["item"], c)) for c in contexts]
         statuses = {r["status"] for r in recs if r}
-        row["status"] = (SCORED if statuses == {SCORED} and all(recs) else
-                         next((s for s in (UNSEEN, UNDECLARED) if s in statuses), "incomplete"))
+        row["status"] = (
+            SCORED
+            if statuses == {SCORED} and all(recs)
+            else next((s for s in (UNSEEN, UNDECLARED) if s in statuses), "incomplete")
+        )
         for c, r in zip(contexts, recs):
             ok = r is not None and r["status"] == SCORED
             row[f"shift_{c}"] = r["shift"] if ok else np.nan
@@ -225,8 +274,14 @@ class _Run:
     stats: dict = field(default_factory=dict)
 
     def finish(self, task: dict, status: str, reason: str = "", **record) -> None:
-        rec = {"item": task["item"], "perturbation": task["perturbation"], "context": task["context"],
-               "status": status, "reason": reason, **record}
+        rec = {
+            "item": task["item"],
+            "perturbation": task["perturbation"],
+            "context": task["context"],
+            "status": status,
+            "reason": reason,
+            **record,
+        }
         self.store.add(task["key"], task["item"], task["perturbation"], task["context"], status, rec)
         self.stats["items_run"] += 1
 
@@ -241,8 +296,11 @@ def _program_genes(m, prog: GeneProgram, adata) -> tuple[str, ...]:
     universe = m.genes if m.genes else adata.var_names.astype(str).str.upper()
     genes = prog.restricted(universe)
     if len(genes) < 2:
-        raise InputError("program", f"{prog.name!r}: only {len(genes)} of its genes are in the model's vocabulary",
-                         "choose a program with genes the model knows")
+        raise InputError(
+            "program",
+            f"{prog.name!r}: only {len(genes)} of its genes are in the model's vocabulary",
+            "choose a program with genes the model knows",
+        )
     return genes
 
 
@@ -251,21 +309,45 @@ def _base_cells(run: _Run, adata, cell_type, cell_type_key, n_cells: int) -> Non
     for ci, (cname, where) in enumerate(run.ctxs):
         rows = select_cells(adata, where, cell_type, n_cells, run.seed + ci, cell_type_key, name=f"context {cname!r}")
         texts, _, names = run.model.sentences(adata[rows], run.k)
-        run.base[cname] = {"texts": texts, "names": list(map(str, names)), "scores": rank_scores(texts, run.genes, run.k)}
+        run.base[cname] = {
+            "texts": texts,
+            "names": list(map(str, names)),
+            "scores": rank_scores(texts, run.genes, run.k),
+        }
 
 
 def _items(run: _Run) -> list[dict]:
     """Every (item, context) with its content key; the stats count those a previous run finished."""
     for _, lib in run.library.iterrows():
         for cname, where in run.ctxs:
-            key = item_key(**run.fingerprint, item=lib["item"], perturbation=lib["perturbation"],
-                           context_text=lib["context_text"], context=cname, where=where, cells=run.base[cname]["names"])
-            run.tasks.append({"key": key, "item": lib["item"], "perturbation": lib["perturbation"],
-                              "context_text": lib["context_text"], "context": cname})
+            key = item_key(
+                **run.fingerprint,
+                item=lib["item"],
+                perturbation=lib["perturbation"],
+                context_text=lib["context_text"],
+                context=cname,
+                where=where,
+                cells=run.base[cname]["names"],
+            )
+            run.tasks.append(
+                {
+                    "key": key,
+                    "item": lib["item"],
+                    "perturbation": lib["perturbation"],
+                    "context_text": lib["context_text"],
+                    "context": cname,
+                }
+            )
     done = run.store.keys()
     pending = [t for t in run.tasks if t["key"] not in done]
-    run.stats.update(items_total=len(run.tasks), items_skipped_finished=len(run.tasks) - len(pending), items_run=0,
-                     cells_predicted=0, model_seconds=0.0, model_calls=0)
+    run.stats.update(
+        items_total=len(run.tasks),
+        items_skipped_finished=len(run.tasks) - len(pending),
+        items_run=0,
+        cells_predicted=0,
+        model_seconds=0.0,
+        model_calls=0,
+    )
     return pending
 
 
@@ -274,11 +356,20 @@ def _runnable(run: _Run, pending: list[dict], trust_undeclared: bool) -> list[di
     known, out = set(run.model.known_perturbations), []
     for t in pending:
         if known and t["perturbation"] not in known:
-            run.finish(t, UNSEEN, f"{t['perturbation']!r} is not among the perturbations the model was trained on "
-                                  f"({', '.join(sorted(known))})", n_cells=0)
+            run.finish(
+                t,
+                UNSEEN,
+                f"{t['perturbation']!r} is not among the perturbations the model was trained on "
+                f"({', '.join(sorted(known))})",
+                n_cells=0,
+            )
         elif not known and not trust_undeclared:
-            run.finish(t, UNDECLARED, f"model {run.model.name} declares no perturbations; pass trust_undeclared=True "
-                                      "to score", n_cells=0)
+            run.finish(
+                t,
+                UNDECLARED,
+                f"model {run.model.name} declares no perturbations; pass trust_undeclared=True to score",
+                n_cells=0,
+            )
         else:
             out.append(t)
     return out
@@ -307,47 +398,86 @@ def _predict(run: _Run, chunk: list[dict], on_call) -> None:
     texts = [s for t in chunk for s in run.base[t["context"]]["texts"]]
     chunk_seed = run.seed + int(chunk[0]["key"][:7], 16)
     t0 = time.perf_counter()
-    predicted = run.model.perturb(texts, chunk[0]["perturbation"], context=chunk[0]["context_text"] or None,
-                                  seed=chunk_seed, on_call=on_call)
+    predicted = run.model.perturb(
+        texts, chunk[0]["perturbation"], context=chunk[0]["context_text"] or None, seed=chunk_seed, on_call=on_call
+    )
     dt = time.perf_counter() - t0
-    run.stats.update(model_seconds=run.stats["model_seconds"] + dt, model_calls=run.stats["model_calls"] + 1,
-                     cells_predicted=run.stats["cells_predicted"] + len(texts))
+    run.stats.update(
+        model_seconds=run.stats["model_seconds"] + dt,
+        model_calls=run.stats["model_calls"] + 1,
+        cells_predicted=run.stats["cells_predicted"] + len(texts),
+    )
     pos = 0
     for t in chunk:
         b = run.base[t["context"]]
-        pred = predicted[pos: pos + len(b["texts"])]
+        pred = predicted[pos : pos + len(b["texts"])]
         pos += len(b["texts"])
         scores = rank_scores(pred, run.genes, run.k)
         diffs = scores - b["scores"]
-        lo, hi = _interval(_bootstrap_means(diffs, run.n_boot, np.random.default_rng(int(t["key"][:8], 16))),
-                           run.level)
-        run.finish(t, SCORED, n_cells=len(diffs), base_mean=float(b["scores"].mean()),
-                   predicted_mean=float(scores.mean()), shift=float(diffs.mean()), shift_low=lo, shift_high=hi,
-                   base_scores=b["scores"].tolist(), predicted_scores=scores.tolist(), diffs=diffs.tolist(),
-                   example=pred[0][:400], chunk_seed=chunk_seed,
-                   model_seconds_share_of_chunk=round(dt * len(diffs) / len(texts), 4))
+        lo, hi = _interval(_bootstrap_means(diffs, run.n_boot, np.random.default_rng(int(t["key"][:8], 16))), run.level)
+        run.finish(
+            t,
+            SCORED,
+            n_cells=len(diffs),
+            base_mean=float(b["scores"].mean()),
+            predicted_mean=float(scores.mean()),
+            shift=float(diffs.mean()),
+            shift_low=lo,
+            shift_high=hi,
+            base_scores=b["scores"].tolist(),
+            predicted_scores=scores.tolist(),
+            diffs=diffs.tolist(),
+            example=pred[0][:400],
+            chunk_seed=chunk_seed,
+            model_seconds_share_of_chunk=round(dt * len(diffs) / len(texts), 4),
+        )
 
 
 def _summary(run: _Run, table: pd.DataFrame, config: dict, seconds: float) -> dict:
     stats = run.stats
-    stats.update(seconds=round(seconds, 3), model_seconds=round(stats["model_seconds"], 3),
-                 model_share=round(stats["model_seconds"] / seconds, 4) if seconds else None,
-                 cells_per_second=round(stats["cells_predicted"] / seconds, 3) if stats["cells_predicted"] else None)
+    stats.update(
+        seconds=round(seconds, 3),
+        model_seconds=round(stats["model_seconds"], 3),
+        model_share=round(stats["model_seconds"] / seconds, 4) if seconds else None,
+        cells_per_second=round(stats["cells_predicted"] / seconds, 3) if stats["cells_predicted"] else None,
+    )
     facts = model_facts(run.model)
     ctxs = run.ctxs
-    return {"config": config, "model": facts, "trained_on": trained_on_text(facts), "program": run.prog.name,
-            "program_genes_used": list(run.genes), "program_genes_missing": [g for g in run.prog.genes
-                                                                          if g not in run.genes],
-            "contexts": {c: w for c, w in ctxs},
-            "split": f"shift in {ctxs[0][0]} minus shift in {ctxs[1][0]}" if len(ctxs) >= 2 else None,
-            "counts": {str(k): int(v) for k, v in table["status"].value_counts().to_dict().items()},
-            "run": stats, "top": table.head(10).replace({np.nan: None}).to_dict("records")}
+    return {
+        "config": config,
+        "model": facts,
+        "trained_on": trained_on_text(facts),
+        "program": run.prog.name,
+        "program_genes_used": list(run.genes),
+        "program_genes_missing": [g for g in run.prog.genes if g not in run.genes],
+        "contexts": {c: w for c, w in ctxs},
+        "split": f"shift in {ctxs[0][0]} minus shift in {ctxs[1][0]}" if len(ctxs) >= 2 else None,
+        "counts": {str(k): int(v) for k, v in table["status"].value_counts().to_dict().items()},
+        "run": stats,
+        "top": table.head(10).replace({np.nan: None}).to_dict("records"),
+    }
 
 
-def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir, model=None,
-               cell_type: str | None = None, cell_type_key: str | None = None, n_cells: int = 64, seed: int = 0,
-               n_boot: int = 1000, level: float = 0.95, batch_cells: int = 1024, trust_undeclared: bool = False,
-               settings=None, progress: bool = True, on_call=None) -> ScreenResult:
+def run_screen(
+    adata,
+    perturbations,
+    contexts=None,
+    program="mhc_i",
+    *,
+    out_dir,
+    model=None,
+    cell_type: str | None = None,
+    cell_type_key: str | None = None,
+    n_cells: int = 64,
+    seed: int = 0,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    batch_cells: int = 1024,
+    trust_undeclared: bool = False,
+    settings=None,
+    progress: bool = True,
+    on_call=None,
+) -> ScreenResult:
     """Run (or resume) a virtual screen and write the ranked table, per-item table and summary (plots:
     :func:`c2s_agent.pl.screen_ranking` and :func:`c2s_agent.pl.screen_distributions`).
 
@@ -368,22 +498,47 @@ def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir,
     m = model if isinstance(model, C2SModel) else load_model(model, settings)
     prog: GeneProgram = get_program(program, settings)
     genes = _program_genes(m, prog, adata)
-    if (library["context_text"] != "").any() and "perturbation_context" not in m.meta.get("tasks", ["perturbation_context"]):
-        raise InputError("context_text", f"model {m.name} was not trained with perturbation contexts",
-                         "drop the context_text column, or use a model trained with context prompts")
+    if (library["context_text"] != "").any() and "perturbation_context" not in m.meta.get(
+        "tasks", ["perturbation_context"]
+    ):
+        raise InputError(
+            "context_text",
+            f"model {m.name} was not trained with perturbation contexts",
+            "drop the context_text column, or use a model trained with context prompts",
+        )
     k = int(m.top_k["perturbation"])
-    fingerprint = {"model": m.name, "model_id": m.backend.model_id, "backend": m.backend.name,
-                   "model_path": str(getattr(m.backend, "path", "")), "program": prog.name, "genes": list(genes),
-                   "n_cells": n_cells, "seed": seed, "k": k, "cell_type": cell_type, "method": "rank"}
+    fingerprint = {
+        "model": m.name,
+        "model_id": m.backend.model_id,
+        "backend": m.backend.name,
+        "model_path": str(getattr(m.backend, "path", "")),
+        "program": prog.name,
+        "genes": list(genes),
+        "n_cells": n_cells,
+        "seed": seed,
+        "k": k,
+        "cell_type": cell_type,
+        "method": "rank",
+    }
     out_dir = Path(out_dir)
     run = _Run(m, prog, genes, k, ctxs, library, fingerprint, ResultStore(out_dir), seed, n_boot, level)
-    config = {**fingerprint, "contexts": dict(ctxs), "n_items": len(library), "n_boot": n_boot, "level": level,
-              "program_source": prog.source, "trust_undeclared": trust_undeclared}
+    config = {
+        **fingerprint,
+        "contexts": dict(ctxs),
+        "n_items": len(library),
+        "n_boot": n_boot,
+        "level": level,
+        "program_source": prog.source,
+        "trust_undeclared": trust_undeclared,
+    }
     (out_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
     _base_cells(run, adata, cell_type, cell_type_key, n_cells)
     runnable = _runnable(run, _items(run), trust_undeclared)
-    bar = _progress(progress, len(runnable), f"screen: {len(runnable)} items to run, "
-                                             f"{run.stats['items_skipped_finished']} already finished")
+    bar = _progress(
+        progress,
+        len(runnable),
+        f"screen: {len(runnable)} items to run, {run.stats['items_skipped_finished']} already finished",
+    )
     try:
         for chunk in _chunks(run, runnable, batch_cells):
             _predict(run, chunk, on_call)
@@ -395,6 +550,7 @@ def run_screen(adata, perturbations, contexts=None, program="mhc_i", *, out_dir,
     table, items = _tables(records, library, [c for c, _ in ctxs], n_boot, seed, level)
     summary = _summary(run, table, config, time.perf_counter() - t_start)
     return ScreenResult(table, items, out_dir, summary, _write(out_dir, table, items, summary), records)
+
 
 class _NoBar:
     def advance(self, n):

@@ -38,8 +38,10 @@ class ResultStore:
     def add(self, key: str, item: str, perturbation: str, context: str, status: str, record: dict) -> bool:
         """Store one finished item (one transaction); False if the key was stored already."""
         with self._db:
-            cur = self._db.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                   (key, item, perturbation, context, status, json.dumps(record), time.time()))
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, item, perturbation, context, status, json.dumps(record), time.time()),
+            )
         return cur.rowcount == 1
 
     def records(self, keys=None) -> list[dict]:

@@ -11,9 +11,18 @@ from ..errors import InputError
 from .transform import OBSM_KEY, UNS_KEY, VAR_KEY, from_adata, stream_sentences, to_adata, to_sentences
 
 
-def write_sentences(inp: str | Path, out: str | Path, top_k: int = 200, tie_break: str = "random", seed: int = 42,
-                    source: str = "auto", backed: bool = False, chunk_size: int = 20_000, drop_empty: bool = False,
-                    progress: bool = False) -> dict:
+def write_sentences(
+    inp: str | Path,
+    out: str | Path,
+    top_k: int = 200,
+    tie_break: str = "random",
+    seed: int = 42,
+    source: str = "auto",
+    backed: bool = False,
+    chunk_size: int = 20_000,
+    drop_empty: bool = False,
+    progress: bool = False,
+) -> dict:
     """Convert ``inp`` to sentences and write ``out``; returns a summary (cells, lengths, cells/s, example)."""
     from ..data import read
 
@@ -24,8 +33,9 @@ def write_sentences(inp: str | Path, out: str | Path, top_k: int = 200, tie_brea
         raise InputError(out, "is in a folder that does not exist", f"create {out.parent} first")
     t0 = time.perf_counter()
     if backed:
-        n, example, lengths = _write_streamed(inp, out, top_k, seed, "X" if source == "auto" else source,
-                                              chunk_size, progress)
+        n, example, lengths = _write_streamed(
+            inp, out, top_k, seed, "X" if source == "auto" else source, chunk_size, progress
+        )
     else:
         adata = read(inp)
         cs = to_sentences(adata, top_k=top_k, tie_break=tie_break, seed=seed, source=source, drop_empty=drop_empty)
@@ -35,8 +45,13 @@ def write_sentences(inp: str | Path, out: str | Path, top_k: int = 200, tie_brea
         adata.write_h5ad(out)
         n, example, lengths = len(cs), cs.sentence(0, 30), cs.lengths
     dt = time.perf_counter() - t0
-    return {"n_cells": n, "median_length": float(np.median(lengths)), "seconds": dt,
-            "cells_per_s": n / dt if dt else float("inf"), "example": example}
+    return {
+        "n_cells": n,
+        "median_length": float(np.median(lengths)),
+        "seconds": dt,
+        "cells_per_s": n / dt if dt else float("inf"),
+        "example": example,
+    }
 
 
 def _write_streamed(inp, out: Path, top_k: int, seed: int, source: str, chunk_size: int, progress: bool):
@@ -64,8 +79,9 @@ def _write_streamed(inp, out: Path, top_k: int, seed: int, source: str, chunk_si
                     shell.uns[UNS_KEY] = {k: v for k, v in cs.params.items() if v is not None}
                     shell.write_h5ad(out)
                     f = h5py.File(out, "r+")
-                    dset = f["obsm"].create_dataset(OBSM_KEY, shape=(n_obs, top_k), dtype="i4",
-                                                    chunks=(min(n_obs, 4096), top_k))
+                    dset = f["obsm"].create_dataset(
+                        OBSM_KEY, shape=(n_obs, top_k), dtype="i4", chunks=(min(n_obs, 4096), top_k)
+                    )
                     dset.attrs["encoding-type"], dset.attrs["encoding-version"] = "array", "0.2.0"
                     example = cs.sentence(0, 30)
                 dset[start : start + len(cs)] = cs.idx

@@ -24,9 +24,12 @@ def _scores(pred: np.ndarray, true: np.ndarray) -> dict:
 
     ss_res = float(((true - pred) ** 2).sum())
     ss_tot = float(((true - true.mean()) ** 2).sum())
-    return {"r2": 1 - ss_res / ss_tot if ss_tot else float("nan"),
-            "pearson": float(pearsonr(pred, true)[0]), "spearman": float(spearmanr(pred, true)[0]),
-            "n_entries": int(true.size)}
+    return {
+        "r2": 1 - ss_res / ss_tot if ss_tot else float("nan"),
+        "pearson": float(pearsonr(pred, true)[0]),
+        "spearman": float(spearmanr(pred, true)[0]),
+        "n_entries": int(true.size),
+    }
 
 
 class ReverseTransform(BaseModel):
@@ -55,19 +58,24 @@ class ReverseTransform(BaseModel):
         counts = np.bincount(r, minlength=idx.shape[1])
         present = counts > 0
         x = np.log10(1 + np.flatnonzero(present))
-        iso = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(x, sums[present] / counts[present],
-                                                                               sample_weight=counts[present])
+        iso = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(
+            x, sums[present] / counts[present], sample_weight=counts[present]
+        )
         y = np.clip(iso.predict(x), 0, None)
         return cls(log_rank=x.tolist(), expression=y.tolist(), n_cells_fitted=len(rows), max_rank=int(idx.shape[1]))
 
     def predict(self, ranks: np.ndarray) -> np.ndarray:
         """Expected expression at 0-based ``ranks`` (flat past the last fitted rank, never negative)."""
-        return np.clip(np.interp(np.log10(1 + np.asarray(ranks, dtype=np.float64)), self.log_rank, self.expression), 0, None)
+        return np.clip(
+            np.interp(np.log10(1 + np.asarray(ranks, dtype=np.float64)), self.log_rank, self.expression), 0, None
+        )
 
     def evaluate(self, cs: CellSentences, top_k: int = 100) -> dict:
         """R^2, Pearson and Spearman of reconstructed vs actual expression on the top ``top_k`` entries."""
         if cs.values is None:
-            raise InputError("sentences", "carry no expression values to compare with", "make them with to_sentences(adata)")
+            raise InputError(
+                "sentences", "carry no expression values to compare with", "make them with to_sentences(adata)"
+            )
         idx, vals = cs.idx[:, :top_k], cs.values[:, :top_k]
         keep = idx >= 0
         ranks = np.broadcast_to(np.arange(idx.shape[1]), idx.shape)[keep]
@@ -89,7 +97,9 @@ class ReverseTransform(BaseModel):
             obs_names = sentences.obs_names
         else:
             if genes is None:
-                raise InputError("genes", "are needed to reconstruct from strings", "pass the vocabulary (e.g. var_names)")
+                raise InputError(
+                    "genes", "are needed to reconstruct from strings", "pass the vocabulary (e.g. var_names)"
+                )
             genes = np.asarray(genes, dtype=object)
             lookup = {str(g).upper(): i for i, g in enumerate(genes)}
             parsed = [parse_genes(s, lookup) for s in sentences]
@@ -103,11 +113,16 @@ class ReverseTransform(BaseModel):
         data = self.predict(ranks).astype(np.float32)
         X = sp.csr_matrix((data, indices, indptr), shape=(len(rows), len(genes)))
         X.sort_indices()
-        obs = pd.DataFrame({"c2s_n_genes": lengths, "c2s_n_unknown": unknown, "c2s_n_duplicated": dup},
-                           index=pd.Index(obs_names if obs_names is not None else [f"cell_{i}" for i in range(len(rows))]).astype(str))
+        obs = pd.DataFrame(
+            {"c2s_n_genes": lengths, "c2s_n_unknown": unknown, "c2s_n_duplicated": dup},
+            index=pd.Index(obs_names if obs_names is not None else [f"cell_{i}" for i in range(len(rows))]).astype(str),
+        )
         out = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(np.asarray(genes, dtype=str))))
-        out.uns["c2s_reverse"] = {"n_unknown_genes": int(unknown.sum()), "n_duplicated_genes": int(dup.sum()),
-                                  "values": "log1p(CP10k), reconstructed from rank"}
+        out.uns["c2s_reverse"] = {
+            "n_unknown_genes": int(unknown.sum()),
+            "n_duplicated_genes": int(dup.sum()),
+            "values": "log1p(CP10k), reconstructed from rank",
+        }
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -120,4 +135,6 @@ class ReverseTransform(BaseModel):
         try:
             return cls.model_validate(json.loads(Path(path).read_text()))
         except (OSError, ValueError) as exc:
-            raise InputError(path, f"is not a saved reverse transform ({exc})", "fit one with ReverseTransform.fit and save it") from None
+            raise InputError(
+                path, f"is not a saved reverse transform ({exc})", "fit one with ReverseTransform.fit and save it"
+            ) from None

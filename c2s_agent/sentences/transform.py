@@ -58,8 +58,13 @@ class CellSentences:
         return sentence_strings(self.idx[:, : top_k or self.idx.shape[1]], self.genes)
 
     def subset(self, rows) -> CellSentences:
-        return CellSentences(self.idx[rows], self.genes, self.obs_names[rows],
-                             None if self.values is None else self.values[rows], dict(self.params))
+        return CellSentences(
+            self.idx[rows],
+            self.genes,
+            self.obs_names[rows],
+            None if self.values is None else self.values[rows],
+            dict(self.params),
+        )
 
 
 def sentence_strings(idx: np.ndarray, genes: np.ndarray) -> list[str]:
@@ -94,8 +99,11 @@ def gene_vocabulary(var_names, on_collision: Literal["error", "keep_first"] = "e
         clashes = sorted(set(names[dup]))
         if on_collision == "error":
             originals = pd.Index(var_names)[pd.Index(names).isin(clashes[:3])].tolist()
-            raise InputError("gene names", f"{len(clashes)} names collide after upper-casing (e.g. {originals})",
-                             "make them unique before converting, or pass on_collision='keep_first'")
+            raise InputError(
+                "gene names",
+                f"{len(clashes)} names collide after upper-casing (e.g. {originals})",
+                "make them unique before converting, or pass on_collision='keep_first'",
+            )
     return names, ~dup
 
 
@@ -112,8 +120,9 @@ def _priority(n_genes: int, tie_break: TieBreak, seed: int, X: sp.csr_matrix | N
     return priority, inv
 
 
-def rank_csr(X, top_k: int | None, priority: np.ndarray, inv: np.ndarray,
-             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rank_csr(
+    X, top_k: int | None, priority: np.ndarray, inv: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Rank the rows of a matrix of non-negative values (as they are: a float32 CSR matrix is not copied);
     genes outside ``mask`` are left out. Returns (idx, values), each (n, K); values as stored in ``X``.
 
@@ -149,9 +158,11 @@ def rank_csr(X, top_k: int | None, priority: np.ndarray, inv: np.ndarray,
     with ThreadPoolExecutor(numba.get_num_threads()) as pool:
         list(pool.map(lambda a: block(a, min(a + step, X.shape[0])), range(0, X.shape[0], step)))
     if bad.any():
-        raise InputError("expression matrix", f"has {int(bad.sum())} negative, NaN or infinite values in "
-                         f"{int((bad > 0).sum())} cells",
-                         "give counts or log-normalised values (no scaled data, no NaN)")
+        raise InputError(
+            "expression matrix",
+            f"has {int(bad.sum())} negative, NaN or infinite values in {int((bad > 0).sum())} cells",
+            "give counts or log-normalised values (no scaled data, no NaN)",
+        )
     if top_k is None:  # stored zeros and left-out genes shorten some rows: trim the padding
         n = int((idx >= 0).sum(1).max(initial=0))
         idx, bits = idx[:, :n], bits[:, :n]
@@ -170,9 +181,15 @@ def ranking_matrix(adata, source: str = "auto", drop_empty: bool = False):
     return (X if keep.all() else X[keep]), m, keep
 
 
-def to_sentences(adata, top_k: int | None = 200, tie_break: TieBreak = "random", seed: int = 42,
-                 source: str = "auto", on_collision: Literal["error", "keep_first"] = "error",
-                 drop_empty: bool = False) -> CellSentences:
+def to_sentences(
+    adata,
+    top_k: int | None = 200,
+    tie_break: TieBreak = "random",
+    seed: int = 42,
+    source: str = "auto",
+    on_collision: Literal["error", "keep_first"] = "error",
+    drop_empty: bool = False,
+) -> CellSentences:
     """Convert an AnnData to cell sentences (top ``top_k`` genes, or all expressed genes when None).
 
     Cells are ranked on the matrix as it is (see :func:`ranking_matrix`); ``values`` hold the log1p(CP10k)
@@ -193,16 +210,18 @@ def to_sentences(adata, top_k: int | None = 200, tie_break: TieBreak = "random",
     if not m.prepared:
         normalise_values(values, m.report, cell_scale(X)[:, None] if m.report.kind == "counts" else None)
     record = dict(data.uns[INPUT]) if m.prepared else input_record(m, int((~keep).sum()))
-    params = {"top_k": top_k, "tie_break": tie_break, "seed": seed, "gene_names": "upper-case",
-              "normalisation": record}
+    params = {"top_k": top_k, "tie_break": tie_break, "seed": seed, "gene_names": "upper-case", "normalisation": record}
     return CellSentences(idx, genes, data.obs_names[keep] if not keep.all() else data.obs_names.copy(), values, params)
 
 
 def to_adata(adata, cs: CellSentences):
     """Store sentences in ``adata`` (``obsm["c2s_rank_idx"]``, ``var["c2s_gene"]``, ``uns["c2s_sentences"]``)."""
     if len(cs) != adata.n_obs:
-        raise InputError("sentences", f"cover {len(cs)} cells but the AnnData has {adata.n_obs}",
-                         "convert the same AnnData you store them in")
+        raise InputError(
+            "sentences",
+            f"cover {len(cs)} cells but the AnnData has {adata.n_obs}",
+            "convert the same AnnData you store them in",
+        )
     adata.obsm[OBSM_KEY] = cs.idx
     adata.var[VAR_KEY] = cs.genes.astype(str)
     adata.uns[UNS_KEY] = {k: v for k, v in cs.params.items() if v is not None and k != "normalisation"}
@@ -212,16 +231,30 @@ def to_adata(adata, cs: CellSentences):
 def from_adata(adata) -> CellSentences:
     """Read sentences stored by :func:`to_adata` (or computed by ``c2s sentences``)."""
     if OBSM_KEY not in adata.obsm:
-        raise InputError("AnnData", f'has no obsm["{OBSM_KEY}"]',
-                         "run c2s_agent.sentences.to_sentences and to_adata, or `c2s sentences`")
+        raise InputError(
+            "AnnData",
+            f'has no obsm["{OBSM_KEY}"]',
+            "run c2s_agent.sentences.to_sentences and to_adata, or `c2s sentences`",
+        )
     genes = adata.var[VAR_KEY] if VAR_KEY in adata.var else gene_vocabulary(adata.var_names)[0]
     genes = np.asarray(genes, dtype=object)
-    return CellSentences(np.asarray(adata.obsm[OBSM_KEY], dtype=np.int32), genes, adata.obs_names.copy(),
-                         None, dict(adata.uns.get(UNS_KEY, {})))
+    return CellSentences(
+        np.asarray(adata.obsm[OBSM_KEY], dtype=np.int32),
+        genes,
+        adata.obs_names.copy(),
+        None,
+        dict(adata.uns.get(UNS_KEY, {})),
+    )
 
 
-def stream_sentences(path: str | Path, top_k: int = 200, chunk_size: int = 20_000, tie_break: TieBreak = "random",
-                     seed: int = 42, source: str = "X") -> Iterator[tuple[int, CellSentences]]:
+def stream_sentences(
+    path: str | Path,
+    top_k: int = 200,
+    chunk_size: int = 20_000,
+    tie_break: TieBreak = "random",
+    seed: int = 42,
+    source: str = "X",
+) -> Iterator[tuple[int, CellSentences]]:
     """Convert a backed ``.h5ad`` chunk by chunk with bounded memory; yields (first row, sentences).
 
     Cells are ranked as they are stored (ranking is invariant to per-cell scaling and log transforms); only

@@ -15,7 +15,31 @@ from .perturbation import PerturbationResponse, choose_cells, perturbation_respo
 from .programs import ProgramScores, score_program
 from .reverse import ReverseFit, reverse_fit
 
-__all__ = ["Caption", "Communication", "Description", "PerturbationResponse", "ProgramScores", "ReverseFit",
-           "agreement", "annotate", "caption_groups", "choose_cells", "describe", "embed", "from_sentences",
-           "generate_cells", "get_model", "ligand_receptor", "marker_genes", "multicell", "perturb",
-           "perturbation_response", "reverse_fit", "run_screen", "score_program", "silhouette", "similar_cells", "umap"]
+__all__ = [
+    "Caption",
+    "Communication",
+    "Description",
+    "PerturbationResponse",
+    "ProgramScores",
+    "ReverseFit",
+    "agreement",
+    "annotate",
+    "caption_groups",
+    "choose_cells",
+    "describe",
+    "embed",
+    "from_sentences",
+    "generate_cells",
+    "get_model",
+    "ligand_receptor",
+    "marker_genes",
+    "multicell",
+    "perturb",
+    "perturbation_response",
+    "reverse_fit",
+    "run_screen",
+    "score_program",
+    "silhouette",
+    "similar_cells",
+    "umap",
+]

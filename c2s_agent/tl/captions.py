@@ -10,8 +10,10 @@ from ..conventions import lookup
 from ..conventions.slots import MARKERS, PREDICTED_TYPE
 from .markers import marker_genes
 
-METHOD = ("composed by a template from marker genes (Wilcoxon test), C2S-predicted types, Cell Ontology terms and "
-          "CellPhoneDB/BioGRID/IntAct records; no language model generated the text")
+METHOD = (
+    "composed by a template from marker genes (Wilcoxon test), C2S-predicted types, Cell Ontology terms and "
+    "CellPhoneDB/BioGRID/IntAct records; no language model generated the text"
+)
 
 
 class Caption(BaseModel):
@@ -47,7 +49,9 @@ def caption_groups(adata, groupby: str, kb=None, n_genes: int = 5, groups: list[
         term = lookup(name)
         if term is not None:
             cap.ontology = f"{term.name} ({term.id}): {term.definition}".rstrip(": ")
-            parts.append(f"Cell Ontology: {term.name} ({term.id})" + (f", {term.definition}" if term.definition else ""))
+            parts.append(
+                f"Cell Ontology: {term.name} ({term.id})" + (f", {term.definition}" if term.definition else "")
+            )
         if kb is not None and genes:
             lr = kb.search(genes=genes, kinds=["ligand_receptor"], top_k=3, semantic=False)
             cap.interactions = [h.text for h in lr]

@@ -24,9 +24,16 @@ class Communication:
     absent: list[str] = field(default_factory=list)
 
 
-def ligand_receptor(adata, source: list[str], target: list[str], groupby: str | None = None,
-                    condition: str | None = None, condition_value: str | None = None, n_perms: int = 1000,
-                    min_fraction: float = 0.1) -> Communication:
+def ligand_receptor(
+    adata,
+    source: list[str],
+    target: list[str],
+    groupby: str | None = None,
+    condition: str | None = None,
+    condition_value: str | None = None,
+    n_perms: int = 1000,
+    min_fraction: float = 0.1,
+) -> Communication:
     """Score ligands of the ``source`` groups against receptors of the ``target`` groups of ``obs[groupby]``
     (default: the predicted cell types when the cells were annotated, else the dataset's cell-type column), per
     value of ``obs[condition]`` (or only ``condition_value``). Requested groups no cell holds are left out (they
@@ -34,18 +41,32 @@ def ligand_receptor(adata, source: list[str], target: list[str], groupby: str | 
     if groupby is None:
         roles = find_columns(adata.obs)
         wanted = set(source) | set(target)
-        holding = [c for c in (roles.predicted, roles.cell_type, roles.cluster, *roles.labels)
-                   if c and wanted & set(adata.obs[c].astype(str))]
+        holding = [
+            c
+            for c in (roles.predicted, roles.cell_type, roles.cluster, *roles.labels)
+            if c and wanted & set(adata.obs[c].astype(str))
+        ]
         if not holding:
-            raise InputError("groupby", f"was not given and no obs column holds {sorted(wanted)} (no cell type column "
-                             "has them)", f"name one of {list(adata.obs.columns)}, or annotate the cells first")
+            raise InputError(
+                "groupby",
+                f"was not given and no obs column holds {sorted(wanted)} (no cell type column has them)",
+                f"name one of {list(adata.obs.columns)}, or annotate the cells first",
+            )
         groupby = holding[0]
     present = set(adata.obs[groupby].astype(str))
     absent = sorted({v for v in [*source, *target] if v not in present})
     source = [v for v in source if v in present] or source  # none left: the scorer names the problem
     target = [v for v in target if v in present] or target
-    table = score_ligand_receptor(adata, groupby, source, target, condition=condition, condition_value=condition_value,
-                                  n_perms=n_perms, min_fraction=min_fraction)
+    table = score_ligand_receptor(
+        adata,
+        groupby,
+        source,
+        target,
+        condition=condition,
+        condition_value=condition_value,
+        n_perms=n_perms,
+        min_fraction=min_fraction,
+    )
     if CONDITION not in table:
         table.insert(0, CONDITION, "all")
     return Communication(table, groupby, source, target, absent)

@@ -30,11 +30,20 @@ def describe(adata, column: str | None = None) -> Description:
     roles = find_columns(adata.obs)
     column = column or roles.groups()
     if column is not None and column not in adata.obs.columns:
-        raise InputError(f"column {column!r}", "is not an obs column of this dataset",
-                         f"use one of {list(adata.obs.columns)}")
+        raise InputError(
+            f"column {column!r}", "is not an obs column of this dataset", f"use one of {list(adata.obs.columns)}"
+        )
     cats = categorical_columns(adata.obs)
     cols = {str(c): (len(cats[c]) if c in cats else "numeric") for c in adata.obs.columns}
     counts = adata.obs[column].astype(str).value_counts() if column else None
-    return Description(adata.n_obs, adata.n_vars, list(adata.uns.get(INPUT, {}).get("steps", [])), cols, roles,
-                       detect_species(adata.var_names, adata.var.get("gene_ids")), list(adata.obsm.keys()), column,
-                       {str(k): int(v) for k, v in counts.items()} if counts is not None else {})
+    return Description(
+        adata.n_obs,
+        adata.n_vars,
+        list(adata.uns.get(INPUT, {}).get("steps", [])),
+        cols,
+        roles,
+        detect_species(adata.var_names, adata.var.get("gene_ids")),
+        list(adata.obsm.keys()),
+        column,
+        {str(k): int(v) for k, v in counts.items()} if counts is not None else {},
+    )

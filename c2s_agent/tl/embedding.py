@@ -37,8 +37,14 @@ def silhouette(adata, groupby: str, use_rep: str = EMBEDDING) -> float | None:
     return float(silhouette_score(np.asarray(adata.obsm[use_rep]), labels, metric="cosine"))
 
 
-def similar_cells(adata, reference: list[str], groupby: str | None = None, use_rep: str = EMBEDDING, n: int = 50,
-                  key_added: str = SIMILARITY):
+def similar_cells(
+    adata,
+    reference: list[str],
+    groupby: str | None = None,
+    use_rep: str = EMBEDDING,
+    n: int = 50,
+    key_added: str = SIMILARITY,
+):
     """The ``n`` cells most similar to a reference group: cosine similarity of every cell to the centroid of the
     cells whose ``obs[groupby]`` is in ``reference`` (the column holding those labels when ``groupby`` is None), in
     ``obsm[use_rep]``. Writes ``obs[key_added]``; returns (the column used, the reference mask, the table of the
@@ -52,14 +58,22 @@ def similar_cells(adata, reference: list[str], groupby: str | None = None, use_r
     groupby = groupby or cell_type_key(adata, None, reference[0])
     ref = adata.obs[groupby].astype(str).isin(reference).to_numpy()
     if not ref.any():
-        raise InputError(f"reference {reference}", f"matches no cell of obs[{groupby!r}]",
-                         f"use some of {sorted(set(adata.obs[groupby].astype(str)))[:20]}")
+        raise InputError(
+            f"reference {reference}",
+            f"matches no cell of obs[{groupby!r}]",
+            f"use some of {sorted(set(adata.obs[groupby].astype(str)))[:20]}",
+        )
     X = np.asarray(adata.obsm[use_rep], dtype=np.float32)
     X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     centre = X[ref].mean(0)
     sim = X @ (centre / max(float(np.linalg.norm(centre)), 1e-12))
     adata.obs[key_added] = sim
     order = [i for i in np.argsort(-sim) if not ref[i]][:n]
-    table = pd.DataFrame({"cell": adata.obs_names[order], "similarity": sim[order],
-                          groupby: adata.obs[groupby].astype(str).to_numpy()[order]}).set_index("cell")
+    table = pd.DataFrame(
+        {
+            "cell": adata.obs_names[order],
+            "similarity": sim[order],
+            groupby: adata.obs[groupby].astype(str).to_numpy()[order],
+        }
+    ).set_index("cell")
     return groupby, ref, table

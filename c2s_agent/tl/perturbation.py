@@ -40,16 +40,28 @@ def choose_cells(adata, cell_types: list[str] | None, condition: str | None, max
         keep &= (adata.obs[roles.condition].astype(str) == condition).to_numpy()
     rows = np.flatnonzero(keep)
     if not len(rows):
-        raise InputError("cells", f"none match cell types {cell_types} in condition {condition!r}",
-                         "choose cell types and a condition present in the data")
+        raise InputError(
+            "cells",
+            f"none match cell types {cell_types} in condition {condition!r}",
+            "choose cell types and a condition present in the data",
+        )
     if len(rows) > max_cells:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_cells, replace=False))
     return rows, condition
 
 
-def perturbation_response(adata, perturbation: str, cell_types: list[str] | None = None, condition: str | None = None,
-                          max_cells: int = 200, context: str | None = None, model=None, seed: int = 0, settings=None,
-                          on_call=None) -> PerturbationResponse:
+def perturbation_response(
+    adata,
+    perturbation: str,
+    cell_types: list[str] | None = None,
+    condition: str | None = None,
+    max_cells: int = 200,
+    context: str | None = None,
+    model=None,
+    seed: int = 0,
+    settings=None,
+    on_call=None,
+) -> PerturbationResponse:
     """Predict ``perturbation`` on up to ``max_cells`` cells of ``cell_types`` (see :func:`choose_cells`) and the
     mean change per gene. Writes ``uns["c2s_perturbation"]`` (the 15 genes most up and down)."""
     m = model_tl.get_model(model, settings)
@@ -58,9 +70,14 @@ def perturbation_response(adata, perturbation: str, cell_types: list[str] | None
     perturbed = model_tl.perturb(sub, perturbation, context=context, model=m, seed=seed, on_call=on_call)
     texts, _, _ = m.sentences(sub, m.top_k["perturbation"])
     base = model_tl.from_sentences(m, texts, {"source": ["control"] * len(texts)}, genes=list(perturbed.var_names))
-    delta = pd.Series(np.asarray(perturbed.X.mean(0)).ravel() - np.asarray(base.X.mean(0)).ravel(),
-                      index=perturbed.var_names).sort_values(ascending=False)
-    adata.uns[PERTURBATION_RESULT] = {"perturbation": perturbation, "n_cells": len(rows), "condition": condition or "",
-                                      "up": delta.head(15).round(4).to_dict(),
-                                      "down": delta.tail(15)[::-1].round(4).to_dict()}
+    delta = pd.Series(
+        np.asarray(perturbed.X.mean(0)).ravel() - np.asarray(base.X.mean(0)).ravel(), index=perturbed.var_names
+    ).sort_values(ascending=False)
+    adata.uns[PERTURBATION_RESULT] = {
+        "perturbation": perturbation,
+        "n_cells": len(rows),
+        "condition": condition or "",
+        "up": delta.head(15).round(4).to_dict(),
+        "down": delta.tail(15)[::-1].round(4).to_dict(),
+    }
     return PerturbationResponse(perturbed, delta, sub.obs_names, condition)

@@ -26,8 +26,9 @@ class ProgramScores:
     by_group: dict[str, float] = field(default_factory=dict)
 
 
-def score_program(adata, program, groupby: str | None = None, method: str = "expression", top_k: int = 100,
-                  settings=None) -> ProgramScores:
+def score_program(
+    adata, program, groupby: str | None = None, method: str = "expression", top_k: int = 100, settings=None
+) -> ProgramScores:
     """Score every cell on ``program`` (a registered name, a bundled gene set or a gene list) into
     ``obs["c2s_program_<name>"]`` and average it per group of ``obs[groupby]``; records the key in
     ``uns["c2s_program_scores"]``."""
@@ -40,5 +41,14 @@ def score_program(adata, program, groupby: str | None = None, method: str = "exp
     if groupby:
         groups = adata.obs[groupby].astype(str).to_numpy()
         by = {str(g): float(v) for g, v in pd.Series(scores).groupby(groups).mean().items()}
-    return ProgramScores(prog.name, prog.source, method, key, np.asarray(scores), list(genes),
-                         [g for g in prog.genes if g not in genes], groupby, by)
+    return ProgramScores(
+        prog.name,
+        prog.source,
+        method,
+        key,
+        np.asarray(scores),
+        list(genes),
+        [g for g in prog.genes if g not in genes],
+        groupby,
+        by,
+    )

@@ -48,14 +48,19 @@ def evaluate(path: str | Path, threads: int = 2) -> dict:
     for mode, kwargs in (("score", {}), ("generate", {"mode": "generate"})):
         t0 = time.perf_counter()
         pred = model.predict_cell_types(cells, threshold=0.0, **kwargs)["label"].to_numpy()
-        out[f"cell_type_{mode}"] = {"accuracy": float(accuracy_score(truth, pred)),
-                                    "macro_f1": float(f1_score(truth, pred, average="macro")),
-                                    "cells_per_s": round(len(test) / (time.perf_counter() - t0), 2)}
+        out[f"cell_type_{mode}"] = {
+            "accuracy": float(accuracy_score(truth, pred)),
+            "macro_f1": float(f1_score(truth, pred, average="macro")),
+            "cells_per_s": round(len(test) / (time.perf_counter() - t0), 2),
+        }
     out["cell_type_free_text"] = _free_text(model, cells, truth, ontology)
     out["logistic_regression"] = _lr_baseline(adata, split)
     emb = json.loads((embedded_model_path() / "c2s_model.json").read_text())
     same = emb["split"]["test_obs_names"] == meta["split"]["test_obs_names"]
-    out["embedded_model"] = {"same_held_out_cells": same, **{k: emb["metrics"]["cell_type"][k] for k in ("accuracy", "macro_f1")}}
+    out["embedded_model"] = {
+        "same_held_out_cells": same,
+        **{k: emb["metrics"]["cell_type"][k] for k in ("accuracy", "macro_f1")},
+    }
     out["generation"] = _generation(model, adata, train, lab, cond, _indicator, judge)
     return out
 
@@ -75,8 +80,11 @@ def _free_text(model, cells, truth, ontology) -> dict:
         want = ontology.lookup(t)
         got = ontology.terms().get(term_id)
         right.append(bool(got and want and got.id == want.id))
-    return {"fraction_naming_a_term": float(named.mean()), "accuracy_same_term": float(np.mean(right)),
-            "examples": df["generated_text"].head(5).tolist()}
+    return {
+        "fraction_naming_a_term": float(named.mean()),
+        "accuracy_same_term": float(np.mean(right)),
+        "examples": df["generated_text"].head(5).tolist(),
+    }
 
 
 def _generation(model, adata, train, lab, cond, indicator, judge) -> dict:
@@ -98,12 +106,15 @@ def _generation(model, adata, train, lab, cond, indicator, judge) -> dict:
     vocab = set(genes)
     words = [s.split() for s in gen]
     pred = type_judge.predict(indicator(gen, genes))
-    return {"n_generated": len(gen), "genes_per_cell": float(np.mean([len(w) for w in words])),
-            "fraction_valid_genes": float(np.mean([g in vocab for w in words for g in w])),
-            "duplicated_genes_per_cell": float(np.mean([len(w) - len(set(w)) for w in words])),
-            "fraction_classified_as_conditioned_type": float(np.mean(pred == np.asarray(types))),
-            "cells_per_s": round(len(gen) / seconds, 2),
-            "judge": f"logistic regression on top-{k} gene indicators of real training cells"}
+    return {
+        "n_generated": len(gen),
+        "genes_per_cell": float(np.mean([len(w) for w in words])),
+        "fraction_valid_genes": float(np.mean([g in vocab for w in words for g in w])),
+        "duplicated_genes_per_cell": float(np.mean([len(w) - len(set(w)) for w in words])),
+        "fraction_classified_as_conditioned_type": float(np.mean(pred == np.asarray(types))),
+        "cells_per_s": round(len(gen) / seconds, 2),
+        "judge": f"logistic regression on top-{k} gene indicators of real training cells",
+    }
 
 
 def card_section(c: dict, meta: dict) -> str:
@@ -111,24 +122,39 @@ def card_section(c: dict, meta: dict) -> str:
     t = meta.get("training", {})
     lr, emb = c["logistic_regression"], c["embedded_model"]
     g, f = c["generation"], c["cell_type_free_text"]
-    rows = [("C2S-SmolLM2, label scoring", c["cell_type_score"]), ("C2S-SmolLM2, greedy generation over the labels",
-                                                                   c["cell_type_generate"]),
-            ("embedded model (3.7M, trained from scratch, 18 epochs)", emb), ("logistic regression, 2,000 HVGs", lr)]
-    lines = ["## Held-out comparison", "",
-             f"Base `{t.get('base')}` (rebuilt offline-ready by `c2s models pull {t.get('base')}`; its own licence "
-             "applies to it); this adapter was trained by c2s-agent (MIT). Load it with `--model` and this folder, or "
-             "its name when bundled.", "",
-             f"The same {c['n_test']} held-out Kang cells (the embedded model's split{'' if emb['same_held_out_cells'] else ' - NOT the same cells'}). "
-             f"Training budget: {t.get('steps')} LoRA steps ({t.get('config', {}).get('batch_size')} examples each) in "
-             f"{t.get('minutes')} min on 2 CPU cores, under one epoch of the {sum((t.get('n_examples') or {}).values())} "
-             "training examples.", "", "| model | accuracy | macro-F1 |", "|---|---|---|"]
+    rows = [
+        ("C2S-SmolLM2, label scoring", c["cell_type_score"]),
+        ("C2S-SmolLM2, greedy generation over the labels", c["cell_type_generate"]),
+        ("embedded model (3.7M, trained from scratch, 18 epochs)", emb),
+        ("logistic regression, 2,000 HVGs", lr),
+    ]
+    lines = [
+        "## Held-out comparison",
+        "",
+        f"Base `{t.get('base')}` (rebuilt offline-ready by `c2s models pull {t.get('base')}`; its own licence "
+        "applies to it); this adapter was trained by c2s-agent (MIT). Load it with `--model` and this folder, or "
+        "its name when bundled.",
+        "",
+        f"The same {c['n_test']} held-out Kang cells (the embedded model's split{'' if emb['same_held_out_cells'] else ' - NOT the same cells'}). "
+        f"Training budget: {t.get('steps')} LoRA steps ({t.get('config', {}).get('batch_size')} examples each) in "
+        f"{t.get('minutes')} min on 2 CPU cores, under one epoch of the {sum((t.get('n_examples') or {}).values())} "
+        "training examples.",
+        "",
+        "| model | accuracy | macro-F1 |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for name, m in rows]
-    lines += ["", f"Free text (no labels given): {100 * f['fraction_naming_a_term']:.1f}% of answers name a Cell Ontology "
-              f"term, {100 * f['accuracy_same_term']:.1f}% the true label's term; e.g. {f['examples'][:3]}.", "",
-              f"Generated cells ({g['n_generated']}, {N_GEN} per type and condition seen in training, sampled, seed 0): "
-              f"{g['genes_per_cell']:.1f} genes each, {100 * g['fraction_valid_genes']:.1f}% valid vocabulary genes, "
-              f"{g['duplicated_genes_per_cell']:.2f} repeated genes per cell, "
-              f"{100 * g['fraction_classified_as_conditioned_type']:.1f}% classified as the requested type ({g['judge']}).", ""]
+    lines += [
+        "",
+        f"Free text (no labels given): {100 * f['fraction_naming_a_term']:.1f}% of answers name a Cell Ontology "
+        f"term, {100 * f['accuracy_same_term']:.1f}% the true label's term; e.g. {f['examples'][:3]}.",
+        "",
+        f"Generated cells ({g['n_generated']}, {N_GEN} per type and condition seen in training, sampled, seed 0): "
+        f"{g['genes_per_cell']:.1f} genes each, {100 * g['fraction_valid_genes']:.1f}% valid vocabulary genes, "
+        f"{g['duplicated_genes_per_cell']:.2f} repeated genes per cell, "
+        f"{100 * g['fraction_classified_as_conditioned_type']:.1f}% classified as the requested type ({g['judge']}).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -35,15 +35,23 @@ def make_split(adata, seed: int = SEED) -> Split:
     from sklearn.model_selection import train_test_split
 
     pos = np.arange(adata.n_obs)
-    train, test = train_test_split(pos, test_size=TEST_FRACTION, random_state=seed,
-                                   stratify=adata.obs["cell_type"].astype(str).to_numpy())
+    train, test = train_test_split(
+        pos, test_size=TEST_FRACTION, random_state=seed, stratify=adata.obs["cell_type"].astype(str).to_numpy()
+    )
     ct, cond = adata.obs["cell_type"].astype(str).to_numpy(), adata.obs["condition"].astype(str).to_numpy()
     out = (ct == HELD_OUT_PERTURBED[0]) & (cond == HELD_OUT_PERTURBED[1])
     return Split(np.sort(train[~out[train]]), np.sort(test), np.sort(train[out[train]]))
 
 
-def condition_genes(adata, rows, n: int, genes=None, label_key: str = "cell_type", condition_key: str = "condition",
-                    control: str = "ctrl") -> list[str]:
+def condition_genes(
+    adata,
+    rows,
+    n: int,
+    genes=None,
+    label_key: str = "cell_type",
+    condition_key: str = "condition",
+    control: str = "ctrl",
+) -> list[str]:
     """The ``n`` genes (of ``genes``, default all) that respond most to the condition within cell types of the
     cells at ``rows``: the mean over (type, non-control condition) pairs with >= 5 cells on each side of
     |condition - control| mean log1p(CP10k), largest first. Empty without such pairs; no other cells enter."""
@@ -89,11 +97,22 @@ def build_examples(adata, cs, split: Split, seed: int = SEED, unconditional: flo
     cond = adata.obs["condition"].astype(str).to_numpy()
     examples: list[Example] = []
     for i, unconditional_prompt in zip(split.train, drop):
-        examples.append(Example("cell_type", ps.format("cell_type", cell=cs.sentence(i, K_CLASSIFY)),
-                                ps.response("cell_type", label=label_token(ct[i])), ct[i]))
+        examples.append(
+            Example(
+                "cell_type",
+                ps.format("cell_type", cell=cs.sentence(i, K_CLASSIFY)),
+                ps.response("cell_type", label=label_token(ct[i])),
+                ct[i],
+            )
+        )
         gen_task = "generation_unconditional" if unconditional_prompt else "generation"
-        examples.append(Example("generation", ps.format(gen_task, condition=cond[i], cell_type=label_token(ct[i])),
-                                ps.response("generation", cell=cs.sentence(i, K_GENERATE))))
+        examples.append(
+            Example(
+                "generation",
+                ps.format(gen_task, condition=cond[i], cell_type=label_token(ct[i])),
+                ps.response("generation", cell=cs.sentence(i, K_GENERATE)),
+            )
+        )
     train = set(split.train.tolist())
     for i in split.train:
         if cond[i] != "stim":
@@ -102,7 +121,11 @@ def build_examples(adata, cs, split: Split, seed: int = SEED, unconditional: flo
         if not controls:
             continue
         j = int(rng.choice(controls))
-        examples.append(Example("perturbation", ps.format("perturbation", cell=cs.sentence(j, K_PERTURB),
-                                                          perturbation=PERTURBATION),
-                                ps.response("perturbation", cell=cs.sentence(i, K_PERTURB))))
+        examples.append(
+            Example(
+                "perturbation",
+                ps.format("perturbation", cell=cs.sentence(j, K_PERTURB), perturbation=PERTURBATION),
+                ps.response("perturbation", cell=cs.sentence(i, K_PERTURB)),
+            )
+        )
     return examples

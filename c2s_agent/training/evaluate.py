@@ -34,13 +34,17 @@ def _lr_baseline(adata, split, leave_out=()) -> dict:
     y = adata.obs["cell_type"].astype(str).to_numpy()
     clf = LogisticRegression(max_iter=2000, C=1.0).fit(x[split.train][:, genes].X, y[split.train])
     pred = clf.predict(x[split.test][:, genes].X)
-    out = {"accuracy": float(accuracy_score(y[split.test], pred)),
-           "macro_f1": float(f1_score(y[split.test], pred, average="macro")),
-           "features": "2,000 HVGs (selected on training cells), log1p(CP10k)"}
+    out = {
+        "accuracy": float(accuracy_score(y[split.test], pred)),
+        "macro_f1": float(f1_score(y[split.test], pred, average="macro")),
+        "features": "2,000 HVGs (selected on training cells), log1p(CP10k)",
+    }
     if len(leave_out):  # the same baseline without the genes the model's cell-type prompts leave out
         kept = genes[~genes.str.upper().isin(list(leave_out))]
         clf = LogisticRegression(max_iter=2000, C=1.0).fit(x[split.train][:, kept].X, y[split.train])
-        out["accuracy_without_condition_genes"] = float(accuracy_score(y[split.test], clf.predict(x[split.test][:, kept].X)))
+        out["accuracy_without_condition_genes"] = float(
+            accuracy_score(y[split.test], clf.predict(x[split.test][:, kept].X))
+        )
     if "condition" in adata.obs:  # the Kang split holds out stimulated CD14 monocytes
         cond = adata.obs["condition"].astype(str).to_numpy()[split.test]
         held = (y[split.test] == D.HELD_OUT_PERTURBED[0]) & (cond == D.HELD_OUT_PERTURBED[1])
@@ -102,15 +106,22 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     pred = np.asarray(labels, dtype=object)[probs.argmax(1)]
     truth = y[split.test]
     held = (truth == D.HELD_OUT_PERTURBED[0]) & (cond[split.test] == D.HELD_OUT_PERTURBED[1])
-    metrics: dict = {"cell_type": {
-        "n_test": int(len(truth)), "accuracy": float(accuracy_score(truth, pred)),
-        "macro_f1": float(f1_score(truth, pred, average="macro")),
-        "balanced_accuracy": float(balanced_accuracy_score(truth, pred)),
-        "accuracy_excluding_held_out_stim_cd14_mono": float(accuracy_score(truth[~held], pred[~held])),
-        "accuracy_on_held_out_stim_cd14_mono": float(accuracy_score(truth[held], pred[held])) if held.any() else None,
-        "n_held_out_stim_cd14_mono_in_test": int(held.sum()),
-        "per_type_recall": {lab: float((pred[truth == lab] == lab).mean()) for lab in labels if (truth == lab).any()},
-    }}
+    metrics: dict = {
+        "cell_type": {
+            "n_test": int(len(truth)),
+            "accuracy": float(accuracy_score(truth, pred)),
+            "macro_f1": float(f1_score(truth, pred, average="macro")),
+            "balanced_accuracy": float(balanced_accuracy_score(truth, pred)),
+            "accuracy_excluding_held_out_stim_cd14_mono": float(accuracy_score(truth[~held], pred[~held])),
+            "accuracy_on_held_out_stim_cd14_mono": float(accuracy_score(truth[held], pred[held]))
+            if held.any()
+            else None,
+            "n_held_out_stim_cd14_mono_in_test": int(held.sum()),
+            "per_type_recall": {
+                lab: float((pred[truth == lab] == lab).mean()) for lab in labels if (truth == lab).any()
+            },
+        }
+    }
     # the never-trained stimulated CD14 Mono of the training 80%: validation cells for the condition genes and
     # calibration cells for the unknown gate
     calib = adata[split.held_out_perturbed].copy()
@@ -124,9 +135,13 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
         full.condition_genes = frozenset()
         metrics["cell_type"]["condition_genes"] = {
             "n": len(model.condition_genes),
-            "test_accuracy_with_them": float(accuracy_score(truth, full.predict_cell_types(test, threshold=0.0)["label"])),
+            "test_accuracy_with_them": float(
+                accuracy_score(truth, full.predict_cell_types(test, threshold=0.0)["label"])
+            ),
             "validation_accuracy_without_them": float((calib_df["label"] == D.HELD_OUT_PERTURBED[0]).mean()),
-            "validation_accuracy_with_them": float((full.predict_cell_types(calib, threshold=0.0)["label"] == D.HELD_OUT_PERTURBED[0]).mean()),
+            "validation_accuracy_with_them": float(
+                (full.predict_cell_types(calib, threshold=0.0)["label"] == D.HELD_OUT_PERTURBED[0]).mean()
+            ),
             "n_validation": int(len(split.held_out_perturbed)),
         }
     say("logistic-regression baseline ...")
@@ -147,18 +162,25 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     conf_test = df["confidence"].to_numpy()
     threshold = 0.35
     called = conf_test >= threshold
-    meta["ood"] = {"max_sentence_nll": round(max_nll, 4), "min_known_gene_fraction": 0.5,
-                   "confidence_threshold": threshold,
-                   "calibration": "max_sentence_nll = midpoint of the 99.5th percentile of sentence NLL of never-trained "
-                                  "non-test cells (stimulated CD14 Mono of the training 80%) and the 0.5th percentile "
-                                  "of gene-shuffled copies of them"}
+    meta["ood"] = {
+        "max_sentence_nll": round(max_nll, 4),
+        "min_known_gene_fraction": 0.5,
+        "confidence_threshold": threshold,
+        "calibration": "max_sentence_nll = midpoint of the 99.5th percentile of sentence NLL of never-trained "
+        "non-test cells (stimulated CD14 Mono of the training 80%) and the 0.5th percentile "
+        "of gene-shuffled copies of them",
+    }
     metrics["unknown_gate"] = {
         "calibration_real_nll_p995": float(np.quantile(real_nll, 0.995)),
         "calibration_shuffled_nll_p005": float(np.quantile(shuf_nll, 0.005)),
         "test_fraction_atypical": float((df["sentence_nll"].to_numpy() > max_nll).mean()),
-        "shuffled_test_cells_fraction_unknown": float(((shuf["sentence_nll"].to_numpy() > max_nll)
-                                                  | (shuf["known_gene_fraction"].to_numpy() < 0.5)
-                                                  | (shuf["confidence"].to_numpy() < threshold)).mean()),
+        "shuffled_test_cells_fraction_unknown": float(
+            (
+                (shuf["sentence_nll"].to_numpy() > max_nll)
+                | (shuf["known_gene_fraction"].to_numpy() < 0.5)
+                | (shuf["confidence"].to_numpy() < threshold)
+            ).mean()
+        ),
         "test_coverage_at_threshold": float(called.mean()),
         "test_accuracy_of_called_cells": float((pred[called] == truth[called]).mean()) if called.any() else None,
     }
@@ -192,13 +214,16 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     lens = np.array([len(s.split()) for s in gen])
     uniq = np.array([len(set(s.split())) for s in gen])
     metrics["generation"] = {
-        "n_generated": len(gen), "per_combination": N_GEN_PER_TYPE // 2, "guidance": default,
+        "n_generated": len(gen),
+        "per_combination": N_GEN_PER_TYPE // 2,
+        "guidance": default,
         "fraction_classified_as_conditioned_type": float((gpred == gtypes).mean()),
         "fraction_classified_as_conditioned_type_by_guidance": by_weight,
         "fraction_classified_as_conditioned_condition": float((judge_cond.predict(X) == np.asarray(conds)).mean()),
         "judge_accuracy_on_real_held_out_cells": real_acc,
         "per_type": {lab: float((gpred[gtypes == lab] == lab).mean()) for lab in labels if (gtypes == lab).any()},
-        "mean_genes": float(lens.mean()), "duplicated_genes_per_cell": float((lens - uniq).mean()),
+        "mean_genes": float(lens.mean()),
+        "duplicated_genes_per_cell": float((lens - uniq).mean()),
         "judge": f"logistic regression on top-{k} gene indicators of real training cells",
     }
     meta["metrics"] = metrics
@@ -236,20 +261,36 @@ def _commands(t: dict) -> list[str]:
 def model_card(meta: dict, old_card: str = "") -> str:
     """The model card's markdown; marked sections of ``old_card`` written by other scripts are kept."""
     m, t, s = meta.get("metrics", {}), meta["training"], meta["split"]
-    ct, lr, gen, gate = m.get("cell_type", {}), m.get("logistic_regression", {}), m.get("generation", {}), m.get("unknown_gate", {})
+    ct, lr, gen, gate = (
+        m.get("cell_type", {}),
+        m.get("logistic_regression", {}),
+        m.get("generation", {}),
+        m.get("unknown_gate", {}),
+    )
     cfg = t["config"]
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     lines = [
-        "# c2s-embedded: the small C2S model bundled with c2s-agent", "",
+        "# c2s-embedded: the small C2S model bundled with c2s-agent",
+        "",
         f"A {meta['n_params'] / 1e6:.1f}M-parameter Llama-style causal LM ({cfg['layers']} layers, hidden {cfg['hidden']}, "
         f"{cfg['heads']} heads) with a word-level gene tokenizer ({meta['n_genes']} genes, one token each; every cell-type "
-        "label is one token), trained from scratch by c2s-agent. Licence: MIT (same as c2s-agent).", "",
-        "## Training", "",
-        "```", *_commands(t), "```", "",
+        "label is one token), trained from scratch by c2s-agent. Licence: MIT (same as c2s-agent).",
+        "",
+        "## Training",
+        "",
+        "```",
+        *_commands(t),
+        "```",
+        "",
         "A command stops and saves at its wall-time cap, with the learning-rate schedule compressed so training "
         "still ends annealed; on a slower or busy machine fewer epochs fit and the weights differ. Epochs done here:",
-        "", *[f"- run {i + 1}: {round(r.get('epochs_done') or 0, 2)} epochs, {r.get('steps')} steps, {r.get('minutes')} min, peak lr "
-              f"{(r.get('config') or {}).get('lr')}" for i, r in enumerate(_runs(t))], "",
+        "",
+        *[
+            f"- run {i + 1}: {round(r.get('epochs_done') or 0, 2)} epochs, {r.get('steps')} steps, {r.get('minutes')} min, peak lr "
+            f"{(r.get('config') or {}).get('lr')}"
+            for i, r in enumerate(_runs(t))
+        ],
+        "",
         f"- Data: {t['data']}: Kang et al. 2018 IFN-beta PBMCs, 2,000 cells, 13 types (GEO GSE96583).",
         f"- Sentences: genes ordered by log1p(CP10k), ties broken by mean expression; only the {meta['n_genes']} "
         f"genes seen at least {cfg['min_gene_count']}x in the top-{meta['top_k']['cell_type']} of training cells.",
@@ -257,39 +298,67 @@ def model_card(meta: dict, old_card: str = "") -> str:
         f"cell type and condition (ctrl/stim, {meta['top_k']['generation']} genes), IFN-beta perturbation (a control "
         f"sentence -> a stimulated sentence of the same cell type, random pairing, {meta['top_k']['perturbation']} genes).",
         f"- Examples in the first (unaugmented) epoch: {dict(t['n_examples'])}.",
-        *([f"- Condition genes: cell-type prompts leave out the {len(meta['condition_genes'])} vocabulary genes that change "
-           "most between stimulated and control training cells of the same type (mean |difference| of log1p(CP10k) "
-           f"over types; {', '.join(meta['condition_genes'][:6])}, ...), so a cell's predicted type does not hinge on "
-           "its interferon response. Training prompts keep them. Their number is the best of 0-100 on validation "
-           "cells, the never-trained stimulated CD14 Mono of the training 80% (for the model of 2026-11-24)."]
-          if meta.get("condition_genes") else []),
+        *(
+            [
+                f"- Condition genes: cell-type prompts leave out the {len(meta['condition_genes'])} vocabulary genes that change "
+                "most between stimulated and control training cells of the same type (mean |difference| of log1p(CP10k) "
+                f"over types; {', '.join(meta['condition_genes'][:6])}, ...), so a cell's predicted type does not hinge on "
+                "its interferon response. Training prompts keep them. Their number is the best of 0-100 on validation "
+                "cells, the never-trained stimulated CD14 Mono of the training 80% (for the model of 2026-11-24)."
+            ]
+            if meta.get("condition_genes")
+            else []
+        ),
         f"- Last run: {t.get('tokens_per_s')} tokens/s on 2 CPU cores"
         f"{' (bfloat16 autocast)' if t.get('bfloat16_autocast') else ''}; AdamW, cosine schedule; class-balanced "
         f"label loss with label smoothing {cfg['label_smoothing']}; seed {cfg['seed']}.",
-        *([f"- Augmentation: every epoch after the first re-draws each cell's sentences from its counts thinned "
-           f"binomially (keep rate ~ U({cfg['min_keep']:g}, 1)), the same cell at another sequencing depth; cell types "
-           f"with fewer than {cfg.get('min_cells_per_type', 0)} training cells are repeated up to that count, each "
-           "copy thinned on its own."]
-          if cfg.get("min_keep", 1) < 1 else []),
-        *([f"- Guidance: {100 * cfg['unconditional']:g}% of generation prompts leave out the cell type, so generation "
-           f"can use classifier-free guidance (default weight {meta.get('generation_guidance')})."]
-          if cfg.get("unconditional") else []),
-        "", "## Split", "",
+        *(
+            [
+                f"- Augmentation: every epoch after the first re-draws each cell's sentences from its counts thinned "
+                f"binomially (keep rate ~ U({cfg['min_keep']:g}, 1)), the same cell at another sequencing depth; cell types "
+                f"with fewer than {cfg.get('min_cells_per_type', 0)} training cells are repeated up to that count, each "
+                "copy thinned on its own."
+            ]
+            if cfg.get("min_keep", 1) < 1
+            else []
+        ),
+        *(
+            [
+                f"- Guidance: {100 * cfg['unconditional']:g}% of generation prompts leave out the cell type, so generation "
+                f"can use classifier-free guidance (default weight {meta.get('generation_guidance')})."
+            ]
+            if cfg.get("unconditional")
+            else []
+        ),
+        "",
+        "## Split",
+        "",
         f"- A fixed 80/20 split of all cells, stratified by cell type, seed {s['seed']}: {s['n_train']} training cells, "
         f"{s['n_test']} held-out cells (their names are in c2s_model.json). Held-out cells are never trained on.",
         f"- In addition, the **stimulated CD14 Mono cells are held out of every training task** "
         f"({s['held_out_perturbed']['n_cells_removed_from_training']} removed from the training 80%), so that predicting "
         "them from their controls can be evaluated as an unseen perturbation.",
-        "", "## Held-out metrics", "",
-        "| metric | value |", "|---|---|",
+        "",
+        "## Held-out metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
         f"| cell type accuracy, label scoring (all {ct.get('n_test')} held-out cells) | {pct(ct.get('accuracy'))} |",
-        *([f"| ... with the {cg['n']} condition genes kept in the prompts | {pct(cg['test_accuracy_with_them'])} |",
-           f"| validation: never-trained stim CD14 Mono of the training 80% called CD14 Mono ({cg['n_validation']} cells), "
-           f"condition genes left out / kept | {pct(cg['validation_accuracy_without_them'])} / {pct(cg['validation_accuracy_with_them'])} |"]
-          if (cg := ct.get("condition_genes")) else []),
+        *(
+            [
+                f"| ... with the {cg['n']} condition genes kept in the prompts | {pct(cg['test_accuracy_with_them'])} |",
+                f"| validation: never-trained stim CD14 Mono of the training 80% called CD14 Mono ({cg['n_validation']} cells), "
+                f"condition genes left out / kept | {pct(cg['validation_accuracy_without_them'])} / {pct(cg['validation_accuracy_with_them'])} |",
+            ]
+            if (cg := ct.get("condition_genes"))
+            else []
+        ),
         f"| logistic regression baseline, same split ({lr.get('features')}) | {pct(lr.get('accuracy'))} |",
-        *([f"| ... without the condition genes | {pct(lr['accuracy_without_condition_genes'])} |"]
-          if "accuracy_without_condition_genes" in lr else []),
+        *(
+            [f"| ... without the condition genes | {pct(lr['accuracy_without_condition_genes'])} |"]
+            if "accuracy_without_condition_genes" in lr
+            else []
+        ),
         f"| macro-F1 model / baseline | {ct.get('macro_f1', 0):.3f} / {lr.get('macro_f1', 0):.3f} |",
         f"| accuracy without the held-out stim CD14 Mono cells, model / baseline | {pct(ct.get('accuracy_excluding_held_out_stim_cd14_mono'))} / {pct(lr.get('accuracy_excluding_held_out_stim_cd14_mono'))} |",
         f"| accuracy on held-out stim CD14 Mono ({ct.get('n_held_out_stim_cd14_mono_in_test')} cells, never seen stimulated), model / baseline | {pct(ct.get('accuracy_on_held_out_stim_cd14_mono'))} / {pct(lr.get('accuracy_on_held_out_stim_cd14_mono'))} |",
@@ -300,24 +369,44 @@ def model_card(meta: dict, old_card: str = "") -> str:
         f"| generated cells classified as their conditioned type (guidance {gen.get('guidance', 0):g}) | "
         f"{pct(gen.get('fraction_classified_as_conditioned_type'))} "
         f"(judge on real held-out cells: {pct(gen.get('judge_accuracy_on_real_held_out_cells'))}) |",
-        *[f"| ... with guidance {w} | {pct(v)} |" for w, v in gen.get("fraction_classified_as_conditioned_type_by_guidance", {}).items()
-          if float(w) != gen.get("guidance", 0)],
+        *[
+            f"| ... with guidance {w} | {pct(v)} |"
+            for w, v in gen.get("fraction_classified_as_conditioned_type_by_guidance", {}).items()
+            if float(w) != gen.get("guidance", 0)
+        ],
         f"| generated cells classified as their conditioned condition | {pct(gen.get('fraction_classified_as_conditioned_condition'))} |",
         f"| duplicated genes per generated cell | {gen.get('duplicated_genes_per_cell', 0):.2f} |",
-        "", "Per-type recall (label scoring): " + ", ".join(f"{k} {v:.2f}" for k, v in ct.get("per_type_recall", {}).items()),
-        "", "Generation per type: " + ", ".join(f"{k} {v:.2f}" for k, v in gen.get("per_type", {}).items()),
-        "", _sections(old_card) + "## Use", "",
-        "```python", "import c2s_agent as c2s", "adata = c2s.read('demo')",
+        "",
+        "Per-type recall (label scoring): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in ct.get("per_type_recall", {}).items()),
+        "",
+        "Generation per type: " + ", ".join(f"{k} {v:.2f}" for k, v in gen.get("per_type", {}).items()),
+        "",
+        _sections(old_card) + "## Use",
+        "",
+        "```python",
+        "import c2s_agent as c2s",
+        "adata = c2s.read('demo')",
         "c2s.annotate(adata)            # obs['c2s_cell_type'], obs['c2s_confidence']",
         "c2s.embed(adata)               # obsm['X_c2s']",
-        "cells = c2s.generate_cells('CD14 Mono', 50, condition='stim')", "```", "",
-        "## Limits", "",
+        "cells = c2s.generate_cells('CD14 Mono', 50, condition='stim')",
+        "```",
+        "",
+        "## Limits",
+        "",
         "- Human PBMCs from one study only; labels are the 13 Seurat annotations of the Kang data. Cells unlike the "
         "training cells (atypical sentence likelihood, few known genes, or low confidence) are called 'unknown'.",
         "- Rare types (Eryth, pDC, Mk) have few training cells and weak recall.",
         "- Not trained on multi-cell prompts or perturbation contexts.",
-        *(["- Cell types are read without the condition genes: a state defined by those genes alone (an interferon "
-           "response) is not a cell type to this model."] if meta.get("condition_genes") else []), "",
+        *(
+            [
+                "- Cell types are read without the condition genes: a state defined by those genes alone (an interferon "
+                "response) is not a cell type to this model."
+            ]
+            if meta.get("condition_genes")
+            else []
+        ),
+        "",
     ]
     return "\n".join(lines)
 

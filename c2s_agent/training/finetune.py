@@ -76,8 +76,11 @@ def base_meta(base: str | Path) -> dict:
     """The base model's ``c2s_model.json`` ({} for other Hugging Face models)."""
     path = Path(base)
     if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-        raise InputError(base, "is not a Hugging Face model directory (no config.json)",
-                         "give a folder written by save_pretrained, or omit --base for the embedded model")
+        raise InputError(
+            base,
+            "is not a Hugging Face model directory (no config.json)",
+            "give a folder written by save_pretrained, or omit --base for the embedded model",
+        )
     meta = path / "c2s_model.json"
     return json.loads(meta.read_text()) if meta.exists() else {}
 
@@ -95,11 +98,17 @@ def check_columns(adata, spec: DataSpec, tasks) -> None:
     need = [spec.label_key] + ([spec.condition_key] if {"generation", "perturbation"} & set(tasks) else [])
     missing = [k for k in need if k not in adata.obs]
     if missing:
-        raise InputError("data", f"has no obs column {missing}", f"name the columns with --label-key / "
-                         f"--condition-key (obs has {list(adata.obs.columns)[:12]})")
+        raise InputError(
+            "data",
+            f"has no obs column {missing}",
+            f"name the columns with --label-key / --condition-key (obs has {list(adata.obs.columns)[:12]})",
+        )
     if "perturbation" in tasks and spec.control not in set(adata.obs[spec.condition_key].astype(str)):
-        raise InputError("--control", f"{spec.control!r} is not a value of obs[{spec.condition_key!r}]",
-                         f"use one of {sorted(set(adata.obs[spec.condition_key].astype(str)))}")
+        raise InputError(
+            "--control",
+            f"{spec.control!r} is not a value of obs[{spec.condition_key!r}]",
+            f"use one of {sorted(set(adata.obs[spec.condition_key].astype(str)))}",
+        )
 
 
 def make_split(adata, spec: DataSpec) -> Split:
@@ -110,8 +119,9 @@ def make_split(adata, spec: DataSpec) -> Split:
     lab = adata.obs[spec.label_key].astype(str).to_numpy()
     _, counts = np.unique(lab, return_counts=True)
     strat = bool(counts.min() >= 2)
-    train, test = train_test_split(np.arange(adata.n_obs), test_size=spec.test_fraction, random_state=spec.seed,
-                                   stratify=lab if strat else None)
+    train, test = train_test_split(
+        np.arange(adata.n_obs), test_size=spec.test_fraction, random_state=spec.seed, stratify=lab if strat else None
+    )
     if spec.hold_out:
         cond = adata.obs[spec.condition_key].astype(str).to_numpy()
         out = np.isin(lab, list(spec.hold_out)) & (cond != spec.control)
@@ -136,21 +146,41 @@ def build_examples(adata, model, spec: DataSpec, tasks, rows, seed: int = 0) -> 
     out: list[Example] = []
     for i in range(len(rows)):
         if "cell_type" in tasks:
-            out.append(Example("cell_type", type_prompts[i], ps.response("cell_type", label=model._token(lab[i])), lab[i]))
+            out.append(
+                Example("cell_type", type_prompts[i], ps.response("cell_type", label=model._token(lab[i])), lab[i])
+            )
         if "generation" in tasks:
-            out.append(Example("generation", ps.format("generation", condition=cond[i], cell_type=model._token(lab[i]),
-                                                       label=model._token(lab[i]), num_genes=model.top_k["generation"]),
-                               ps.response("generation", cell=texts["generation"][i])))
+            out.append(
+                Example(
+                    "generation",
+                    ps.format(
+                        "generation",
+                        condition=cond[i],
+                        cell_type=model._token(lab[i]),
+                        label=model._token(lab[i]),
+                        num_genes=model.top_k["generation"],
+                    ),
+                    ps.response("generation", cell=texts["generation"][i]),
+                )
+            )
     if "perturbation" in tasks:
         for i in np.flatnonzero(cond != spec.control):
             controls = np.flatnonzero((lab == lab[i]) & (cond == spec.control))
             if len(controls):
                 j = int(rng.choice(controls))
                 ctrl = texts["perturbation"][j]
-                out.append(Example("perturbation",
-                                   ps.format("perturbation", cell=ctrl, perturbation=perturbation_name(spec, cond[i]),
-                                             num_genes=len(ctrl.split())),
-                                   ps.response("perturbation", cell=texts["perturbation"][i])))
+                out.append(
+                    Example(
+                        "perturbation",
+                        ps.format(
+                            "perturbation",
+                            cell=ctrl,
+                            perturbation=perturbation_name(spec, cond[i]),
+                            num_genes=len(ctrl.split()),
+                        ),
+                        ps.response("perturbation", cell=texts["perturbation"][i]),
+                    )
+                )
     return out
 
 
@@ -194,8 +224,12 @@ def load_base(base: str | Path, method: str, lora_r: int = 8):
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
-                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+            ),
+        )
     return model, tok
 
 
@@ -225,9 +259,14 @@ def output_meta(base_m: dict, adata, spec: DataSpec, split: Split, tasks, name: 
     a base without a gene vocabulary, the genes of its training sentences)."""
     from ..conventions import detect_species
 
-    meta = {"format": "c2s-agent-model/1", "prompt_set": model.prompts.name if model else "embedded",
-            "single_token_labels": False, "top_k": dict(model.top_k) if model else DEFAULT_TOP_K, **base_m,
-            "name": name}
+    meta = {
+        "format": "c2s-agent-model/1",
+        "prompt_set": model.prompts.name if model else "embedded",
+        "single_token_labels": False,
+        "top_k": dict(model.top_k) if model else DEFAULT_TOP_K,
+        **base_m,
+        "name": name,
+    }
     meta["organism"] = detect_species(adata.var_names).name or meta.get("organism", "Homo sapiens")
     meta.pop("metrics", None)
     meta.pop("ood", None)  # calibrated for the base model's sentences only
@@ -242,12 +281,17 @@ def output_meta(base_m: dict, adata, spec: DataSpec, split: Split, tasks, name: 
             names = {perturbation_name(spec, c) for c in conds if c != spec.control}
             meta["perturbations"] = sorted(set(base_m.get("perturbations", [])) | names)
     meta["tasks"] = sorted(set(base_m.get("tasks", [])) | set(tasks))
-    meta["split"] = {"seed": spec.seed, "test_fraction": spec.test_fraction,
-                     "stratify": spec.label_key if split.stratified else None,
-                     "n_train": int(len(split.train)), "n_test": int(len(split.test)),
-                     "held_out_perturbed": {"cell_types": list(spec.hold_out), "condition": f"not {spec.control}"}
-                     if spec.hold_out else None,
-                     "test_obs_names": adata.obs_names[split.test].tolist()}
+    meta["split"] = {
+        "seed": spec.seed,
+        "test_fraction": spec.test_fraction,
+        "stratify": spec.label_key if split.stratified else None,
+        "n_train": int(len(split.train)),
+        "n_test": int(len(split.test)),
+        "held_out_perturbed": {"cell_types": list(spec.hold_out), "condition": f"not {spec.control}"}
+        if spec.hold_out
+        else None,
+        "test_obs_names": adata.obs_names[split.test].tolist(),
+    }
     return meta
 
 
@@ -279,13 +323,21 @@ def prepare_run(data, out, base, spec, tasks) -> Run:
     base_m = base_meta(base)
     split = make_split(adata, spec)
     if base_m.get("condition_genes"):  # as many condition genes as the base leaves out, but of this data
-        base_m["condition_genes"] = condition_genes(adata, split.train, len(base_m["condition_genes"]), base_m.get("genes"),
-                                                    spec.label_key, spec.condition_key, spec.control)
+        base_m["condition_genes"] = condition_genes(
+            adata,
+            split.train,
+            len(base_m["condition_genes"]),
+            base_m.get("genes"),
+            spec.label_key,
+            spec.condition_key,
+            spec.control,
+        )
     return Run(adata, out, base, base_m, meta_model(base_m), split)
 
 
-def finetune(data, out: str | Path, base: str | Path | None = None, cfg: FinetuneConfig | None = None,
-             progress: bool = True) -> dict:
+def finetune(
+    data, out: str | Path, base: str | Path | None = None, cfg: FinetuneConfig | None = None, progress: bool = True
+) -> dict:
     """Fine-tune ``base`` (default: the embedded model) on ``data`` (an .h5ad path, a bundled name or an
     AnnData) and save the result to ``out``; returns the metadata written to ``c2s_model.json``."""
     import torch
@@ -299,7 +351,9 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
     if bad or not cfg.tasks:
         raise InputError("--task", f"{bad or 'nothing'} is not a task", f"use one or more of {list(TASKS)}")
     if cfg.method not in METHODS:
-        raise InputError("--method", f"{cfg.method!r} is not a fine-tuning method", f"use one of {list(METHODS)} or grpo")
+        raise InputError(
+            "--method", f"{cfg.method!r} is not a fine-tuning method", f"use one of {list(METHODS)} or grpo"
+        )
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     run = prepare_run(data, out, base, spec, cfg.tasks)
@@ -312,14 +366,34 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
         raise InputError("data", "gives no training examples for these tasks", "check the obs columns and --task")
     model, tok = load_base(base, cfg.method, cfg.lora_r)
     args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type="cosine", weight_decay=0.01, logging_steps=max(1, min(25, cfg.steps // 10)),
-        save_steps=cfg.save_steps, save_total_limit=2, report_to="none", use_cpu=True, seed=spec.seed,
-        data_seed=spec.seed, dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=not progress,
-        bf16=bfloat16_native(), train_sampling_strategy="group_by_length")
-    trainer = Trainer(model=model, args=args, train_dataset=encode(tok, train_ex),
-                      data_collator=_Collate(tok.pad_token_id), callbacks=[_wall_clock(cfg.max_minutes * 60, t0)] if cfg.max_minutes else None)
+        output_dir=str(out / "checkpoints"),
+        max_steps=cfg.steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="cosine",
+        weight_decay=0.01,
+        logging_steps=max(1, min(25, cfg.steps // 10)),
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to="none",
+        use_cpu=True,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=not progress,
+        bf16=bfloat16_native(),
+        train_sampling_strategy="group_by_length",
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encode(tok, train_ex),
+        data_collator=_Collate(tok.pad_token_id),
+        callbacks=[_wall_clock(cfg.max_minutes * 60, t0)] if cfg.max_minutes else None,
+    )
     if cfg.resume and not list((out / "checkpoints").glob("checkpoint-*")):
         raise InputError(out, "holds no checkpoint to resume from", "train without --resume first")
     result = trainer.train(resume_from_checkpoint=True if cfg.resume else None)
@@ -337,14 +411,21 @@ def finetune(data, out: str | Path, base: str | Path | None = None, cfg: Finetun
     if not (base / "reverse_transform.json").exists():
         cs = to_sentences(adata[split.train], top_k=None, tie_break=m.meta.get("tie_break", "mean"))
         reverse = ReverseTransform.fit(cs, seed=spec.seed)
-    meta["training"] = {"method": cfg.method, "base": _pulled_name(base) or str(base),
-                        "data": str(data) if isinstance(data, (str, Path)) else "AnnData", "config": asdict(cfg), "steps": int(trainer.state.global_step),
-                        "final_loss": round(float(result.training_loss), 4),
-                        "n_examples": {t: sum(e.task == t for e in train_ex) for t in cfg.tasks},
-                        "minutes": round((time.time() - t0) / 60, 2), "trainer": "transformers.Trainer",
-                        "log_history": trainer.state.log_history}
-    save_model(trainer.model, tok, out, meta, base, reverse,
-               base_name=_pulled_name(base) if cfg.method == "lora" else None)
+    meta["training"] = {
+        "method": cfg.method,
+        "base": _pulled_name(base) or str(base),
+        "data": str(data) if isinstance(data, (str, Path)) else "AnnData",
+        "config": asdict(cfg),
+        "steps": int(trainer.state.global_step),
+        "final_loss": round(float(result.training_loss), 4),
+        "n_examples": {t: sum(e.task == t for e in train_ex) for t in cfg.tasks},
+        "minutes": round((time.time() - t0) / 60, 2),
+        "trainer": "transformers.Trainer",
+        "log_history": trainer.state.log_history,
+    }
+    save_model(
+        trainer.model, tok, out, meta, base, reverse, base_name=_pulled_name(base) if cfg.method == "lora" else None
+    )
     if "cell_type" in cfg.tasks:
         metrics["cell_type"] = cell_type_metrics(out, adata, spec, split, cfg.threads)
     meta["metrics"] = metrics
@@ -403,21 +484,29 @@ def cell_type_metrics(path: Path, adata, spec: DataSpec, split: Split, threads: 
     model = C2SModel(TransformersBackend(path, Settings(threads=threads)))
     truth = adata.obs[spec.label_key].astype(str).to_numpy()[split.test]
     pred = model.predict_cell_types(adata[split.test], threshold=0.0)["label"].to_numpy()
-    return {"n_test": int(len(truth)), "accuracy": float(accuracy_score(truth, pred)),
-            "macro_f1": float(f1_score(truth, pred, average="macro"))}
+    return {
+        "n_test": int(len(truth)),
+        "accuracy": float(accuracy_score(truth, pred)),
+        "macro_f1": float(f1_score(truth, pred, average="macro")),
+    }
 
 
 def model_card(meta: dict) -> str:
     """README.md of a fine-tuned model: what it was trained on, how, and its held-out metrics."""
     t, s, m = meta.get("training", {}), meta.get("split", {}), meta.get("metrics", {})
     cfg = t.get("config", {})
-    lines = [f"# {meta.get('name', 'model')}: fine-tuned C2S model", "",
-             f"Base: `{t.get('base')}`; data: `{t.get('data')}`; method: {t.get('method')}; "
-             f"tasks: {', '.join(meta.get('tasks', []))}; {t.get('steps')} steps in {t.get('minutes')} min.", "",
-             "## Split", "",
-             f"Seed {s.get('seed')}, {s.get('n_train')} training and {s.get('n_test')} held-out cells "
-             f"(test fraction {s.get('test_fraction')}, stratified by {s.get('stratify')}); the held-out cell names are "
-             "`split.test_obs_names` in c2s_model.json."]
+    lines = [
+        f"# {meta.get('name', 'model')}: fine-tuned C2S model",
+        "",
+        f"Base: `{t.get('base')}`; data: `{t.get('data')}`; method: {t.get('method')}; "
+        f"tasks: {', '.join(meta.get('tasks', []))}; {t.get('steps')} steps in {t.get('minutes')} min.",
+        "",
+        "## Split",
+        "",
+        f"Seed {s.get('seed')}, {s.get('n_train')} training and {s.get('n_test')} held-out cells "
+        f"(test fraction {s.get('test_fraction')}, stratified by {s.get('stratify')}); the held-out cell names are "
+        "`split.test_obs_names` in c2s_model.json.",
+    ]
     if s.get("held_out_perturbed"):
         lines.append(f"Perturbed cells of {', '.join(s['held_out_perturbed']['cell_types'])} were never trained on.")
     if "comparison" in m:

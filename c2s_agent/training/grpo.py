@@ -50,7 +50,9 @@ def load_reverse(base: Path, adata, rows, meta: dict, seed: int):
 
     if (base / "reverse_transform.json").exists():
         return ReverseTransform.load(base / "reverse_transform.json")
-    return ReverseTransform.fit(to_sentences(adata[rows], top_k=None, tie_break=meta.get("tie_break", "mean")), seed=seed)
+    return ReverseTransform.fit(
+        to_sentences(adata[rows], top_k=None, tie_break=meta.get("tie_break", "mean")), seed=seed
+    )
 
 
 def prompts_dataset(adata, model, spec: F.DataSpec, task: str, rows, groups) -> list[dict]:
@@ -65,17 +67,33 @@ def prompts_dataset(adata, model, spec: F.DataSpec, task: str, rows, groups) -> 
         cond = sub.obs[spec.condition_key].astype(str).to_numpy()
         perturbed = sorted(set(cond) - {spec.control})
         if len(perturbed) != 1 and spec.perturbation is None:
-            raise InputError("--perturbation", f"is needed: the data has perturbed conditions {perturbed}",
-                             "name the perturbation the model should write")
+            raise InputError(
+                "--perturbation",
+                f"is needed: the data has perturbed conditions {perturbed}",
+                "name the perturbation the model should write",
+            )
         name = F.perturbation_name(spec, perturbed[0])
         for i in np.flatnonzero((cond == spec.control) & np.isin(lab, list(groups))):
-            out.append({"prompt": ps.format("perturbation", cell=texts[i], perturbation=name,
-                                            num_genes=len(texts[i].split())),
-                        "group": lab[i], "control": texts[i], "label": ""})
+            out.append(
+                {
+                    "prompt": ps.format(
+                        "perturbation", cell=texts[i], perturbation=name, num_genes=len(texts[i].split())
+                    ),
+                    "group": lab[i],
+                    "control": texts[i],
+                    "label": "",
+                }
+            )
     else:
         for i in range(len(lab)):
-            out.append({"prompt": ps.format("cell_type", cell=texts[i], num_genes=len(texts[i].split())),
-                        "group": lab[i], "control": texts[i], "label": model._token(lab[i])})
+            out.append(
+                {
+                    "prompt": ps.format("cell_type", cell=texts[i], num_genes=len(texts[i].split())),
+                    "group": lab[i],
+                    "control": texts[i],
+                    "label": model._token(lab[i]),
+                }
+            )
     if not out:
         raise InputError("data", f"gives no {task} prompts in the training split", "check --control and --hold-out")
     return out
@@ -88,8 +106,9 @@ def _suppressed(tok, allowed: list[str]) -> list[int]:
     return [i for i in range(len(tok)) if i not in keep]
 
 
-def grpo(data, out: str | Path, base: str | Path | None = None, cfg: GRPOSettings | None = None,
-         progress: bool = True) -> dict:
+def grpo(
+    data, out: str | Path, base: str | Path | None = None, cfg: GRPOSettings | None = None, progress: bool = True
+) -> dict:
     """Run GRPO from ``base`` (default: the embedded model) on ``data`` and save to ``out``; returns the
     metadata written to ``c2s_model.json``."""
     import torch
@@ -99,8 +118,9 @@ def grpo(data, out: str | Path, base: str | Path | None = None, cfg: GRPOSetting
         import datasets
         from trl import GRPOConfig, GRPOTrainer
     except ImportError:
-        raise InputError("--method grpo", "needs TRL, which is not installed",
-                         "pip install 'c2s-agent[train]' (trl==1.16.0)") from None
+        raise InputError(
+            "--method grpo", "needs TRL, which is not installed", "pip install 'c2s-agent[train]' (trl==1.16.0)"
+        ) from None
 
     cfg = cfg or GRPOSettings()
     spec = cfg.data
@@ -128,24 +148,54 @@ def grpo(data, out: str | Path, base: str | Path | None = None, cfg: GRPOSetting
         gen_kwargs["suppress_tokens"] = _suppressed(tok, allowed)
     k = int(m.top_k[cfg.task])
     args = GRPOConfig(
-        output_dir=str(out / "checkpoints"), max_steps=cfg.steps, learning_rate=cfg.lr, beta=cfg.beta,
-        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations, num_generations=cfg.num_generations,
-        max_completion_length=k + 2 if cfg.task == "perturbation" else 3, temperature=cfg.temperature,
-        top_k=50, top_p=0.95, use_vllm=False, gradient_checkpointing=False, bf16=False, use_cpu=True,
-        logging_steps=1, save_steps=cfg.save_steps, save_total_limit=2, report_to="none", seed=spec.seed,
-        data_seed=spec.seed, dataloader_num_workers=0, generation_kwargs=gen_kwargs or None,
-        disable_tqdm=not progress, log_completions=False)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args,
-                          train_dataset=datasets.Dataset.from_list(rows), processing_class=tok)
+        output_dir=str(out / "checkpoints"),
+        max_steps=cfg.steps,
+        learning_rate=cfg.lr,
+        beta=cfg.beta,
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        num_generations=cfg.num_generations,
+        max_completion_length=k + 2 if cfg.task == "perturbation" else 3,
+        temperature=cfg.temperature,
+        top_k=50,
+        top_p=0.95,
+        use_vllm=False,
+        gradient_checkpointing=False,
+        bf16=False,
+        use_cpu=True,
+        logging_steps=1,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to="none",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        dataloader_num_workers=0,
+        generation_kwargs=gen_kwargs or None,
+        disable_tqdm=not progress,
+        log_completions=False,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tok,
+    )
     if cfg.resume and not list((out / "checkpoints").glob("checkpoint-*")):
         raise InputError(out, "holds no checkpoint to resume from", "train without --resume first")
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
     history = [h for h in trainer.state.log_history if "reward" in h]
     meta = F.output_meta(base_m, adata, spec, split, [cfg.task], out.name)
-    meta["training"] = {"method": "grpo", "base": str(base), "data": str(data) if isinstance(data, (str, Path))
-                        else "AnnData", "config": asdict(cfg), "steps": int(trainer.state.global_step),
-                        "n_prompts": len(rows), "prompt_groups": groups, "trainer": "trl.GRPOTrainer",
-                        "minutes_training": round((time.time() - t0) / 60, 2)}
+    meta["training"] = {
+        "method": "grpo",
+        "base": str(base),
+        "data": str(data) if isinstance(data, (str, Path)) else "AnnData",
+        "config": asdict(cfg),
+        "steps": int(trainer.state.global_step),
+        "n_prompts": len(rows),
+        "prompt_groups": groups,
+        "trainer": "trl.GRPOTrainer",
+        "minutes_training": round((time.time() - t0) / 60, 2),
+    }
     F.save_model(trainer.model, tok, out, meta, base)
     (out / "grpo_log.json").write_text(json.dumps(history, indent=1))
     plot_curves(history, out / "grpo_curves.png", [f.__name__ for f in reward_funcs])
@@ -156,9 +206,19 @@ def grpo(data, out: str | Path, base: str | Path | None = None, cfg: GRPOSetting
 
         trained = C2SModel(TransformersBackend(out, Settings(threads=cfg.threads)))
         eval_groups = list(spec.hold_out) or sorted(set(lab[split.test]))
-        meta["metrics"] = {"held_out_perturbation": heldout_perturbation(
-            trained, adata, spec, eval_groups, split.test if not spec.hold_out else None, reverse,
-            programs=[cfg.reward_options.get("program", "ifn_alpha")], seed=cfg.eval_seed, n_boot=cfg.n_boot)}
+        meta["metrics"] = {
+            "held_out_perturbation": heldout_perturbation(
+                trained,
+                adata,
+                spec,
+                eval_groups,
+                split.test if not spec.hold_out else None,
+                reverse,
+                programs=[cfg.reward_options.get("program", "ifn_alpha")],
+                seed=cfg.eval_seed,
+                n_boot=cfg.n_boot,
+            )
+        }
     meta["training"]["minutes"] = round((time.time() - t0) / 60, 2)
     (out / "c2s_model.json").write_text(json.dumps(meta, indent=1, default=str))
     (out / "README.md").write_text(F.model_card(meta))
@@ -189,8 +249,18 @@ def plot_curves(history: list[dict], path: Path, reward_names: list[str]) -> Pat
     return path
 
 
-def heldout_perturbation(model, adata, spec: F.DataSpec, groups, rows=None, reverse=None, programs=("ifn_alpha",),
-                         seed: int = 0, n_boot: int = 100, encoder=None) -> dict:
+def heldout_perturbation(
+    model,
+    adata,
+    spec: F.DataSpec,
+    groups,
+    rows=None,
+    reverse=None,
+    programs=("ifn_alpha",),
+    seed: int = 0,
+    n_boot: int = 100,
+    encoder=None,
+) -> dict:
     """Per cell type in ``groups`` (cells at ``rows``, default all): the model's predicted perturbed cells
     from the control cells against the observed perturbed cells, with the metrics of
     ``evals/perturbation``: fold-change agreement (Pearson, Kendall) on each program and the top-100 DE genes,
@@ -212,7 +282,10 @@ def heldout_perturbation(model, adata, spec: F.DataSpec, groups, rows=None, reve
     genes = model.genes
     out = {}
     for g in groups:
-        c_rows, p_rows = np.flatnonzero(use & (lab == g) & (cond == spec.control)), np.flatnonzero(use & (lab == g) & (cond != spec.control))
+        c_rows, p_rows = (
+            np.flatnonzero(use & (lab == g) & (cond == spec.control)),
+            np.flatnonzero(use & (lab == g) & (cond != spec.control)),
+        )
         if len(c_rows) < 3 or len(p_rows) < 3:
             continue
         ctrl, stim = data[c_rows], data[p_rows]
@@ -221,21 +294,29 @@ def heldout_perturbation(model, adata, spec: F.DataSpec, groups, rows=None, reve
         stim_texts, _, _ = model.sentences(stim, k)
         pred = model.perturb(ctrl_texts, F.perturbation_name(spec, perturbed[0]), seed=seed)
         vocab = genes or sorted({w for t in ctrl_texts + stim_texts + pred for w in t.split()})
-        rec = {n: mean_expression(reverse.reconstruct(t, genes=vocab)) for n, t in
-               (("pred", pred), ("ctrl", ctrl_texts), ("stim", stim_texts))}
+        rec = {
+            n: mean_expression(reverse.reconstruct(t, genes=vocab))
+            for n, t in (("pred", pred), ("ctrl", ctrl_texts), ("stim", stim_texts))
+        }
         ctrl_mean, stim_mean = mean_expression(ctrl), mean_expression(stim)
         pred_mean = ctrl_mean.add((rec["pred"] - rec["ctrl"]).reindex(ctrl_mean.index).fillna(0))
         top_de = lfc_agreement(stim_mean, stim_mean, ctrl_mean, top_n=100).table.index.tolist()
         row: dict = {"n_control": int(len(c_rows)), "n_observed": int(len(p_rows))}
-        rdata = RewardData(list(vocab), reverse, k, {g: _vector(rec["ctrl"], vocab)},
-                           {g: _vector(rec["stim"], vocab)}, {g: stim_texts})
+        rdata = RewardData(
+            list(vocab), reverse, k, {g: _vector(rec["ctrl"], vocab)}, {g: _vector(rec["stim"], vocab)}, {g: stim_texts}
+        )
         for name in ["top_100_de", *programs]:
             gs = top_de if name == "top_100_de" else list(get_program(name).genes)
             a = lfc_agreement(pred_mean, stim_mean, ctrl_mean, genes=gs)
             s = lfc_agreement(rec["pred"], rec["stim"], rec["ctrl"], genes=gs)
-            row[name] = {"pearson": a.pearson, "kendall": a.kendall, "n_genes": a.n_genes,
-                         "sentence_space_pearson": s.pearson, "sentence_space_kendall": s.kendall,
-                         "sentence_space_n_genes": s.n_genes}
+            row[name] = {
+                "pearson": a.pearson,
+                "kendall": a.kendall,
+                "n_genes": a.n_genes,
+                "sentence_space_pearson": s.pearson,
+                "sentence_space_kendall": s.kendall,
+                "sentence_space_n_genes": s.n_genes,
+            }
             if name != "top_100_de":
                 r = program_agreement(rdata, program=name)(None, pred, group=[g] * len(pred), control=ctrl_texts)
                 row[name]["mean_cell_reward"] = float(np.mean(r))

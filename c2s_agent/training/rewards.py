@@ -72,9 +72,12 @@ class RewardData:
                 data.perturbed[g] = data.profile(texts[p].tolist()).mean(0)
                 data.perturbed_sentences[g] = texts[p].tolist()
         if not data.control:
-            raise InputError("data", f"has no cell type with both {control!r} and perturbed cells",
-                             f"check --condition-key and --control (conditions: "
-                             f"{sorted(set(adata.obs[condition_key].astype(str)))})")
+            raise InputError(
+                "data",
+                f"has no cell type with both {control!r} and perturbed cells",
+                f"check --condition-key and --control (conditions: "
+                f"{sorted(set(adata.obs[condition_key].astype(str)))})",
+            )
         return data
 
     def profile(self, sentences: Sequence[str]) -> np.ndarray:
@@ -93,8 +96,9 @@ class RewardData:
 
     def observed_lfc(self, group: str) -> np.ndarray:
         if group not in self.control:
-            raise InputError("group", f"{group!r} has no observed perturbation response",
-                             f"use one of {sorted(self.control)}")
+            raise InputError(
+                "group", f"{group!r} has no observed perturbation response", f"use one of {sorted(self.control)}"
+            )
         return self.perturbed[group] - self.control[group]
 
     def embed(self, sentences: Sequence[str]) -> np.ndarray:
@@ -103,8 +107,11 @@ class RewardData:
             from ..metrics import get_encoder
 
             if self.reference is None:
-                raise InputError("reward data", "has no reference cells to fit the PCA encoder on",
-                                 "build it with RewardData.from_cells")
+                raise InputError(
+                    "reward data",
+                    "has no reference cells to fit the PCA encoder on",
+                    "build it with RewardData.from_cells",
+                )
             self._encoder = get_encoder("pca").fit(self.reference)
         return self._encoder.encode(list(sentences))
 
@@ -132,8 +139,11 @@ def program_agreement(data: RewardData, program: str = "ifn_alpha", method: str 
         raise InputError("method", f"{method!r} is not a correlation", "use 'pearson' or 'kendall'")
     genes = get_program(program).restricted(data.genes)
     if len(genes) < 3:
-        raise InputError("program", f"{program!r} has {len(genes)} genes in the model's vocabulary",
-                         "choose a program the model's genes cover")
+        raise InputError(
+            "program",
+            f"{program!r} has {len(genes)} genes in the model's vocabulary",
+            "choose a program the model's genes cover",
+        )
     cols = np.array([data.genes.index(g) for g in genes])
     observed = {g: data.observed_lfc(g)[cols] for g in data.control}
 
@@ -206,14 +216,18 @@ def registered_rewards(settings=None) -> dict[str, Callable]:
     return {name: reg.factory for name, reg in registry.rewards(settings).items()}
 
 
-def make_rewards(names: Sequence[str], data: RewardData | None, options: dict | None = None,
-                 settings=None) -> list[Reward]:
+def make_rewards(
+    names: Sequence[str], data: RewardData | None, options: dict | None = None, settings=None
+) -> list[Reward]:
     """The reward functions for ``names`` (each named after its reward, as TRL logs them)."""
     factories = registered_rewards(settings)
     unknown = [n for n in names if n not in factories]
     if unknown or not names:
-        raise InputError("--reward", f"{unknown or 'nothing'} is not a registered reward",
-                         f"use one or more of {sorted(factories)}, comma-separated")
+        raise InputError(
+            "--reward",
+            f"{unknown or 'nothing'} is not a registered reward",
+            f"use one or more of {sorted(factories)}, comma-separated",
+        )
     out = []
     for n in names:
         fn = factories[n](data=data, **(options or {}))

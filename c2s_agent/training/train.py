@@ -65,9 +65,9 @@ def _vocabulary(cs, rows, min_count: int) -> list[str]:
 def prepare(cfg: TrainConfig):
     """Data, split, sentences, vocabulary, tokenizer and examples."""
     from ..data import read
-    from ..sentences import to_sentences
     from ..models.prompts import embedded
     from ..models.tokenizer import build_tokenizer, label_token, template_words
+    from ..sentences import to_sentences
 
     adata = read("kang2018")
     split = D.make_split(adata, cfg.seed)
@@ -79,7 +79,9 @@ def prepare(cfg: TrainConfig):
     labels = sorted(adata.obs["cell_type"].astype(str).unique())
     conditions = sorted(adata.obs["condition"].astype(str).unique())
     ps = embedded()
-    words = template_words([t for ts in ps.prompts.values() for t in ts] + [t for ts in ps.responses.values() for t in ts])
+    words = template_words(
+        [t for ts in ps.prompts.values() for t in ts] + [t for ts in ps.responses.values() for t in ts]
+    )
     words += [label_token(x) for x in labels] + conditions + [D.PERTURBATION]
     tok = build_tokenizer(genes, words)
     examples = D.build_examples(adata, cs, split, cfg.seed, cfg.unconditional)
@@ -102,8 +104,9 @@ def thinned_examples(adata, split, genes: list[str], cfg: TrainConfig, epoch: in
     rows = np.concatenate([np.arange(adata.n_obs), extra])
     obs = adata.obs.iloc[rows].set_axis([f"cell{i}" for i in range(len(rows))])
     x = ad.AnnData(adata.X[rows], obs=obs, var=adata.var)
-    split = D.Split(np.concatenate([split.train, adata.n_obs + np.arange(len(extra))]), split.test,
-                    split.held_out_perturbed)
+    split = D.Split(
+        np.concatenate([split.train, adata.n_obs + np.arange(len(extra))]), split.test, split.held_out_perturbed
+    )
     counts = x.X.tocsr()
     keep = rng.uniform(cfg.min_keep, 1.0, x.n_obs)
     per_entry = np.repeat(keep, np.diff(counts.indptr))
@@ -200,11 +203,20 @@ def make_model(cfg: TrainConfig, tok, max_len: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(cfg.seed)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
-                         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-                         max_position_embeddings=max(256, 64 * math.ceil(max_len / 64)), tie_word_embeddings=True,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         attn_implementation="sdpa")
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden,
+        intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.heads,
+        max_position_embeddings=max(256, 64 * math.ceil(max_len / 64)),
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        attn_implementation="sdpa",
+    )
     return LlamaForCausalLM(config)
 
 
@@ -275,23 +287,45 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
         done = max(step / total, (time.time() - t_train) / (cfg.max_minutes * 60 - (t_train - t0)))
         warm = min(1.0, (step + 1) / cfg.warmup_steps)
         return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, done))))
+
     reverse = ReverseTransform.fit(cs.subset(split.train), seed=cfg.seed)
     meta = {
-        "format": MODEL_FORMAT, "name": "c2s-embedded", "prompt_set": "embedded", "organism": "Homo sapiens",
-        "labels": labels, "conditions": conditions, "perturbations": [D.PERTURBATION],
+        "format": MODEL_FORMAT,
+        "name": "c2s-embedded",
+        "prompt_set": "embedded",
+        "organism": "Homo sapiens",
+        "labels": labels,
+        "conditions": conditions,
+        "perturbations": [D.PERTURBATION],
         "top_k": {"cell_type": D.K_CLASSIFY, "generation": D.K_GENERATE, "perturbation": D.K_PERTURB},
-        "tie_break": D.TIE_BREAK, "n_genes": len(genes), "n_params": n_params, "single_token_labels": True,
-        "tasks": ["cell_type", "generation", "perturbation"], "genes": genes,
+        "tie_break": D.TIE_BREAK,
+        "n_genes": len(genes),
+        "n_params": n_params,
+        "single_token_labels": True,
+        "tasks": ["cell_type", "generation", "perturbation"],
+        "genes": genes,
         **({"generation_guidance": cfg.guidance} if cfg.unconditional > 0 else {}),
         "gene_priority": gene_priority(adata, genes),
         "condition_genes": D.condition_genes(adata, split.train, cfg.condition_genes, genes),
-        "training": {"config": asdict(cfg), "data": "kang2018 (bundled data/kang2018_ifnb_pbmc_2k.h5ad)",
-                     "n_examples": Counter(e.task for e in examples), "steps_per_epoch": steps_per_epoch},
-        "split": {"seed": cfg.seed, "test_fraction": D.TEST_FRACTION, "stratify": "cell_type",
-                  "n_train": len(split.train), "n_test": len(split.test),
-                  "held_out_perturbed": {"cell_type": D.HELD_OUT_PERTURBED[0], "condition": D.HELD_OUT_PERTURBED[1],
-                                         "n_cells_removed_from_training": len(split.held_out_perturbed)},
-                  "test_obs_names": adata.obs_names[split.test].tolist()},
+        "training": {
+            "config": asdict(cfg),
+            "data": "kang2018 (bundled data/kang2018_ifnb_pbmc_2k.h5ad)",
+            "n_examples": Counter(e.task for e in examples),
+            "steps_per_epoch": steps_per_epoch,
+        },
+        "split": {
+            "seed": cfg.seed,
+            "test_fraction": D.TEST_FRACTION,
+            "stratify": "cell_type",
+            "n_train": len(split.train),
+            "n_test": len(split.test),
+            "held_out_perturbed": {
+                "cell_type": D.HELD_OUT_PERTURBED[0],
+                "condition": D.HELD_OUT_PERTURBED[1],
+                "n_cells_removed_from_training": len(split.held_out_perturbed),
+            },
+            "test_obs_names": adata.obs_names[split.test].tolist(),
+        },
     }
     model.train()
     bf16 = cfg.bfloat16 and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
@@ -327,8 +361,11 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
                 losses.append(float(loss.detach()))
                 bar.update(task, advance=1, description=f"epoch {epoch + 1} loss {np.mean(losses[-50:]):.3f}")
                 if not progress and step % 25 == 0:
-                    print(f"step {step}/{total} epoch {epoch + 1} loss {np.mean(losses[-25:]):.4f} "
-                          f"{tokens / (time.time() - t0):.0f} tok/s", flush=True)
+                    print(
+                        f"step {step}/{total} epoch {epoch + 1} loss {np.mean(losses[-25:]):.4f} "
+                        f"{tokens / (time.time() - t0):.0f} tok/s",
+                        flush=True,
+                    )
                 if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
                     meta["training"].update(steps=step, epochs_done=round(epochs_done, 2), finished=False)
                     save(model, tok, Path(out), meta, reverse)
@@ -340,9 +377,15 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
                 break
     model.eval()
     meta["training"]["earlier_runs"] = history
-    meta["training"].update(steps=step, epochs_done=round(epochs_done, 2), finished=not stopped_early,
-                            stopped_at_time_cap=stopped_early, minutes=round((time.time() - t0) / 60, 1),
-                            tokens_per_s=round(tokens / (time.time() - t0)), final_loss=round(float(np.mean(losses[-50:])), 4),
-                            torch=torch.__version__)
+    meta["training"].update(
+        steps=step,
+        epochs_done=round(epochs_done, 2),
+        finished=not stopped_early,
+        stopped_at_time_cap=stopped_early,
+        minutes=round((time.time() - t0) / 60, 1),
+        tokens_per_s=round(tokens / (time.time() - t0)),
+        final_loss=round(float(np.mean(losses[-50:])), 4),
+        torch=torch.__version__,
+    )
     save(model, tok, Path(out), meta, reverse)
     return meta

@@ -32,10 +32,36 @@ HERE = Path(__file__).resolve().parent
 OUT = Path(os.environ.get("C2S_GRPO_OUT", "/tmp/c2s-grpo-demo"))
 CELL_TYPE = "CD14 Mono"
 SEEDS = (0, 1, 2)
-COMMAND = ["c2s", "train", "--data", "kang2018", "--method", "grpo", "--reward",
-           "program_agreement,validity,distribution", "--program", "ifn_alpha", "--perturbation", "IFN-beta",
-           "--hold-out", CELL_TYPE, "--steps", "150", "--batch-size", "4", "--num-generations", "8", "--lr", "5e-5",
-           "--beta", "0.1", "--threads", "2", "--out", str(OUT)]
+COMMAND = [
+    "c2s",
+    "train",
+    "--data",
+    "kang2018",
+    "--method",
+    "grpo",
+    "--reward",
+    "program_agreement,validity,distribution",
+    "--program",
+    "ifn_alpha",
+    "--perturbation",
+    "IFN-beta",
+    "--hold-out",
+    CELL_TYPE,
+    "--steps",
+    "150",
+    "--batch-size",
+    "4",
+    "--num-generations",
+    "8",
+    "--lr",
+    "5e-5",
+    "--beta",
+    "0.1",
+    "--threads",
+    "2",
+    "--out",
+    str(OUT),
+]
 
 
 def _uptime() -> str:
@@ -50,8 +76,13 @@ def train(dry_run: bool) -> dict:
     exe = [str(Path(sys.executable).with_name("c2s")), *cmd[1:]]
     before, t0 = _uptime(), time.perf_counter()
     subprocess.run(exe, check=True)
-    return {"command": " ".join(f'"{c}"' if " " in c else c for c in cmd), "seconds": round(time.perf_counter() - t0, 1),
-            "uptime_before": before, "uptime_after": _uptime(), "out": cmd[cmd.index("--out") + 1]}
+    return {
+        "command": " ".join(f'"{c}"' if " " in c else c for c in cmd),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "uptime_before": before,
+        "uptime_after": _uptime(),
+        "out": cmd[cmd.index("--out") + 1],
+    }
 
 
 def evaluate(out: Path, threads: int) -> dict:
@@ -61,10 +92,10 @@ def evaluate(out: Path, threads: int) -> dict:
     from c2s_agent.data import prepare, read
     from c2s_agent.metrics import get_encoder
     from c2s_agent.models.model import C2SModel, embedded_model_path
-    from c2s_agent.training.finetune import DataSpec
-    from c2s_agent.training.grpo import heldout_perturbation
     from c2s_agent.models.transformers_backend import TransformersBackend
     from c2s_agent.sentences import ReverseTransform
+    from c2s_agent.training.finetune import DataSpec
+    from c2s_agent.training.grpo import heldout_perturbation
 
     torch.set_num_threads(threads)
     adata = read("kang2018")
@@ -76,22 +107,36 @@ def evaluate(out: Path, threads: int) -> dict:
     rows = {}
     for label, path in (("embedded (SFT)", embedded_model_path()), ("embedded + GRPO", out)):
         model = C2SModel(TransformersBackend(path, Settings(threads=threads)))
-        rows[label] = [heldout_perturbation(model, adata, spec, [CELL_TYPE], None, reverse, ("ifn_alpha", "ifn_gamma"),
-                                            seed=s, n_boot=100 if s == SEEDS[0] else 0, encoder=enc)[CELL_TYPE]
-                       for s in SEEDS]
+        rows[label] = [
+            heldout_perturbation(
+                model,
+                adata,
+                spec,
+                [CELL_TYPE],
+                None,
+                reverse,
+                ("ifn_alpha", "ifn_gamma"),
+                seed=s,
+                n_boot=100 if s == SEEDS[0] else 0,
+                encoder=enc,
+            )[CELL_TYPE]
+            for s in SEEDS
+        ]
     return rows
 
 
-COLUMNS = [("IFN-alpha cell reward", lambda r: r["ifn_alpha"]["mean_cell_reward"], 3),
-           ("IFN-alpha r", lambda r: r["ifn_alpha"]["pearson"], 3),
-           ("IFN-alpha tau", lambda r: r["ifn_alpha"]["kendall"], 3),
-           ("IFN-gamma r", lambda r: r["ifn_gamma"]["pearson"], 3),
-           ("IFN-gamma tau", lambda r: r["ifn_gamma"]["kendall"], 3),
-           ("top-100 DE r", lambda r: r["top_100_de"]["pearson"], 3),
-           ("IFN-alpha r (sentence space)", lambda r: r["ifn_alpha"]["sentence_space_pearson"], 3),
-           ("validity", lambda r: r["validity"], 3),
-           ("scFID", lambda r: r["scfid"]["value"], 2),
-           ("MMD", lambda r: r["mmd"]["value"], 4)]
+COLUMNS = [
+    ("IFN-alpha cell reward", lambda r: r["ifn_alpha"]["mean_cell_reward"], 3),
+    ("IFN-alpha r", lambda r: r["ifn_alpha"]["pearson"], 3),
+    ("IFN-alpha tau", lambda r: r["ifn_alpha"]["kendall"], 3),
+    ("IFN-gamma r", lambda r: r["ifn_gamma"]["pearson"], 3),
+    ("IFN-gamma tau", lambda r: r["ifn_gamma"]["kendall"], 3),
+    ("top-100 DE r", lambda r: r["top_100_de"]["pearson"], 3),
+    ("IFN-alpha r (sentence space)", lambda r: r["ifn_alpha"]["sentence_space_pearson"], 3),
+    ("validity", lambda r: r["validity"], 3),
+    ("scFID", lambda r: r["scfid"]["value"], 2),
+    ("MMD", lambda r: r["mmd"]["value"], 4),
+]
 
 
 def markdown(result: dict) -> str:
@@ -102,11 +147,18 @@ def markdown(result: dict) -> str:
             v = np.array([get(r) for r in runs], dtype=float)
             cells.append(f"{v.mean():.{d}f} ± {v.std(ddof=1):.{d}f}")
         lines.append(f"| {label} | {' | '.join(cells)} |")
-    lines += ["", "Mean ± sd over sampling seeds " + ", ".join(map(str, SEEDS)) + ". 95% bootstrap intervals (seed "
-              f"{SEEDS[0]}): " + "; ".join(f"{label} scFID [{runs[0]['scfid']['interval'][0]:.2f}, "
-                                           f"{runs[0]['scfid']['interval'][1]:.2f}], MMD [{runs[0]['mmd']['interval'][0]:.4f}, "
-                                           f"{runs[0]['mmd']['interval'][1]:.4f}]"
-                                           for label, runs in result["rows"].items()) + "."]
+    lines += [
+        "",
+        "Mean ± sd over sampling seeds " + ", ".join(map(str, SEEDS)) + ". 95% bootstrap intervals (seed "
+        f"{SEEDS[0]}): "
+        + "; ".join(
+            f"{label} scFID [{runs[0]['scfid']['interval'][0]:.2f}, "
+            f"{runs[0]['scfid']['interval'][1]:.2f}], MMD [{runs[0]['mmd']['interval'][0]:.4f}, "
+            f"{runs[0]['mmd']['interval'][1]:.4f}]"
+            for label, runs in result["rows"].items()
+        )
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -115,8 +167,13 @@ def main() -> None:
     t0 = time.perf_counter()
     run = train(dry)
     rows = evaluate(Path(run["out"]), 1 if dry else 2)
-    result = {"training": run, "rows": rows, "seconds_total": round(time.perf_counter() - t0, 1),
-              "uptime_end": _uptime(), "held_out": f"{CELL_TYPE}: 340 control cells -> 303 real IFN-beta cells"}
+    result = {
+        "training": run,
+        "rows": rows,
+        "seconds_total": round(time.perf_counter() - t0, 1),
+        "uptime_end": _uptime(),
+        "held_out": f"{CELL_TYPE}: 340 control cells -> 303 real IFN-beta cells",
+    }
     print(markdown(result))
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     if dry:

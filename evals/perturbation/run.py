@@ -44,9 +44,9 @@ def main(seed: int = 0, n_boot: int = 100) -> dict:
     from c2s_agent.data import prepare, read
     from c2s_agent.metrics import evaluate_generation, get_encoder, lfc_agreement, mean_expression
     from c2s_agent.models import embedded_model_path, load_model
-    from c2s_agent.training import data as D
     from c2s_agent.screen import get_program
     from c2s_agent.sentences import ReverseTransform
+    from c2s_agent.training import data as D
 
     t0 = time.perf_counter()
     torch.set_num_threads(int(os.environ.get("C2S_THREADS", "2")))
@@ -65,7 +65,7 @@ def main(seed: int = 0, n_boot: int = 100) -> dict:
     train = np.zeros(adata.n_obs, bool)
     train[split.train] = True
     others = train & (ct != CELL_TYPE)
-    shift = (mean_expression(adata[others & (cond == "stim")]) - mean_expression(adata[others & (cond == "ctrl")]))
+    shift = mean_expression(adata[others & (cond == "stim")]) - mean_expression(adata[others & (cond == "ctrl")])
     shifted = ctrl.copy()
     X = shifted.X.toarray() if hasattr(shifted.X, "toarray") else np.asarray(shifted.X)
     shifted.X = np.clip(X + shift.reindex(shifted.var_names).fillna(0).to_numpy()[None, :], 0, None).astype(np.float32)
@@ -87,8 +87,11 @@ def main(seed: int = 0, n_boot: int = 100) -> dict:
         "mean shift (other cell types)": ctrl_mean.add(shift.reindex(ctrl_mean.index).fillna(0)),
     }
     stim_texts, _, _ = m.sentences(stim, k)
-    cells = {"C2S model (embedded)": pred_texts, "no change": ctrl_texts,
-             "mean shift (other cell types)": m.sentences(shifted, k)[0]}
+    cells = {
+        "C2S model (embedded)": pred_texts,
+        "no change": ctrl_texts,
+        "mean shift (other cell types)": m.sentences(shifted, k)[0],
+    }
     enc = get_encoder("pca")
     enc.fit(adata)
 
@@ -107,21 +110,30 @@ def main(seed: int = 0, n_boot: int = 100) -> dict:
             agr = lfc_agreement(recon[method], recon_obs, recon["no change"], genes=genes or top_de)
             row[f"{label}: sentence-space pearson"], row[f"{label}: sentence-space kendall"] = agr.pearson, agr.kendall
             row[f"{label}: sentence-space n_genes"] = agr.n_genes
-        ev = evaluate_generation(stim_texts, cells[method], encoder=enc, metrics=["scfid", "mmd"], n_boot=n_boot,
-                                 seed=seed)
+        ev = evaluate_generation(
+            stim_texts, cells[method], encoder=enc, metrics=["scfid", "mmd"], n_boot=n_boot, seed=seed
+        )
         for name, v in ev.metrics.items():
             row[name], row[f"{name}_interval"] = v.value, [v.low, v.high]
         rows.append(row)
     result = {
         "task": f"predict {PERTURBATION}-stimulated {CELL_TYPE} cells (held out of every training task) from "
-                f"{CELL_TYPE} control cells",
-        "n_control": int(ctrl.n_obs), "n_observed": int(stim.n_obs), "model": m.name, "seed": seed,
-        "model_training": m.meta.get("training", {}).get("finished"), "sentence_length": k,
+        f"{CELL_TYPE} control cells",
+        "n_control": int(ctrl.n_obs),
+        "n_observed": int(stim.n_obs),
+        "model": m.name,
+        "seed": seed,
+        "model_training": m.meta.get("training", {}).get("finished"),
+        "sentence_length": k,
         "baseline_shift_from": f"{int((others & (cond == 'stim')).sum())} stim and {int((others & (cond == 'ctrl')).sum())} "
-                               f"ctrl cells of the other cell types in the training split",
-        "rows": rows, "model_seconds": round(t_model, 2), "seconds": round(time.perf_counter() - t0, 2),
-        "notes": ["Pearson/Kendall of a constant prediction (no change) are undefined (NaN); they count as 0.",
-                  "scFID/MMD: lower is closer to the real stimulated cells; 95% bootstrap intervals in brackets."],
+        f"ctrl cells of the other cell types in the training split",
+        "rows": rows,
+        "model_seconds": round(t_model, 2),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "notes": [
+            "Pearson/Kendall of a constant prediction (no change) are undefined (NaN); they count as 0.",
+            "scFID/MMD: lower is closer to the real stimulated cells; 95% bootstrap intervals in brackets.",
+        ],
     }
     (HERE / "results.json").write_text(json.dumps(result, indent=1, default=lambda x: None if x != x else x))
     (HERE / "results.md").write_text(markdown(result))
@@ -140,7 +152,7 @@ def update_model_card(card: Path, table: str) -> Path | None:
         return None
     text = card.read_text()
     if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)].rstrip() + "\n\n" + text[text.index(END) + len(END):].lstrip()
+        text = text[: text.index(BEGIN)].rstrip() + "\n\n" + text[text.index(END) + len(END) :].lstrip()
     section = f"{BEGIN}\n## Held-out perturbation evaluation\n\n{table.replace('### ', '#### ', 1)}{END}\n"
     anchor = "## Use"
     text = text.replace(anchor, section + "\n" + anchor, 1) if anchor in text else text.rstrip() + "\n\n" + section
@@ -154,38 +166,57 @@ def _f(x, digits=3) -> str:
 
 def markdown(result: dict) -> str:
     """The result table as Markdown (also pasted into the model card)."""
-    cols = [("top 100 DE genes", "top-100 DE"), ("HALLMARK_INTERFERON_ALPHA_RESPONSE", "IFN-alpha"),
-            ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFN-gamma")]
+    cols = [
+        ("top 100 DE genes", "top-100 DE"),
+        ("HALLMARK_INTERFERON_ALPHA_RESPONSE", "IFN-alpha"),
+        ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFN-gamma"),
+    ]
     head = ["method", *[f"{short} {s}" for _, short in cols for s in ("r", "tau")], "scFID [95% CI]", "MMD [95% CI]"]
-    lines = [f"### Held-out perturbation: {result['task']}", "",
-             f"{result['n_control']} control cells in, compared with {result['n_observed']} real stimulated cells. "
-             "r = Pearson, tau = Kendall of predicted vs observed mean log-fold change (higher is better); "
-             "scFID and MMD against the real stimulated cells (lower is better).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"### Held-out perturbation: {result['task']}",
+        "",
+        f"{result['n_control']} control cells in, compared with {result['n_observed']} real stimulated cells. "
+        "r = Pearson, tau = Kendall of predicted vs observed mean log-fold change (higher is better); "
+        "scFID and MMD against the real stimulated cells (lower is better).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for row in result["rows"]:
         cells = [row["method"]]
         for label, _ in cols:
             cells += [_f(row[f"{label}: pearson"]), _f(row[f"{label}: kendall"])]
         for name in ("scfid", "mmd"):
             lo, hi = row[f"{name}_interval"]
-            cells.append(f"{_f(row[name], 2 if name == 'scfid' else 4)} [{_f(lo, 2 if name == 'scfid' else 4)}, "
-                         f"{_f(hi, 2 if name == 'scfid' else 4)}]")
+            cells.append(
+                f"{_f(row[name], 2 if name == 'scfid' else 4)} [{_f(lo, 2 if name == 'scfid' else 4)}, "
+                f"{_f(hi, 2 if name == 'scfid' else 4)}]"
+            )
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Same genes, every side (the observed change too) as top-64 sentences over the model's vocabulary, "
-              "reconstructed with the model's reverse transform (fold changes in the model's own representation):", "",
-              "| " + " | ".join(head[:7]) + " |", "|" + "---|" * 7]
+    lines += [
+        "",
+        "Same genes, every side (the observed change too) as top-64 sentences over the model's vocabulary, "
+        "reconstructed with the model's reverse transform (fold changes in the model's own representation):",
+        "",
+        "| " + " | ".join(head[:7]) + " |",
+        "|" + "---|" * 7,
+    ]
     for row in result["rows"]:
         cells = [row["method"]]
         for label, _ in cols:
             cells += [_f(row[f"{label}: sentence-space pearson"]), _f(row[f"{label}: sentence-space kendall"])]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Genes: top-100 DE {result['rows'][0]['top 100 DE genes: n_genes']}, IFN-alpha "
-              f"{result['rows'][0]['HALLMARK_INTERFERON_ALPHA_RESPONSE: n_genes']}, IFN-gamma "
-              f"{result['rows'][0]['HALLMARK_INTERFERON_GAMMA_RESPONSE: n_genes']} measured (in the model's vocabulary: "
-              f"{result['rows'][0]['top 100 DE genes: sentence-space n_genes']}, "
-              f"{result['rows'][0]['HALLMARK_INTERFERON_ALPHA_RESPONSE: sentence-space n_genes']}, "
-              f"{result['rows'][0]['HALLMARK_INTERFERON_GAMMA_RESPONSE: sentence-space n_genes']}). "
-              f"Mean-shift baseline from {result['baseline_shift_from']}.", ""]
+    lines += [
+        "",
+        f"Genes: top-100 DE {result['rows'][0]['top 100 DE genes: n_genes']}, IFN-alpha "
+        f"{result['rows'][0]['HALLMARK_INTERFERON_ALPHA_RESPONSE: n_genes']}, IFN-gamma "
+        f"{result['rows'][0]['HALLMARK_INTERFERON_GAMMA_RESPONSE: n_genes']} measured (in the model's vocabulary: "
+        f"{result['rows'][0]['top 100 DE genes: sentence-space n_genes']}, "
+        f"{result['rows'][0]['HALLMARK_INTERFERON_ALPHA_RESPONSE: sentence-space n_genes']}, "
+        f"{result['rows'][0]['HALLMARK_INTERFERON_GAMMA_RESPONSE: sentence-space n_genes']}). "
+        f"Mean-shift baseline from {result['baseline_shift_from']}.",
+        "",
+    ]
     lines += [f"- {n}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
 

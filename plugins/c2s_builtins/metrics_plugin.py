@@ -28,13 +28,22 @@ def register_encoders(register):
 
 
 class EvaluateInput(BaseModel):
-    generated: str | None = Field(None, description="generated cells: an .h5ad or .txt path (relative paths are read "
-                                  "from the run directory), the id of the step that generated them, or empty for "
-                                  "the latest generated cells of this run")
-    real_column: str | None = Field(None, description="obs column selecting the real cells to compare with",
-                                    json_schema_extra={"entity": "obs_column"})
-    real_value: str | None = Field(None, description="value of real_column for the real cells (e.g. a cell type)",
-                                   json_schema_extra={"entity": "obs_values"})
+    generated: str | None = Field(
+        None,
+        description="generated cells: an .h5ad or .txt path (relative paths are read "
+        "from the run directory), the id of the step that generated them, or empty for "
+        "the latest generated cells of this run",
+    )
+    real_column: str | None = Field(
+        None,
+        description="obs column selecting the real cells to compare with",
+        json_schema_extra={"entity": "obs_column"},
+    )
+    real_value: str | None = Field(
+        None,
+        description="value of real_column for the real cells (e.g. a cell type)",
+        json_schema_extra={"entity": "obs_values"},
+    )
     control_column: str | None = Field(None, description="obs column selecting control cells, for fold-change metrics")
     control_value: str | None = Field(None, description="value of control_column for the control cells (e.g. 'ctrl')")
     encoder: str = Field("pca", description="embedding for the distribution metrics: 'pca' (reference PCA) or 'c2s'")
@@ -58,12 +67,18 @@ def _generated_path(ctx: ToolContext, generated: str | None) -> Path:
             cand = ctx.confined(cand, "generated")
             if cand.is_file():
                 return cand
-        raise InputError(f"generated {generated!r}", "is neither a file nor a step that generated cells",
-                         "give an .h5ad path or the id of a generate_cells step of this run")
+        raise InputError(
+            f"generated {generated!r}",
+            "is neither a file nor a step that generated cells",
+            "give an .h5ad path or the id of a generate_cells step of this run",
+        )
     found = sorted((run_dir / "artefacts").glob(f"*{GENERATED_FILE}"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise InputError("generated", "was not given and this run has generated no cells",
-                         "run generate_cells first or pass the path of generated cells")
+        raise InputError(
+            "generated",
+            "was not given and this run has generated no cells",
+            "run generate_cells first or pass the path of generated cells",
+        )
     return found[-1]
 
 
@@ -90,8 +105,8 @@ def _auto_real(adata, generated) -> dict | None:
 def evaluate_generation_tool(ctx: ToolContext, args: EvaluateInput) -> ToolResult:
     import anndata as ad
 
-    from c2s_agent.data import read
     from c2s_agent import pl
+    from c2s_agent.data import read
     from c2s_agent.metrics import evaluate_generation
     from c2s_agent.metrics.inputs import select
 
@@ -106,34 +121,63 @@ def evaluate_generation_tool(ctx: ToolContext, args: EvaluateInput) -> ToolResul
     real = select(ctx.adata, where, "real")
     control_where = _where(args.control_column, args.control_value, "control")
     control = select(ctx.adata, control_where, "control") if control_where else None
-    result = evaluate_generation(real, generated, encoder=args.encoder, metrics=args.metrics, reference=ctx.adata,
-                                 control=control, genes=args.genes, n_boot=args.n_boot, settings=ctx.settings)
+    result = evaluate_generation(
+        real,
+        generated,
+        encoder=args.encoder,
+        metrics=args.metrics,
+        reference=ctx.adata,
+        control=control,
+        genes=args.genes,
+        n_boot=args.n_boot,
+        settings=ctx.settings,
+    )
     result.notes[:0] = notes
-    ctx.save_table(result.table(), "generation_metrics", "Generated vs real cells: metrics with 95% bootstrap intervals")
+    ctx.save_table(
+        result.table(), "generation_metrics", "Generated vs real cells: metrics with 95% bootstrap intervals"
+    )
     ctx.save_plot(pl.generation_metrics(result), "generation_metrics", "Metric values with bootstrap intervals")
     ctx.save_plot(pl.generation_embedding(result), "generation_embedding", "Real and generated cells on a shared PCA")
     summary = result.to_dict()
     ctx.adata.uns[GENERATION_METRICS] = json.dumps(summary)
-    out = EvaluateOutput(encoder=result.encoder, n_real=summary["n_real"], n_generated=summary["n_generated"],
-                         metrics=summary["metrics"], notes=result.notes)
+    out = EvaluateOutput(
+        encoder=result.encoder,
+        n_real=summary["n_real"],
+        n_generated=summary["n_generated"],
+        metrics=summary["metrics"],
+        notes=result.notes,
+    )
     parts = []
     for name, m in summary["metrics"].items():
         iv = f" [{m['interval'][0]:.3g}, {m['interval'][1]:.3g}]" if m["interval"] and None not in m["interval"] else ""
         parts.append(f"{name} {m['value']:.3g}{iv}" if m["value"] is not None else f"{name} undefined")
-    evidence = (f"Compared {out.n_generated} generated cells ({path.name}) with {out.n_real} real cells"
-                f"{f' ({where})' if where else ''} in the {result.encoder} embedding: " + "; ".join(parts) + ".")
+    evidence = (
+        f"Compared {out.n_generated} generated cells ({path.name}) with {out.n_real} real cells"
+        f"{f' ({where})' if where else ''} in the {result.encoder} embedding: " + "; ".join(parts) + "."
+    )
     return ToolResult(output=out, evidence=evidence)
 
 
 @hookimpl
 def register_tools(register):
-    register(Tool(
-        name="evaluate_generation",
-        description="Measure how close generated cells are to real ones: scFID (Frechet distance of embeddings), "
-                    "MMD, energy and sliced Wasserstein distances, per-gene Wasserstein, and, given control cells, "
-                    "agreement of predicted and observed fold changes; each with a bootstrap interval.",
-        examples=["How realistic are the generated cells?", "Compute scFID between generated and real CD14 Mono cells",
-                  "Evaluate the generated cells against the real data", "Compare generated and real cells with MMD",
-                  "Does the predicted response match the observed fold changes?"],
-        input_model=EvaluateInput, output_model=EvaluateOutput, run=evaluate_generation_tool,
-        requires=(f"file:{GENERATED_FILE}",), produces=("uns:c2s_generation_metrics",), cost="medium"))
+    register(
+        Tool(
+            name="evaluate_generation",
+            description="Measure how close generated cells are to real ones: scFID (Frechet distance of embeddings), "
+            "MMD, energy and sliced Wasserstein distances, per-gene Wasserstein, and, given control cells, "
+            "agreement of predicted and observed fold changes; each with a bootstrap interval.",
+            examples=[
+                "How realistic are the generated cells?",
+                "Compute scFID between generated and real CD14 Mono cells",
+                "Evaluate the generated cells against the real data",
+                "Compare generated and real cells with MMD",
+                "Does the predicted response match the observed fold changes?",
+            ],
+            input_model=EvaluateInput,
+            output_model=EvaluateOutput,
+            run=evaluate_generation_tool,
+            requires=(f"file:{GENERATED_FILE}",),
+            produces=("uns:c2s_generation_metrics",),
+            cost="medium",
+        )
+    )

@@ -40,8 +40,12 @@ def register_backends(register):
 
         return VLLMBackend(model, settings, engine="ray")
 
-    for name, factory in (("transformers", transformers), ("openai-http", openai_http), ("vllm", vllm),
-                          ("ray-vllm", ray_vllm)):
+    for name, factory in (
+        ("transformers", transformers),
+        ("openai-http", openai_http),
+        ("vllm", vllm),
+        ("ray-vllm", ray_vllm),
+    ):
         register(BackendFactory(name, factory))
 
 
@@ -67,8 +71,11 @@ class AnnotateInput(BaseModel):
     mode: Literal["score", "generate"] = Field("score", description="score candidate labels by likelihood, or generate")
     labels: list[str] | None = Field(None, description="candidate cell types (default: all the model knows)")
     threshold: float | None = Field(None, ge=0, le=1, description="below this confidence a cell is 'unknown'")
-    compare_with: str | None = Field(None, description="an obs column of known labels to measure agreement with",
-                                     json_schema_extra={"entity": "obs_column"})
+    compare_with: str | None = Field(
+        None,
+        description="an obs column of known labels to measure agreement with",
+        json_schema_extra={"entity": "obs_column"},
+    )
 
 
 class AnnotateOutput(BaseModel):
@@ -82,8 +89,9 @@ class AnnotateOutput(BaseModel):
 
 def annotate_cells(ctx: ToolContext, args: AnnotateInput) -> ToolResult:
     col = _column(ctx, args.compare_with, "compare_with") or find_columns(ctx.adata.obs).cell_type
-    df = tl.annotate(ctx.adata, _model(ctx), mode=args.mode, labels=args.labels, threshold=args.threshold,
-                     on_call=ctx.record_call)
+    df = tl.annotate(
+        ctx.adata, _model(ctx), mode=args.mode, labels=args.labels, threshold=args.threshold, on_call=ctx.record_call
+    )
     counts = {str(k): int(v) for k, v in df["label"].value_counts().items()}
     acc = None
     if col is not None:
@@ -91,19 +99,33 @@ def annotate_cells(ctx: ToolContext, args: AnnotateInput) -> ToolResult:
         ctx.save_table(table, "confusion", f"Predicted (columns) vs {col} (rows)")
     ctx.save_table(df.round(4), "predictions", "C2S cell type predictions per cell")
     ctx.save_plot(pl.counts(counts, "C2S predicted cell types"), "predicted_types", "Cells per predicted cell type")
-    out = AnnotateOutput(n_cells=len(df), n_unknown=counts.get("unknown", 0), counts=counts,
-                         mean_confidence=float(df["confidence"].mean()), compared_with=col, accuracy=acc)
+    out = AnnotateOutput(
+        n_cells=len(df),
+        n_unknown=counts.get("unknown", 0),
+        counts=counts,
+        mean_confidence=float(df["confidence"].mean()),
+        compared_with=col,
+        accuracy=acc,
+    )
     top = ", ".join(f"{k} {v}" for k, v in list(counts.items())[:5])
-    return ToolResult(output=out, evidence=(
-        f"C2S model ({args.mode} mode) annotated {len(df)} cells: {top}; {out.n_unknown} unknown; mean confidence "
-        f"{out.mean_confidence:.2f}" + (f"; agreement with obs['{col}'] {acc:.1%} of called cells" if acc is not None
-                                        else "") + "."))
+    return ToolResult(
+        output=out,
+        evidence=(
+            f"C2S model ({args.mode} mode) annotated {len(df)} cells: {top}; {out.n_unknown} unknown; mean confidence "
+            f"{out.mean_confidence:.2f}"
+            + (f"; agreement with obs['{col}'] {acc:.1%} of called cells" if acc is not None else "")
+            + "."
+        ),
+    )
 
 
 # ---------------------------------------------------------------- embed_cells
 class EmbedInput(BaseModel):
-    color_by: str | None = Field(None, description="obs column to colour the UMAP by (default: predicted or known type)",
-                                 json_schema_extra={"entity": "obs_column"})
+    color_by: str | None = Field(
+        None,
+        description="obs column to colour the UMAP by (default: predicted or known type)",
+        json_schema_extra={"entity": "obs_column"},
+    )
 
 
 class EmbedOutput(BaseModel):
@@ -120,21 +142,38 @@ def embed_cells(ctx: ToolContext, args: EmbedInput) -> ToolResult:
     if ctx.adata.n_obs >= 10:
         tl.umap(ctx.adata)
         sil = tl.silhouette(ctx.adata, col) if col else None
-        ctx.save_plot(pl.embedding(ctx.adata, EMBEDDING_UMAP, col, "UMAP of C2S embeddings"), "umap_c2s",
-                      "UMAP of C2S cell embeddings")
+        ctx.save_plot(
+            pl.embedding(ctx.adata, EMBEDDING_UMAP, col, "UMAP of C2S embeddings"),
+            "umap_c2s",
+            "UMAP of C2S cell embeddings",
+        )
     out = EmbedOutput(n_cells=ctx.adata.n_obs, dim=int(X.shape[1]), silhouette=sil, color_by=col)
-    return ToolResult(output=out, evidence=f"Embedded {out.n_cells} cells with the C2S model into obsm['{EMBEDDING}'] "
-                      f"({out.dim} dimensions)" + (f"; silhouette of {col} {sil:.2f}" if sil is not None else "") + ".")
+    return ToolResult(
+        output=out,
+        evidence=f"Embedded {out.n_cells} cells with the C2S model into obsm['{EMBEDDING}'] "
+        f"({out.dim} dimensions)" + (f"; silhouette of {col} {sil:.2f}" if sil is not None else "") + ".",
+    )
 
 
 # ---------------------------------------------------------------- similar_cells
 class SimilarInput(BaseModel):
-    reference: list[str] = Field(min_length=1, description="the reference group: labels of an obs column (e.g. a "
-                                 "cell type)", json_schema_extra={"entity": "obs_values"})
-    groupby: str | None = Field(None, description="the obs column holding the reference labels (default: the one "
-                                "that has them)", json_schema_extra={"entity": "obs_column"})
-    n: int = Field(50, ge=1, le=5000, description="how many of the most similar cells to report",
-                   json_schema_extra={"entity": "number"})
+    reference: list[str] = Field(
+        min_length=1,
+        description="the reference group: labels of an obs column (e.g. a cell type)",
+        json_schema_extra={"entity": "obs_values"},
+    )
+    groupby: str | None = Field(
+        None,
+        description="the obs column holding the reference labels (default: the one that has them)",
+        json_schema_extra={"entity": "obs_column"},
+    )
+    n: int = Field(
+        50,
+        ge=1,
+        le=5000,
+        description="how many of the most similar cells to report",
+        json_schema_extra={"entity": "number"},
+    )
 
 
 class SimilarOutput(BaseModel):
@@ -148,24 +187,37 @@ def similar_cells(ctx: ToolContext, args: SimilarInput) -> ToolResult:
     col, ref, table = tl.similar_cells(ctx.adata, args.reference, _column(ctx, args.groupby, "groupby"), n=args.n)
     ctx.save_table(table, "similar_cells", f"The {args.n} cells most similar to {', '.join(args.reference)}")
     sims = ctx.adata.obs.loc[~ref, SIMILARITY].groupby(ctx.adata.obs.loc[~ref, col].astype(str).to_numpy()).mean()
-    ctx.save_plot(pl.counts(sims.round(3).to_dict(), f"Similarity to {', '.join(args.reference)}", "mean cosine"),
-                  "similarity_by_group", f"Mean similarity to {', '.join(args.reference)} per {col}")
+    ctx.save_plot(
+        pl.counts(sims.round(3).to_dict(), f"Similarity to {', '.join(args.reference)}", "mean cosine"),
+        "similarity_by_group",
+        f"Mean similarity to {', '.join(args.reference)} per {col}",
+    )
     nearest = {str(k): int(v) for k, v in table[col].value_counts().items()}
-    out = SimilarOutput(groupby=col, n_reference=int(ref.sum()), nearest_labels=nearest,
-                        mean_similarity={str(k): round(float(v), 4) for k, v in sims.sort_values()[::-1].items()})
+    out = SimilarOutput(
+        groupby=col,
+        n_reference=int(ref.sum()),
+        nearest_labels=nearest,
+        mean_similarity={str(k): round(float(v), 4) for k, v in sims.sort_values()[::-1].items()},
+    )
     top = ", ".join(f"{k} ({v})" for k, v in list(nearest.items())[:6])
-    return ToolResult(output=out, evidence=(
-        f"In the C2S embedding, the {len(table)} cells most similar to the {out.n_reference} {', '.join(args.reference)} "
-        f"cells (cosine to their centroid) are labelled {top} in obs['{col}']; most similar groups on average: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in list(out.mean_similarity.items())[:4]) + "."))
+    return ToolResult(
+        output=out,
+        evidence=(
+            f"In the C2S embedding, the {len(table)} cells most similar to the {out.n_reference} {', '.join(args.reference)} "
+            f"cells (cosine to their centroid) are labelled {top} in obs['{col}']; most similar groups on average: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in list(out.mean_similarity.items())[:4])
+            + "."
+        ),
+    )
 
 
 # ---------------------------------------------------------------- generate_cells
 class GenerateInput(BaseModel):
     cell_type: str = Field(description="cell type to generate", json_schema_extra={"entity": "cell_type"})
     n: int = Field(50, ge=1, le=2000, description="number of cells")
-    condition: str | None = Field(None, description="condition, e.g. 'ctrl' or 'stim'",
-                                  json_schema_extra={"entity": "condition"})
+    condition: str | None = Field(
+        None, description="condition, e.g. 'ctrl' or 'stim'", json_schema_extra={"entity": "condition"}
+    )
     seed: int = 0
 
 
@@ -183,29 +235,45 @@ class GenerateOutput(BaseModel):
 def generate_cells(ctx: ToolContext, args: GenerateInput) -> ToolResult:
     import pandas as pd
 
-    gen = tl.generate_cells(args.cell_type, args.n, condition=args.condition, model=_model(ctx), seed=args.seed,
-                            on_call=ctx.record_call)
+    gen = tl.generate_cells(
+        args.cell_type, args.n, condition=args.condition, model=_model(ctx), seed=args.seed, on_call=ctx.record_call
+    )
     path = ctx.artefact_path("generated_cells.h5ad")
     gen.write_h5ad(path)
     ctx.save_file(path, f"{args.n} generated {args.cell_type} cells", kind="h5ad")
     ctx.save_table(pd.DataFrame({"sentence": gen.obs[SENTENCE]}), "generated_sentences", "Generated cell sentences")
     top = [g for g, _ in Counter(g for s in gen.obs[SENTENCE] for g in s.split()[:10]).most_common(10)]
-    out = GenerateOutput(n_cells=gen.n_obs, cell_type=args.cell_type, condition=args.condition,
-                         mean_genes=float(gen.obs["c2s_n_genes"].mean()), n_unknown_genes=int(gen.obs["c2s_n_unknown"].sum()),
-                         n_duplicated_genes=int(gen.obs["c2s_n_duplicated"].sum()), top_genes=top,
-                         example=str(gen.obs[SENTENCE].iloc[0])[:300])
-    return ToolResult(output=out, evidence=f"Generated {gen.n_obs} {args.cell_type} cells"
-                      f"{f' ({args.condition})' if args.condition else ''}; {out.mean_genes:.0f} genes each on average; "
-                      f"most frequent leading genes: {', '.join(top[:6])}.")
+    out = GenerateOutput(
+        n_cells=gen.n_obs,
+        cell_type=args.cell_type,
+        condition=args.condition,
+        mean_genes=float(gen.obs["c2s_n_genes"].mean()),
+        n_unknown_genes=int(gen.obs["c2s_n_unknown"].sum()),
+        n_duplicated_genes=int(gen.obs["c2s_n_duplicated"].sum()),
+        top_genes=top,
+        example=str(gen.obs[SENTENCE].iloc[0])[:300],
+    )
+    return ToolResult(
+        output=out,
+        evidence=f"Generated {gen.n_obs} {args.cell_type} cells"
+        f"{f' ({args.condition})' if args.condition else ''}; {out.mean_genes:.0f} genes each on average; "
+        f"most frequent leading genes: {', '.join(top[:6])}.",
+    )
 
 
 # ---------------------------------------------------------------- predict_perturbation
 class PerturbInput(BaseModel):
     perturbation: str = Field("IFN-beta", description="perturbation name known to the model")
-    cell_types: list[str] | None = Field(None, description="only cells of these types (the data's or the predicted "
-                                         "cell types)", json_schema_extra={"entity": "cell_type"})
-    condition: str | None = Field(None, description="only cells of this condition (default: the control cells, "
-                                  "when the data has conditions)", json_schema_extra={"entity": "condition"})
+    cell_types: list[str] | None = Field(
+        None,
+        description="only cells of these types (the data's or the predicted cell types)",
+        json_schema_extra={"entity": "cell_type"},
+    )
+    condition: str | None = Field(
+        None,
+        description="only cells of this condition (default: the control cells, when the data has conditions)",
+        json_schema_extra={"entity": "condition"},
+    )
     max_cells: int = Field(200, ge=1, le=5000)
     context: str | None = None
     seed: int = 0
@@ -220,34 +288,62 @@ class PerturbOutput(BaseModel):
 
 
 def predict_perturbation(ctx: ToolContext, args: PerturbInput) -> ToolResult:
-    res = tl.perturbation_response(ctx.adata, args.perturbation, args.cell_types, args.condition, args.max_cells,
-                                   args.context, _model(ctx), args.seed, on_call=ctx.record_call)
+    res = tl.perturbation_response(
+        ctx.adata,
+        args.perturbation,
+        args.cell_types,
+        args.condition,
+        args.max_cells,
+        args.context,
+        _model(ctx),
+        args.seed,
+        on_call=ctx.record_call,
+    )
     path = ctx.artefact_path("perturbed_cells.h5ad")
     res.perturbed.write_h5ad(path)
     ctx.save_file(path, f"Predicted {args.perturbation} response", kind="h5ad")
     ctx.save_table(res.delta.to_frame("delta"), "perturbation_delta", "Predicted change per gene (perturbed - control)")
-    ctx.save_plot(pl.perturbation(res.delta, args.perturbation, len(res.cells)), "perturbation_top_genes",
-                  f"Top genes changed by {args.perturbation}")
+    ctx.save_plot(
+        pl.perturbation(res.delta, args.perturbation, len(res.cells)),
+        "perturbation_top_genes",
+        f"Top genes changed by {args.perturbation}",
+    )
     up, down = res.delta.head(15).round(4), res.delta.tail(15)[::-1].round(4)
-    out = PerturbOutput(n_cells=len(res.cells), perturbation=args.perturbation, condition=res.condition,
-                        up=up.to_dict(), down=down.to_dict())
-    return ToolResult(output=out, evidence=f"C2S model predicted the {args.perturbation} response of {out.n_cells} "
-                      f"{', '.join(args.cell_types or ['']) + ' ' if args.cell_types else ''}cells"
-                      f"{f' ({res.condition})' if res.condition else ''}; most increased: {', '.join(up.index[:6])}; "
-                      f"most decreased: {', '.join(down.index[:6])}.")
+    out = PerturbOutput(
+        n_cells=len(res.cells),
+        perturbation=args.perturbation,
+        condition=res.condition,
+        up=up.to_dict(),
+        down=down.to_dict(),
+    )
+    return ToolResult(
+        output=out,
+        evidence=f"C2S model predicted the {args.perturbation} response of {out.n_cells} "
+        f"{', '.join(args.cell_types or ['']) + ' ' if args.cell_types else ''}cells"
+        f"{f' ({res.condition})' if res.condition else ''}; most increased: {', '.join(up.index[:6])}; "
+        f"most decreased: {', '.join(down.index[:6])}.",
+    )
 
 
 # ---------------------------------------------------------------- multicell_reasoning
 class MulticellInput(BaseModel):
-    groupby: str | None = Field(None, description="obs column of the cell groups (cell type or cluster) to reason over",
-                                json_schema_extra={"entity": "obs_column"})
-    groups: list[str] | None = Field(None, description="only these values of groupby: neighbourhoods around their "
-                                     "cells, or their clusters", json_schema_extra={"entity": "obs_values"})
-    mode: Literal["neighbourhood", "cluster"] = Field("neighbourhood", description="kNN neighbourhoods around cells, "
-                                                      "or chunks of each cluster")
+    groupby: str | None = Field(
+        None,
+        description="obs column of the cell groups (cell type or cluster) to reason over",
+        json_schema_extra={"entity": "obs_column"},
+    )
+    groups: list[str] | None = Field(
+        None,
+        description="only these values of groupby: neighbourhoods around their cells, or their clusters",
+        json_schema_extra={"entity": "obs_values"},
+    )
+    mode: Literal["neighbourhood", "cluster"] = Field(
+        "neighbourhood", description="kNN neighbourhoods around cells, or chunks of each cluster"
+    )
     n_cells: int = Field(4, ge=1, le=16, description="cells per group in one prompt")
-    max_groups: int = Field(100, ge=1, le=2000, description="number of groups: neighbourhoods or cluster chunks "
-                            "(a seeded sample)")
+    max_groups: int = Field(
+        100, ge=1, le=2000, description="number of groups: neighbourhoods or cluster chunks (a seeded sample)"
+    )
 
 
 class MulticellOutput(BaseModel):
@@ -264,93 +360,184 @@ class MulticellOutput(BaseModel):
 
 
 def multicell_reasoning(ctx: ToolContext, args: MulticellInput) -> ToolResult:
-    from c2s_agent.knowledge.multicell import agreement_with, method
-
     import pandas as pd
 
+    from c2s_agent.knowledge.multicell import agreement_with, method
+
     m = _model(ctx)
-    df = tl.multicell(ctx.adata, m, groupby=args.groupby, values=args.groups, mode=args.mode, n_cells=args.n_cells,
-                      max_groups=args.max_groups, settings=ctx.settings, on_call=ctx.record_call)
+    df = tl.multicell(
+        ctx.adata,
+        m,
+        groupby=args.groupby,
+        values=args.groups,
+        mode=args.mode,
+        n_cells=args.n_cells,
+        max_groups=args.max_groups,
+        settings=ctx.settings,
+        on_call=ctx.record_call,
+    )
     col = find_columns(ctx.adata.obs).cell_type or args.groupby
     acc0, acc1 = agreement_with(ctx.adata, df, col) if col else (None, None)
     ctx.save_table(df, "multicell", "Multi-cell prompts: cell type per group without and with injected interactions")
     a0, a1 = df.without_knowledge.value_counts(), df.with_knowledge.value_counts()
-    ctx.save_plot(pl.answer_counts(pd.DataFrame({"without knowledge": a0, "with interactions": a1}),
-                                   f"C2S answer per group of {args.n_cells} cells"),
-                  "multicell_answers", "Cell type per group, with and without injected interactions")
+    ctx.save_plot(
+        pl.answer_counts(
+            pd.DataFrame({"without knowledge": a0, "with interactions": a1}),
+            f"C2S answer per group of {args.n_cells} cells",
+        ),
+        "multicell_answers",
+        "Cell type per group, with and without injected interactions",
+    )
     pairs = [p for p, _ in Counter(p for s in df.interactions for p in s.split("; ") if p).most_common(10)]
-    out = MulticellOutput(n_groups=len(df), n_groups_with_interactions=int((df.n_interactions > 0).sum()),
-                          answers_without={str(k): int(v) for k, v in a0.items()},
-                          answers_with={str(k): int(v) for k, v in a1.items()},
-                          fraction_changed=float(df.changed.mean()), mean_kl=float(df.kl_with_vs_without.mean()),
-                          compared_with=col, accuracy_without=acc0, accuracy_with=acc1, top_interactions=pairs)
+    out = MulticellOutput(
+        n_groups=len(df),
+        n_groups_with_interactions=int((df.n_interactions > 0).sum()),
+        answers_without={str(k): int(v) for k, v in a0.items()},
+        answers_with={str(k): int(v) for k, v in a1.items()},
+        fraction_changed=float(df.changed.mean()),
+        mean_kl=float(df.kl_with_vs_without.mean()),
+        compared_with=col,
+        accuracy_without=acc0,
+        accuracy_with=acc1,
+        top_interactions=pairs,
+    )
     where = f"{args.groupby} {', '.join(args.groups)}" if args.groups else (args.groupby or "all cells")
     kind = f"kNN neighbourhoods around {where}" if args.mode == "neighbourhood" else f"chunks of clusters: {where}"
-    return ToolResult(output=out, method=method(m, args.n_cells), evidence=(
-        f"{len(df)} groups of {args.n_cells} cells ({kind}) asked their cell type: {out.n_groups_with_interactions} "
-        f"express at least one ligand-receptor pair (most often {', '.join(pairs[:4]) or 'none'}); injecting them "
-        f"changed {out.fraction_changed:.0%} of the answers (mean KL {out.mean_kl:.3f} nats)"
-        + (f"; agreement with the majority {col}: {acc0:.0%} without, {acc1:.0%} with" if col else "") + "."))
+    return ToolResult(
+        output=out,
+        method=method(m, args.n_cells),
+        evidence=(
+            f"{len(df)} groups of {args.n_cells} cells ({kind}) asked their cell type: {out.n_groups_with_interactions} "
+            f"express at least one ligand-receptor pair (most often {', '.join(pairs[:4]) or 'none'}); injecting them "
+            f"changed {out.fraction_changed:.0%} of the answers (mean KL {out.mean_kl:.3f} nats)"
+            + (f"; agreement with the majority {col}: {acc0:.0%} without, {acc1:.0%} with" if col else "")
+            + "."
+        ),
+    )
 
 
 @hookimpl
 def register_tools(register):
-    register(Tool(
-        name="annotate_cells",
-        description="Predict each cell's type with the C2S language model (scores every known cell type by "
-                    "likelihood, or generates the label); cells unlike the training data are called 'unknown'.",
-        examples=["Predict the cell types with the C2S model", "Annotate the cells with the C2S model",
-                  "Predict cell types", "Label each cell with its cell type", "Which cells are monocytes?",
-                  "How confident is the model about each cell's type?"],
-        input_model=AnnotateInput, output_model=AnnotateOutput, run=annotate_cells,
-        produces=(f"obs:{PREDICTED_TYPE}", "obs:c2s_confidence"), produced_values=predicted_labels, cost="medium"))
-    register(Tool(
-        name="embed_cells",
-        description="Embed cells with the C2S language model (mean hidden state of each cell sentence) into "
-                    "obsm['X_c2s'] and plot a UMAP of the embeddings coloured by cell type.",
-        examples=["Embed the cells with the C2S model", "Show a UMAP of the C2S embeddings",
-                  "Compute cell embeddings", "How well do cell types separate in the model's embedding?",
-                  "Make a C2S embedding for clustering"],
-        input_model=EmbedInput, output_model=EmbedOutput, run=embed_cells,
-        produces=(f"obsm:{EMBEDDING}",), cost="medium"))
-    register(Tool(
-        name="similar_cells",
-        description="Similarity search: find the cells most similar to a reference group of cells (nearest to its "
-                    "centroid in the C2S embedding) and which groups they belong to.",
-        examples=["Find cells similar to the NK cells", "Which cells are most similar to the CD14 Mono cells?",
-                  "Search for cells like the pDC cells", "Nearest neighbours of the B cells in the C2S embedding",
-                  "Which cells lie closest to the pDCs?"],
-        input_model=SimilarInput, output_model=SimilarOutput, run=similar_cells,
-        requires=(f"obsm:{EMBEDDING}",), produces=("obs:c2s_similarity",), cost="low"))
-    register(Tool(
-        name="generate_cells",
-        description="Generate synthetic cells of a given cell type (and condition such as ctrl/stim) with the C2S "
-                    "model: cell sentences plus expression reconstructed from gene rank, saved as .h5ad.",
-        examples=["Generate 100 CD14 Mono cells", "Simulate stimulated B cells", "Create synthetic NK cells",
-                  "What does a typical CD8 T cell look like according to the model?",
-                  "Generate control and stimulated monocytes"],
-        input_model=GenerateInput, output_model=GenerateOutput, run=generate_cells,
-        produces=("file:generated_cells.h5ad",), needs_data=False, cost="medium"))
-    register(Tool(
-        name="predict_perturbation",
-        description="Predict how cells respond to a perturbation (e.g. IFN-beta stimulation) with the C2S model: "
-                    "each control cell's sentence is rewritten into its perturbed sentence; reports the genes "
-                    "predicted to go up and down.",
-        examples=["How would monocytes respond to interferon beta?", "Predict the IFN-beta response of control cells",
-                  "Simulate stimulating the B cells", "Which genes would IFN-beta induce in CD4 T cells?",
-                  "Predict the perturbed state of the control cells"],
-        input_model=PerturbInput, output_model=PerturbOutput, run=predict_perturbation,
-        produces=("uns:c2s_perturbation",), cost="high", hypotheses=perturbation_hypotheses))
-    register(Tool(
-        name="multicell_reasoning",
-        description="Reason over groups of cells (kNN neighbourhoods or clusters) with the C2S model: several cells "
-                    "in one multi-cell prompt, asked the group's cell type with and without the ligand-receptor "
-                    "interactions the group expresses (from the knowledge base) injected as text; reports what "
-                    "the knowledge changes.",
-        examples=["Reason over the monocyte neighbourhoods with interaction knowledge",
-                  "Ask the model about cell neighbourhoods with and without injected knowledge",
-                  "Use multi-cell prompts for each cluster with known ligand-receptor pairs injected",
-                  "Does injecting prior knowledge into the prompt change what the model says about groups of cells?",
-                  "Multi-cell reasoning over the B cell neighbourhoods"],
-        input_model=MulticellInput, output_model=MulticellOutput, run=multicell_reasoning,
-        requires=("obs:{groupby}",), produces=("uns:c2s_multicell",), cost="medium"))
+    register(
+        Tool(
+            name="annotate_cells",
+            description="Predict each cell's type with the C2S language model (scores every known cell type by "
+            "likelihood, or generates the label); cells unlike the training data are called 'unknown'.",
+            examples=[
+                "Predict the cell types with the C2S model",
+                "Annotate the cells with the C2S model",
+                "Predict cell types",
+                "Label each cell with its cell type",
+                "Which cells are monocytes?",
+                "How confident is the model about each cell's type?",
+            ],
+            input_model=AnnotateInput,
+            output_model=AnnotateOutput,
+            run=annotate_cells,
+            produces=(f"obs:{PREDICTED_TYPE}", "obs:c2s_confidence"),
+            produced_values=predicted_labels,
+            cost="medium",
+        )
+    )
+    register(
+        Tool(
+            name="embed_cells",
+            description="Embed cells with the C2S language model (mean hidden state of each cell sentence) into "
+            "obsm['X_c2s'] and plot a UMAP of the embeddings coloured by cell type.",
+            examples=[
+                "Embed the cells with the C2S model",
+                "Show a UMAP of the C2S embeddings",
+                "Compute cell embeddings",
+                "How well do cell types separate in the model's embedding?",
+                "Make a C2S embedding for clustering",
+            ],
+            input_model=EmbedInput,
+            output_model=EmbedOutput,
+            run=embed_cells,
+            produces=(f"obsm:{EMBEDDING}",),
+            cost="medium",
+        )
+    )
+    register(
+        Tool(
+            name="similar_cells",
+            description="Similarity search: find the cells most similar to a reference group of cells (nearest to its "
+            "centroid in the C2S embedding) and which groups they belong to.",
+            examples=[
+                "Find cells similar to the NK cells",
+                "Which cells are most similar to the CD14 Mono cells?",
+                "Search for cells like the pDC cells",
+                "Nearest neighbours of the B cells in the C2S embedding",
+                "Which cells lie closest to the pDCs?",
+            ],
+            input_model=SimilarInput,
+            output_model=SimilarOutput,
+            run=similar_cells,
+            requires=(f"obsm:{EMBEDDING}",),
+            produces=("obs:c2s_similarity",),
+            cost="low",
+        )
+    )
+    register(
+        Tool(
+            name="generate_cells",
+            description="Generate synthetic cells of a given cell type (and condition such as ctrl/stim) with the C2S "
+            "model: cell sentences plus expression reconstructed from gene rank, saved as .h5ad.",
+            examples=[
+                "Generate 100 CD14 Mono cells",
+                "Simulate stimulated B cells",
+                "Create synthetic NK cells",
+                "What does a typical CD8 T cell look like according to the model?",
+                "Generate control and stimulated monocytes",
+            ],
+            input_model=GenerateInput,
+            output_model=GenerateOutput,
+            run=generate_cells,
+            produces=("file:generated_cells.h5ad",),
+            needs_data=False,
+            cost="medium",
+        )
+    )
+    register(
+        Tool(
+            name="predict_perturbation",
+            description="Predict how cells respond to a perturbation (e.g. IFN-beta stimulation) with the C2S model: "
+            "each control cell's sentence is rewritten into its perturbed sentence; reports the genes "
+            "predicted to go up and down.",
+            examples=[
+                "How would monocytes respond to interferon beta?",
+                "Predict the IFN-beta response of control cells",
+                "Simulate stimulating the B cells",
+                "Which genes would IFN-beta induce in CD4 T cells?",
+                "Predict the perturbed state of the control cells",
+            ],
+            input_model=PerturbInput,
+            output_model=PerturbOutput,
+            run=predict_perturbation,
+            produces=("uns:c2s_perturbation",),
+            cost="high",
+            hypotheses=perturbation_hypotheses,
+        )
+    )
+    register(
+        Tool(
+            name="multicell_reasoning",
+            description="Reason over groups of cells (kNN neighbourhoods or clusters) with the C2S model: several cells "
+            "in one multi-cell prompt, asked the group's cell type with and without the ligand-receptor "
+            "interactions the group expresses (from the knowledge base) injected as text; reports what "
+            "the knowledge changes.",
+            examples=[
+                "Reason over the monocyte neighbourhoods with interaction knowledge",
+                "Ask the model about cell neighbourhoods with and without injected knowledge",
+                "Use multi-cell prompts for each cluster with known ligand-receptor pairs injected",
+                "Does injecting prior knowledge into the prompt change what the model says about groups of cells?",
+                "Multi-cell reasoning over the B cell neighbourhoods",
+            ],
+            input_model=MulticellInput,
+            output_model=MulticellOutput,
+            run=multicell_reasoning,
+            requires=("obs:{groupby}",),
+            produces=("uns:c2s_multicell",),
+            cost="medium",
+        )
+    )

@@ -93,7 +93,9 @@ def test_processor_config_without_and_with_gpus():
     assert gpu.placement_group_config is None and gpu.concurrency == 4 and "enforce_eager" not in gpu.engine_kwargs
     ray.init(num_cpus=1, include_dashboard=False, configure_logging=False)
     try:
-        stages = {name: build_processor(c).get_stage_by_name("vLLMEngineStage") for name, c in (("cpu", cpu), ("gpu", gpu))}
+        stages = {
+            name: build_processor(c).get_stage_by_name("vLLMEngineStage") for name, c in (("cpu", cpu), ("gpu", gpu))
+        }
     finally:
         ray.shutdown()
     assert stages["gpu"].map_batches_kwargs["num_gpus"] == 1  # one GPU per engine, 4 engines

@@ -59,11 +59,28 @@ def served(engine, settings, tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(engine.backend.weights),
-           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
-           "--logits-processors", *LOGITS_PROCESSORS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(engine.backend.weights),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "2048",
+        "--logits-processors",
+        *LOGITS_PROCESSORS,
+    ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=os.environ.copy())
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=os.environ.copy()
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -91,10 +108,12 @@ def served(engine, settings, tmp_path_factory):
 @pytest.fixture(scope="module")
 def expected(reference, cells):
     types = ["CD14 Mono", "B", "NK", "CD8 T"]
-    return {"scores": reference.predict_cell_types(cells, threshold=0.0),
-            "free": _free_text(reference, cells),
-            "cells": reference.generate(types, "ctrl", n_genes=24, temperature=0.0, guidance=0.0),
-            "perturbed": reference.perturb(cells[:3], "IFN-beta", n_genes=16, temperature=0.0)}
+    return {
+        "scores": reference.predict_cell_types(cells, threshold=0.0),
+        "free": _free_text(reference, cells),
+        "cells": reference.generate(types, "ctrl", n_genes=24, temperature=0.0, guidance=0.0),
+        "perturbed": reference.perturb(cells[:3], "IFN-beta", n_genes=16, temperature=0.0),
+    }
 
 
 def _free_text(model, cells):

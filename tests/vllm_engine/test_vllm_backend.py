@@ -49,8 +49,10 @@ def test_greedy_perturbation_agrees_token_for_token(reference, vllm_model, held_
 
 
 def test_ban_repeats_changes_greedy_decoding_as_in_transformers(reference, vllm_model):
-    prompts = [reference.prompts.format("generation", cell_type=reference._token(t), condition="ctrl", num_genes=200)
-               for t in ("CD14 Mono", "B", "NK")]
+    prompts = [
+        reference.prompts.format("generation", cell_type=reference._token(t), condition="ctrl", num_genes=200)
+        for t in ("CD14 Mono", "B", "NK")
+    ]
     free = GenParams(max_new_tokens=200)
     banned = GenParams(max_new_tokens=200, ban_repeats=True)
     loose = [c.text.split() for c in vllm_model.backend.complete(prompts, free)]

@@ -35,8 +35,11 @@ def value_fields(tool: Tool, view: DatasetView | None) -> list[str]:
     """The tool's fields that take label values (of any column, or of a role's column)."""
     from ..arguments import KINDS
 
-    return [n for n, f in tool.input_model.model_fields.items()
-            if entity_kind(n, f) in VALUE_KINDS or (entity_kind(n, f) not in KINDS and view is not None)]
+    return [
+        n
+        for n, f in tool.input_model.model_fields.items()
+        if entity_kind(n, f) in VALUE_KINDS or (entity_kind(n, f) not in KINDS and view is not None)
+    ]
 
 
 def match_notes(clause: str, view: DatasetView | None) -> list[Note]:
@@ -49,7 +52,7 @@ def match_notes(clause: str, view: DatasetView | None) -> list[Note]:
     for (s, e), ms in spans.items():
         text, values = clause[s:e], [m.text for m in ms]
         if values != [text]:
-            out.append(Note(kind="match", text=f"\"{text}\" -> {ms[0].column}: {', '.join(values)}"))
+            out.append(Note(kind="match", text=f'"{text}" -> {ms[0].column}: {", ".join(values)}'))
     return out
 
 
@@ -65,13 +68,18 @@ class EmbeddedPlanner:
     def scores(self, clauses: list[str], tools: dict[str, Tool]) -> tuple[list[str], np.ndarray]:
         return self.matcher.scores(clauses, tools)
 
-    def plan(self, question: str, tools: dict[str, Tool], view: DatasetView | None,
-             record: Recorder | None = None) -> Plan:
+    def plan(
+        self, question: str, tools: dict[str, Tool], view: DatasetView | None, record: Recorder | None = None
+    ) -> Plan:
         t0 = time.perf_counter()
         clauses = split_clauses(question)
         if not tools:
-            return Plan(question=question, planner=self.name, unanswered=clauses,
-                        notes=[Note(kind="unanswered", text=f"{NO_TOOL}: no tools installed")])
+            return Plan(
+                question=question,
+                planner=self.name,
+                unanswered=clauses,
+                notes=[Note(kind="unanswered", text=f"{NO_TOOL}: no tools installed")],
+            )
         names, sim = self.scores([mask_entities(c, view) for c in clauses], tools)
         steps: list[Step] = []
         unanswered, notes = [], list(view.notes) if view is not None else []
@@ -88,27 +96,38 @@ class EmbeddedPlanner:
                 unanswered.append(clause)
                 continue
             notes += arg_notes + match_notes(clause, current)
-            for step in self._expand(Step(id="", tool=tool.name, args=args, why=clause, score=round(score, 3)),
-                                     tool, clause, current):
+            for step in self._expand(
+                Step(id="", tool=tool.name, args=args, why=clause, score=round(score, 3)), tool, clause, current
+            ):
                 if self._merge(steps, step):
                     continue
                 steps.append(step)
                 current = self._predicted_view(step, tool, current) or current
         if unanswered:
             notes.append(Note(kind="unanswered", text=f"{NO_TOOL}: " + "; ".join(f'"{c}"' for c in unanswered)))
-        plan = finish(Plan(question=question, steps=steps, planner=self.name, unanswered=unanswered, notes=notes),
-                      tools, view)
+        plan = finish(
+            Plan(question=question, steps=steps, planner=self.name, unanswered=unanswered, notes=notes), tools, view
+        )
         if record is not None:
-            record("planner", name=f"{self.name}:minilm", duration_s=time.perf_counter() - t0,
-                   arguments={"question": question, "clauses": clauses}, output_bytes=len(plan.model_dump_json()))
+            record(
+                "planner",
+                name=f"{self.name}:minilm",
+                duration_s=time.perf_counter() - t0,
+                arguments={"question": question, "clauses": clauses},
+                output_bytes=len(plan.model_dump_json()),
+            )
         return plan
 
     @staticmethod
     def _merge(steps: list[Step], step: Step) -> bool:
         """Fold ``step`` into the last step when it refines it ("..., show the top 8"), or drop a repeat."""
         last = steps[-1] if steps else None
-        if last is not None and last.tool == step.tool and all(last.args.get(k, v) == v for k, v in step.args.items()) \
-                and not any(k in last.args and last.args[k] != v for k, v in step.args.items()):
+        if (
+            last is not None
+            and last.tool == step.tool
+            and all(last.args.get(k, v) == v for k, v in step.args.items())
+            and not any(k in last.args and last.args[k] != v for k, v in step.args.items())
+        ):
             if step.args.keys() - last.args.keys() or step.why != last.why:
                 last.args.update(step.args)
                 last.why = last.why if step.why == last.why else f"{last.why}; {step.why}"
@@ -138,20 +157,29 @@ class EmbeddedPlanner:
             return None
         col = view.column_for("cell_type")
         held = f"; its {col!r} column holds {', '.join(view.columns.get(col, [])[:15])}" if col else ""
-        return Note(kind="missing", text=f"\"{missing[0].text}\" names no cells in this dataset{held}; "
-                                         f"{tool.name} was not planned for \"{clause}\"")
+        return Note(
+            kind="missing",
+            text=f'"{missing[0].text}" names no cells in this dataset{held}; '
+            f'{tool.name} was not planned for "{clause}"',
+        )
 
     @staticmethod
     def _expand(step: Step, tool: Tool, clause: str, view: DatasetView | None) -> list[Step]:
         """One step per group when the clause names several groups for a field that takes one ("Simulate 40 NK
         cells and 40 B cells")."""
         fields = tool.input_model.model_fields
-        single = [n for n in value_fields(tool, view) if fields[n].is_required() and not base_type(fields[n].annotation)[1]]
+        single = [
+            n for n in value_fields(tool, view) if fields[n].is_required() and not base_type(fields[n].annotation)[1]
+        ]
         if not single or view is None:
             return [step]
-        column = next((v.column for v in find_mentions(clause, view) if v.kind == "value" and v.text == step.args.get(single[0])),
-                      None)
-        spans = sorted({(m.start, m.end) for m in find_mentions(clause, view) if m.kind == "value" and m.column == column})
+        column = next(
+            (v.column for v in find_mentions(clause, view) if v.kind == "value" and v.text == step.args.get(single[0])),
+            None,
+        )
+        spans = sorted(
+            {(m.start, m.end) for m in find_mentions(clause, view) if m.kind == "value" and m.column == column}
+        )
         if len(spans) < 2:
             return [step]
         out, start = [], 0
@@ -194,17 +222,32 @@ class EmbeddedPlanner:
             except Exception:  # noqa: BLE001 - a required argument is missing
                 valid = False
             fields = tool.input_model.model_fields
-            fit = sum(1 for n, f in fields.items() if f.is_required() and args.get(n)
-                      and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", None))
-            ranked.append((valid, float(row[i]) + FIT_BONUS * min(fit, 2), -len(ranked), (tool, args, notes, float(row[i]))))
+            fit = sum(
+                1
+                for n, f in fields.items()
+                if f.is_required()
+                and args.get(n)
+                and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", None)
+            )
+            ranked.append(
+                (valid, float(row[i]) + FIT_BONUS * min(fit, 2), -len(ranked), (tool, args, notes, float(row[i])))
+            )
         return max(ranked)[3] if any(r[0] for r in ranked) else ranked[0][3]
 
-    def replan(self, plan: Plan, failed: Step, error: str, tools: dict[str, Tool], view: DatasetView | None,
-               record: Recorder | None = None, done_slots: set[str] | None = None) -> tuple[list[Step], list[Note]]:
+    def replan(
+        self,
+        plan: Plan,
+        failed: Step,
+        error: str,
+        tools: dict[str, Tool],
+        view: DatasetView | None,
+        record: Recorder | None = None,
+        done_slots: set[str] | None = None,
+    ) -> tuple[list[Step], list[Note]]:
         """Steps that serve the failed step's intent: the same tool on the dataset's own labels, or a close
         runner-up for its clause; else the remaining steps without those that needed it."""
         idx = next(i for i, s in enumerate(plan.steps) if s.id == failed.id)
-        remaining = plan.steps[idx + 1:]
+        remaining = plan.steps[idx + 1 :]
         kept, notes = keep_intent(failed, remaining, tools, view, done_slots or set())
         if kept is not None:
             return kept, notes
@@ -216,9 +259,19 @@ class EmbeddedPlanner:
             if sim[0, best] >= max(self.threshold, failed.score - MARGIN):
                 tool = others[names[best]]
                 args, _ = fill_args(tool, failed.why, view, plan.question)
-                step = Step(id=f"{failed.id}r", tool=tool.name, args=args, why=failed.why,
-                            score=round(float(sim[0, best]), 3), origin="replacement")
-                return [step] + remaining, [Note(kind="replanned", text=f"{failed.id} ({failed.tool}) replaced by "
-                                                                        f"{tool.name}, the next match for its clause")]
+                step = Step(
+                    id=f"{failed.id}r",
+                    tool=tool.name,
+                    args=args,
+                    why=failed.why,
+                    score=round(float(sim[0, best]), 3),
+                    origin="replacement",
+                )
+                return [step] + remaining, [
+                    Note(
+                        kind="replanned",
+                        text=f"{failed.id} ({failed.tool}) replaced by {tool.name}, the next match for its clause",
+                    )
+                ]
         kept, dropped = drop_dependents(remaining, failed, tools, view, done_slots or set())
         return kept, [Note(kind="replanned", text=d) for d in dropped]

@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 
 #: Weight of word overlap (IDF-weighted stems) added to the embedding similarity.
 LEXICAL_WEIGHT = 0.20
-STOP = frozenset("the a an of to in on for and or with by from is are be do does did what which how who why when "
-                 "where this that these those each every me my i you it its can could would should will please "
-                 "give show tell find make get run cells cell data dataset genes gene about up down go there many much some any "
-                 "like than then also into over between versus vs all their them they there have has use using".split())
+STOP = frozenset(
+    "the a an of to in on for and or with by from is are be do does did what which how who why when "
+    "where this that these those each every me my i you it its can could would should will please "
+    "give show tell find make get run cells cell data dataset genes gene about up down go there many much some any "
+    "like than then also into over between versus vs all their them they there have has use using".split()
+)
 
 
 _TEXT_CACHE: dict[str, np.ndarray] = {}  # sha1 of a tool text -> its embedding
@@ -57,8 +59,14 @@ def builtin_tool_texts() -> list[str]:
     from ...config import Settings
 
     tools = registry.tools(Settings())
-    return sorted({t for tool in tools.values() if (tool.plugin or "").startswith("c2s_builtins")
-                   for t in (tool.description, *tool.examples)})
+    return sorted(
+        {
+            t
+            for tool in tools.values()
+            if (tool.plugin or "").startswith("c2s_builtins")
+            for t in (tool.description, *tool.examples)
+        }
+    )
 
 
 def write_bundled(path: Path) -> int:
@@ -71,16 +79,24 @@ def write_bundled(path: Path) -> int:
 
 def stems(text: str) -> set[str]:
     """Content word stems of a text (gene symbols and numbers are entities, not words)."""
-    return {w[:6] for w in re.findall(r"[a-z][a-z0-9]+", text.lower())
-            if w not in STOP and len(w) >= 3 and not any(ch.isdigit() for ch in w)}  # gene symbols are entities
+    return {
+        w[:6]
+        for w in re.findall(r"[a-z][a-z0-9]+", text.lower())
+        if w not in STOP and len(w) >= 3 and not any(ch.isdigit() for ch in w)
+    }  # gene symbols are entities
 
-_VERBS = (r"how|what|which|who|where|when|why|is|are|do|does|can|could|show|find|plot|compute|make|give|list|"
-          r"tell|convert|fit|turn|describe|summari[sz]e|score|predict|annotate|label|generate|embed|rank|compare|"
-          r"measure|estimate|identify|reconstruct|retrieve|look|check|assign|run|evaluate|simulate|screen|get|report|"
-          r"write|propose|plot")
+
+_VERBS = (
+    r"how|what|which|who|where|when|why|is|are|do|does|can|could|show|find|plot|compute|make|give|list|"
+    r"tell|convert|fit|turn|describe|summari[sz]e|score|predict|annotate|label|generate|embed|rank|compare|"
+    r"measure|estimate|identify|reconstruct|retrieve|look|check|assign|run|evaluate|simulate|screen|get|report|"
+    r"write|propose|plot"
+)
 SPLIT = re.compile(
     r"\s*(?:[;?!]+|\.\s+|,?\s*\b(?:and then|then|after that|afterwards|followed by|and also|as well as|plus)\b|"
-    r",?\s+and\s+(?=(?:" + _VERBS + r")\b)|,\s+(?=(?:" + _VERBS + r")\b))\s*", re.I)
+    r",?\s+and\s+(?=(?:" + _VERBS + r")\b)|,\s+(?=(?:" + _VERBS + r")\b))\s*",
+    re.I,
+)
 
 
 def split_clauses(question: str) -> list[str]:
@@ -97,16 +113,17 @@ def mask_entities(clause: str, view: DatasetView | None) -> str:
         return clause
     out, last = [], 0
     for m in find_mentions(clause, view):
-        if m.start < last or m.kind not in ("value", "gene", "missing", "column") \
-                or (m.kind == "column" and view.roles_named(clause[m.start:m.end])):
+        if (
+            m.start < last
+            or m.kind not in ("value", "gene", "missing", "column")
+            or (m.kind == "column" and view.roles_named(clause[m.start : m.end]))
+        ):
             continue  # a column named by a role word ("cell types", "clusters") says what is asked: kept
-        cell = re.search(r"\s+cells?$", clause[m.start:m.end], re.I)
+        cell = re.search(r"\s+cells?$", clause[m.start : m.end], re.I)
         word = {"gene": "gene", "column": "group"}.get(m.kind, "X") + (cell.group() if cell else "")
-        out += [clause[last:m.start], word]
+        out += [clause[last : m.start], word]
         last = m.end
     return "".join(out) + clause[last:]
-
-
 
 
 class ToolMatcher:

@@ -33,8 +33,11 @@ class Task:
     def check_params(self, params: dict, suite_path: Path | None) -> dict:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
-            raise InputError(f"task {self.name} params {unknown}", "are not parameters of this task",
-                             f"use some of {sorted(self.defaults)}")
+            raise InputError(
+                f"task {self.name} params {unknown}",
+                "are not parameters of this task",
+                f"use some of {sorted(self.defaults)}",
+            )
         return {**self.defaults, **params}
 
     def items(self, cell, settings) -> list[dict]:
@@ -69,8 +72,11 @@ def resolve_dataset(name: str) -> str:
         return name
     path = Path(name).expanduser()
     if not path.exists():
-        raise InputError(f"dataset {name!r}", "is neither a bundled dataset nor an existing .h5ad file",
-                         "use kang2018, pbmc68k or the path of an .h5ad file")
+        raise InputError(
+            f"dataset {name!r}",
+            "is neither a bundled dataset nor an existing .h5ad file",
+            "use kang2018, pbmc68k or the path of an .h5ad file",
+        )
     return str(path.resolve())
 
 

@@ -24,8 +24,14 @@ class Annotation(Task):
     name = "cell_type_annotation"
     description = "cell type accuracy and macro-F1 on held-out cells vs a logistic-regression baseline"
     uses_model = True
-    defaults = {"label_column": "cell_type", "limit": None, "chunk_size": 50, "seed": 0, "baseline": True,
-                "baseline_max_train": 20000}
+    defaults = {
+        "label_column": "cell_type",
+        "limit": None,
+        "chunk_size": 50,
+        "seed": 0,
+        "baseline": True,
+        "baseline_max_train": 20000,
+    }
     better = {"accuracy": "higher", "macro_f1": "higher", "baseline_accuracy": "higher", "baseline_macro_f1": "higher"}
 
     def _positions(self, cell, settings) -> tuple[np.ndarray, np.ndarray]:
@@ -33,8 +39,11 @@ class Annotation(Task):
         obs = read_obs(cell.dataset)
         col = cell.params["label_column"]
         if col not in obs:
-            raise InputError(f"dataset {cell.dataset} label_column {col!r}", "is not an obs column",
-                             f"use one of {list(obs.columns)}")
+            raise InputError(
+                f"dataset {cell.dataset} label_column {col!r}",
+                "is not an obs column",
+                f"use one of {list(obs.columns)}",
+            )
         split = model_meta(cell, settings).get("split") or {}
         names = set(split.get("test_obs_names") or [])
         is_test = obs.index.isin(names) if names else np.ones(len(obs), bool)
@@ -49,8 +58,10 @@ class Annotation(Task):
     def items(self, cell, settings) -> list[dict]:
         train, test = self._positions(cell, settings)
         size = int(cell.params["chunk_size"])
-        out = [{"id": f"cells:{i:05d}-{min(i + size, len(test)):05d}", "positions": test[i:i + size].tolist()}
-               for i in range(0, len(test), size)]
+        out = [
+            {"id": f"cells:{i:05d}-{min(i + size, len(test)):05d}", "positions": test[i : i + size].tolist()}
+            for i in range(0, len(test), size)
+        ]
         cap = int(cell.params["baseline_max_train"])
         if len(train) > cap:
             train = np.sort(np.random.default_rng(cell.params["seed"]).choice(train, size=cap, replace=False))
@@ -68,9 +79,11 @@ class Annotation(Task):
         df = model.predict_cell_types(cells, threshold=0.0)
         probs = df[[f"p_{x}" for x in labels]].to_numpy()
         pred = np.asarray(labels, dtype=object)[probs.argmax(1)]
-        return {"obs_names": cells.obs_names.tolist(),
-                "truth": cells.obs[cell.params["label_column"]].astype(str).tolist(),
-                "pred": pred.tolist()}
+        return {
+            "obs_names": cells.obs_names.tolist(),
+            "truth": cells.obs[cell.params["label_column"]].astype(str).tolist(),
+            "pred": pred.tolist(),
+        }
 
     def _baseline(self, cell, item) -> dict:
         from ...training.data import Split
@@ -83,8 +96,13 @@ class Annotation(Task):
             adata.obs["cell_type"] = adata.obs[cell.params["label_column"]]
         split = Split(np.searchsorted(rows, train), np.searchsorted(rows, test), np.array([], int))
         res = _lr_baseline(adata, split)
-        return {"accuracy": rounded(res["accuracy"]), "macro_f1": rounded(res["macro_f1"]), "features": res["features"],
-                "n_train": len(train), "n_test": len(test)}
+        return {
+            "accuracy": rounded(res["accuracy"]),
+            "macro_f1": rounded(res["macro_f1"]),
+            "features": res["features"],
+            "n_train": len(train),
+            "n_test": len(test),
+        }
 
     def summarise(self, cell, results) -> dict:
         from sklearn.metrics import accuracy_score, f1_score
@@ -94,10 +112,14 @@ class Annotation(Task):
         base = next((r for r in results if "features" in r), {})
         if not truth:
             return {"n_cells": 0}
-        return {"n_cells": len(truth), "accuracy": accuracy_score(truth, pred),
-                "macro_f1": f1_score(truth, pred, average="macro"),
-                "baseline_accuracy": base.get("accuracy"), "baseline_macro_f1": base.get("macro_f1"),
-                "baseline_n_train": base.get("n_train")}
+        return {
+            "n_cells": len(truth),
+            "accuracy": accuracy_score(truth, pred),
+            "macro_f1": f1_score(truth, pred, average="macro"),
+            "baseline_accuracy": base.get("accuracy"),
+            "baseline_macro_f1": base.get("macro_f1"),
+            "baseline_n_train": base.get("n_train"),
+        }
 
 
 TASK = Annotation()

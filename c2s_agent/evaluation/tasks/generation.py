@@ -17,10 +17,24 @@ class GenerationFidelity(Task):
     name = "generation_fidelity"
     description = "scFID and MMD of generated vs real cells per type, against a real-vs-real reference"
     uses_model = True
-    defaults = {"label_column": "cell_type", "condition_column": "condition", "conditions": ["ctrl"],
-                "cell_types": None, "n_generate": 20, "min_real": 20, "n_boot": 20, "max_reference": 5000, "seed": 0}
-    better = {"scfid": "lower", "mmd": "lower", "reference_scfid": "lower", "reference_mmd": "lower",
-              "scfid_ratio": "lower"}
+    defaults = {
+        "label_column": "cell_type",
+        "condition_column": "condition",
+        "conditions": ["ctrl"],
+        "cell_types": None,
+        "n_generate": 20,
+        "min_real": 20,
+        "n_boot": 20,
+        "max_reference": 5000,
+        "seed": 0,
+    }
+    better = {
+        "scfid": "lower",
+        "mmd": "lower",
+        "reference_scfid": "lower",
+        "reference_mmd": "lower",
+        "scfid_ratio": "lower",
+    }
     shard_size = 2
 
     def items(self, cell, settings) -> list[dict]:
@@ -30,8 +44,10 @@ class GenerationFidelity(Task):
         out = []
         for ct in types:
             for cond in p["conditions"]:
-                rows = np.flatnonzero((obs[p["label_column"]].astype(str) == ct).to_numpy()
-                                      & (obs[p["condition_column"]].astype(str) == cond).to_numpy())
+                rows = np.flatnonzero(
+                    (obs[p["label_column"]].astype(str) == ct).to_numpy()
+                    & (obs[p["condition_column"]].astype(str) == cond).to_numpy()
+                )
                 if len(rows) >= p["min_real"]:
                     out.append({"id": f"{ct}|{cond}", "cell_type": ct, "condition": cond, "positions": rows.tolist()})
         return out
@@ -50,24 +66,42 @@ class GenerationFidelity(Task):
         out = []
         for it in items:
             real = read_rows(cell.dataset, it["positions"])
-            gen = tl.generate_cells(it["cell_type"], n=p["n_generate"], condition=it["condition"], model=model,
-                                    seed=p["seed"])
-            res = evaluate_generation(real, gen, encoder=encoder, metrics=["scfid", "mmd"], n_boot=p["n_boot"],
-                                      seed=p["seed"])
+            gen = tl.generate_cells(
+                it["cell_type"], n=p["n_generate"], condition=it["condition"], model=model, seed=p["seed"]
+            )
+            res = evaluate_generation(
+                real, gen, encoder=encoder, metrics=["scfid", "mmd"], n_boot=p["n_boot"], seed=p["seed"]
+            )
             half = np.random.default_rng(p["seed"]).permutation(real.n_obs)
-            a, b = real[np.sort(half[: len(half) // 2])].copy(), real[np.sort(half[len(half) // 2:])].copy()
+            a, b = real[np.sort(half[: len(half) // 2])].copy(), real[np.sort(half[len(half) // 2 :])].copy()
             k = max(len(s.split()) for s in gen.obs["c2s_sentence"])
-            ref = evaluate_generation(a, to_sentences(b, top_k=k).strings(k), encoder=encoder, metrics=["scfid", "mmd"],
-                                      n_boot=p["n_boot"], seed=p["seed"])
-            out.append({"n_real": real.n_obs, "n_generated": gen.n_obs,
-                        **{m: rounded(v.value, 8) for m, v in res.metrics.items()},
-                        **{f"reference_{m}": rounded(v.value, 8) for m, v in ref.metrics.items()}})
+            ref = evaluate_generation(
+                a,
+                to_sentences(b, top_k=k).strings(k),
+                encoder=encoder,
+                metrics=["scfid", "mmd"],
+                n_boot=p["n_boot"],
+                seed=p["seed"],
+            )
+            out.append(
+                {
+                    "n_real": real.n_obs,
+                    "n_generated": gen.n_obs,
+                    **{m: rounded(v.value, 8) for m, v in res.metrics.items()},
+                    **{f"reference_{m}": rounded(v.value, 8) for m, v in ref.metrics.items()},
+                }
+            )
         return out
 
     def summarise(self, cell, results) -> dict:
         mean = lambda key: float(np.mean([r[key] for r in results if r[key] is not None]))  # noqa: E731
-        out = {"n_types": len(results), "scfid": mean("scfid"), "mmd": mean("mmd"),
-               "reference_scfid": mean("reference_scfid"), "reference_mmd": mean("reference_mmd")}
+        out = {
+            "n_types": len(results),
+            "scfid": mean("scfid"),
+            "mmd": mean("mmd"),
+            "reference_scfid": mean("reference_scfid"),
+            "reference_mmd": mean("reference_mmd"),
+        }
         out["scfid_ratio"] = out["scfid"] / out["reference_scfid"] if out["reference_scfid"] else None
         return out
 

@@ -22,16 +22,33 @@ class MulticellKnowledge(Task):
     name = "multicell_knowledge"
     description = "cell type of cell neighbourhoods from multi-cell prompts, with vs without injected interactions"
     uses_model = True
-    defaults = {"label_column": "cell_type", "groupby": None, "n_cells": 4, "top_k": 40, "min_fraction": 0.5,
-                "max_interactions": 6, "limit": None, "chunk_size": 50, "seed": 0}
-    better = {"accuracy_without": "higher", "accuracy_with": "higher", "true_logprob_without": "higher",
-              "true_logprob_with": "higher", "accuracy_single_cell": "higher"}
+    defaults = {
+        "label_column": "cell_type",
+        "groupby": None,
+        "n_cells": 4,
+        "top_k": 40,
+        "min_fraction": 0.5,
+        "max_interactions": 6,
+        "limit": None,
+        "chunk_size": 50,
+        "seed": 0,
+    }
+    better = {
+        "accuracy_without": "higher",
+        "accuracy_with": "higher",
+        "true_logprob_without": "higher",
+        "true_logprob_with": "higher",
+        "accuracy_single_cell": "higher",
+    }
 
     def _test_positions(self, cell, settings) -> np.ndarray:
         obs = read_obs(cell.dataset)
         if cell.params["label_column"] not in obs:
-            raise InputError(f"dataset {cell.dataset} label_column {cell.params['label_column']!r}",
-                             "is not an obs column", f"use one of {list(obs.columns)}")
+            raise InputError(
+                f"dataset {cell.dataset} label_column {cell.params['label_column']!r}",
+                "is not an obs column",
+                f"use one of {list(obs.columns)}",
+            )
         names = set((model_meta(cell, settings).get("split") or {}).get("test_obs_names") or [])
         is_test = obs.index.isin(names)
         return np.flatnonzero(is_test) if is_test.any() else np.arange(len(obs))
@@ -49,8 +66,10 @@ class MulticellKnowledge(Task):
             groups = [groups[i] for i in np.sort(pick)]
         rows = [[int(test[p]) for p in g.positions] for g in groups]  # dataset positions, centre first
         size = int(cell.params["chunk_size"])
-        return [{"id": f"groups:{i:05d}-{min(i + size, len(rows)):05d}", "groups": rows[i:i + size]}
-                for i in range(0, len(rows), size)]
+        return [
+            {"id": f"groups:{i:05d}-{min(i + size, len(rows)):05d}", "groups": rows[i : i + size]}
+            for i in range(0, len(rows), size)
+        ]
 
     def run(self, cell, items, settings) -> list[dict]:
         from ... import knowledge
@@ -65,8 +84,15 @@ class MulticellKnowledge(Task):
             cells = read_rows(cell.dataset, rows)
             at = {r: i for i, r in enumerate(rows)}
             groups = [Group(str(g[0]), str(g[0]), tuple(at[r] for r in g)) for g in it["groups"]]
-            df = reason(cells, groups, model, records, top_k=p["top_k"], min_fraction=p["min_fraction"],
-                        max_interactions=p["max_interactions"])
+            df = reason(
+                cells,
+                groups,
+                model,
+                records,
+                top_k=p["top_k"],
+                min_fraction=p["min_fraction"],
+                max_interactions=p["max_interactions"],
+            )
             labels = df.attrs["labels"]
             truth = cells.obs[p["label_column"]].astype(str).to_numpy()
             centre = [truth[g.positions[0]] for g in groups]
@@ -76,15 +102,26 @@ class MulticellKnowledge(Task):
             def true_logprob(probs, t):
                 return rounded(np.log(max(probs[labels.index(t)], 1e-12)), 6) if t in labels else None
 
-            out.append({"groups": [{
-                "centre": str(cells.obs_names[g.positions[0]]), "truth": centre[i],
-                "majority": _majority([truth[q] for q in g.positions]),
-                "single_cell": str(single[i]), "without": str(df.without_knowledge.iloc[i]),
-                "with": str(df.with_knowledge.iloc[i]), "n_interactions": int(df.n_interactions.iloc[i]),
-                "interactions": df.interactions.iloc[i],
-                "true_logprob_without": true_logprob(df.attrs["p_without"][i], centre[i]),
-                "true_logprob_with": true_logprob(df.attrs["p_with"][i], centre[i]),
-                "kl": rounded(df.kl_with_vs_without.iloc[i], 6)} for i, g in enumerate(groups)]})
+            out.append(
+                {
+                    "groups": [
+                        {
+                            "centre": str(cells.obs_names[g.positions[0]]),
+                            "truth": centre[i],
+                            "majority": _majority([truth[q] for q in g.positions]),
+                            "single_cell": str(single[i]),
+                            "without": str(df.without_knowledge.iloc[i]),
+                            "with": str(df.with_knowledge.iloc[i]),
+                            "n_interactions": int(df.n_interactions.iloc[i]),
+                            "interactions": df.interactions.iloc[i],
+                            "true_logprob_without": true_logprob(df.attrs["p_without"][i], centre[i]),
+                            "true_logprob_with": true_logprob(df.attrs["p_with"][i], centre[i]),
+                            "kl": rounded(df.kl_with_vs_without.iloc[i], 6),
+                        }
+                        for i, g in enumerate(groups)
+                    ]
+                }
+            )
         return out
 
     def summarise(self, cell, results) -> dict:
@@ -94,20 +131,26 @@ class MulticellKnowledge(Task):
         inj = [g for g in rows if g["n_interactions"]]
         acc = lambda rs, key, truth="truth": float(np.mean([g[key] == g[truth] for g in rs])) if rs else None  # noqa: E731
         mean = lambda rs, key: float(np.mean([g[key] for g in rs if g[key] is not None])) if rs else None  # noqa: E731
-        return {"n_groups": len(rows), "accuracy_single_cell": acc(rows, "single_cell"),
-                "accuracy_without": acc(rows, "without"), "accuracy_with": acc(rows, "with"),
-                "accuracy_majority_without": acc(rows, "without", "majority"),
-                "accuracy_majority_with": acc(rows, "with", "majority"),
-                "true_logprob_without": mean(rows, "true_logprob_without"),
-                "true_logprob_with": mean(rows, "true_logprob_with"),
-                "mean_kl": mean(rows, "kl"), "fraction_changed": float(np.mean([g["with"] != g["without"] for g in rows])),
-                "n_fixed": sum(g["with"] == g["truth"] != g["without"] for g in rows),  # wrong -> right with knowledge
-                "n_broken": sum(g["without"] == g["truth"] != g["with"] for g in rows),  # right -> wrong
-                "fraction_with_interactions": len(inj) / len(rows),
-                "mean_interactions": float(np.mean([g["n_interactions"] for g in rows])),
-                "injected_accuracy_without": acc(inj, "without"), "injected_accuracy_with": acc(inj, "with"),
-                "injected_mean_kl": mean(inj, "kl"),
-                "injected_fraction_changed": float(np.mean([g["with"] != g["without"] for g in inj])) if inj else None}
+        return {
+            "n_groups": len(rows),
+            "accuracy_single_cell": acc(rows, "single_cell"),
+            "accuracy_without": acc(rows, "without"),
+            "accuracy_with": acc(rows, "with"),
+            "accuracy_majority_without": acc(rows, "without", "majority"),
+            "accuracy_majority_with": acc(rows, "with", "majority"),
+            "true_logprob_without": mean(rows, "true_logprob_without"),
+            "true_logprob_with": mean(rows, "true_logprob_with"),
+            "mean_kl": mean(rows, "kl"),
+            "fraction_changed": float(np.mean([g["with"] != g["without"] for g in rows])),
+            "n_fixed": sum(g["with"] == g["truth"] != g["without"] for g in rows),  # wrong -> right with knowledge
+            "n_broken": sum(g["without"] == g["truth"] != g["with"] for g in rows),  # right -> wrong
+            "fraction_with_interactions": len(inj) / len(rows),
+            "mean_interactions": float(np.mean([g["n_interactions"] for g in rows])),
+            "injected_accuracy_without": acc(inj, "without"),
+            "injected_accuracy_with": acc(inj, "with"),
+            "injected_mean_kl": mean(inj, "kl"),
+            "injected_fraction_changed": float(np.mean([g["with"] != g["without"] for g in inj])) if inj else None,
+        }
 
 
 def _majority(labels: list[str]) -> str:

@@ -23,12 +23,29 @@ class PerturbationResponse(Task):
     name = "perturbation_response"
     description = "fold-change agreement and MMD of predicted perturbed cells vs mean-shift and no-change baselines"
     uses_model = True
-    defaults = {"perturbation": None, "label_column": "cell_type", "condition_column": "condition",
-                "control": "ctrl", "perturbed": "stim", "cell_types": None, "n_cells": 30, "top_n": 100,
-                "n_boot": 20, "min_cells": 20, "seed": 0}
-    better = {"lfc_pearson": "higher", "lfc_kendall": "higher", "baseline_lfc_pearson": "higher",
-              "baseline_lfc_kendall": "higher", "heldout_lfc_pearson": "higher",
-              "heldout_baseline_lfc_pearson": "higher", "mmd": "lower", "no_change_mmd": "lower"}
+    defaults = {
+        "perturbation": None,
+        "label_column": "cell_type",
+        "condition_column": "condition",
+        "control": "ctrl",
+        "perturbed": "stim",
+        "cell_types": None,
+        "n_cells": 30,
+        "top_n": 100,
+        "n_boot": 20,
+        "min_cells": 20,
+        "seed": 0,
+    }
+    better = {
+        "lfc_pearson": "higher",
+        "lfc_kendall": "higher",
+        "baseline_lfc_pearson": "higher",
+        "baseline_lfc_kendall": "higher",
+        "heldout_lfc_pearson": "higher",
+        "heldout_baseline_lfc_pearson": "higher",
+        "mmd": "lower",
+        "no_change_mmd": "lower",
+    }
     shard_size = 1
 
     def _groups(self, cell) -> dict[str, dict[str, np.ndarray]]:
@@ -38,7 +55,10 @@ class PerturbationResponse(Task):
         cond = obs[p["condition_column"]].astype(str).to_numpy()
         out = {}
         for t in sorted(set(ct)):
-            ctrl, stim = np.flatnonzero((ct == t) & (cond == p["control"])), np.flatnonzero((ct == t) & (cond == p["perturbed"]))
+            ctrl, stim = (
+                np.flatnonzero((ct == t) & (cond == p["control"])),
+                np.flatnonzero((ct == t) & (cond == p["perturbed"])),
+            )
             if min(len(ctrl), len(stim)) >= p["min_cells"]:
                 out[t] = {"ctrl": ctrl, "stim": stim}
         return out
@@ -47,10 +67,18 @@ class PerturbationResponse(Task):
         held = (model_meta(cell, settings).get("split") or {}).get("held_out_perturbed", {}).get("cell_type")
         groups = self._groups(cell)
         types = cell.params["cell_types"] or sorted(groups)
-        return [{"id": t, "cell_type": t, "held_out": t == held, "ctrl": groups[t]["ctrl"].tolist(),
-                 "stim": groups[t]["stim"].tolist(), "others": {o: {k: v.tolist() for k, v in g.items()}
-                                                                for o, g in groups.items() if o != t}}
-                for t in types if t in groups]
+        return [
+            {
+                "id": t,
+                "cell_type": t,
+                "held_out": t == held,
+                "ctrl": groups[t]["ctrl"].tolist(),
+                "stim": groups[t]["stim"].tolist(),
+                "others": {o: {k: v.tolist() for k, v in g.items()} for o, g in groups.items() if o != t},
+            }
+            for t in types
+            if t in groups
+        ]
 
     def run(self, cell, items, settings) -> list[dict]:
         import pandas as pd
@@ -67,20 +95,39 @@ class PerturbationResponse(Task):
             ctrl, stim = read_rows(cell.dataset, it["ctrl"]), read_rows(cell.dataset, it["stim"])
             pred = predict(ctrl, perturbation, n_cells=p["n_cells"], model=model, seed=p["seed"], settings=settings)
             agree = lfc_agreement(pred, stim, ctrl, top_n=p["top_n"])
-            shifts = [mean_expression(read_rows(cell.dataset, g["stim"])) - mean_expression(read_rows(cell.dataset, g["ctrl"]))
-                      for g in it["others"].values()]
+            shifts = [
+                mean_expression(read_rows(cell.dataset, g["stim"]))
+                - mean_expression(read_rows(cell.dataset, g["ctrl"]))
+                for g in it["others"].values()
+            ]
             shift = pd.concat(shifts, axis=1).mean(axis=1)
             base_ctrl = mean_expression(ctrl)
-            baseline = lfc_agreement((base_ctrl + shift.reindex(base_ctrl.index).fillna(0.0)), stim, ctrl, top_n=p["top_n"])
+            baseline = lfc_agreement(
+                (base_ctrl + shift.reindex(base_ctrl.index).fillna(0.0)), stim, ctrl, top_n=p["top_n"]
+            )
             k = max(len(s.split()) for s in pred.obs["c2s_sentence"])
             mmd = evaluate_generation(stim, pred, metrics=["mmd"], reference=stim, n_boot=p["n_boot"], seed=p["seed"])
-            none = evaluate_generation(stim, to_sentences(ctrl, top_k=k).strings(k), metrics=["mmd"], reference=stim,
-                                       n_boot=p["n_boot"], seed=p["seed"])
-            out.append({"held_out": it["held_out"], "n_predicted": pred.n_obs, "n_genes": agree.n_genes,
-                        "lfc_pearson": rounded(agree.pearson, 8), "lfc_kendall": rounded(agree.kendall, 8),
-                        "baseline_lfc_pearson": rounded(baseline.pearson, 8),
-                        "baseline_lfc_kendall": rounded(baseline.kendall, 8),
-                        "mmd": rounded(mmd.metrics["mmd"].value, 8), "no_change_mmd": rounded(none.metrics["mmd"].value, 8)})
+            none = evaluate_generation(
+                stim,
+                to_sentences(ctrl, top_k=k).strings(k),
+                metrics=["mmd"],
+                reference=stim,
+                n_boot=p["n_boot"],
+                seed=p["seed"],
+            )
+            out.append(
+                {
+                    "held_out": it["held_out"],
+                    "n_predicted": pred.n_obs,
+                    "n_genes": agree.n_genes,
+                    "lfc_pearson": rounded(agree.pearson, 8),
+                    "lfc_kendall": rounded(agree.kendall, 8),
+                    "baseline_lfc_pearson": rounded(baseline.pearson, 8),
+                    "baseline_lfc_kendall": rounded(baseline.kendall, 8),
+                    "mmd": rounded(mmd.metrics["mmd"].value, 8),
+                    "no_change_mmd": rounded(none.metrics["mmd"].value, 8),
+                }
+            )
         return out
 
     def summarise(self, cell, results) -> dict:
@@ -90,7 +137,14 @@ class PerturbationResponse(Task):
 
         held = [r for r in results if r["held_out"]]
         out = {"n_types": len(results)}
-        for key in ("lfc_pearson", "baseline_lfc_pearson", "lfc_kendall", "baseline_lfc_kendall", "mmd", "no_change_mmd"):
+        for key in (
+            "lfc_pearson",
+            "baseline_lfc_pearson",
+            "lfc_kendall",
+            "baseline_lfc_kendall",
+            "mmd",
+            "no_change_mmd",
+        ):
             out[key] = mean(key, results)
         if held:
             out["heldout_lfc_pearson"] = mean("lfc_pearson", held)

@@ -14,7 +14,6 @@ from ...errors import InputError
 from . import Task
 
 
-
 def default_queries() -> Path:
     """The bundled retrieval query set."""
     from ...resources import bundled
@@ -55,15 +54,20 @@ class RetrievalRecall(Task):
         try:
             items = yaml.safe_load(Path(cell.params["queries"]).read_text())
         except yaml.YAMLError as exc:
-            raise InputError(cell.params["queries"], f"is not valid YAML ({str(exc).splitlines()[0]})",
-                             "quote queries that contain ':' or '?'") from None
+            raise InputError(
+                cell.params["queries"],
+                f"is not valid YAML ({str(exc).splitlines()[0]})",
+                "quote queries that contain ':' or '?'",
+            ) from None
         if not isinstance(items, list):
-            raise InputError(cell.params["queries"], "must be a list of queries", "see evals/suites/data/retrieval_queries.yaml")
+            raise InputError(
+                cell.params["queries"], "must be a list of queries", "see evals/suites/data/retrieval_queries.yaml"
+            )
         bad = [q.get("id", "?") for q in items if not {"id", "query", "relevant"} <= set(q)]
         if bad:
             raise InputError(f"queries {bad[:3]}", "lack one of id, query, relevant", "give every query all three keys")
         limit = cell.params["limit"]
-        return [{"id": q["id"], "query": q["query"], "relevant": q["relevant"]} for q in items[:limit or None]]
+        return [{"id": q["id"], "query": q["query"], "relevant": q["relevant"]} for q in items[: limit or None]]
 
     def run(self, cell, items, settings) -> list[dict]:
         from ... import knowledge

@@ -33,17 +33,25 @@ class ReverseR2(Task):
         out = []
         for it in items:
             scores = rt.evaluate(test_cs, top_k=it["top_k"])
-            out.append({k: rounded(v) if isinstance(v, float) else v for k, v in scores.items()}
-                       | {"n_fit": half, "n_test": len(order) - half})
+            out.append(
+                {k: rounded(v) if isinstance(v, float) else v for k, v in scores.items()}
+                | {"n_fit": half, "n_test": len(order) - half}
+            )
         return out
 
     def summarise(self, cell, results) -> dict:
         res = {}
-        for r, k in zip(results, cell.params["top_k"] if isinstance(cell.params["top_k"], list) else [cell.params["top_k"]]):
+        for r, k in zip(
+            results, cell.params["top_k"] if isinstance(cell.params["top_k"], list) else [cell.params["top_k"]]
+        ):
             res[f"r2@{k}"] = r["r2"]
-        res.update({"r2": float(np.mean([r["r2"] for r in results])),
-                    "pearson": float(np.mean([r["pearson"] for r in results])),
-                    "spearman": float(np.mean([r["spearman"] for r in results]))})
+        res.update(
+            {
+                "r2": float(np.mean([r["r2"] for r in results])),
+                "pearson": float(np.mean([r["pearson"] for r in results])),
+                "spearman": float(np.mean([r["spearman"] for r in results])),
+            }
+        )
         return res
 
 
