@@ -1,8 +1,9 @@
 """The planning benchmark: questions with expected plans, scored by exact plan accuracy: the right tools in the
-right order with the right key arguments, or an honest refusal. Two bundled sets: ``development`` (the questions
-the planners are developed on) and ``heldout`` (written before tuning, never used to develop them).
+right order with the right key arguments, or an honest refusal. Three bundled sets: ``development`` (the questions
+the planners are developed on), ``heldout`` (written before tuning; its failures were seen once measured) and
+``heldout2`` (written later by someone who had not seen the planner or its failures, never used to develop it).
 
-Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|FILE]``.
+Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|heldout2|FILE]``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import yaml
 from ..errors import InputError
 
 #: The bundled question sets by name.
-QUESTION_SETS = {"development": "questions.yaml", "heldout": "heldout.yaml"}
+QUESTION_SETS = {"development": "questions.yaml", "heldout": "heldout.yaml", "heldout2": "heldout2.yaml"}
 
 
 def question_file(name_or_path: str | Path = "development") -> Path:
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..config import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--questions", default="development", help="development, heldout or a YAML file")
+    ap.add_argument("--questions", default="development", help="development, heldout, heldout2 or a YAML file")
     ap.add_argument("--planner", default="embedded")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
     ap.add_argument("-v", "--verbose", action="store_true", help="list the questions planned wrongly")
