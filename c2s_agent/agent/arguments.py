@@ -198,6 +198,9 @@ def _fill_values(f: Filling, name: str, kind: str) -> None:
         spans = sorted({v.start for v in cands})
         cands = [v for v in cands if (v.start == spans[0]) == (name.lower() in SENDERS)] if len(spans) > 1 else []
     vals = list(dict.fromkeys(v.text for v in cands))
+    every = f.view is not None and want is not None and len(vals) > 1 and set(vals) == set(f.view.columns.get(want, []))
+    if every and name.lower() not in SENDERS | RECEIVERS:
+        return  # "between stimulated and control": every value of the column restricts nothing
     if vals:
         f.args[name] = vals if (kind == "obs_values" and is_list) else vals[0]
 
@@ -234,6 +237,8 @@ def _fill_numbers(f: Filling) -> None:
     num_fields = [n for n, k in f.kinds.items() if k == "number"]
     for m in (m for m in f.mentions if m.kind == "number"):
         context = f.clause[max(0, m.start - 30) : m.end + 30]
+        if any(o.kind in ("value", "missing") and 0 <= o.start - m.end <= 25 for o in f.mentions):
+            context += " cells"  # "100 CD8 T cells": a number before a group counts cells
         scored = sorted(
             (
                 (_number_field_score(n, f.fields[n], context), -i, n)

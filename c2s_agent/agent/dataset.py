@@ -16,7 +16,7 @@ ROLE_WORDS = {
     "cell_type": re.compile(r"\bcell[ -]?types?\b|\bpopulations?\b|\bcell identit\w*|\bkinds? of cells?\b", re.I),
     "cluster": re.compile(r"\bclusters?\b", re.I),
     "condition": re.compile(
-        r"\bconditions?\b|\btreatments?\b|\bstimulat\w*\b|\bcontrol\b|\bversus\b|\bvs\.?\b|"
+        r"\bconditions?\b|\btreatments?\b|\bstimulat\w*\b|\bcontrol\b|"
         r"\brespon\w*\b|\bperturb\w*\b",
         re.I,
     ),

@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from text_to_num import text2num
+
 from ..conventions import find_label_mentions, lookup
 from ..conventions.labels import STOP
-from ..conventions.ontology import GENERIC, names_cell_type, words
+from ..conventions.ontology import GENERIC, names_cell_type, singular, words
 from .dataset import ROLE_WORDS, DatasetView
 
 NOT_GENES = {
@@ -50,6 +52,11 @@ NOT_GENES = {
 }
 GENE_TOKEN = re.compile(r"(?<![\w-])([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*)(?![\w-])")
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
+_NUMBER_WORD = (
+    r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
+    r"seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)"
+)
+NUMBER_WORDS = re.compile(rf"\b(?:an?\s+)?{_NUMBER_WORD}(?:[\s-]+(?:and\s+)?{_NUMBER_WORD})*\b", re.I)
 #: Column-name words too generic to name a column on their own.
 NAME_GENERIC = GENERIC | {"label", "labels", "cls", "id", "ident", "orig", "n", "name", "annotation", "bulk"}
 
@@ -57,7 +64,8 @@ NAME_GENERIC = GENERIC | {"label", "labels", "cls", "id", "ident", "orig", "n", 
 @dataclass
 class Mention:
     """One thing a question names: ``kind`` column | value | gene | number | missing, its text (for a value: the
-    label; for a column: the column), where it stands, the column a value belongs to and a number's value."""
+    label; for a column: the column), where it stands, the column a value belongs to, a number's value, and
+    whether a value was named with its column's word."""
 
     kind: str
     text: str
@@ -65,6 +73,7 @@ class Mention:
     end: int
     column: str | None = None
     value: float | None = None
+    qualified: bool = False  # a value named with its column's word ("cluster 3")
 
 
 def _claim(found: list[Mention], taken: list[bool], m: Mention) -> bool:
@@ -86,13 +95,72 @@ def _ordered_columns(view: DatasetView) -> dict[str, list[str]]:
     return {c: view.columns[c] for c in dict.fromkeys(first + list(view.columns))}
 
 
-def _cluster_numbers(text: str, view: DatasetView, found, taken) -> None:
-    col = view.roles.cluster
-    for m in re.finditer(r"\bclusters?\s+((?:\d+(?:\s*(?:,|and|or)\s*)?)+)", text, re.I):
-        for n in re.finditer(r"\d+", m.group(1)):
-            if col and n.group() in view.columns.get(col, []):
-                s = m.start(1) + n.start()
-                _claim(found, taken, Mention("value", n.group(), s, s + len(n.group()), column=col))
+#: Words that name a column of each role, besides the column's own name.
+ROLE_NOUNS = {
+    "cluster": ("cluster",),
+    "sample": ("sample", "donor", "batch", "plate", "patient", "replicate"),
+    "condition": ("condition",),
+}
+
+
+def _column_nouns(col: str, view: DatasetView) -> list[str]:
+    nouns = [w for w in _norm(col).split() if w not in NAME_GENERIC and len(w) >= 3]
+    for role, words_ in ROLE_NOUNS.items():
+        if view.column_for(role) == col:
+            nouns += words_
+    return list(dict.fromkeys(nouns))
+
+
+def _qualified_values(text: str, view: DatasetView, found, taken) -> None:
+    """Short labels next to their column's word: "cluster 0, 2 and 5", "batch p2", "S-phase", "G2/M-phase", and
+    "zone 2" for a column whose one value numbered 2 is "V2"."""
+    for col, values in view.columns.items():
+        short = [v for v in values if len(v) <= 4 or v.isdigit()]
+        nouns = _column_nouns(col, view)
+        if not short or not nouns:
+            continue
+        aliases = {v: v for v in short}
+        numbered = {}
+        for v in values:
+            if m := re.fullmatch(r"[A-Za-z]+(\d+)", v):
+                numbered.setdefault(str(int(m.group(1))), []).append(v)
+        aliases |= {n: vs[0] for n, vs in numbered.items() if len(vs) == 1 and n not in values}
+        by_text = {re.sub(r"[/.\-]", "", a).lower(): v for a, v in aliases.items()}
+        spelled = sorted(({"[/.\\-]?".join(map(re.escape, a)) for a in aliases}), key=len, reverse=True)
+        val = r"(?<![\w+])(?:" + "|".join(spelled) + r")(?![\w+])"
+        noun = "(?:" + "|".join(map(re.escape, nouns)) + ")(?:e?s)?"
+        spans = [
+            (m.start(1), m.group(1))
+            for m in re.finditer(
+                rf"\b{noun}\s+({val}(?:\s*(?:,|and|or|&|with|vs\.?|versus)\s*(?:{noun}\s+)?{val})*)", text, re.I
+            )
+        ]
+        spans += [(m.start(1), m.group(1)) for m in re.finditer(rf"({val})[- ]{noun}\b", text, re.I)]
+        for offset, group in spans:
+            for v in re.finditer(val, group, re.I):
+                s = offset + v.start()
+                label = by_text[re.sub(r"[/.\-]", "", v.group()).lower()]
+                _claim(found, taken, Mention("value", label, s, s + len(v.group()), col, qualified=True))
+
+
+def _abbreviations(text: str, view: DatasetView, found, taken) -> None:
+    """Capitalised abbreviations as labels ("SNG", "DBL") named by the word they shorten ("singlets",
+    "doublets") in a column of such codes only: the code's letters in order within the word's first letters, where
+    one code fits."""
+    for col, values in view.columns.items():
+        abbrevs = [v for v in values if re.fullmatch(r"[A-Z]{3,4}", v)]
+        if len(abbrevs) != len(values):
+            continue
+        for m in re.finditer(r"[A-Za-z]{6,}", text):
+            word = m.group().lower()
+            fits = [a for a in abbrevs if len(word) >= 2 * len(a) and _in_order(a.lower(), word[: len(a) + 3])]
+            if len(fits) == 1:
+                _claim(found, taken, Mention("value", fits[0], m.start(), m.end(), column=col))
+
+
+def _in_order(letters: str, word: str) -> bool:
+    it = iter(word)
+    return word[0] == letters[0] and all(ch in it for ch in letters)
 
 
 def _labels(text: str, view: DatasetView, found, taken) -> None:
@@ -108,7 +176,8 @@ def _columns(text: str, view: DatasetView, found, taken) -> None:
     lower = re.sub(r"[_.\-]", " ", text.lower())
     for col in sorted(view.columns, key=len, reverse=True):
         name = _norm(col)
-        keys = [name] + [w for w in name.split() if w not in NAME_GENERIC and len(w) >= 3]
+        singular_name = " ".join(singular(w) for w in name.split())  # "bulk label" names bulk_labels
+        keys = [name, singular_name] + [w for w in name.split() if w not in NAME_GENERIC and len(w) >= 3]
         for key in keys:
             for m in re.finditer(r"\b" + re.escape(key) + r"(?:e?s)?\b", lower):
                 _claim(found, taken, Mention("column", col, m.start(), m.end(), column=col))
@@ -124,13 +193,28 @@ def _genes(text: str, view: DatasetView, found, taken) -> None:
     for m in GENE_TOKEN.finditer(text):
         tok = m.group(1)
         up = tok.upper()
-        if (
-            up in view.genes
-            and up not in NOT_GENES
-            and len(tok) >= 2
-            and (tok.isupper() or any(c.isdigit() for c in tok))
-        ):
+        symbol = (
+            tok.isupper()
+            or any(c.isdigit() for c in tok)
+            or (not view.species.is_human and tok == view.genes.get(up) and len(tok) >= 3 and m.start(1) > 0)
+        )  # a capitalised mouse symbol ("Apob") counts where written exactly, not as a sentence's first word
+        if up in view.genes and up not in NOT_GENES and len(tok) >= 2 and symbol:
             _claim(found, taken, Mention("gene", view.genes[up], m.start(1), m.end(1)))
+
+
+def _numbers(text: str, found, taken) -> None:
+    """Numbers in digits ("25") and in words ("twenty-five", "a hundred"; not a lone "one")."""
+    for m in NUMBER.finditer(text):
+        _claim(found, taken, Mention("number", m.group(1), m.start(1), m.end(1), value=float(m.group(1))))
+    for m in NUMBER_WORDS.finditer(text):
+        spoken = re.sub(r"^an?\s+", "", m.group().lower())
+        if spoken in ("one", "zero"):
+            continue
+        try:
+            value = float(text2num(spoken, "en"))
+        except ValueError:
+            continue
+        _claim(found, taken, Mention("number", m.group(), m.start(), m.end(), value=value))
 
 
 def _missing(text: str, found, taken) -> None:
@@ -150,7 +234,10 @@ def _missing(text: str, found, taken) -> None:
             if any(taken[s:e]) or not content:
                 continue
             marker = re.fullmatch(r"CD\d+[+-]?(?:\s+\S+)?", phrase) is not None
-            if marker or names_cell_type(phrase) or (cell_word and lookup(phrase, strict=True) is not None):
+            code = re.fullmatch(r"[A-Z]{1,4}-?\d{2,}[A-Za-z0-9]*", phrase) is not None and re.match(
+                r"\s+(?:cells?|lines?|cell lines?)\b", text[e:], re.I
+            )  # "H460 cells": a cell line or sample code the dataset does not have
+            if marker or code or names_cell_type(phrase) or (cell_word and lookup(phrase, strict=True) is not None):
                 _claim(found, taken, Mention("missing", phrase, s, e))
 
 
@@ -161,11 +248,11 @@ def find_mentions(text: str, view: DatasetView | None) -> list[Mention]:
         return []
     found: list[Mention] = []
     taken = [False] * len(text)
-    _cluster_numbers(text, view, found, taken)
+    _qualified_values(text, view, found, taken)
     _labels(text, view, found, taken)
+    _abbreviations(text, view, found, taken)
     _columns(text, view, found, taken)
     _genes(text, view, found, taken)
-    for m in NUMBER.finditer(text):
-        _claim(found, taken, Mention("number", m.group(1), m.start(1), m.end(1), value=float(m.group(1))))
+    _numbers(text, found, taken)
     _missing(text, found, taken)
     return sorted(found, key=lambda f: f.start)

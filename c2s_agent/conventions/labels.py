@@ -10,8 +10,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .columns import control_value
 from .ontology import GENERIC, is_a, is_class_name, key, lookup, singular, words
 
+#: A user's words for the control arm of an experiment ("unstimulated", "untreated", "baseline"): they name a
+#: condition column's control value whatever it is called.
+CONTROL_WORDS = re.compile(
+    r"(?:un|non[- ]?|not[- ])(?:stim\w*|treat\w*|perturb\w*|expos\w*|infect\w*)|baseline|mock|vehicle", re.I
+)
 #: Words that never name a label on their own.
 STOP = frozenset(
     "a an the of in on at to for from by with and or vs versus than between among each every all any "
@@ -52,9 +58,13 @@ def _contained(phrase: list[str], label: list[tuple[str, bool]]) -> bool:
 
 
 def match_labels(phrase: str, values: Iterable[str]) -> list[str]:
-    """The values ``phrase`` names: the value itself; else values whose Cell Ontology term is the phrase's term
+    """The values ``phrase`` names: the value itself; a condition's control value for words such as "untreated";
+    else values whose Cell Ontology term is the phrase's term
     or a descendant of it; and values holding every content word of the phrase (abbreviations allowed)."""
     values = [str(v) for v in values]
+    if CONTROL_WORDS.fullmatch(phrase.strip()):
+        control = control_value(values)
+        return [control] if control is not None and lookup(control) is None else []  # not "CD4 Naive T"
     exact = [v for v in values if key(v) == key(phrase) or " ".join(words(v)) == " ".join(words(phrase))]
     if exact and not any(is_class_name(v) for v in exact):
         return exact  # "CD4 Naive T cells" is that label; "B cells" is every B-cell label
@@ -68,7 +78,18 @@ def match_labels(phrase: str, values: Iterable[str]) -> list[str]:
         by_meaning = term is not None and (t := lookup(v)) is not None and is_a(t, term)
         if (by_meaning or _contained(content, label)) and v not in out:
             out.append(v)
-    return out
+    return _most_specific(content, out)
+
+
+def _most_specific(content: list[str], values: list[str]) -> list[str]:
+    """Of several values, those sharing the most telling (longer than one letter) words with the phrase: "memory
+    CD4 T cells" names the memory CD4 label, not every CD4 T-cell label; "T cells" keeps them all."""
+    telling = [w for w in content if len(w) > 1]
+    if len(values) < 2 or not telling:
+        return values
+    shared = {v: sum(any(_same_word(p, w, low) for w, low in _label_words(v)) for p in telling) for v in values}
+    best = max(shared.values())
+    return [v for v in values if shared[v] == best]
 
 
 @dataclass(frozen=True)
@@ -82,7 +103,7 @@ class LabelMention:
     values: tuple[str, ...]
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9+/]*-?")
+_TOKEN = re.compile(r"(?<!['’])[A-Za-z0-9][A-Za-z0-9+/]*-?")
 
 
 def find_label_mentions(text: str, columns: dict[str, list[str]], max_words: int = 5) -> list[LabelMention]:

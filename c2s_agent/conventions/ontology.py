@@ -41,14 +41,14 @@ SHORTHAND: tuple[tuple[frozenset[str], str], ...] = tuple(
         ("cd25 t", "CL:0000815"),
         ("pdc", "CL:0000784"),
         ("plasmacytoid", "CL:0000784"),
-        ("cd14 mono", "CL:0001054"),
-        ("cd14 monocyte", "CL:0001054"),
+        ("cd14 mono", "CL:0002057"),  # CD14-positive, CD16-negative classical monocyte
+        ("cd14 monocyte", "CL:0002057"),
         ("classical monocyte", "CL:0000860"),
         ("cd16 mono", "CL:0002396"),
         ("cd16 monocyte", "CL:0002396"),
         ("fcgr3a monocyte", "CL:0002396"),
         ("fcgr3a mono", "CL:0002396"),
-        ("non classical monocyte", "CL:0000875"),
+        ("nonclassical monocyte", "CL:0000875"),
         ("mono", "CL:0000576"),
         ("monocyte", "CL:0000576"),
         ("cd4", "CL:0000624"),
@@ -112,9 +112,11 @@ def singular(word: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Lower-case singular words of a label or phrase; ``CD14+`` and ``CD14-positive`` both give ``cd14``,
+    """Lower-case singular words of a label or phrase ("DCs" -> ``dc``); ``CD14+`` and ``CD14-positive`` give ``cd14``,
     ``CD25-`` (negative) gives ``cd25neg``."""
-    text = re.sub(r"(?<=\w)(?:\+|-positive\b|-pos\b)", " ", str(text).lower())
+    text = re.sub(r"\b([A-Z][A-Z0-9]*)s\b", r"\1", str(text))  # "DCs", "CD8s": capitals with a plural s
+    text = re.sub(r"(?<=\w)(?:\+|-positive\b|-pos\b)", " ", text.lower())
+    text = re.sub(r"\bnon[- ](?=[a-z])", "non", text)  # "non-classical" is one word, not "classical"
     text = re.sub(r"(?<=\w)(?:-negative\b|-neg\b|-(?=[\s/,;)]|$))", "neg ", text)
     return [singular(w) for w in re.sub(r"[-_/.,;:()+]", " ", text).split()]
 
@@ -157,6 +159,16 @@ def _names() -> dict[str, str]:
     return out
 
 
+@functools.cache
+def _full_names() -> frozenset[str]:
+    """Every name and synonym as its words, generic ones included ("receptor cell" stays two words)."""
+    return frozenset(" ".join(words(n)) for t in terms().values() for n in (t.name, *t.synonyms))
+
+
+#: A phrase that says "cell(s)" (or "-cyte"): its other words may be shorthand for a term's name.
+CELL_NOUN = re.compile(r"\bcells?\b|cytes?\b|blasts?\b", re.I)
+
+
 #: Words that qualify a cell type without changing which term it falls under.
 MODIFIERS = frozenset(
     "activated resting naive memory effector mature immature classical cytotoxic helper "
@@ -173,6 +185,8 @@ def lookup(text: str, strict: bool = False) -> Term | None:
     if not k:
         return None
     cl = _names().get(k)
+    if strict and cl and not CELL_NOUN.search(text) and " ".join(words(text)) not in _full_names():
+        cl = None  # "receptor" is not "receptor cell"; shorthand ("Tregs") is still read below
     if cl is None:
         ws = set(k.split())
         if strict and not ws <= _SHORT_WORDS | MODIFIERS:

@@ -241,7 +241,7 @@ class ReconstructOutput(BaseModel):
 def reconstruct_expression(ctx: ToolContext, args: ReconstructInput) -> ToolResult:
     res = tl.reverse_fit(ctx.adata, args.top_k, args.holdout_fraction, args.seed)
     ctx.save_file(
-        res.fit.save(ctx.run_dir / "artefacts" / f"{ctx.step_id}_reverse_transform.json"),
+        res.fit.save(ctx.artefact_path("reverse_transform.json")),
         "Fitted reverse transform (JSON)",
     )
     ctx.save_plot(
@@ -277,6 +277,7 @@ def register_tools(register):
                 "Give an overview of the data",
                 "Split the cell counts by sample",
                 "Count the cells in each cluster",
+                "Which groups exist and how large is each?",
             ],
             input_model=DescribeInput,
             output_model=DescribeOutput,
@@ -319,6 +320,8 @@ def register_tools(register):
                 "What makes the NK cells special?",
                 "Which genes change in NK cells between stimulated and control?",
                 "What changes in these cells after treatment?",
+                "Contrast one group of cells with another",
+                "How different are the groups from each other?",
             ],
             input_model=MarkersInput,
             output_model=MarkersOutput,

@@ -489,6 +489,7 @@ def register_tools(register):
                 "Create synthetic NK cells",
                 "What does a typical CD8 T cell look like according to the model?",
                 "Generate control and stimulated monocytes",
+                "Make new cells of a given type with the model",
             ],
             input_model=GenerateInput,
             output_model=GenerateOutput,

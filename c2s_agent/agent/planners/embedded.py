@@ -16,7 +16,7 @@ from ..arguments import base_type, entity_kind, fill_args
 from ..mentions import find_mentions
 from ..plan import NO_TOOL, Note, Plan, Step
 from .base import Recorder, drop_dependents, finish, keep_intent
-from .matching import ToolMatcher, mask_entities, split_clauses, stems
+from .matching import ToolMatcher, intent, mask_entities, split_clauses, stems
 
 if TYPE_CHECKING:
     from ...tools import Tool
@@ -24,9 +24,12 @@ if TYPE_CHECKING:
 
 #: Below this score a clause matches no tool ("no installed tool can do this").
 THRESHOLD = 0.40
+#: A clause scoring between this and ``THRESHOLD`` still matches its best tool when that tool takes the dataset
+#: entities (labels, genes) the clause names: "Tregs versus naive CD4?" says little in words but names its groups.
+GROUNDED_THRESHOLD = 0.30
 #: A runner-up this close to the best match is preferred when the best one's required arguments are missing.
 MARGIN = 0.10
-#: Added to a tool's score per required group or gene argument the clause fills (at most two).
+#: Added to a tool's score per group or gene argument the clause fills (at most two).
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
 
@@ -80,12 +83,12 @@ class EmbeddedPlanner:
                 unanswered=clauses,
                 notes=[Note(kind="unanswered", text=f"{NO_TOOL}: no tools installed")],
             )
-        names, sim = self.scores([mask_entities(c, view) for c in clauses], tools)
+        names, sim = self.scores([mask_entities(intent(c), view) for c in clauses], tools)
         steps: list[Step] = []
         unanswered, notes = [], list(view.notes) if view is not None else []
         current = view  # after a step predicts cell types, "monocytes" names the predicted labels
         for clause, row in zip(clauses, sim):
-            if row.max() < self.threshold:
+            if row.max() < self.threshold and not self._grounded(clause, row, names, tools, current):
                 if not (steps and self._refine(steps[-1], clause, tools, current)):
                     unanswered.append(clause)  # "..., give me 15": details for the previous step, else no tool
                 continue
@@ -207,11 +210,29 @@ class EmbeddedPlanner:
         step.why += f"; {clause}"
         return True
 
+    @staticmethod
+    def _grounded(clause: str, row, names, tools, view: DatasetView | None) -> bool:
+        """Whether a weakly matching clause's best tool takes the dataset entities the clause names."""
+        if view is None or row.max() < GROUNDED_THRESHOLD:
+            return False
+        named = {m.text for m in find_mentions(clause, view) if m.kind in ("value", "gene")}
+        if not named:
+            return False
+        tool = tools[names[int(row.argmax())]]
+        args, _ = fill_args(tool, clause, view)
+        used = {str(x) for v in args.values() for x in (v if isinstance(v, list) else [v])}
+        try:
+            tool.input_model.model_validate(args)
+        except Exception:  # noqa: BLE001 - a required argument is missing
+            return False
+        return bool(named & used)
+
     def _choose(self, clause, row, names, tools, view, question):
         """The best tool whose arguments the question can fill; a close runner-up wins over a best match whose
-        required arguments the question does not give. Each required entity (a group or gene) the clause does give
+        required arguments the question does not give. Each entity argument (a group or gene) the clause fills
         adds ``FIT_BONUS``: of two near-equal matches, the tool that uses what the clause names is the one asked for."""
-        order = [int(i) for i in np.argsort(-row) if row[i] >= max(self.threshold, row.max() - MARGIN)]
+        floor = max(min(self.threshold, row.max()), row.max() - MARGIN)
+        order = [int(i) for i in np.argsort(-row) if row[i] >= floor]
         ranked = []
         for i in order:
             tool = tools[names[i]]
@@ -225,9 +246,7 @@ class EmbeddedPlanner:
             fit = sum(
                 1
                 for n, f in fields.items()
-                if f.is_required()
-                and args.get(n)
-                and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", None)
+                if args.get(n) and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", None)
             )
             ranked.append(
                 (valid, float(row[i]) + FIT_BONUS * min(fit, 2), -len(ranked), (tool, args, notes, float(row[i])))

@@ -99,19 +99,44 @@ SPLIT = re.compile(
 )
 
 
+#: A clause that only sets the scene ("In the stimulated sample, ...", "According to the model, ...").
+CONTEXT_LEAD = re.compile(
+    r"^(?:in|within|among|for|across|according to|looking(?: only)? at|using|based on|considering|focusing on|"
+    r"restricted to|only in|limited to)\b",
+    re.I,
+)
+_VERB_WORD = re.compile(r"\b(?:" + _VERBS + r")\b", re.I)
+
+
 def split_clauses(question: str) -> list[str]:
-    """Split a question with several intents into clauses ("... and then ...", "...; ...", "..., and how ...")."""
+    """Split a question with several intents into clauses ("... and then ...", "...; ...", "..., and how ...");
+    a clause that only sets the scene is kept with the one after it."""
     parts = [p.strip(" ,.") for p in SPLIT.split(question) if p and p.strip(" ,.")]
+    merged: list[str] = []
+    for p in parts:
+        if merged and CONTEXT_LEAD.match(merged[-1]) and not _VERB_WORD.search(merged[-1]):
+            merged[-1] = f"{merged[-1]}, {p}"
+        else:
+            merged.append(p)
+    parts = merged
     parts = [p for p in parts if len(p.split()) >= 2 or len(parts) == 1]
     return parts or [question.strip()]
 
 
+def intent(clause: str) -> str:
+    """What a clause asks, without the scene it sets ("In the stimulated sample, which ..." -> "which ...")."""
+    head, sep, rest = clause.partition(", ")
+    return rest if sep and CONTEXT_LEAD.match(head) and not _VERB_WORD.search(head) else clause
+
+
 def mask_entities(clause: str, view: DatasetView | None) -> str:
-    """The clause with dataset labels (and cell types it lacks) replaced by a placeholder ("B cells" -> "X cells")
-    and gene symbols by "gene", so that tools match on what is asked, not on which labels their examples use."""
+    """The clause with dataset labels (and cell types it lacks) replaced by a placeholder ("CD14 Mono and B cells"
+    -> "X cells", "cluster 3" -> "cluster X", "stimulated" -> "X") and gene symbols by "gene", so that tools match
+    on what is asked, not on which labels their examples use."""
     if view is None:
         return clause
-    out, last = [], 0
+    cell_columns = {view.roles.cell_type, view.roles.predicted, view.roles.cluster} - {None}
+    out, last, after_group = [], 0, None
     for m in find_mentions(clause, view):
         if (
             m.start < last
@@ -119,10 +144,27 @@ def mask_entities(clause: str, view: DatasetView | None) -> str:
             or (m.kind == "column" and view.roles_named(clause[m.start : m.end]))
         ):
             continue  # a column named by a role word ("cell types", "clusters") says what is asked: kept
+        group = m.kind in ("value", "missing")
+        if (
+            group
+            and after_group == m.column
+            and re.fullmatch(r"\s*(?:,|&|and|or|, and|, or)?\s*", clause[last : m.start])
+        ):
+            last = m.end  # "CD14 Mono and B cells" (labels of one column): one placeholder
+            continue
         cell = re.search(r"\s+cells?$", clause[m.start : m.end], re.I)
-        word = {"gene": "gene", "column": "group"}.get(m.kind, "X") + (cell.group() if cell else "")
+        word = {"gene": "gene", "column": "group"}.get(m.kind, "X")
+        if cell:
+            word += cell.group()
+        elif (
+            group
+            and (m.kind == "missing" or m.column in cell_columns)
+            and not m.qualified
+            and not re.match(r"\s*cells?\b", clause[m.end :], re.I)
+        ):
+            word += " cells"
         out += [clause[last : m.start], word]
-        last = m.end
+        last, after_group = m.end, (m.column if group else None)
     return "".join(out) + clause[last:]
 
 
