@@ -15,6 +15,7 @@ TUTORIAL = Path(__file__).resolve().parents[1] / "examples" / "tutorial.ipynb"
 @pytest.mark.slow
 def test_tutorial_notebook_executes(tmp_path, monkeypatch):
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     for var, sub in (
@@ -28,9 +29,13 @@ def test_tutorial_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("C2S_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("C2S_CACHE_DIR", str(tmp_path / "cache"))
     nb = nbformat.read(TUTORIAL, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    assert client.km.kernel_spec.argv[0] == sys.executable  # the kernel ran in this environment
+    km = KernelManager(kernel_name="python3")
+    client = NotebookClient(nb, km=km, timeout=300, resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        client.execute()
+        assert km.format_kernel_cmd()[0] == sys.executable  # the kernel ran in this environment
+    finally:
+        km.shutdown_kernel(now=True)
 
     outputs = {c["id"]: c.get("outputs", []) for c in nb.cells if c.cell_type == "code"}
     text = {

@@ -39,6 +39,9 @@ def markers(adata, table: pd.DataFrame, groupby: str) -> Figure:
     work = work[work.obs[groupby].isin(list(genes))]
     dp = sc.pl.dotplot(work, var_names=genes, groupby=groupby, show=False, return_fig=True, standard_scale="var")
     dp.make_figure()
+    import matplotlib.pyplot as plt
+
+    plt.close(dp.fig)  # scanpy draws through pyplot: released, the figure is shown once, as the return value
     return dp.fig
 
 
