@@ -247,9 +247,11 @@ class FollowUpPlanner:
             plan, how = self._again(question, previous, tools, view), "the previous turn's steps again"
         else:
             text, notes = self._genes(question, view)
+            text, more = self._comparison(text, tools, view)
             plan = self.inner.plan(text, tools, view, record=record)
+            notes += more
             plan = plan.model_copy(update={"question": question, "notes": [*notes, *plan.notes]})
-            if view is not None and plan.steps and not _names_groups(question, view):
+            if view is not None and plan.steps and not _names_groups(text, view):
                 plan = self._inherit(plan, question, tools, view)
             how = "planned by " + self.inner.name
         plan = self._reuse(plan, tools, view)
@@ -284,6 +286,24 @@ class FollowUpPlanner:
                         )
                     ]
         return question, [Note(kind="assumption", text=f'"{m.group()}": no earlier step reported genes')]
+
+    def _comparison(self, question: str, tools: dict[str, Tool], view: DatasetView | None) -> tuple[str, list[Note]]:
+        """The question with "that comparison" written out as the earlier comparison's column and groups ("the
+        comparison of condition within NK"), so that the planner matches what was compared."""
+        m = COMPARISON_REF.search(question)
+        if m is None or view is None:
+            return question, []
+        turn, source = self._source(question, tools, view)
+        if source is None:
+            return question, []
+        fields = tools[source.tool].input_model.model_fields
+        columns = [v for n, v in source.args.items() if n in fields and entity_kind(n, fields[n]) == "obs_column"]
+        groups = [v for _, _, values in groups_of(source, tools, view) for v in values]
+        said = (
+            "the comparison of " + " and ".join(map(str, columns)) + (" within " + ", ".join(groups) if groups else "")
+        )
+        note = Note(kind="assumption", text=f'"{m.group()}" = {turn.run_id} step {source.step} ({source.tool})')
+        return question[: m.start()] + said + question[m.end() :], [note]
 
     def _again(self, question: str, previous: Turn, tools: dict[str, Tool], view: DatasetView) -> Plan:
         """The previous turn's steps with the groups and genes the follow-up names in place of theirs."""
