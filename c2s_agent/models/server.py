@@ -1,7 +1,8 @@
 """``c2s serve``: an OpenAI-compatible model server (FastAPI + uvicorn) with C2S task endpoints.
 
-- ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/embeddings``: the OpenAI API subset the official
-  ``openai`` client uses (embeddings in float or base64).
+- ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions``, ``POST /v1/embeddings``: the
+  OpenAI API subset the official ``openai`` client uses (embeddings in float or base64; chat with the model's
+  chat template and, given ``response_format`` of type ``json_schema``, decoding constrained to that schema).
 - ``POST /v1/c2s/score_labels``, ``/v1/c2s/predict_cell_types``, ``/v1/c2s/generate_cells``, ``/v1/c2s/perturb``,
   ``/v1/c2s/embed``: the C2S tasks.
 - Concurrent requests are batched together: one worker thread owns the model and merges every request
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import C2SError, InputError
 from .backend import Completion, Embeddings, GenParams, LabelScores, cut_at_stop
+from .chat import ChatParams, ChatReply
 from .constraint import WordList
 from .model import C2SModel
 
@@ -59,6 +61,13 @@ class BatchingBackend:
         nll = None if rows and rows[0][1] is None else np.array([r[1] for r in rows])
         return LabelScores(np.array([r[0] for r in rows]).reshape(len(rows), len(labels)), nll, sum(r[2] for r in rows))
 
+    def chat(self, messages: list[dict], params: ChatParams) -> ChatReply:
+        if not hasattr(self.inner, "chat"):
+            raise InputError(
+                f"model {self.model_id!r}", "offers no chat", "serve a Hugging Face model directory with a chat template"
+            )
+        return self._submit("chat", None, [(messages, params)])[0]
+
     def embed(self, texts) -> Embeddings:
         rows = self._submit("embed", None, list(texts))
         return Embeddings(np.array([r[0] for r in rows], np.float32).reshape(len(rows), -1), sum(r[1] for r in rows))
@@ -89,6 +98,8 @@ class BatchingBackend:
                 res = self.inner.complete(
                     prompts, replace(key, unconditional=tuple(twins) if key.guidance > 0 else None)
                 )
+            elif kind == "chat":
+                res = [self.inner.chat(messages, params) for messages, params in items]
             elif kind == "score":
                 s = self.inner.score_labels(items, list(key))
                 share = s.n_tokens // max(1, len(items))
@@ -139,6 +150,36 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     ban_repeats: bool = False
     words: WordListRequest | None = None
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=MAX_TEXT)
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1, max_length=64)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    temperature: float = Field(1.0, ge=0, le=5)
+    seed: int | None = None
+    n: int = 1
+    stream: bool = False
+    response_format: dict | None = None
+
+    def schema(self) -> dict | None:
+        """The JSON schema the reply must follow (``response_format`` of type json_schema), else None."""
+        fmt = self.response_format or {"type": "text"}
+        if fmt.get("type") == "text":
+            return None
+        if fmt.get("type") != "json_schema" or not isinstance((fmt.get("json_schema") or {}).get("schema"), dict):
+            raise InputError(
+                "response_format",
+                f"of type {fmt.get('type')!r} is not offered",
+                'send {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}} or {"type": "text"}',
+            )
+        return fmt["json_schema"]["schema"]
 
 
 class EmbeddingRequest(BaseModel):
@@ -300,6 +341,37 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
             "model": model_id,
             "choices": choices,
             "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+        }
+
+    @app.post("/v1/chat/completions", dependencies=auth)
+    def chat_completions(req: ChatRequest):
+        if req.n != 1 or req.stream:
+            raise InputError("request", "asks for n>1 or stream, which this server does not offer", "send n=1, stream=false")
+        params = ChatParams(
+            max_tokens=req.max_completion_tokens or req.max_tokens or 256,
+            temperature=req.temperature,
+            seed=req.seed or 0,
+            schema=req.schema(),
+        )
+        r = backend.chat([m.model_dump() for m in req.messages], params)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": r.text},
+                    "finish_reason": r.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": r.n_prompt_tokens,
+                "completion_tokens": r.n_completion_tokens,
+                "total_tokens": r.n_prompt_tokens + r.n_completion_tokens,
+            },
         }
 
     @app.post("/v1/embeddings", dependencies=auth)

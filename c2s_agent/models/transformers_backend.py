@@ -188,6 +188,7 @@ class TransformersBackend:
         # logits of a batch are (tokens x vocab) floats: keep them near 100 MB
         self.batch_tokens = batch_tokens or int(min(16384, max(512, 2.5e7 / vocab)))
         self._torch = torch
+        self._chat = None
 
     # -- batching -------------------------------------------------------------------------------------------
     def _encode(self, texts: list[str]) -> list[list[int]]:
@@ -413,6 +414,14 @@ class TransformersBackend:
             probs = probs / probs.sum(-1, keepdim=True)
         choice = torch.multinomial(probs, 1, generator=gen)
         return idx.gather(1, choice).squeeze(1), probs.gather(1, choice).squeeze(1).log()
+
+    def chat(self, messages: list[dict], params):
+        """A reply to chat ``messages`` (:mod:`.chat`: the model's chat template, optionally JSON-schema-constrained)."""
+        from .chat import ChatGenerator
+
+        if self._chat is None:
+            self._chat = ChatGenerator(self.model, self.tok)
+        return self._chat.reply(messages, params)
 
     def embed(self, texts: list[str]) -> Embeddings:
         """Mean of the last hidden state over real tokens only (padding never enters the mean)."""
