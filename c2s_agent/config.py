@@ -22,10 +22,11 @@ class Settings(BaseSettings):
 
     model: str = Field("embedded", description="'embedded', a local HF checkpoint directory, or an http(s) URL")
     backend: str = Field("auto", description="model backend name; 'auto' picks from the model value")
-    planner: str = Field("embedded", description="a registered planner: 'embedded', 'llm' or a plugin's")
+    planner: str = Field("embedded", description="a registered planner: 'embedded', 'llm', 'hybrid' or a plugin's")
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint for the LLM planner")
     llm_model: str | None = None
     llm_api_key: str | None = None
+    llm_max_tokens: int = Field(160, ge=16, le=4096, description="most tokens of one LLM planner reply (a plan)")
     runs_dir: Path = Path("runs")
     cache_dir: Path = Field(default_factory=_default_cache)
     models_dir: Path = Field(

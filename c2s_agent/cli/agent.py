@@ -157,7 +157,7 @@ def ask(
     data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo' / 'pbmc68k' / 'kang2018'"),
     dry_run: bool = typer.Option(False, "--dry-run", help="show the checked plan without running it"),
     as_json: bool = typer.Option(False, "--json", help="with --dry-run: print the plan as JSON"),
-    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
+    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default), 'llm' or 'hybrid'"),
     hypothesize: bool = typer.Option(False, "--hypothesize", help="also propose ranked, testable hypotheses"),
     approve: bool = typer.Option(False, "--approve", help="pause before expensive steps: accept, edit or skip"),
     approve_cost: str = typer.Option("high", "--approve-cost", help="with --approve: 'high' or 'medium'"),
@@ -215,7 +215,7 @@ def ask(
 def hypothesize_cmd(
     question: str = typer.Argument(..., help="your question in plain language"),
     data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo'"),
-    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
+    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default), 'llm' or 'hybrid'"),
 ) -> None:
     """Investigate the question and propose ranked, testable hypotheses with their evidence (same as ask --hypothesize)."""
     from ..agent import runs

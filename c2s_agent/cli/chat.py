@@ -78,7 +78,7 @@ def _turn(session, question: str | None, options: dict) -> None:
 def chat(
     data: Optional[str] = typer.Option(None, "--data", help="an .h5ad file, or 'demo' / 'pbmc68k' / 'kang2018'"),
     session_id: Optional[str] = typer.Option(None, "--session", help="reopen a session (any of its run ids)"),
-    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default) or 'llm'"),
+    planner: Optional[str] = typer.Option(None, "--planner", help="'embedded' (default), 'llm' or 'hybrid'"),
     approve: bool = typer.Option(False, "--approve", help="pause before expensive steps: accept, edit or skip"),
     approve_cost: str = typer.Option("high", "--approve-cost", help="with --approve: 'high' or 'medium'"),
 ) -> None:

@@ -1,5 +1,6 @@
 """Chat completions on a transformers model: the model's chat template, greedy or sampled decoding with a KV
-cache, and, given a JSON schema, decoding constrained to JSON that follows it (lm-format-enforcer's token
+cache (kept from one reply to the next: a prompt that starts like the last one, such as a planner's fixed system
+prompt, is read only from where it differs), and, given a JSON schema, decoding constrained to JSON that follows it (lm-format-enforcer's token
 enforcer: at each step only tokens that keep the text a valid prefix of such JSON are allowed)."""
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ChatGenerator:
         if not getattr(tok, "chat_template", None):
             raise InputError("model", "has no chat template", "serve an instruction-tuned model with a chat template")
         self.model, self.tok = model, tok
+        self._last: tuple[list[int], object] | None = None  # the tokens the model has read, and their KV cache
 
     @functools.cached_property
     def _eos(self) -> set[int]:
@@ -71,7 +73,9 @@ class ChatGenerator:
         try:
             parser = JsonSchemaParser(schema)
         except Exception as exc:  # noqa: BLE001 - the library raises plain exceptions on schemas it cannot read
-            raise InputError("response_format json_schema", f"cannot be used ({exc})", "send a valid JSON schema") from None
+            raise InputError(
+                "response_format json_schema", f"cannot be used ({exc})", "send a valid JSON schema"
+            ) from None
         enforcer = TokenEnforcer(self._tokenizer_data, parser)
         parser.config.max_consecutive_whitespaces = MAX_WHITESPACE
         parser.config.force_json_field_order = True  # properties in the order of "required": a step's tool first
@@ -81,17 +85,36 @@ class ChatGenerator:
         text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
+    def _read(self, ids: list[int]):
+        """The model's output after reading ``ids``, continuing the last reply's KV cache over their common
+        prefix (cropped to it)."""
+        import torch
+
+        start, cache = 0, None
+        if self._last is not None:
+            prev, cache = self._last
+            while start < min(len(prev), len(ids) - 1) and prev[start] == ids[start]:
+                start += 1
+            extra = cache.get_seq_length() - start
+            if start == 0 or not all(layer.is_croppable for layer in cache.layers):
+                start, cache = 0, None
+            elif extra > 0:
+                for layer in cache.layers:
+                    layer.crop(-extra)
+        self._last = None  # a failure below leaves no half-updated cache behind
+        tensor = torch.tensor([ids[start:]], device=self.model.device)
+        return self.model(input_ids=tensor, cache=cache, use_cache=True)
+
     def reply(self, messages: list[dict], params: ChatParams) -> ChatReply:
         import torch
 
         ids = self.prompt_ids(messages)
         enforcer = self._enforcer(params.schema) if params.schema is not None else None
-        eos = self._eos
         gen = torch.Generator().manual_seed(params.seed)
         out: list[int] = []
         finish = "length"
         with torch.inference_mode():
-            res = self.model(input_ids=torch.tensor([ids], device=self.model.device), use_cache=True)
+            res, read = self._read(ids), list(ids)
             for _ in range(params.max_tokens):
                 logits = res.logits[0, -1].float()
                 if enforcer is not None:
@@ -103,13 +126,13 @@ class ChatGenerator:
                     nxt = int(torch.multinomial(torch.softmax(logits / params.temperature, -1), 1, generator=gen))
                 else:
                     nxt = int(logits.argmax())
-                if nxt in eos:
+                if nxt in self._eos:
                     finish = "stop"
                     break
                 out.append(nxt)
                 res = self.model(
-                    input_ids=torch.tensor([[nxt]], device=self.model.device),
-                    cache=res.cache,
-                    use_cache=True,
+                    input_ids=torch.tensor([[nxt]], device=self.model.device), cache=res.cache, use_cache=True
                 )
+                read.append(nxt)
+            self._last = (read, res.cache)
         return ChatReply(self.tok.decode(out, skip_special_tokens=True), len(ids), len(out), finish)

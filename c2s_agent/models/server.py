@@ -64,7 +64,9 @@ class BatchingBackend:
     def chat(self, messages: list[dict], params: ChatParams) -> ChatReply:
         if not hasattr(self.inner, "chat"):
             raise InputError(
-                f"model {self.model_id!r}", "offers no chat", "serve a Hugging Face model directory with a chat template"
+                f"model {self.model_id!r}",
+                "offers no chat",
+                "serve a Hugging Face model directory with a chat template",
             )
         return self._submit("chat", None, [(messages, params)])[0]
 
@@ -346,7 +348,9 @@ def create_app(model: C2SModel, api_key: str | None = None, max_body_bytes: int 
     @app.post("/v1/chat/completions", dependencies=auth)
     def chat_completions(req: ChatRequest):
         if req.n != 1 or req.stream:
-            raise InputError("request", "asks for n>1 or stream, which this server does not offer", "send n=1, stream=false")
+            raise InputError(
+                "request", "asks for n>1 or stream, which this server does not offer", "send n=1, stream=false"
+            )
         params = ChatParams(
             max_tokens=req.max_completion_tokens or req.max_tokens or 256,
             temperature=req.temperature,

@@ -1,5 +1,5 @@
 """Planners, registered like any plugin's (hook ``register_planners``): the embedded offline planner (default)
-and the LLM planner. Also registers the planner's evaluation task."""
+the LLM planner and the hybrid (embedded tool matching, LLM choice and arguments). Also registers the planner's evaluation task."""
 
 from __future__ import annotations
 
@@ -33,10 +33,19 @@ def _llm(settings, chat_model=None, **_):
     return LLMPlanner(settings, chat_model=chat_model)
 
 
+def _hybrid(settings, chat_model=None, **_):
+    from .hybrid import HybridPlanner
+
+    return HybridPlanner(settings, chat_model=chat_model)
+
+
 @hookimpl
 def register_planners(register):
     register(PlannerFactory("embedded", _embedded, "offline: MiniLM similarity of question clauses to tool texts"))
-    register(PlannerFactory("llm", _llm, "an OpenAI-compatible chat model with tool calling"))
+    register(PlannerFactory("llm", _llm, "an OpenAI-compatible chat model writing a schema-checked JSON plan"))
+    register(
+        PlannerFactory("hybrid", _hybrid, "the embedded matcher proposes 3 tools per clause; the chat model chooses")
+    )
 
 
 @hookimpl
