@@ -41,12 +41,14 @@ NoteKind = Literal[
     "replanned",
     "hypothesis",
     "fallback",
+    "planner_fallback",
 ]
 
 
 class Note(BaseModel):
     """Something a reader of the plan should know, by kind: an assumption the planner made, how the question's words
-    were matched to the data's labels, an entity the data lacks, a step inserted, edited, skipped or re-planned."""
+    were matched to the data's labels, an entity the data lacks, a step inserted, edited, skipped or re-planned, a
+    plan the embedded planner made because the LLM planner's replies were invalid."""
 
     kind: NoteKind
     text: str

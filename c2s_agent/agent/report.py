@@ -285,7 +285,12 @@ def _limitations(r: ReportInputs) -> list[str]:
 
 
 #: Plan notes a reader must see among the limitations, with how they are introduced.
-LIMIT_KINDS = {"assumption": "Planner assumption", "missing": "Not in the data", "fallback": "Re-planned"}
+LIMIT_KINDS = {
+    "assumption": "Planner assumption",
+    "missing": "Not in the data",
+    "fallback": "Re-planned",
+    "planner_fallback": "Planned by the embedded planner",
+}
 
 
 def render_markdown(r: ReportInputs) -> str:
