@@ -48,9 +48,9 @@ def start_server(model: str, port: int) -> subprocess.Popen:
 
 
 def run_set(planner, tools, questions: list[dict], views: dict) -> dict:
+    from c2s_agent.agent.dataset import DatasetView
     from c2s_agent.agent.evaluate import plan_ok
     from c2s_agent.data import read
-    from c2s_agent.agent.dataset import DatasetView
 
     rows = []
     for q in questions:
