@@ -60,14 +60,29 @@ def example_plugin():
 
 @pytest.fixture()
 def scripted_model():
-    """A factory of SCRIPTED tool-calling chat models (langchain_core's GenericFakeChatModel replaying the given
-    AIMessages), to exercise how the LLM planner handles tool calls, failures and tokens; the planner against a real
-    model is tested with SmolLM2 served on 127.0.0.1."""
+    """A factory of SCRIPTED chat models (langchain_core's GenericFakeChatModel replaying the given AIMessages, e.g.
+    JSON plans) that keep each call's messages and options (``calls``), to exercise how the LLM planner handles
+    replies, invalid output, failures and tokens; the planner against a real model is tested with SmolLM2 served by
+    `c2s serve` on 127.0.0.1."""
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 
     class Scripted(GenericFakeChatModel):
-        def bind_tools(self, tools, **kwargs):
-            self.__dict__.setdefault("bound", []).append([t["function"]["name"] for t in tools])
-            return self
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            self.__dict__.setdefault("calls", []).append({"messages": messages, **kwargs})
+            return super()._generate(messages, stop, run_manager, **kwargs)
 
     return lambda *replies: Scripted(messages=iter(replies))
+
+
+@pytest.fixture()
+def plan_reply():
+    """An AIMessage whose content is a JSON plan of (tool, args) steps, with optional token usage."""
+    import json
+
+    from langchain_core.messages import AIMessage
+
+    def reply(*steps, usage=None):
+        content = json.dumps({"steps": [{"tool": t, "args": a} for t, a in steps]})
+        return AIMessage(content=content, usage_metadata=usage) if usage else AIMessage(content=content)
+
+    return reply

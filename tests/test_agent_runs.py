@@ -312,21 +312,13 @@ def test_resume_refuses_a_run_that_is_still_running(asettings):
         sleeper.wait()
 
 
-def test_llm_planner_run_replans_and_records_tokens(asettings, scripted_model):
+def test_llm_planner_run_replans_and_records_tokens(asettings, scripted_model, plan_reply):
     """The LLM planner end to end, with a SCRIPTED chat model: its first plan calls a tool that fails, its
     re-plan swaps in another; tokens land in the ledger and report."""
-    from langchain_core.messages import AIMessage
-
     usage = {"input_tokens": 900, "output_tokens": 30, "total_tokens": 930}
     model = scripted_model(
-        AIMessage(
-            content="", tool_calls=[{"name": "spatial_neighbourhoods", "args": {}, "id": "a"}], usage_metadata=usage
-        ),
-        AIMessage(
-            content="",
-            tool_calls=[{"name": "describe_dataset", "args": {"column": "condition"}, "id": "b"}],
-            usage_metadata=usage,
-        ),
+        plan_reply(("spatial_neighbourhoods", {}), usage=usage),
+        plan_reply(("describe_dataset", {"column": "condition"}), usage=usage),
     )
     plugins.setup(None)
     plugins.pm.register(SpatialPlugin(), name="spatial-test-plugin")
