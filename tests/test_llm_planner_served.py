@@ -125,7 +125,7 @@ def test_c2s_ask_with_the_llm_planner_against_c2s_serve(served, tmp_path):
 @pytest.mark.slow
 def test_invalid_replies_are_retried_then_the_embedded_planner_plans(served, tmp_path, kang):
     """With room for 16 tokens only, SmolLM2's JSON plan is cut short twice: the embedded planner plans, a note says
-    why, and both model calls are in the ledger."""
+    why, and both model calls and the embedded planner's are in the ledger."""
     from c2s_agent import registry
     from c2s_agent.agent.dataset import DatasetView
     from c2s_agent.agent.planners import get_planner
@@ -138,7 +138,7 @@ def test_invalid_replies_are_retried_then_the_embedded_planner_plans(served, tmp
         DatasetView.from_adata(kang),
         record=lambda kind, **f: calls.append((f["name"], f.get("tokens_out"))),
     )
-    assert calls == [("llm:plan", 16), ("llm:plan:retry", 16)]
+    assert calls == [("llm:plan", 16), ("llm:plan:retry", 16), ("embedded:minilm", None)]
     assert plan.planner == "embedded" and plan.ok and [s.tool for s in plan.steps] == ["marker_genes"]
     assert plan.notes[0].kind == "planner_fallback" and "the reply is not JSON" in plan.notes[0].text
 
