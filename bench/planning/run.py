@@ -2,8 +2,8 @@
 /v1/chat/completions with JSON-schema-constrained decoding), with the ``llm`` and ``hybrid`` planners, on every
 ``--every``-th question of the development set and of held-out set 2 (nothing is tuned on either here).
 
-Per planner and set: exact-plan accuracy, how many plans the LLM made (the rest fell back to the embedded planner
-after two invalid replies), invalid model replies, invalid plans that would reach execution (steps whose arguments
+Per planner and set: exact-plan accuracy, how many plans the LLM made (``planned_by_llm``; the rest fell back to
+the embedded planner after two invalid replies; ``--planners embedded`` gives the baseline), invalid model replies, invalid plans that would reach execution (steps whose arguments
 the tool's input model rejects, or check problems in a plan the LLM made: must be 0), and the median plan
 latency (the model calls, retries and any fallback together, after a warm-up).
 
@@ -122,7 +122,7 @@ def main() -> int:
                 res = run_set(planner, tools, qs, views)
                 out["results"][f"{name}/{set_name}"] = res
                 print(
-                    f"{name:7s} {set_name:12s} accuracy {res['accuracy']:.3f} (n={res['n']}), planned by the LLM "
+                    f"{name:8s} {set_name:12s} accuracy {res['accuracy']:.3f} (n={res['n']}), planned without fallback "
                     f"{res['planned_by_llm']} (correct {res['correct_by_llm']}), invalid replies "
                     f"{res['invalid_replies']}, invalid reaching execution {res['invalid_reaching_execution']}, "
                     f"median latency {res['latency_median_s']:.1f} s",
