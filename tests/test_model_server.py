@@ -158,6 +158,9 @@ def test_limits_and_bad_requests(server):
     assert r.status_code == 400 and "prompt: is empty" in r.json()["error"]["message"]
     r = httpx.post(f"{url}/v1/completions", json={"prompt": "x", "max_tokens": 100000})
     assert r.status_code == 422
+    # the embedded C2S model reads cell sentences, not chat: one clear line (chat is tested with SmolLM2)
+    r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400 and "has no chat template" in r.json()["error"]["message"]
 
 
 def test_api_key_is_required_when_set(keyed_server):
