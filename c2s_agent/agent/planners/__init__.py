@@ -1,5 +1,6 @@
-"""Planners, registered like any plugin's (hook ``register_planners``): the embedded offline planner (default)
-the LLM planner and the hybrid (embedded tool matching, LLM choice and arguments). Also registers the planner's evaluation task."""
+"""Planners, registered like any plugin's (hook ``register_planners``): the embedded offline planner (default),
+the LLM planner and the hybrid (embedded tool matching, the LLM's choice and arguments). Also registers the
+planner's evaluation task."""
 
 from __future__ import annotations
 
