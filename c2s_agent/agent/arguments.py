@@ -91,7 +91,7 @@ def entity_kind(name: str, f) -> str | None:
 
 
 def column_named(view: DatasetView, name: str) -> str | None:
-    """The column a field or entity is named after ("cell_type" -> the cell types, "condition" -> conditions)."""
+    """The column a field or entity is named after (CELL_TYPE -> the cell types, CONDITION -> conditions)."""
     n = re.sub(r"[_.\-]+", " ", name.lower()).strip().rstrip("s").replace(" ", "_")
     if n in ROLE_ENTITIES:
         return view.column_for(ROLE_ENTITIES[n])

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from ..conventions import Columns, Species, categorical_columns, detect_species, find_columns
+from ..conventions.slots import CELL_TYPE, CONDITION
 from .plan import Note
 
 #: Words naming a column role, and the role they name.
 ROLE_WORDS = {
-    "cell_type": re.compile(r"\bcell[ -]?types?\b|\bpopulations?\b|\bcell identit\w*|\bkinds? of cells?\b", re.I),
+    CELL_TYPE: re.compile(r"\bcell[ -]?types?\b|\bpopulations?\b|\bcell identit\w*|\bkinds? of cells?\b", re.I),
     "cluster": re.compile(r"\bclusters?\b", re.I),
-    "condition": re.compile(
+    CONDITION: re.compile(
         r"\bconditions?\b|\btreatments?\b|\bstimulat\w*\b|\bcontrol\b|"
         r"\brespon\w*\b|\bperturb\w*\b",
         re.I,
@@ -53,8 +54,8 @@ class DatasetView:
         return cls(cols, numeric, genes, slots, find_columns(adata.obs), species, notes)
 
     def column_for(self, role: str) -> str | None:
-        """The column holding a role ("cell_type" falls back to the clusters when the data has no cell types)."""
-        if role == "cell_type":
+        """The column holding a role (CELL_TYPE falls back to the clusters when the data has no cell types)."""
+        if role == CELL_TYPE:
             return self.roles.predicted or self.roles.cell_type or self.roles.cluster
         return getattr(self.roles, role, None)
 

@@ -173,7 +173,7 @@ def groups_of(step: Step | StepResult, tools: dict[str, Tool], view: DatasetView
 
 
 def _value_fields(tool: Tool) -> list[str]:
-    """The tool's fields that take groups: label values of any column, or of a role's column ("cell_type")."""
+    """The tool's fields that take groups: label values of any column, or of a role's column (CELL_TYPE)."""
     fields = tool.input_model.model_fields
     return [n for n, f in fields.items() if entity_kind(n, f) in VALUE_KINDS or entity_kind(n, f) in ROLE_ENTITIES]
 

@@ -11,6 +11,7 @@ from text_to_num import text2num
 from ..conventions import find_label_mentions, lookup
 from ..conventions.labels import STOP
 from ..conventions.ontology import GENERIC, names_cell_type, singular, words
+from ..conventions.slots import CELL_TYPE, CONDITION
 from .dataset import ROLE_WORDS, DatasetView
 
 NOT_GENES = {
@@ -99,7 +100,7 @@ def _ordered_columns(view: DatasetView) -> dict[str, list[str]]:
 ROLE_NOUNS = {
     "cluster": ("cluster",),
     "sample": ("sample", "donor", "batch", "plate", "patient", "replicate"),
-    "condition": ("condition",),
+    CONDITION: (CONDITION,),
 }
 
 
@@ -181,11 +182,11 @@ def _columns(text: str, view: DatasetView, found, taken) -> None:
         for key in keys:
             for m in re.finditer(r"\b" + re.escape(key) + r"(?:e?s)?\b", lower):
                 _claim(found, taken, Mention("column", col, m.start(), m.end(), column=col))
-    for role in ("cell_type", "cluster", "sample", "condition"):
+    for role in (CELL_TYPE, "cluster", "sample", CONDITION):
         col = view.column_for(role)
         if col:
             for m in ROLE_WORDS[role].finditer(text):
-                if role != "condition" or m.group().lower().startswith("condition"):
+                if role != CONDITION or m.group().lower().startswith(CONDITION):
                     _claim(found, taken, Mention("column", col, m.start(), m.end(), column=col))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from ..conventions.slots import CELL_TYPE, CONDITION
 from ._app import app, console
 
 MODEL_HELP = "'embedded' (default), a local HF model directory, or a server URL (http://127.0.0.1:8000)"
@@ -300,8 +301,8 @@ def train(
     batch_size: int | None = typer.Option(None, help="SFT: examples per step (16); GRPO: prompts per step (4)"),
     num_generations: int = typer.Option(4, help="GRPO: completions per prompt"),
     beta: float = typer.Option(0.1, help="GRPO: KL coefficient to the starting model"),
-    label_key: str = typer.Option("cell_type", help="obs column of cell types"),
-    condition_key: str = typer.Option("condition", help="obs column of conditions"),
+    label_key: str = typer.Option(CELL_TYPE, help="obs column of cell types"),
+    condition_key: str = typer.Option(CONDITION, help="obs column of conditions"),
     control: str = typer.Option("ctrl", help="condition value of control cells"),
     perturbation: str | None = typer.Option(
         None, help="perturbation name in prompts (default: the perturbed condition's value)"
@@ -331,7 +332,7 @@ def train(
     if data is None and base is not None:  # the embedded model's data, split and tasks, from another base
         from ..training import data as D
 
-        data, task = "kang2018", task or ",".join(("cell_type", "generation", "perturbation"))
+        data, task = "kang2018", task or ",".join((CELL_TYPE, "generation", "perturbation"))
         hold_out, perturbation = hold_out or D.HELD_OUT_PERTURBED[0], perturbation or D.PERTURBATION
     if data is None:
         from ..training.evaluate import evaluate as run_eval
@@ -359,7 +360,7 @@ def train(
             console.print(
                 json.dumps(
                     {
-                        "cell_type_accuracy": metrics["cell_type"]["accuracy"],
+                        "cell_type_accuracy": metrics[CELL_TYPE]["accuracy"],
                         "logistic_regression_accuracy": metrics["logistic_regression"]["accuracy"],
                         "generation_type_fidelity": metrics["generation"]["fraction_classified_as_conditioned_type"],
                     },
@@ -407,7 +408,7 @@ def train(
         )
     else:
         cfg = FinetuneConfig(
-            tasks=split(task or "cell_type"),
+            tasks=split(task or CELL_TYPE),
             method=method,
             steps=steps,
             batch_size=batch_size or 16,

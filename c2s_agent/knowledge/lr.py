@@ -244,7 +244,7 @@ def score_ligand_receptor(
             "groupby": groupby,
             "source": src,
             "target": tgt,
-            "condition": condition or "",
+            CONDITION: condition or "",
             "conditions": [c or "" for c in conditions],
             "n_perms": n_perms,
             "min_fraction": min_fraction,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..conventions.slots import CELL_TYPE
 from ..errors import InputError
 from ..models.model import C2SModel
 
@@ -205,7 +206,7 @@ def score_groups(
     for i, g in enumerate(groups):
         inter = [x.prompt_text for x in interactions[i]] if interactions is not None else None
         prompts.append(model.multicell_prompt([at[p] for p in g.positions], range(len(g.positions)), inter, top_k))
-    cont = [model.prompts.response("cell_type", label=model._token(x)) for x in labels]
+    cont = [model.prompts.response(CELL_TYPE, label=model._token(x)) for x in labels]
     t0 = time.perf_counter()
     scores = model.backend.score_labels(prompts, cont)
     model._record(on_call, "multicell", len(prompts), t0, prompt_tokens=scores.n_tokens)

@@ -11,8 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..conventions.slots import CELL_TYPE
+
 #: Kinds the built-in sources produce; plugins may use other kind names.
-KINDS = ("ligand_receptor", "ppi", "gene_summary", "gene_set", "cell_type")
+KINDS = ("ligand_receptor", "ppi", "gene_summary", "gene_set", CELL_TYPE)
 
 
 class Record(BaseModel):
@@ -138,7 +140,7 @@ class GeneSet(Record):
 class CellType(Record):
     """A Cell Ontology term with its definition and synonyms."""
 
-    kind: str = "cell_type"
+    kind: str = CELL_TYPE
     cl_id: str = Field(pattern=r"^CL:\d{7}$")
     label: str
     definition: str = ""

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..conventions.slots import CELL_TYPE, CONDITION
 from ..errors import C2SError, InputError, ModelError
 from ..resources import bundled
 from . import prompts as prompt_sets
@@ -38,7 +39,7 @@ class C2SModel:
         self.meta = dict(backend.metadata or {})
         self.prompts = prompt_sets.get(prompt_set or self.meta.get("prompt_set") or "c2s-scale")
         self.top_k = {
-            "cell_type": DEFAULT_K,
+            CELL_TYPE: DEFAULT_K,
             "generation": DEFAULT_K,
             "perturbation": DEFAULT_K,
             **self.meta.get("top_k", {}),
@@ -197,7 +198,7 @@ class C2SModel:
         t0 = time.perf_counter()
         probs = None
         if mode == "score":
-            cont = [self.prompts.response("cell_type", label=self._token(x)) for x in labels]
+            cont = [self.prompts.response(CELL_TYPE, label=self._token(x)) for x in labels]
             scores = self.backend.score_labels(prompts, cont)
             self._record(on_call, "predict_cell_types", len(prompts), t0, prompt_tokens=scores.n_tokens)
             lp = scores.logprobs - scores.logprobs.max(1, keepdims=True)
@@ -237,7 +238,7 @@ class C2SModel:
         """Greedy answers to cell-type prompts: one of ``labels`` (decoding constrained to them), or free text
         up to the end of its first sentence."""
         if labels is not None:
-            first, end = self._template_parts("cell_type", "label")
+            first, end = self._template_parts(CELL_TYPE, "label")
             words = WordList(tuple(self._token(x) for x in labels), 1, first=first, end=end)
             params = GenParams(max_new_tokens=64, temperature=0.0, words=words, prompt_nll=prompt_nll)
         else:
@@ -273,10 +274,10 @@ class C2SModel:
     def cell_type_prompts(self, cells) -> tuple[list[str], np.ndarray, pd.Index]:
         """The cell-type prediction prompt of each cell (its top-K genes, the model's condition genes left out),
         the fraction of its top genes the model knows, and the cell names."""
-        texts, known, names = self.sentences(cells, self.top_k["cell_type"], self.condition_genes)
+        texts, known, names = self.sentences(cells, self.top_k[CELL_TYPE], self.condition_genes)
         organism = self.organism(cells)
         return (
-            [self.prompts.format("cell_type", cell=t, num_genes=len(t.split()), organism=organism) for t in texts],
+            [self.prompts.format(CELL_TYPE, cell=t, num_genes=len(t.split()), organism=organism) for t in texts],
             known,
             names,
         )
@@ -344,7 +345,7 @@ class C2SModel:
                 f"has {len(conditions)} entries for {len(cell_types)} cell types",
                 "give one condition per cell type, or a single condition",
             )
-        self._check_known("condition", conditions, self.known_conditions)
+        self._check_known(CONDITION, conditions, self.known_conditions)
         n_genes = int(n_genes or self.top_k["generation"])
         if n_genes < 1:
             raise InputError("n_genes", f"must be >= 1 (got {n_genes})", "ask for a positive number of genes")
@@ -499,9 +500,9 @@ class C2SModel:
     # -- embeddings ----------------------------------------------------------------------------------------
     def embed(self, cells, on_call: Recorder | None = None) -> np.ndarray:
         """Cell embeddings (n, d): the mean last hidden state over the real tokens of each cell's prompt."""
-        texts, _, _ = self.sentences(cells, self.top_k["cell_type"])
+        texts, _, _ = self.sentences(cells, self.top_k[CELL_TYPE])
         organism = self.organism(cells)
-        prompts = [self.prompts.format("cell_type", cell=t, num_genes=len(t.split()), organism=organism) for t in texts]
+        prompts = [self.prompts.format(CELL_TYPE, cell=t, num_genes=len(t.split()), organism=organism) for t in texts]
         t0 = time.perf_counter()
         emb = self.backend.embed(prompts)
         self._record(on_call, "embed", len(prompts), t0, prompt_tokens=emb.n_tokens)

@@ -15,11 +15,12 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ..conventions.slots import CELL_TYPE
 from ..errors import InputError
 from ..resources import bundled
 
 TASKS = (
-    "cell_type",
+    CELL_TYPE,
     "generation",
     "generation_unconditional",
     "perturbation",
@@ -90,7 +91,7 @@ def embedded() -> PromptSet:
 CELL_LINE = "Cell {n}: {cell}.\n"  # one cell of a multi-cell prompt, unless a prompt set says otherwise
 
 _C2S_FILES = {  # task -> the package-data file of the cell2sentence distribution holding its templates
-    "cell_type": "single_cell_cell_type_prediction_prompts.json",
+    CELL_TYPE: "single_cell_cell_type_prediction_prompts.json",
     "generation": "single_cell_cell_type_conditional_generation_prompts.json",
     "multicell_tissue": "multi_cell_tissue_prediction_prompts.json",
     "multicell_tissue_generation": "multi_cell_tissue_conditional_generation.json",

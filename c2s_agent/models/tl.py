@@ -18,6 +18,7 @@ import numpy as np
 from ..conventions import find_columns
 from ..conventions.slots import (
     ANNOTATION,
+    CELL_TYPE,
     EMBEDDING,
     GENERATED_CONDITION,
     GENERATED_TYPE,
@@ -83,7 +84,7 @@ def annotate(
         )
     m = get_model(model, settings)
     df = m.predict_cell_types(adata, mode=mode, labels=labels, threshold=threshold, on_call=on_call)
-    conf_key = key_added.replace("cell_type", "confidence") if "cell_type" in key_added else key_added + "_confidence"
+    conf_key = key_added.replace(CELL_TYPE, "confidence") if CELL_TYPE in key_added else key_added + "_confidence"
     adata.obs[key_added] = df["label"].to_numpy()
     adata.obs[key_added] = adata.obs[key_added].astype("category")
     adata.obs[conf_key] = df["confidence"].to_numpy().astype(np.float32)

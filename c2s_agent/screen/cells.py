@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..conventions import find_columns
+from ..conventions.slots import CELL_TYPE
 from ..data.select import obs_mask
 from ..errors import InputError
 
@@ -22,7 +23,7 @@ def cell_type_key(adata, key: str | None = None, value: str | None = None) -> st
     if holding or found:
         return (holding or found)[0]
     raise InputError(
-        "cell_type",
+        CELL_TYPE,
         "was given but the data has no cell type column",
         "run annotate_cells first (c2s annotate), or pass cell_type_key=",
     )

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import find_columns
+from ..conventions.slots import CELL_TYPE
 from ..errors import InputError
 from .cells import select_cells
 from .programs import GeneProgram, get_program, rank_scores
@@ -517,7 +518,7 @@ def run_screen(
         "n_cells": n_cells,
         "seed": seed,
         "k": k,
-        "cell_type": cell_type,
+        CELL_TYPE: cell_type,
         "method": "rank",
     }
     out_dir = Path(out_dir)

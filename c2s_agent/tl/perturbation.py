@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import find_columns
-from ..conventions.slots import PERTURBATION_RESULT
+from ..conventions.slots import CONDITION, PERTURBATION_RESULT
 from ..errors import InputError
 from ..models import tl as model_tl
 from ..screen.cells import cell_type_key
@@ -76,7 +76,7 @@ def perturbation_response(
     adata.uns[PERTURBATION_RESULT] = {
         "perturbation": perturbation,
         "n_cells": len(rows),
-        "condition": condition or "",
+        CONDITION: condition or "",
         "up": delta.head(15).round(4).to_dict(),
         "down": delta.tail(15)[::-1].round(4).to_dict(),
     }

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions.slots import CELL_TYPE
+
 N_GEN = 4  # generated cells per (cell type, condition) seen in training
 
 
@@ -59,7 +61,7 @@ def evaluate(path: str | Path, threads: int = 2) -> dict:
     same = emb["split"]["test_obs_names"] == meta["split"]["test_obs_names"]
     out["embedded_model"] = {
         "same_held_out_cells": same,
-        **{k: emb["metrics"]["cell_type"][k] for k in ("accuracy", "macro_f1")},
+        **{k: emb["metrics"][CELL_TYPE][k] for k in ("accuracy", "macro_f1")},
     }
     out["generation"] = _generation(model, adata, train, lab, cond, _indicator, judge)
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..conventions.slots import CELL_TYPE, CONDITION
 from ..models.prompts import embedded
 from ..models.tokenizer import label_token
 
@@ -36,9 +37,9 @@ def make_split(adata, seed: int = SEED) -> Split:
 
     pos = np.arange(adata.n_obs)
     train, test = train_test_split(
-        pos, test_size=TEST_FRACTION, random_state=seed, stratify=adata.obs["cell_type"].astype(str).to_numpy()
+        pos, test_size=TEST_FRACTION, random_state=seed, stratify=adata.obs[CELL_TYPE].astype(str).to_numpy()
     )
-    ct, cond = adata.obs["cell_type"].astype(str).to_numpy(), adata.obs["condition"].astype(str).to_numpy()
+    ct, cond = adata.obs[CELL_TYPE].astype(str).to_numpy(), adata.obs[CONDITION].astype(str).to_numpy()
     out = (ct == HELD_OUT_PERTURBED[0]) & (cond == HELD_OUT_PERTURBED[1])
     return Split(np.sort(train[~out[train]]), np.sort(test), np.sort(train[out[train]]))
 
@@ -48,8 +49,8 @@ def condition_genes(
     rows,
     n: int,
     genes=None,
-    label_key: str = "cell_type",
-    condition_key: str = "condition",
+    label_key: str = CELL_TYPE,
+    condition_key: str = CONDITION,
     control: str = "ctrl",
 ) -> list[str]:
     """The ``n`` genes (of ``genes``, default all) that respond most to the condition within cell types of the
@@ -93,15 +94,15 @@ def build_examples(adata, cs, split: Split, seed: int = SEED, unconditional: flo
     ps = embedded()
     rng = np.random.default_rng(seed)
     drop = np.random.default_rng([seed, 1]).random(len(split.train)) < unconditional
-    ct = adata.obs["cell_type"].astype(str).to_numpy()
-    cond = adata.obs["condition"].astype(str).to_numpy()
+    ct = adata.obs[CELL_TYPE].astype(str).to_numpy()
+    cond = adata.obs[CONDITION].astype(str).to_numpy()
     examples: list[Example] = []
     for i, unconditional_prompt in zip(split.train, drop):
         examples.append(
             Example(
-                "cell_type",
-                ps.format("cell_type", cell=cs.sentence(i, K_CLASSIFY)),
-                ps.response("cell_type", label=label_token(ct[i])),
+                CELL_TYPE,
+                ps.format(CELL_TYPE, cell=cs.sentence(i, K_CLASSIFY)),
+                ps.response(CELL_TYPE, label=label_token(ct[i])),
                 ct[i],
             )
         )

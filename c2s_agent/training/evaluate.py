@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions.slots import CELL_TYPE, CONDITION
 from . import data as D
 
 N_GEN_PER_TYPE = 20
@@ -31,7 +32,7 @@ def _lr_baseline(adata, split, leave_out=()) -> dict:
     train = x[split.train].copy()
     sc.pp.highly_variable_genes(train, n_top_genes=2000)
     genes = train.var_names[train.var["highly_variable"]]
-    y = adata.obs["cell_type"].astype(str).to_numpy()
+    y = adata.obs[CELL_TYPE].astype(str).to_numpy()
     clf = LogisticRegression(max_iter=2000, C=1.0).fit(x[split.train][:, genes].X, y[split.train])
     pred = clf.predict(x[split.test][:, genes].X)
     out = {
@@ -45,8 +46,8 @@ def _lr_baseline(adata, split, leave_out=()) -> dict:
         out["accuracy_without_condition_genes"] = float(
             accuracy_score(y[split.test], clf.predict(x[split.test][:, kept].X))
         )
-    if "condition" in adata.obs:  # the Kang split holds out stimulated CD14 monocytes
-        cond = adata.obs["condition"].astype(str).to_numpy()[split.test]
+    if CONDITION in adata.obs:  # the Kang split holds out stimulated CD14 monocytes
+        cond = adata.obs[CONDITION].astype(str).to_numpy()[split.test]
         held = (y[split.test] == D.HELD_OUT_PERTURBED[0]) & (cond == D.HELD_OUT_PERTURBED[1])
         if held.any() and not held.all():
             out["accuracy_excluding_held_out_stim_cd14_mono"] = float(accuracy_score(y[split.test][~held], pred[~held]))
@@ -94,8 +95,8 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     backend = TransformersBackend(path, Settings(threads=threads))
     model = C2SModel(backend)
     meta = dict(backend.metadata)
-    y = adata.obs["cell_type"].astype(str).to_numpy()
-    cond = adata.obs["condition"].astype(str).to_numpy()
+    y = adata.obs[CELL_TYPE].astype(str).to_numpy()
+    cond = adata.obs[CONDITION].astype(str).to_numpy()
     labels = model.known_labels
     test = adata[split.test].copy()
 
@@ -107,7 +108,7 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
     truth = y[split.test]
     held = (truth == D.HELD_OUT_PERTURBED[0]) & (cond[split.test] == D.HELD_OUT_PERTURBED[1])
     metrics: dict = {
-        "cell_type": {
+        CELL_TYPE: {
             "n_test": int(len(truth)),
             "accuracy": float(accuracy_score(truth, pred)),
             "macro_f1": float(f1_score(truth, pred, average="macro")),
@@ -133,7 +134,7 @@ def evaluate(path: str | Path, threads: int = 2, write: bool = True, progress: b
         say("scoring without / with the condition genes ...")
         full = C2SModel(backend)
         full.condition_genes = frozenset()
-        metrics["cell_type"]["condition_genes"] = {
+        metrics[CELL_TYPE]["condition_genes"] = {
             "n": len(model.condition_genes),
             "test_accuracy_with_them": float(
                 accuracy_score(truth, full.predict_cell_types(test, threshold=0.0)["label"])
@@ -262,7 +263,7 @@ def model_card(meta: dict, old_card: str = "") -> str:
     """The model card's markdown; marked sections of ``old_card`` written by other scripts are kept."""
     m, t, s = meta.get("metrics", {}), meta["training"], meta["split"]
     ct, lr, gen, gate = (
-        m.get("cell_type", {}),
+        m.get(CELL_TYPE, {}),
         m.get("logistic_regression", {}),
         m.get("generation", {}),
         m.get("unknown_gate", {}),

@@ -26,12 +26,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..conventions.slots import CELL_TYPE, CONDITION
 from ..errors import InputError
 from .data import Example, condition_genes
 
-TASKS = ("cell_type", "generation", "perturbation")
+TASKS = (CELL_TYPE, "generation", "perturbation")
 METHODS = ("full", "lora")
-DEFAULT_TOP_K = {"cell_type": 64, "generation": 64, "perturbation": 64}
+DEFAULT_TOP_K = {CELL_TYPE: 64, "generation": 64, "perturbation": 64}
 MAX_EVAL_EXAMPLES = 100
 
 
@@ -39,8 +40,8 @@ MAX_EVAL_EXAMPLES = 100
 class DataSpec:
     """Which obs columns hold what, and how cells are split."""
 
-    label_key: str = "cell_type"
-    condition_key: str = "condition"
+    label_key: str = CELL_TYPE
+    condition_key: str = CONDITION
     control: str = "ctrl"
     perturbation: str | None = None  # name of the perturbation in prompts (default: the perturbed condition)
     hold_out: tuple[str, ...] = ()  # cell types whose perturbed cells are never trained on
@@ -50,7 +51,7 @@ class DataSpec:
 
 @dataclass
 class FinetuneConfig:
-    tasks: tuple[str, ...] = ("cell_type",)
+    tasks: tuple[str, ...] = (CELL_TYPE,)
     method: str = "full"
     steps: int = 200
     batch_size: int = 16
@@ -141,14 +142,12 @@ def build_examples(adata, model, spec: DataSpec, tasks, rows, seed: int = 0) -> 
     sub = adata[rows]
     lab = sub.obs[spec.label_key].astype(str).to_numpy()
     cond = sub.obs[spec.condition_key].astype(str).to_numpy() if spec.condition_key in sub.obs else None
-    texts = {t: model.sentences(sub, int(model.top_k[t]))[0] for t in tasks if t != "cell_type"}
-    type_prompts = model.cell_type_prompts(sub)[0] if "cell_type" in tasks else []
+    texts = {t: model.sentences(sub, int(model.top_k[t]))[0] for t in tasks if t != CELL_TYPE}
+    type_prompts = model.cell_type_prompts(sub)[0] if CELL_TYPE in tasks else []
     out: list[Example] = []
     for i in range(len(rows)):
-        if "cell_type" in tasks:
-            out.append(
-                Example("cell_type", type_prompts[i], ps.response("cell_type", label=model._token(lab[i])), lab[i])
-            )
+        if CELL_TYPE in tasks:
+            out.append(Example(CELL_TYPE, type_prompts[i], ps.response(CELL_TYPE, label=model._token(lab[i])), lab[i]))
         if "generation" in tasks:
             out.append(
                 Example(
@@ -271,7 +270,7 @@ def output_meta(base_m: dict, adata, spec: DataSpec, split: Split, tasks, name: 
     meta.pop("metrics", None)
     meta.pop("ood", None)  # calibrated for the base model's sentences only
     lab = adata.obs[spec.label_key].astype(str)
-    if "cell_type" in tasks or "generation" in tasks:
+    if CELL_TYPE in tasks or "generation" in tasks:
         meta["labels"] = sorted(set(lab))
     if spec.condition_key in adata.obs:
         conds = sorted(set(adata.obs[spec.condition_key].astype(str)))
@@ -287,7 +286,7 @@ def output_meta(base_m: dict, adata, spec: DataSpec, split: Split, tasks, name: 
         "stratify": spec.label_key if split.stratified else None,
         "n_train": int(len(split.train)),
         "n_test": int(len(split.test)),
-        "held_out_perturbed": {"cell_types": list(spec.hold_out), "condition": f"not {spec.control}"}
+        "held_out_perturbed": {"cell_types": list(spec.hold_out), CONDITION: f"not {spec.control}"}
         if spec.hold_out
         else None,
         "test_obs_names": adata.obs_names[split.test].tolist(),
@@ -426,8 +425,8 @@ def finetune(
     save_model(
         trainer.model, tok, out, meta, base, reverse, base_name=_pulled_name(base) if cfg.method == "lora" else None
     )
-    if "cell_type" in cfg.tasks:
-        metrics["cell_type"] = cell_type_metrics(out, adata, spec, split, cfg.threads)
+    if CELL_TYPE in cfg.tasks:
+        metrics[CELL_TYPE] = cell_type_metrics(out, adata, spec, split, cfg.threads)
     meta["metrics"] = metrics
     (out / "c2s_model.json").write_text(json.dumps(meta, indent=1, default=str))
     (out / "README.md").write_text(model_card(meta))

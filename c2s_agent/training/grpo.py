@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions.slots import CELL_TYPE
 from ..errors import InputError
 from . import finetune as F
 from .rewards import RewardData, make_rewards, program_agreement, validity
 
-GRPO_TASKS = ("perturbation", "cell_type")
+GRPO_TASKS = ("perturbation", CELL_TYPE)
 
 
 @dataclass
@@ -60,7 +61,7 @@ def prompts_dataset(adata, model, spec: F.DataSpec, task: str, rows, groups) -> 
     sub = adata[np.asarray(rows)]
     lab = sub.obs[spec.label_key].astype(str).to_numpy()
     k = int(model.top_k[task])
-    texts, _, _ = model.sentences(sub, k, model.condition_genes if task == "cell_type" else frozenset())
+    texts, _, _ = model.sentences(sub, k, model.condition_genes if task == CELL_TYPE else frozenset())
     ps = model.prompts
     out = []
     if task == "perturbation":
@@ -88,7 +89,7 @@ def prompts_dataset(adata, model, spec: F.DataSpec, task: str, rows, groups) -> 
         for i in range(len(lab)):
             out.append(
                 {
-                    "prompt": ps.format("cell_type", cell=texts[i], num_genes=len(texts[i].split())),
+                    "prompt": ps.format(CELL_TYPE, cell=texts[i], num_genes=len(texts[i].split())),
                     "group": lab[i],
                     "control": texts[i],
                     "label": model._token(lab[i]),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions.slots import CELL_TYPE, CONDITION
 from ..models.backend import length_buckets
 from . import data as D
 
@@ -76,8 +77,8 @@ def prepare(cfg: TrainConfig):
     # restrict sentences to vocabulary genes so K always counts known genes
     in_vocab = np.isin(cs.genes, np.asarray(genes, dtype=object))
     cs = _restrict(cs, in_vocab)
-    labels = sorted(adata.obs["cell_type"].astype(str).unique())
-    conditions = sorted(adata.obs["condition"].astype(str).unique())
+    labels = sorted(adata.obs[CELL_TYPE].astype(str).unique())
+    conditions = sorted(adata.obs[CONDITION].astype(str).unique())
     ps = embedded()
     words = template_words(
         [t for ts in ps.prompts.values() for t in ts] + [t for ts in ps.responses.values() for t in ts]
@@ -98,7 +99,7 @@ def thinned_examples(adata, split, genes: list[str], cfg: TrainConfig, epoch: in
     from ..sentences import to_sentences
 
     rng = np.random.default_rng([cfg.seed, epoch])
-    ct = adata.obs["cell_type"].astype(str).to_numpy()[split.train]
+    ct = adata.obs[CELL_TYPE].astype(str).to_numpy()[split.train]
     extra = [split.train[ct == t] for t in np.unique(ct)]
     extra = np.concatenate([np.resize(rows, max(0, cfg.min_cells_per_type - len(rows))) for rows in extra])
     rows = np.concatenate([np.arange(adata.n_obs), extra])
@@ -151,10 +152,10 @@ def encode(tok, examples, labels, cfg: TrainConfig):
     """Token ids and per-token loss weights (and smoothing) for each example."""
     from ..models.tokenizer import label_token
 
-    freq = Counter(e.label for e in examples if e.task == "cell_type")
+    freq = Counter(e.label for e in examples if e.task == CELL_TYPE)
     top = max(freq.values())
     class_w = {lab: math.sqrt(top / n) for lab, n in freq.items()}
-    norm = sum(class_w[e.label] for e in examples if e.task == "cell_type") / sum(freq.values())
+    norm = sum(class_w[e.label] for e in examples if e.task == CELL_TYPE) / sum(freq.values())
     eos = tok.eos_token_id
     out = []
     for e in examples:
@@ -163,7 +164,7 @@ def encode(tok, examples, labels, cfg: TrainConfig):
         ids = p + r
         w = np.zeros(len(ids), np.float32)
         eps = np.zeros(len(ids), np.float32)
-        if e.task == "cell_type":
+        if e.task == CELL_TYPE:
             w[1 : len(p)] = cfg.w_sentence
             w[len(p)] = class_w[e.label] / norm
             eps[len(p)] = cfg.label_smoothing
@@ -297,12 +298,12 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
         "labels": labels,
         "conditions": conditions,
         "perturbations": [D.PERTURBATION],
-        "top_k": {"cell_type": D.K_CLASSIFY, "generation": D.K_GENERATE, "perturbation": D.K_PERTURB},
+        "top_k": {CELL_TYPE: D.K_CLASSIFY, "generation": D.K_GENERATE, "perturbation": D.K_PERTURB},
         "tie_break": D.TIE_BREAK,
         "n_genes": len(genes),
         "n_params": n_params,
         "single_token_labels": True,
-        "tasks": ["cell_type", "generation", "perturbation"],
+        "tasks": [CELL_TYPE, "generation", "perturbation"],
         "genes": genes,
         **({"generation_guidance": cfg.guidance} if cfg.unconditional > 0 else {}),
         "gene_priority": gene_priority(adata, genes),
@@ -316,12 +317,12 @@ def train(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True
         "split": {
             "seed": cfg.seed,
             "test_fraction": D.TEST_FRACTION,
-            "stratify": "cell_type",
+            "stratify": CELL_TYPE,
             "n_train": len(split.train),
             "n_test": len(split.test),
             "held_out_perturbed": {
-                "cell_type": D.HELD_OUT_PERTURBED[0],
-                "condition": D.HELD_OUT_PERTURBED[1],
+                CELL_TYPE: D.HELD_OUT_PERTURBED[0],
+                CONDITION: D.HELD_OUT_PERTURBED[1],
                 "n_cells_removed_from_training": len(split.held_out_perturbed),
             },
             "test_obs_names": adata.obs_names[split.test].tolist(),

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl, pl, tl
-from c2s_agent.conventions.slots import MARKERS
+from c2s_agent.conventions.slots import CELL_TYPE, CONDITION, MARKERS
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -39,7 +39,7 @@ def describe_dataset(ctx: ToolContext, args: DescribeInput) -> ToolResult:
     import pandas as pd
 
     d = tl.describe(ctx.adata, args.column)
-    roles = {r: getattr(d.roles, r) for r in ("cell_type", "condition", "sample", "cluster")}
+    roles = {r: getattr(d.roles, r) for r in (CELL_TYPE, CONDITION, "sample", "cluster")}
     out = DescribeOutput(
         n_cells=d.n_cells,
         n_genes=d.n_genes,

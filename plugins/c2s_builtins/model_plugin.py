@@ -11,7 +11,15 @@ from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl, pl, tl
 from c2s_agent.conventions import find_columns
-from c2s_agent.conventions.slots import EMBEDDING, EMBEDDING_UMAP, PREDICTED_TYPE, SENTENCE, SIMILARITY
+from c2s_agent.conventions.slots import (
+    CELL_TYPE,
+    CONDITION,
+    EMBEDDING,
+    EMBEDDING_UMAP,
+    PREDICTED_TYPE,
+    SENTENCE,
+    SIMILARITY,
+)
 from c2s_agent.errors import InputError
 from c2s_agent.registry import BackendFactory
 from c2s_agent.tl.hypotheses import perturbation_hypotheses
@@ -213,10 +221,10 @@ def similar_cells(ctx: ToolContext, args: SimilarInput) -> ToolResult:
 
 # ---------------------------------------------------------------- generate_cells
 class GenerateInput(BaseModel):
-    cell_type: str = Field(description="cell type to generate", json_schema_extra={"entity": "cell_type"})
+    cell_type: str = Field(description="cell type to generate", json_schema_extra={"entity": CELL_TYPE})
     n: int = Field(50, ge=1, le=2000, description="number of cells")
     condition: str | None = Field(
-        None, description="condition, e.g. 'ctrl' or 'stim'", json_schema_extra={"entity": "condition"}
+        None, description="condition, e.g. 'ctrl' or 'stim'", json_schema_extra={"entity": CONDITION}
     )
     seed: int = 0
 
@@ -267,12 +275,12 @@ class PerturbInput(BaseModel):
     cell_types: list[str] | None = Field(
         None,
         description="only cells of these types (the data's or the predicted cell types)",
-        json_schema_extra={"entity": "cell_type"},
+        json_schema_extra={"entity": CELL_TYPE},
     )
     condition: str | None = Field(
         None,
         description="only cells of this condition (default: the control cells, when the data has conditions)",
-        json_schema_extra={"entity": "condition"},
+        json_schema_extra={"entity": CONDITION},
     )
     max_cells: int = Field(200, ge=1, le=5000)
     context: str | None = None

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl, pl, tl
 from c2s_agent.conventions import find_columns
-from c2s_agent.conventions.slots import SCREEN
+from c2s_agent.conventions.slots import CELL_TYPE, SCREEN
 from c2s_agent.errors import InputError
 from c2s_agent.registry import GeneProgram
 from c2s_agent.tl.hypotheses import screen_hypotheses
@@ -42,7 +42,7 @@ class ScreenInput(BaseModel):
         "split (default: the data's treated condition, then its control)",
     )
     cell_type: str | None = Field(
-        None, description="restrict base cells to this cell type", json_schema_extra={"entity": "cell_type"}
+        None, description="restrict base cells to this cell type", json_schema_extra={"entity": CELL_TYPE}
     )
     n_cells: int = Field(64, ge=2, le=2000, description="base cells per context")
     seed: int = 0

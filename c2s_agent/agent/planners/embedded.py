@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...conventions.slots import CELL_TYPE
 from ..arguments import base_type, entity_kind, fill_args
 from ..mentions import find_mentions
 from ..plan import NO_TOOL, Note, Plan, Step
@@ -158,7 +159,7 @@ class EmbeddedPlanner:
         missing = [m for m in find_mentions(clause, view) if m.kind == "missing"]
         if not missing:
             return None
-        col = view.column_for("cell_type")
+        col = view.column_for(CELL_TYPE)
         held = f"; its {col!r} column holds {', '.join(view.columns.get(col, [])[:15])}" if col else ""
         return Note(
             kind="missing",

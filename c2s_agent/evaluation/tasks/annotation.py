@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...conventions.slots import CELL_TYPE
 from ...errors import InputError
 from . import Task, load_cell_model, model_meta, read_obs, read_rows, rounded
 
@@ -25,7 +26,7 @@ class Annotation(Task):
     description = "cell type accuracy and macro-F1 on held-out cells vs a logistic-regression baseline"
     uses_model = True
     defaults = {
-        "label_column": "cell_type",
+        "label_column": CELL_TYPE,
         "limit": None,
         "chunk_size": 50,
         "seed": 0,
@@ -92,8 +93,8 @@ class Annotation(Task):
         train, test = np.asarray(item["train"]), np.asarray(item["test"])
         rows = np.union1d(train, test)  # read_rows returns these rows in sorted order
         adata = read_rows(cell.dataset, rows)
-        if cell.params["label_column"] != "cell_type":
-            adata.obs["cell_type"] = adata.obs[cell.params["label_column"]]
+        if cell.params["label_column"] != CELL_TYPE:
+            adata.obs[CELL_TYPE] = adata.obs[cell.params["label_column"]]
         split = Split(np.searchsorted(rows, train), np.searchsorted(rows, test), np.array([], int))
         res = _lr_baseline(adata, split)
         return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...conventions.slots import CELL_TYPE, CONDITION
 from . import Task, load_cell_model, model_meta, read_obs, read_rows, rounded
 
 
@@ -18,8 +19,8 @@ class GenerationFidelity(Task):
     description = "scFID and MMD of generated vs real cells per type, against a real-vs-real reference"
     uses_model = True
     defaults = {
-        "label_column": "cell_type",
-        "condition_column": "condition",
+        "label_column": CELL_TYPE,
+        "condition_column": CONDITION,
         "conditions": ["ctrl"],
         "cell_types": None,
         "n_generate": 20,
@@ -49,7 +50,7 @@ class GenerationFidelity(Task):
                     & (obs[p["condition_column"]].astype(str) == cond).to_numpy()
                 )
                 if len(rows) >= p["min_real"]:
-                    out.append({"id": f"{ct}|{cond}", "cell_type": ct, "condition": cond, "positions": rows.tolist()})
+                    out.append({"id": f"{ct}|{cond}", CELL_TYPE: ct, CONDITION: cond, "positions": rows.tolist()})
         return out
 
     def run(self, cell, items, settings) -> list[dict]:
@@ -67,7 +68,7 @@ class GenerationFidelity(Task):
         for it in items:
             real = read_rows(cell.dataset, it["positions"])
             gen = tl.generate_cells(
-                it["cell_type"], n=p["n_generate"], condition=it["condition"], model=model, seed=p["seed"]
+                it[CELL_TYPE], n=p["n_generate"], condition=it[CONDITION], model=model, seed=p["seed"]
             )
             res = evaluate_generation(
                 real, gen, encoder=encoder, metrics=["scfid", "mmd"], n_boot=p["n_boot"], seed=p["seed"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...conventions.slots import CELL_TYPE
 from ...errors import InputError
 from . import Task, load_cell_model, model_meta, read_obs, read_rows, rounded
 
@@ -23,7 +24,7 @@ class MulticellKnowledge(Task):
     description = "cell type of cell neighbourhoods from multi-cell prompts, with vs without injected interactions"
     uses_model = True
     defaults = {
-        "label_column": "cell_type",
+        "label_column": CELL_TYPE,
         "groupby": None,
         "n_cells": 4,
         "top_k": 40,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...conventions.slots import CELL_TYPE, CONDITION
 from . import Task, load_cell_model, model_meta, read_obs, read_rows, rounded
 
 
@@ -25,8 +26,8 @@ class PerturbationResponse(Task):
     uses_model = True
     defaults = {
         "perturbation": None,
-        "label_column": "cell_type",
-        "condition_column": "condition",
+        "label_column": CELL_TYPE,
+        "condition_column": CONDITION,
         "control": "ctrl",
         "perturbed": "stim",
         "cell_types": None,
@@ -64,13 +65,13 @@ class PerturbationResponse(Task):
         return out
 
     def items(self, cell, settings) -> list[dict]:
-        held = (model_meta(cell, settings).get("split") or {}).get("held_out_perturbed", {}).get("cell_type")
+        held = (model_meta(cell, settings).get("split") or {}).get("held_out_perturbed", {}).get(CELL_TYPE)
         groups = self._groups(cell)
         types = cell.params["cell_types"] or sorted(groups)
         return [
             {
                 "id": t,
-                "cell_type": t,
+                CELL_TYPE: t,
                 "held_out": t == held,
                 "ctrl": groups[t]["ctrl"].tolist(),
                 "stim": groups[t]["stim"].tolist(),
