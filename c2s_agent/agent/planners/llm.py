@@ -34,7 +34,7 @@ def dataset_text(
     vocab: DatasetView | None, max_values: int = MAX_VALUES, predicted: dict[str, tuple[str, list[str]]] | None = None
 ) -> str:
     """The dataset's obs columns and their labels as JSON data; ``predicted`` maps an obs column a tool can
-    add to (tool name, its labels), e.g. the cell types annotate_cells predicts."""
+    add to (tool name, its labels), e.g. the cell types an annotation tool predicts."""
     if vocab is None:
         return fenced_json({"dataset": None})
     return fenced_json(
