@@ -86,6 +86,18 @@ def test_expression_and_rank_scores_see_the_interferon_response(kang):
         assert scores[stim].mean() > 2 * scores[~stim].mean(), method  # IFN-beta induces the Hallmark IFN-alpha set
 
 
+def test_score_program_writes_the_scores_and_tables_the_group_means(kang):
+    from c2s_agent import tl
+
+    adata = kang.copy()
+    res = tl.score_program(adata, "ifn_alpha", "condition")
+    assert adata.uns["c2s_program_scores"] == {"ifn_alpha": res.key} and res.key in adata.obs
+    table = res.table()
+    assert list(table.columns) == ["mean ifn_alpha score"] and table.index.tolist() == ["ctrl", "stim"]
+    assert table.loc["stim"].item() > 2 * table.loc["ctrl"].item()
+    assert table.loc["ctrl"].item() == pytest.approx(adata.obs[res.key][adata.obs.condition == "ctrl"].mean())
+
+
 # ---------------------------------------------------------------------------------------- library, contexts
 def test_library_from_list_string_and_csv(tmp_path):
     assert load_library("IFN-beta, TNF")["item"].tolist() == ["IFN-beta", "TNF"]

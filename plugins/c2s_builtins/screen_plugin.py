@@ -197,8 +197,6 @@ class ScoreOutput(BaseModel):
 
 
 def score_gene_program(ctx: ToolContext, args: ScoreInput) -> ToolResult:
-    import pandas as pd
-
     from c2s_agent.screen.programs import program_from_text
 
     name = args.program or program_from_text(args.question)
@@ -212,14 +210,9 @@ def score_gene_program(ctx: ToolContext, args: ScoreInput) -> ToolResult:
     groupby = _column(ctx, args.groupby) or roles.condition or roles.groups(prefer_predicted=True)
     res = tl.score_program(ctx.adata, name, groupby, args.method, args.top_k, ctx.settings)
     if res.by_group:
-        ctx.save_table(
-            pd.Series(res.by_group, name=f"mean {res.name} score").to_frame(),
-            "program_by_group",
-            f"Mean {res.name} score by {groupby}",
-        )
-    groups = ctx.adata.obs[groupby] if groupby else None
+        ctx.save_table(res.table(), "program_by_group", f"Mean {res.name} score by {groupby}")
     ctx.save_plot(
-        pl.program(res.scores, groups, res.name, res.method, len(res.genes)),
+        pl.program(res.scores, ctx.adata.obs[groupby] if groupby else None, res.name, res.method, len(res.genes)),
         "program_scores",
         f"{res.name} program score per cell",
     )
