@@ -10,6 +10,7 @@ from .captions import Caption, caption_groups
 from .communication import Communication, ligand_receptor
 from .describe import Description, describe
 from .embedding import silhouette, similar_cells, umap
+from .generation import GenerationMetrics, generation_metrics
 from .markers import marker_genes
 from .perturbation import PerturbationResponse, choose_cells, perturbation_response
 from .programs import ProgramScores, score_program
@@ -19,6 +20,7 @@ __all__ = [
     "Caption",
     "Communication",
     "Description",
+    "GenerationMetrics",
     "PerturbationResponse",
     "ProgramScores",
     "ReverseFit",
@@ -30,6 +32,7 @@ __all__ = [
     "embed",
     "from_sentences",
     "generate_cells",
+    "generation_metrics",
     "get_model",
     "ligand_receptor",
     "marker_genes",
