@@ -2,7 +2,7 @@
 model tasks come from :mod:`c2s_agent.models.tl`; the rest compose the library's science for the tools and
 for use without the agent."""
 
-from ..knowledge.multicell import multicell
+from ..knowledge.multicell import MulticellSummary, multicell, multicell_summary
 from ..models.tl import annotate, embed, from_sentences, generate_cells, get_model, perturb
 from ..screen import run_screen
 from .annotation import agreement
@@ -21,6 +21,7 @@ __all__ = [
     "Communication",
     "Description",
     "GenerationMetrics",
+    "MulticellSummary",
     "PerturbationResponse",
     "ProgramScores",
     "ReverseFit",
@@ -37,6 +38,7 @@ __all__ = [
     "ligand_receptor",
     "marker_genes",
     "multicell",
+    "multicell_summary",
     "perturb",
     "perturbation_response",
     "reverse_fit",
