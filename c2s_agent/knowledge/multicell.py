@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..conventions.slots import CELL_TYPE
+from ..conventions.slots import CELL_TYPE, MULTICELL
 from ..errors import InputError
 from ..models.model import C2SModel
 
@@ -276,7 +276,7 @@ def multicell(
     kb=None,
     settings=None,
     on_call=None,
-    key_added: str = "c2s_multicell",
+    key_added: str = MULTICELL,
 ) -> pd.DataFrame:
     """Scanpy-style multi-cell reasoning with knowledge: groups of ``n_cells`` cells -- kNN neighbourhoods
     around the cells whose ``obs[groupby]`` is in ``values`` (``mode="neighbourhood"``; every cell when no
