@@ -522,13 +522,15 @@ def run_screen(
     t_start = time.perf_counter()
     adata = read(adata) if isinstance(adata, (str, Path)) else adata
     _check_numbers(n_cells=(n_cells, 2), n_boot=(n_boot, 10), batch_cells=(batch_cells, 1))
-    m = model if isinstance(model, C2SModel) else load_model(model, settings)
-    if perturbations is None and not m.known_perturbations:
-        raise InputError(
-            "perturbations", f"were not given and model {m.name} declares none", "name the perturbations to screen"
-        )
-    library = load_library(m.known_perturbations if perturbations is None else perturbations)
+    library = None if perturbations is None else load_library(perturbations)
     ctxs = resolve_contexts(adata, contexts)
+    m = model if isinstance(model, C2SModel) else load_model(model, settings)
+    if library is None:
+        if not m.known_perturbations:
+            raise InputError(
+                "perturbations", f"were not given and model {m.name} declares none", "name the perturbations to screen"
+            )
+        library = load_library(m.known_perturbations)
     prog: GeneProgram = get_program(program, settings)
     genes = _program_genes(m, prog, adata)
     if (library["context_text"] != "").any() and "perturbation_context" not in m.meta.get(
