@@ -93,3 +93,14 @@ def test_gene_names_that_collide_after_upper_casing_are_noted_not_fatal(settings
     out = runs.ask("Convert the cells into cell sentences", str(path), settings)
     _ok(out)
     assert np.isfinite(out["results"]["s1"].output["median_length"])
+
+
+def test_describe_tables_each_column_with_its_role(kang):
+    from c2s_agent import tl
+
+    d = tl.describe(kang, "condition")
+    table = d.table()
+    assert d.breakdown == {"ctrl": 1000, "stim": 1000} and list(table.index) == list(kang.obs.columns)
+    assert table.loc["cell_type", "role"] == "cell_type" and table.loc["cell_type", "values"] == 13
+    assert table.loc["orig.ident", "role"] == "sample" and table.loc["nCount_RNA", "values"] == "numeric"
+    assert table.loc["condition", "examples"] == "ctrl, stim"

@@ -110,6 +110,18 @@ def test_bad_inputs(kang, kwargs, message):
         score_ligand_receptor(kang, args.pop("groupby"), args.pop("source"), args.pop("target"), **args)
 
 
+def test_communication_counts_and_tops_the_significant_pairs_per_condition(kang):
+    from c2s_agent import tl
+
+    res = tl.ligand_receptor(kang.copy(), ["CD14 Mono"], ["NK"], condition="condition", n_perms=50)
+    sig = res.table[res.table.significant]
+    assert res.n_significant() == sig.groupby("condition").size().to_dict() and res.n_significant()["stim"] >= 3
+    top = res.top(3)
+    assert top.groupby("condition").size().to_dict() == {"ctrl": 3, "stim": 3} and top.significant.all()
+    assert top[top.condition == "stim"]["rank"].tolist() == [1, 2, 3]
+    assert "CXCL10 -> CXCR3" in top[top.condition == "stim"].pair.tolist()  # IFN-beta induces CXCL10 in monocytes
+
+
 def test_tool_writes_table_plot_and_uns(kang, settings, tmp_path):
     from c2s_agent import registry
     from c2s_agent.data import prepare

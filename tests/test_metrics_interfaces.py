@@ -65,6 +65,23 @@ def test_third_party_encoder_through_the_hook(kang, settings):
         plugins.pm.unregister(name="small_pca")
 
 
+def test_generation_metrics_match_the_real_cells_and_write_uns(split):
+    from c2s_agent import tl
+    from c2s_agent.data import prepare, read
+
+    rest, path = split
+    adata = prepare(rest)
+    res = tl.generation_metrics(adata, read(path), metrics=["scfid"], n_boot=0)
+    assert res.real == {"cell_type": "CD14 Mono", "condition": "stim"}  # the generated cells' requested labels
+    assert res.result.notes[0] == f"real cells selected to match the generated cells: {res.real}"
+    stored = json.loads(adata.uns["c2s_generation_metrics"])
+    assert stored["n_real"] == 151 and stored["n_generated"] == 152
+    assert stored["metrics"]["scfid"]["value"] == pytest.approx(res.result.metrics["scfid"].value)
+    every = tl.generation_metrics(adata, read(path), {"cell_type": "CD14 Mono"}, metrics=["scfid"], n_boot=0)
+    assert every.real == {"cell_type": "CD14 Mono"} and len(every.result.real_embedding) > 151
+    assert not any("selected to match" in n for n in every.result.notes)
+
+
 def test_tool_evaluates_a_generated_file(split, tmp_path):
     from c2s_agent.data import prepare
 

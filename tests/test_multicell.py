@@ -108,6 +108,25 @@ def test_prompts_with_and_without_knowledge(mono, records, model):
     )
 
 
+def test_summary_counts_answers_changes_and_agreement(mono, records, model):
+    from collections import Counter
+
+    groups = mc.clusters(mono, "cell_type", 4)[::3]
+    df = mc.reason(mono, groups, model, records)
+    s = mc.multicell_summary(mono, df, "cell_type", top=3)
+    assert s.n_groups == len(df) == 10 and sum(s.answers_without.values()) == sum(s.answers_with.values()) == 10
+    assert s.n_groups_with_interactions == int((df.n_interactions > 0).sum())
+    assert s.fraction_changed == pytest.approx(df.changed.mean()) and s.mean_kl == pytest.approx(
+        df.kl_with_vs_without.mean()
+    )
+    assert df.majority_cell_type.tolist() == [g.label for g in groups]  # a cluster's cells share its label
+    assert s.accuracy_with == pytest.approx((df.with_knowledge == df.majority_cell_type).mean())
+    counted = Counter(p for x in df.interactions for p in x.split("; ") if p)
+    assert len(s.top_interactions) == 3 and counted[s.top_interactions[0]] == max(counted.values())
+    unlabelled = mc.multicell_summary(mono, df)
+    assert unlabelled.compared_with is None and unlabelled.accuracy_without is None
+
+
 def test_multicell_tool_in_a_run_reports_the_change_and_how(tmp_path):
     import pandas as pd
 

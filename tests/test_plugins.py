@@ -7,6 +7,7 @@ import inspect
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import BaseModel
 
@@ -136,6 +137,24 @@ def test_builtins_register_the_documented_types():
         found = registry.collect(kind, Settings())
         assert found, f"no built-in registers {kind}"
         assert all(isinstance(obj, cls or Tool) and obj.plugin for obj in found.values()), kind
+
+
+def test_example_plugin_scores_cell_cycle_phases_without_the_agent(kang, example_plugin):
+    from c2s_example_plugin.cell_cycle import G2M_SCORE, PHASE, S_SCORE, plot_scores, score_cell_cycle
+
+    from c2s_agent.data import prepare
+    from c2s_agent.errors import InputError
+
+    adata = prepare(kang)
+    cc = score_cell_cycle(adata, "cell_type")
+    assert len(cc.s_genes) >= 10 and len(cc.g2m_genes) >= 10 and set(cc.counts) == {"G1", "S", "G2M"}
+    assert cc.counts == adata.obs[PHASE].value_counts().to_dict() and sum(cc.counts.values()) == kang.n_obs
+    s_phase, obs = (adata.obs[PHASE] == "S").to_numpy(), adata.obs
+    assert (obs[S_SCORE][s_phase] > 0).all() and (obs[S_SCORE][s_phase] > obs[G2M_SCORE][s_phase]).all()
+    assert set(cc.by_group.index) == set(kang.obs.cell_type) and np.allclose(cc.by_group.sum(axis=1), 1)
+    assert plot_scores(adata).axes[0].has_data() and score_cell_cycle(adata).by_group is None
+    with pytest.raises(InputError, match="groupby='tissue': is not an obs column"):
+        score_cell_cycle(adata, "tissue")
 
 
 def test_entry_point_plugin_loads_and_allow_list_excludes_it(example_plugin):

@@ -86,6 +86,18 @@ def test_expression_and_rank_scores_see_the_interferon_response(kang):
         assert scores[stim].mean() > 2 * scores[~stim].mean(), method  # IFN-beta induces the Hallmark IFN-alpha set
 
 
+def test_score_program_writes_the_scores_and_tables_the_group_means(kang):
+    from c2s_agent import tl
+
+    adata = kang.copy()
+    res = tl.score_program(adata, "ifn_alpha", "condition")
+    assert adata.uns["c2s_program_scores"] == {"ifn_alpha": res.key} and res.key in adata.obs
+    table = res.table()
+    assert list(table.columns) == ["mean ifn_alpha score"] and table.index.tolist() == ["ctrl", "stim"]
+    assert table.loc["stim"].item() > 2 * table.loc["ctrl"].item()
+    assert table.loc["ctrl"].item() == pytest.approx(adata.obs[res.key][adata.obs.condition == "ctrl"].mean())
+
+
 # ---------------------------------------------------------------------------------------- library, contexts
 def test_library_from_list_string_and_csv(tmp_path):
     assert load_library("IFN-beta, TNF")["item"].tolist() == ["IFN-beta", "TNF"]
@@ -128,7 +140,8 @@ def test_predict_on_one_cell_type(kang, model):
 # ---------------------------------------------------------------------------------------------- the screen
 def test_screen_scores_known_flags_unseen_and_skips_finished(kang, model, tmp_path):
     kw = dict(out_dir=tmp_path / "s", model=model, n_cells=6, n_boot=200, progress=False)
-    res = run_screen(kang, ["IFN-beta", "TNF"], None, "ifn_alpha", **kw)
+    adata = kang.copy()
+    res = run_screen(adata, ["IFN-beta", "TNF"], None, "ifn_alpha", **kw)
     t = res.table.set_index("item")
     assert t.loc["IFN-beta", "status"] == "scored" and t.loc["IFN-beta", "rank"] == 1
     assert t.loc["TNF", "status"] == "unseen" and np.isnan(t.loc["TNF", "split"]) and t.loc["TNF", "rank"] == 0
@@ -142,6 +155,17 @@ def test_screen_scores_known_flags_unseen_and_skips_finished(kang, model, tmp_pa
     for key in ("ranked", "items", "summary"):
         assert res.files[key].exists() and res.files[key].stat().st_size > 0
     assert {r["context"] for r in res.records} == {"stim", "ctrl"} and len(res.records) == 4
+    assert adata.uns["c2s_screen"] == {
+        "program": "ifn_alpha",
+        "contexts": ["stim", "ctrl"],
+        "out_dir": str(tmp_path / "s"),
+        "counts": {"scored": 1, "unseen": 1},
+    }
+    assert res.contexts == ["stim", "ctrl"] and res.scored.item.tolist() == ["IFN-beta"]
+    assert list(res.not_scored) == ["TNF"] and res.not_scored["TNF"] == f"unseen: {t.loc['TNF', 'reason']}"
+    (row,) = res.ranking()
+    assert row["item"] == "IFN-beta" and row["split"] == round(t.loc["IFN-beta", "split"], 5)
+    assert {"shift_stim", "low_ctrl", "high_stim", "split_low", "split_excludes_zero"} <= set(row)
     for fig in (pl.screen_ranking(res), pl.screen_distributions(res)):
         assert len(fig.axes) >= 1 and fig.axes[0].has_data()
     again = run_screen(kang, ["IFN-beta", "TNF"], None, "ifn_alpha", **kw)
@@ -150,6 +174,9 @@ def test_screen_scores_known_flags_unseen_and_skips_finished(kang, model, tmp_pa
     # a different program is a different item: nothing is reused by mistake
     other = run_screen(kang, ["IFN-beta"], None, "mhc_i", **kw)
     assert other.summary["run"]["items_skipped_finished"] == 0 and other.summary["run"]["cells_predicted"] == 12
+    # no perturbations given: those the model was trained on
+    known = run_screen(kang, None, None, "ifn_alpha", **kw)
+    assert known.table.item.tolist() == model.known_perturbations == ["IFN-beta"]
 
 
 def test_screen_bad_inputs(kang, model, tmp_path):

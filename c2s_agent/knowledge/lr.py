@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..conventions.slots import CONDITION
+from ..conventions.slots import CONDITION, LIGAND_RECEPTOR
 from ..errors import InputError
 
 PERM_BLOCK = 200
@@ -189,7 +189,7 @@ def score_ligand_receptor(
     n_perms: int = 1000,
     min_fraction: float = 0.1,
     seed: int = 0,
-    key_added: str = "c2s_lr",
+    key_added: str = LIGAND_RECEPTOR,
     background: str = "all",
     cellphonedb_path=None,
 ) -> pd.DataFrame:

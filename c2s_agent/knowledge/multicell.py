@@ -11,13 +11,14 @@ genes would reach it as unknown tokens).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..conventions.slots import CELL_TYPE
+from ..conventions.slots import CELL_TYPE, MULTICELL
 from ..errors import InputError
 from ..models.model import C2SModel
 
@@ -275,7 +276,7 @@ def multicell(
     kb=None,
     settings=None,
     on_call=None,
-    key_added: str = "c2s_multicell",
+    key_added: str = MULTICELL,
 ) -> pd.DataFrame:
     """Scanpy-style multi-cell reasoning with knowledge: groups of ``n_cells`` cells -- kNN neighbourhoods
     around the cells whose ``obs[groupby]`` is in ``values`` (``mode="neighbourhood"``; every cell when no
@@ -362,6 +363,42 @@ def agreement_with(adata, df: pd.DataFrame, column: str) -> tuple[float, float]:
     df[f"majority_{column}"] = [labels[c.split(",")].value_counts().index[0] for c in df.cells]
     truth = df[f"majority_{column}"]
     return float((df.without_knowledge == truth).mean()), float((df.with_knowledge == truth).mean())
+
+
+@dataclass
+class MulticellSummary:
+    """What injecting the interactions changed over the groups of a :func:`multicell` table: the answers
+    (cell type -> groups) without and with them, and agreement with the majority ``obs[compared_with]`` label."""
+
+    n_groups: int
+    n_groups_with_interactions: int
+    answers_without: dict[str, int]
+    answers_with: dict[str, int]
+    fraction_changed: float
+    mean_kl: float
+    compared_with: str | None
+    accuracy_without: float | None
+    accuracy_with: float | None
+    top_interactions: list[str]
+
+
+def multicell_summary(adata, df: pd.DataFrame, column: str | None = None, top: int = 10) -> MulticellSummary:
+    """Summarise a :func:`multicell` table ``df``: answer counts, changes, mean KL, the ``top`` injected pairs
+    and, with ``column``, agreement with each group's majority label (see :func:`agreement_with`)."""
+    acc0, acc1 = agreement_with(adata, df, column) if column else (None, None)
+    pairs = Counter(p for s in df.interactions for p in s.split("; ") if p).most_common(top)
+    return MulticellSummary(
+        n_groups=len(df),
+        n_groups_with_interactions=int((df.n_interactions > 0).sum()),
+        answers_without={str(k): int(v) for k, v in df.without_knowledge.value_counts().items()},
+        answers_with={str(k): int(v) for k, v in df.with_knowledge.value_counts().items()},
+        fraction_changed=float(df.changed.mean()),
+        mean_kl=float(df.kl_with_vs_without.mean()),
+        compared_with=column,
+        accuracy_without=acc0,
+        accuracy_with=acc1,
+        top_interactions=[p for p, _ in pairs],
+    )
 
 
 def method(model: C2SModel, n_cells: int) -> str:

@@ -99,9 +99,11 @@ def program(scores: np.ndarray, groups: pd.Series | None, name: str, method: str
     return fig
 
 
-def answer_counts(table: pd.DataFrame, title: str) -> Figure:
-    """Bars of the answers per group, one colour per column of ``table`` (e.g. without and with knowledge)."""
-    table = table.fillna(0).sort_values(table.columns[0])
+def answer_counts(answers: dict[str, dict[str, int]], title: str) -> Figure:
+    """Bars of the number of groups per answer, one colour per entry of ``answers`` (e.g. without and with
+    knowledge: answer -> groups, as in :class:`c2s_agent.tl.MulticellSummary`)."""
+    table = pd.DataFrame({k: pd.Series(v) for k, v in answers.items()}).fillna(0)
+    table = table.sort_values(table.columns[0])
     fig, ax = _figure(6, 0.35 * len(table) + 1.5)
     y = np.arange(len(table))
     height = 0.8 / len(table.columns)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import find_columns
-from ..conventions.slots import CELL_TYPE
+from ..conventions.slots import CELL_TYPE, SCREEN
 from ..errors import InputError
 from .cells import select_cells
 from .programs import GeneProgram, get_program, rank_scores
@@ -183,6 +183,32 @@ class ScreenResult:
     summary: dict
     files: dict[str, Path] = field(default_factory=dict)
     records: list[dict] = field(default_factory=list, repr=False)  # one per item and context, with per-cell scores
+
+    @property
+    def contexts(self) -> list[str]:
+        """The context names, the split's two first."""
+        return list(self.summary["contexts"])
+
+    @property
+    def scored(self) -> pd.DataFrame:
+        """The ranked rows of the scored items."""
+        return self.table[self.table["status"] == SCORED]
+
+    @property
+    def not_scored(self) -> dict[str, str]:
+        """Item -> its status and why it was not scored."""
+        return {
+            r["item"]: f"{r['status']}: {r['reason']}" for r in self.table.to_dict("records") if r["status"] != SCORED
+        }
+
+    def ranking(self, top: int = 20) -> list[dict]:
+        """The ``top`` scored items: shifts per context, the split and their intervals (5 decimals, NaN as None)."""
+        keep = [
+            "item",
+            "perturbation",
+            *[c for c in self.scored.columns if c.startswith(("shift_", "low_", "high_", "split"))],
+        ]
+        return self.scored[keep].round(5).replace({np.nan: None}).head(top).to_dict("records")
 
 
 def _bootstrap_means(diffs: np.ndarray, n_boot: int, rng) -> np.ndarray:
@@ -480,9 +506,11 @@ def run_screen(
     on_call=None,
 ) -> ScreenResult:
     """Run (or resume) a virtual screen and write the ranked table, per-item table and summary (plots:
-    :func:`c2s_agent.pl.screen_ranking` and :func:`c2s_agent.pl.screen_distributions`).
+    :func:`c2s_agent.pl.screen_ranking` and :func:`c2s_agent.pl.screen_distributions`). Writes
+    ``adata.uns["c2s_screen"]``: the program, contexts, output folder and number of items per status.
 
-    ``adata``: AnnData or a path / demo name; ``perturbations``: see :func:`load_library`; ``contexts``: see
+    ``adata``: AnnData or a path / demo name; ``perturbations``: see :func:`load_library` (None: every
+    perturbation the model declares); ``contexts``: see
     :func:`resolve_contexts` (the first two define the split: first minus second); ``program``: a program name,
     bundled gene set or gene list; ``model``: anything :func:`c2s_agent.models.load_model` takes, or a loaded
     model. ``batch_cells`` caps the cells per model call (items of one perturbation share calls).
@@ -494,9 +522,15 @@ def run_screen(
     t_start = time.perf_counter()
     adata = read(adata) if isinstance(adata, (str, Path)) else adata
     _check_numbers(n_cells=(n_cells, 2), n_boot=(n_boot, 10), batch_cells=(batch_cells, 1))
-    library = load_library(perturbations)
+    library = None if perturbations is None else load_library(perturbations)
     ctxs = resolve_contexts(adata, contexts)
     m = model if isinstance(model, C2SModel) else load_model(model, settings)
+    if library is None:
+        if not m.known_perturbations:
+            raise InputError(
+                "perturbations", f"were not given and model {m.name} declares none", "name the perturbations to screen"
+            )
+        library = load_library(m.known_perturbations)
     prog: GeneProgram = get_program(program, settings)
     genes = _program_genes(m, prog, adata)
     if (library["context_text"] != "").any() and "perturbation_context" not in m.meta.get(
@@ -550,6 +584,12 @@ def run_screen(
     run.store.close()
     table, items = _tables(records, library, [c for c, _ in ctxs], n_boot, seed, level)
     summary = _summary(run, table, config, time.perf_counter() - t_start)
+    adata.uns[SCREEN] = {
+        "program": prog.name,
+        "contexts": [c for c, _ in ctxs],
+        "out_dir": str(out_dir),
+        "counts": summary["counts"],
+    }
     return ScreenResult(table, items, out_dir, summary, _write(out_dir, table, items, summary), records)
 
 

@@ -23,6 +23,14 @@ class Communication:
     target: list[str]
     absent: list[str] = field(default_factory=list)
 
+    def n_significant(self) -> dict[str, int]:
+        """The number of significant pairs (p < 0.05, score > 0) per condition."""
+        return {str(c): int(n) for c, n in self.table[self.table.significant].groupby(CONDITION).size().items()}
+
+    def top(self, n: int) -> pd.DataFrame:
+        """The ``n`` best significant pairs of each condition."""
+        return self.table[self.table.significant].sort_values([CONDITION, "rank"]).groupby(CONDITION).head(n)
+
 
 def ligand_receptor(
     adata,

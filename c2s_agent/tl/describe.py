@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from ..conventions import Columns, Species, categorical_columns, detect_species, find_columns
 from ..conventions.slots import INPUT
 from ..errors import InputError
@@ -11,7 +13,8 @@ from ..errors import InputError
 
 @dataclass
 class Description:
-    """A dataset at a glance; ``breakdown`` counts the cells per value of ``breakdown_column``."""
+    """A dataset at a glance; ``breakdown`` counts the cells per value of ``breakdown_column``; ``examples``
+    lists the first values of each obs column."""
 
     n_cells: int
     n_genes: int
@@ -22,6 +25,15 @@ class Description:
     obsm: list[str]
     breakdown_column: str | None = None
     breakdown: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> pd.DataFrame:
+        """One row per obs column: its role, number of values (or "numeric") and first values."""
+        rows = [
+            {"column": c, "role": self.roles.role_of(c) or "", "values": v, "examples": self.examples[c]}
+            for c, v in self.columns.items()
+        ]
+        return pd.DataFrame(rows).set_index("column")
 
 
 def describe(adata, column: str | None = None) -> Description:
@@ -46,4 +58,5 @@ def describe(adata, column: str | None = None) -> Description:
         list(adata.obsm.keys()),
         column,
         {str(k): int(v) for k, v in counts.items()} if counts is not None else {},
+        {str(c): ", ".join(map(str, adata.obs[c].unique()[:5])) for c in adata.obs.columns},
     )

@@ -25,6 +25,10 @@ class ProgramScores:
     groupby: str | None = None
     by_group: dict[str, float] = field(default_factory=dict)
 
+    def table(self) -> pd.DataFrame:
+        """The mean score per group, one row per group."""
+        return pd.Series(self.by_group, name=f"mean {self.name} score").to_frame()
+
 
 def score_program(
     adata, program, groupby: str | None = None, method: str = "expression", top_k: int = 100, settings=None

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl, pl, tl
-from c2s_agent.conventions.slots import CELL_TYPE, CONDITION, MARKERS
+from c2s_agent.conventions.slots import CELL_TYPE, CLUSTER, CONDITION, MARKERS, SAMPLE
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
@@ -36,10 +36,8 @@ class DescribeOutput(BaseModel):
 
 
 def describe_dataset(ctx: ToolContext, args: DescribeInput) -> ToolResult:
-    import pandas as pd
-
     d = tl.describe(ctx.adata, args.column)
-    roles = {r: getattr(d.roles, r) for r in (CELL_TYPE, CONDITION, "sample", "cluster")}
+    roles = {r: getattr(d.roles, r) for r in (CELL_TYPE, CONDITION, SAMPLE, CLUSTER)}
     out = DescribeOutput(
         n_cells=d.n_cells,
         n_genes=d.n_genes,
@@ -51,16 +49,7 @@ def describe_dataset(ctx: ToolContext, args: DescribeInput) -> ToolResult:
         breakdown_column=d.breakdown_column,
         breakdown=d.breakdown,
     )
-    rows = [
-        {
-            "column": c,
-            "role": d.roles.role_of(c) or "",
-            "values": v,
-            "examples": ", ".join(map(str, ctx.adata.obs[c].unique()[:5])),
-        }
-        for c, v in d.columns.items()
-    ]
-    ctx.save_table(pd.DataFrame(rows).set_index("column"), "obs_columns", "Annotation columns and their roles")
+    ctx.save_table(d.table(), "obs_columns", "Annotation columns and their roles")
     if d.breakdown_column:
         ctx.save_plot(
             pl.counts(d.breakdown, f"Cells per {d.breakdown_column}"),

@@ -6,7 +6,7 @@ lists, Cell Ontology. Tools: retrieve_interactions, ppi_neighbourhood, score_lig
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from c2s_agent import hookimpl, pl, tl
 from c2s_agent.conventions.slots import CONDITION, PREDICTED_TYPE
@@ -151,6 +151,11 @@ class PairOut(BaseModel):
     ligand_mean: float
     receptor_mean: float
 
+    @field_validator("score", "ligand_mean", "receptor_mean")
+    @classmethod
+    def _rounded(cls, value: float) -> float:
+        return round(value, 4)
+
 
 class LROutput(BaseModel):
     n_interactions: int
@@ -173,23 +178,10 @@ def score_ligand_receptor(ctx: ToolContext, args: LRInput) -> ToolResult:
         args.n_perms,
         args.min_fraction,
     )
-    table = res.table
-    sig = table[table.significant]
-    n_sig = {str(c): int(n) for c, n in sig.groupby(CONDITION).size().items()}
-    top = sig.sort_values([CONDITION, "rank"]).groupby(CONDITION).head(args.top)
+    table, n_sig, top = res.table, res.n_significant(), res.top(args.top)
     ctx.save_table(table, "ligand_receptor", "Ligand-receptor scores (CellPhoneDB v5 pairs)")
     ctx.save_plot(pl.ligand_receptor(table, top=args.top), "ligand_receptor_dotplot", "Top ligand-receptor pairs")
-    pairs = [
-        PairOut(
-            condition=str(r[CONDITION]),
-            pair=r["pair"],
-            score=round(float(r["score"]), 4),
-            pvalue=float(r["pvalue"]),
-            ligand_mean=round(float(r["ligand_mean"]), 4),
-            receptor_mean=round(float(r["receptor_mean"]), 4),
-        )
-        for r in top.to_dict("records")
-    ]
+    pairs = [PairOut(**r) for r in top.to_dict("records")]
     out = LROutput(
         n_interactions=int(table.pair.nunique()),
         n_significant=n_sig,

@@ -1,17 +1,16 @@
 """Built-in metrics plugin: the "pca" and "c2s" encoders, and the ``evaluate_generation`` tool.
 
-Heavy work lives in :mod:`c2s_agent.metrics`; this module only registers and packs results.
+Heavy work lives in :mod:`c2s_agent.metrics` (through :func:`c2s_agent.tl.generation_metrics`); this module only
+registers and packs results.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from c2s_agent import hookimpl
-from c2s_agent.conventions.slots import GENERATED_CONDITION, GENERATED_TYPE, GENERATION_METRICS
+from c2s_agent import hookimpl, pl, tl
 from c2s_agent.errors import InputError
 from c2s_agent.registry import EncoderFactory
 from c2s_agent.tools import Tool, ToolContext, ToolResult
@@ -88,58 +87,27 @@ def _where(column, value, name):
     return {column: value} if column else None
 
 
-def _auto_real(adata, generated) -> dict | None:
-    """Select real cells matching the generated cells' requested type (and condition) when one column holds it."""
-    where = {}
-    for key in (GENERATED_TYPE, GENERATED_CONDITION):
-        if key not in generated.obs or generated.obs[key].nunique() != 1:
-            continue
-        value = str(generated.obs[key].iloc[0])
-        for col in adata.obs.columns:
-            if adata.obs[col].dtype.name in ("category", "object") and value in set(adata.obs[col].astype(str)):
-                where[col] = value
-                break
-    return where or None
-
-
 def evaluate_generation_tool(ctx: ToolContext, args: EvaluateInput) -> ToolResult:
-    import anndata as ad
-
-    from c2s_agent import pl
     from c2s_agent.data import read
-    from c2s_agent.metrics import evaluate_generation
-    from c2s_agent.metrics.inputs import select
 
     path = _generated_path(ctx, args.generated)
-    generated = path if path.suffix == ".txt" else read(path)
-    where = _where(args.real_column, args.real_value, "real")
-    notes = []
-    if where is None and isinstance(generated, ad.AnnData):
-        where = _auto_real(ctx.adata, generated)
-        if where:
-            notes.append(f"real cells selected to match the generated cells: {where}")
-    real = select(ctx.adata, where, "real")
-    control_where = _where(args.control_column, args.control_value, "control")
-    control = select(ctx.adata, control_where, "control") if control_where else None
-    result = evaluate_generation(
-        real,
-        generated,
+    res = tl.generation_metrics(
+        ctx.adata,
+        path if path.suffix == ".txt" else read(path),
+        _where(args.real_column, args.real_value, "real"),
+        _where(args.control_column, args.control_value, "control"),
         encoder=args.encoder,
         metrics=args.metrics,
-        reference=ctx.adata,
-        control=control,
         genes=args.genes,
         n_boot=args.n_boot,
         settings=ctx.settings,
     )
-    result.notes[:0] = notes
+    result, summary = res.result, res.result.to_dict()
     ctx.save_table(
         result.table(), "generation_metrics", "Generated vs real cells: metrics with 95% bootstrap intervals"
     )
     ctx.save_plot(pl.generation_metrics(result), "generation_metrics", "Metric values with bootstrap intervals")
     ctx.save_plot(pl.generation_embedding(result), "generation_embedding", "Real and generated cells on a shared PCA")
-    summary = result.to_dict()
-    ctx.adata.uns[GENERATION_METRICS] = json.dumps(summary)
     out = EvaluateOutput(
         encoder=result.encoder,
         n_real=summary["n_real"],
@@ -153,7 +121,7 @@ def evaluate_generation_tool(ctx: ToolContext, args: EvaluateInput) -> ToolResul
         parts.append(f"{name} {m['value']:.3g}{iv}" if m["value"] is not None else f"{name} undefined")
     evidence = (
         f"Compared {out.n_generated} generated cells ({path.name}) with {out.n_real} real cells"
-        f"{f' ({where})' if where else ''} in the {result.encoder} embedding: " + "; ".join(parts) + "."
+        f"{f' ({res.real})' if res.real else ''} in the {result.encoder} embedding: " + "; ".join(parts) + "."
     )
     return ToolResult(output=out, evidence=evidence)
 

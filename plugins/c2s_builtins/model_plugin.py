@@ -5,6 +5,7 @@ function of :mod:`c2s_agent.tl`; heavy imports happen inside functions."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -21,6 +22,7 @@ from c2s_agent.conventions.slots import (
     SIMILARITY,
 )
 from c2s_agent.errors import InputError
+from c2s_agent.knowledge.multicell import method
 from c2s_agent.registry import BackendFactory
 from c2s_agent.tl.hypotheses import perturbation_hypotheses
 from c2s_agent.tools import Tool, ToolContext, ToolResult
@@ -368,10 +370,6 @@ class MulticellOutput(BaseModel):
 
 
 def multicell_reasoning(ctx: ToolContext, args: MulticellInput) -> ToolResult:
-    import pandas as pd
-
-    from c2s_agent.knowledge.multicell import agreement_with, method
-
     m = _model(ctx)
     df = tl.multicell(
         ctx.adata,
@@ -384,41 +382,29 @@ def multicell_reasoning(ctx: ToolContext, args: MulticellInput) -> ToolResult:
         settings=ctx.settings,
         on_call=ctx.record_call,
     )
-    col = find_columns(ctx.adata.obs).cell_type or args.groupby
-    acc0, acc1 = agreement_with(ctx.adata, df, col) if col else (None, None)
+    s = tl.multicell_summary(ctx.adata, df, find_columns(ctx.adata.obs).cell_type or args.groupby)
     ctx.save_table(df, "multicell", "Multi-cell prompts: cell type per group without and with injected interactions")
-    a0, a1 = df.without_knowledge.value_counts(), df.with_knowledge.value_counts()
+    answers = {"without knowledge": s.answers_without, "with interactions": s.answers_with}
     ctx.save_plot(
-        pl.answer_counts(
-            pd.DataFrame({"without knowledge": a0, "with interactions": a1}),
-            f"C2S answer per group of {args.n_cells} cells",
-        ),
+        pl.answer_counts(answers, f"C2S answer per group of {args.n_cells} cells"),
         "multicell_answers",
         "Cell type per group, with and without injected interactions",
-    )
-    pairs = [p for p, _ in Counter(p for s in df.interactions for p in s.split("; ") if p).most_common(10)]
-    out = MulticellOutput(
-        n_groups=len(df),
-        n_groups_with_interactions=int((df.n_interactions > 0).sum()),
-        answers_without={str(k): int(v) for k, v in a0.items()},
-        answers_with={str(k): int(v) for k, v in a1.items()},
-        fraction_changed=float(df.changed.mean()),
-        mean_kl=float(df.kl_with_vs_without.mean()),
-        compared_with=col,
-        accuracy_without=acc0,
-        accuracy_with=acc1,
-        top_interactions=pairs,
     )
     where = f"{args.groupby} {', '.join(args.groups)}" if args.groups else (args.groupby or "all cells")
     kind = f"kNN neighbourhoods around {where}" if args.mode == "neighbourhood" else f"chunks of clusters: {where}"
     return ToolResult(
-        output=out,
+        output=MulticellOutput(**asdict(s)),
         method=method(m, args.n_cells),
         evidence=(
-            f"{len(df)} groups of {args.n_cells} cells ({kind}) asked their cell type: {out.n_groups_with_interactions} "
-            f"express at least one ligand-receptor pair (most often {', '.join(pairs[:4]) or 'none'}); injecting them "
-            f"changed {out.fraction_changed:.0%} of the answers (mean KL {out.mean_kl:.3f} nats)"
-            + (f"; agreement with the majority {col}: {acc0:.0%} without, {acc1:.0%} with" if col else "")
+            f"{len(df)} groups of {args.n_cells} cells ({kind}) asked their cell type: {s.n_groups_with_interactions} "
+            f"express at least one ligand-receptor pair (most often {', '.join(s.top_interactions[:4]) or 'none'}); "
+            f"injecting them changed {s.fraction_changed:.0%} of the answers (mean KL {s.mean_kl:.3f} nats)"
+            + (
+                f"; agreement with the majority {s.compared_with}: {s.accuracy_without:.0%} without, "
+                f"{s.accuracy_with:.0%} with"
+                if s.compared_with
+                else ""
+            )
             + "."
         ),
     )

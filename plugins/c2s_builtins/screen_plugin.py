@@ -3,21 +3,22 @@ and the tools ``run_screen`` (dual-context virtual screen) and ``score_gene_prog
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel, Field
 
 from c2s_agent import hookimpl, pl, tl
 from c2s_agent.conventions import find_columns
-from c2s_agent.conventions.slots import CELL_TYPE, SCREEN
+from c2s_agent.conventions.slots import CELL_TYPE
 from c2s_agent.errors import InputError
 from c2s_agent.registry import GeneProgram
+from c2s_agent.screen.programs import builtin_programs, perturbations_from_text, program_from_text
 from c2s_agent.tl.hypotheses import screen_hypotheses
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
 
 @hookimpl
 def register_gene_programs(register):
-    from c2s_agent.screen.programs import builtin_programs
-
     for name, prog in builtin_programs().items():
         register(GeneProgram(name, tuple(prog.genes), prog.source))
 
@@ -61,25 +62,14 @@ class ScreenOutput(BaseModel):
 
 
 def run_screen_tool(ctx: ToolContext, args: ScreenInput) -> ToolResult:
-    import hashlib
-
-    import numpy as np
-
-    from c2s_agent.screen.programs import perturbations_from_text, program_from_text
-
     m = tl.get_model(ctx.settings.model, ctx.settings)
-    perts = args.perturbations or perturbations_from_text(args.question, m.known_perturbations) or m.known_perturbations
-    if not perts:
-        raise InputError(
-            "perturbations", f"were not given and model {m.name} declares none", "name the perturbations to screen"
-        )
     tag = hashlib.sha256(repr(args.model_dump()).encode()).hexdigest()[:10]
     res = tl.run_screen(
         ctx.adata,
-        perts,
+        args.perturbations or perturbations_from_text(args.question, m.known_perturbations) or None,
         args.contexts,
         args.program or program_from_text(args.question) or "mhc_i",
-        out_dir=ctx.run_dir / "artefacts" / f"{ctx.step_id}_screen_{tag}",
+        out_dir=ctx.artefact_path(f"screen_{tag}"),
         model=m,
         cell_type=args.cell_type,
         n_cells=args.n_cells,
@@ -89,40 +79,28 @@ def run_screen_tool(ctx: ToolContext, args: ScreenInput) -> ToolResult:
         on_call=ctx.record_call,
     )
     ctx.save_table(res.table.set_index("rank"), "screen_ranked", "Screen ranking by context split, with 95% intervals")
-    if (res.table["status"] == "scored").any():
+    if len(res.scored):
         ctx.save_plot(pl.screen_ranking(res), "screen_ranking", "Screen ranking with 95% intervals")
         ctx.save_plot(
             pl.screen_distributions(res), "screen_distributions", "Program score distributions, base vs predicted cells"
         )
     ctx.save_file(res.files["summary"], "Screen summary (configuration, model facts, timing)")
-    contexts = list(res.summary["contexts"])
-    ctx.adata.uns[SCREEN] = {
-        "program": res.summary["program"],
-        "contexts": contexts,
-        "out_dir": str(res.out_dir),
-        "counts": res.summary["counts"],
-    }
-    scored = res.table[res.table["status"] == "scored"]
-    keep = ["item", "perturbation", *[c for c in scored.columns if c.startswith(("shift_", "low_", "high_", "split"))]]
-    not_scored = {
-        r["item"]: f"{r['status']}: {r['reason']}" for r in res.table.to_dict("records") if r["status"] != "scored"
-    }
     out = ScreenOutput(
         n_items=len(res.table),
-        n_scored=len(scored),
-        n_not_scored=len(not_scored),
-        contexts=contexts,
+        n_scored=len(res.scored),
+        n_not_scored=len(res.not_scored),
+        contexts=res.contexts,
         program=res.summary["program"],
-        not_scored=not_scored,
+        not_scored=res.not_scored,
         trained_on=res.summary["trained_on"],
-        ranking=scored[keep].round(5).replace({np.nan: None}).head(20).to_dict("records"),
+        ranking=res.ranking(20),
         items_skipped_finished=res.summary["run"]["items_skipped_finished"],
     )
-    return ToolResult(output=out, evidence=_screen_evidence(res, contexts, scored, not_scored))
+    return ToolResult(output=out, evidence=_screen_evidence(res))
 
 
-def _screen_evidence(res, contexts, scored, not_scored) -> str:
-    prog = res.summary["program"]
+def _screen_evidence(res) -> str:
+    prog, contexts, scored, not_scored = res.summary["program"], res.contexts, res.scored, res.not_scored
     text = [
         f"Virtual screen of {len(res.table)} perturbation(s) x {len(contexts)} context(s) "
         f"({', '.join(f'{c}: ' + ', '.join(f'{k}={v}' for k, v in w.items()) for c, w in res.summary['contexts'].items())}) "
@@ -197,10 +175,6 @@ class ScoreOutput(BaseModel):
 
 
 def score_gene_program(ctx: ToolContext, args: ScoreInput) -> ToolResult:
-    import pandas as pd
-
-    from c2s_agent.screen.programs import program_from_text
-
     name = args.program or program_from_text(args.question)
     if name is None:
         raise InputError(
@@ -212,14 +186,9 @@ def score_gene_program(ctx: ToolContext, args: ScoreInput) -> ToolResult:
     groupby = _column(ctx, args.groupby) or roles.condition or roles.groups(prefer_predicted=True)
     res = tl.score_program(ctx.adata, name, groupby, args.method, args.top_k, ctx.settings)
     if res.by_group:
-        ctx.save_table(
-            pd.Series(res.by_group, name=f"mean {res.name} score").to_frame(),
-            "program_by_group",
-            f"Mean {res.name} score by {groupby}",
-        )
-    groups = ctx.adata.obs[groupby] if groupby else None
+        ctx.save_table(res.table(), "program_by_group", f"Mean {res.name} score by {groupby}")
     ctx.save_plot(
-        pl.program(res.scores, groups, res.name, res.method, len(res.genes)),
+        pl.program(res.scores, ctx.adata.obs[groupby] if groupby else None, res.name, res.method, len(res.genes)),
         "program_scores",
         f"{res.name} program score per cell",
     )
