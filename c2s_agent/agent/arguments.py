@@ -233,11 +233,24 @@ def _number_field_score(name: str, f, context: str) -> int:
     return sum(1 for w in re.findall(r"[a-z]+", context.lower()) if w in words or w.rstrip("s") in words)
 
 
+def _counts_cells(f: Filling, number) -> bool:
+    """Whether a number stands before a group of cells ("100 CD8 T cells", "twenty-five control NK cells"), not
+    before some other noun ("12 monocyte neighbourhoods")."""
+    for o in f.mentions:
+        if o.kind in ("value", "missing") and 0 <= o.start - number.end <= 25:
+            said = f.clause[o.start : o.end]
+            if re.search(r"cells?$", said, re.I) or re.match(
+                r"\s*(?:cells?\b|[,.;:?!]|and\b|or\b|$)", f.clause[o.end :]
+            ):
+                return True
+    return False
+
+
 def _fill_numbers(f: Filling) -> None:
     num_fields = [n for n, k in f.kinds.items() if k == "number"]
     for m in (m for m in f.mentions if m.kind == "number"):
         context = f.clause[max(0, m.start - 30) : m.end + 30]
-        if any(o.kind in ("value", "missing") and 0 <= o.start - m.end <= 25 for o in f.mentions):
+        if _counts_cells(f, m):
             context += " cells"  # "100 CD8 T cells": a number before a group counts cells
         scored = sorted(
             (
