@@ -27,7 +27,7 @@ def test_captions_cite_markers_ontology_and_predicted_types(kang, kb):
         g for g, n in data.obs.cell_type.value_counts().items() if n < 3
     }
     mono = caps["CD14 Mono"]
-    assert "CL:0001054" in mono.ontology and "CD14-positive monocyte" in mono.ontology
+    assert "CL:0002057" in mono.ontology and "CD14-positive, CD16-negative classical monocyte" in mono.ontology
     assert caps["CD16 Mono"].predicted_type == "CD14 Mono" and caps["CD16 Mono"].predicted_fraction == 1.0
     assert "FCGR3A" in caps["CD16 Mono"].markers  # CD16 is FCGR3A
     assert "CL:0000624" in caps["CD4 Naive T"].ontology  # CD4-positive, alpha-beta T cell
