@@ -330,7 +330,7 @@ def list_runs(settings) -> list[dict]:
             runs.append(json.loads(p.read_text()))
         except (OSError, ValueError):
             continue
-    return sorted(runs, key=lambda r: r.get("created", ""), reverse=True)
+    return sorted(runs, key=lambda r: (r.get("created_epoch") or 0.0, r.get("created", "")), reverse=True)
 
 
 def working_data(settings, run_id: str):

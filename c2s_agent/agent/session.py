@@ -41,7 +41,7 @@ class Session:
         if self.id is None:
             return []
         mine = [r for r in runs.list_runs(self.settings) if (r.get("session") or r["id"]) == self.id]
-        return sorted(mine, key=lambda r: (r.get("turn", 1), r.get("created", "")))
+        return sorted(mine, key=lambda r: (r.get("turn", 1), r.get("created_epoch") or 0.0))
 
     def latest(self) -> dict | None:
         turns = self.turns()
