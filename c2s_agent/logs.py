@@ -4,7 +4,9 @@ errors to stderr, and what transformers, scanpy, anndata, numba or Python's warn
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 #: Loggers of the libraries we call (and Python's warnings, once captured).
 LIBRARY_LOGGERS = (
     "py.warnings",
+    "py.unraisable",
     "transformers",
     "scanpy",
     "anndata",
@@ -50,11 +53,14 @@ def library_output_to(path: Path) -> Iterator[Path]:
     ours = logging.getLogger("c2s_agent")
     ours.addHandler(handler)
     logging.captureWarnings(True)
+    saved_hook, sys.unraisablehook = sys.unraisablehook, _log_unraisable
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")  # each distinct warning once, into the log
             yield path
     finally:
+        gc.collect()  # objects left by a failed call (h5py files on a full disk) report while the hook is ours
+        sys.unraisablehook = saved_hook
         logging.captureWarnings(False)
         ours.removeHandler(handler)
         for name, (handlers, propagate, level) in saved.items():
@@ -62,3 +68,14 @@ def library_output_to(path: Path) -> Iterator[Path]:
             log.handlers, log.propagate = handlers, propagate
             log.setLevel(level)
         handler.close()
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """'Exception ignored in ...' (a library object failing in ``__del__``) goes to the log, not the terminal."""
+    exc = unraisable.exc_value
+    logging.getLogger("py.unraisable").warning(
+        "%s: %r",
+        unraisable.err_msg or "Exception ignored in",
+        unraisable.object,
+        exc_info=(type(exc), exc, unraisable.exc_traceback) if exc is not None else None,
+    )

@@ -30,12 +30,19 @@ def main() -> None:
     from ..config import Settings
     from ..logs import library_output_to
 
+    with library_output_to(Path(Settings().cache_dir) / "logs" / "c2s.log"):
+        code = _run()  # a failed write's half-closed files are freed here, so their noise goes to the log
+    if code:
+        sys.exit(code)
+
+
+def _run() -> int:
+    """Run the app; return 2 for a user error, 130 for an interrupt (the app exits by itself otherwise)."""
     try:
-        with library_output_to(Path(Settings().cache_dir) / "logs" / "c2s.log"):
-            app()
+        app()
     except C2SError as exc:
         console.print(f"[bold red]Error:[/] {exc}", highlight=False)
-        sys.exit(2)
+        return 2
     except OSError as exc:  # a run or output folder that cannot be written: read-only, full, or under a file
         where = exc.filename or "output"
         console.print(
@@ -43,14 +50,15 @@ def main() -> None:
             "writable and has free space (set C2S_RUNS_DIR, or --out / the output path).",
             highlight=False,
         )
-        sys.exit(2)
+        return 2
     except sqlite3.OperationalError as exc:  # a run's ledger or store on a full or read-only disk
         console.print(
             f"[bold red]Error:[/] run database: could not be written ({exc}). Fix: write to a folder "
             "that is writable and has free space (set C2S_RUNS_DIR, or --out).",
             highlight=False,
         )
-        sys.exit(2)
+        return 2
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/] Finished work is saved; resume where the command supports it.")
-        sys.exit(130)
+        return 130
+    return 0

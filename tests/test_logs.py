@@ -1,0 +1,35 @@
+"""Library noise goes to the log file: Python warnings, library loggers and 'Exception ignored' from ``__del__``."""
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_library_output_goes_to_the_log_not_the_terminal(tmp_path):
+    log = tmp_path / "logs" / "c2s.log"
+    script = textwrap.dedent(
+        f"""
+        import logging, warnings
+        from c2s_agent.logs import library_output_to
+
+        class Leaky:
+            def __del__(self):
+                raise OSError(28, "No space left on device")
+
+        with library_output_to({str(log)!r}):
+            warnings.warn("a library FutureWarning", FutureWarning)
+            logging.getLogger("transformers").warning("a transformers warning")
+            x = Leaky()
+            del x
+            y = [Leaky()]
+            y.append(y)  # freed only by the collector, which runs before the block ends
+            del y
+        print("result")
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "result\n" and r.stderr == "", r.stderr
+    text = log.read_text()
+    assert "a library FutureWarning" in text and "a transformers warning" in text
+    assert text.count("No space left on device") == 2 and "Exception ignored" in text
