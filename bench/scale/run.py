@@ -2,7 +2,7 @@
 model; cells/s and peak RSS per size, against the in-memory path; and a projection of 10^7 cells on N GPUs.
 
     flock /tmp/c2s-heavy.lock .venv/bin/python bench/scale/run.py [--sizes 10000,100000,1000000] \\
-        [--budget-minutes 4] [--gpu-json '{...}' | --gpu-json gpu.json] [--gpus 8]
+        [--budget-minutes 4] [--kill-after-minutes 6] [--gpu-json '{...}' | --gpu-json gpu.json] [--gpus 8]
     .venv/bin/python bench/scale/run.py --sizes "" --gpu-json gpu.json --gpus 8     # the projection alone
 
 Synthetic cells have real gene names and Kang-like counts: each is a bundled Kang 2018 cell (taken in turn)
@@ -11,7 +11,8 @@ those of real PBMCs. Files are written once to bench/_work/scale/ (10^6 cells: 4
 
 Each run is ``c2s annotate IN OUT --backed`` (``stream``) in a child process, chunk size fixed at --chunk-size.
 A run longer than --budget-minutes is killed (kill -9) at the budget, and its figures come from the chunks it
-finished (the results store keeps them; a later run would resume them): those rows say "partial". Peak RSS is
+finished (the results store keeps them; a later run would resume them): those rows say "partial". With
+--kill-after-minutes, the largest local run is killed that early and then resumed to the end within the budget. Peak RSS is
 the child's high-water mark (VmHWM, read at least each second) and, on Ray, the peak sum of RSS over the whole
 process tree (driver, raylet and workers). cells/s is the steady rate of finished chunks (first chunk's start to
 last chunk's end, start-up and the final write left out), and end-to-end for complete runs.
@@ -253,6 +254,12 @@ def main() -> None:
     p.add_argument("--executors", default="local,ray")
     p.add_argument("--chunk-size", type=int, default=2000)
     p.add_argument("--budget-minutes", type=float, default=4.0, help="a run is killed at this budget (partial figures)")
+    p.add_argument(
+        "--kill-after-minutes",
+        type=float,
+        default=None,
+        help="kill -9 the largest local run after this long, then resume it within --budget-minutes",
+    )
     p.add_argument("--gpu-json", default=None, help="the JSON line of gpu_throughput.py, or a file holding it")
     p.add_argument("--gpus", type=int, default=8)
     args = p.parse_args()
@@ -261,13 +268,15 @@ def main() -> None:
     for n in sizes:
         path = synthetic_file(n)
         for task in args.tasks.split(","):
-            if n == min(sizes):
+            if n == min(sizes) and n <= 100_000:  # in memory, 10^6 cells would hold the whole matrix
                 rows.append(in_memory(path, task))
                 print(json.dumps(rows[-1]), flush=True)
             for executor in args.executors.split(","):
-                rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60))
+                largest_local = executor == "local" and n == max(sizes)
+                kill = args.kill_after_minutes if largest_local and args.kill_after_minutes else args.budget_minutes
+                rows.append(run(path, task, executor, args.chunk_size, kill * 60))
                 print(json.dumps(rows[-1]), flush=True)
-                if not rows[-1]["complete"] and executor == "local" and n == max(sizes):
+                if not rows[-1]["complete"] and largest_local:
                     rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60, fresh=False))
                     print(json.dumps(rows[-1]), flush=True)  # the killed run resumed: its chunks are kept
     print(
