@@ -4,6 +4,7 @@ errors to stderr, and what transformers, scanpy, anndata, numba or Python's warn
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import sys
@@ -48,6 +49,7 @@ def library_output_to(path: Path) -> Iterator[Path]:
         log = logging.getLogger(name)
         saved[name] = (log.handlers[:], log.propagate, log.level)
         log.handlers, log.propagate = [handler], False
+        log.addHandler = functools.partial(_add_muted, log)  # anndata, imported later, adds a stderr handler
         if log.level in (logging.NOTSET, logging.DEBUG):
             log.setLevel(logging.INFO)
     ours = logging.getLogger("c2s_agent")
@@ -65,9 +67,17 @@ def library_output_to(path: Path) -> Iterator[Path]:
         ours.removeHandler(handler)
         for name, (handlers, propagate, level) in saved.items():
             log = logging.getLogger(name)
+            del log.addHandler
             log.handlers, log.propagate = handlers, propagate
             log.setLevel(level)
         handler.close()
+
+
+def _add_muted(log: logging.Logger, handler: logging.Handler) -> None:
+    """``addHandler`` of a library logger while its records go to the log file: the handler is added silent (the
+    library may still set its level and format)."""
+    handler.handle = lambda record: False
+    logging.Logger.addHandler(log, handler)
 
 
 def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:

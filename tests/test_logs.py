@@ -33,3 +33,28 @@ def test_library_output_goes_to_the_log_not_the_terminal(tmp_path):
     text = log.read_text()
     assert "a library FutureWarning" in text and "a transformers warning" in text
     assert text.count("No space left on device") == 2 and "Exception ignored" in text
+
+
+def test_a_library_imported_inside_the_block_prints_nothing(tmp_path):
+    """anndata adds its own stderr handler when first imported; inside the block that handler stays silent."""
+    log = tmp_path / "c2s.log"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from c2s_agent.logs import library_output_to
+
+        assert "anndata" not in sys.modules
+        with library_output_to({str(log)!r}):
+            import anndata as ad
+            import numpy as np
+            import pandas as pd
+
+            obs = pd.DataFrame({{"s": ["x", "x", "y"]}}, index=["a", "b", "c"])
+            a = ad.AnnData(np.ones((3, 2), np.float32), obs=obs)
+            a.write_h5ad({str(tmp_path / "a.h5ad")!r})  # logs "... storing 's' as categorical" at INFO
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == "", r.stderr
+    assert "storing 's' as categorical" in log.read_text()

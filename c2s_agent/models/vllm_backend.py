@@ -13,6 +13,7 @@ adapter directory is served merged into its base (``adapters.merged_dir``).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class LocalEngine:
     """``vllm.LLM`` in this process; a second, pooling engine on the same weights for embeddings, made on first use."""
 
     def __init__(self, path: Path, settings=None):
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")  # its records go to our 'vllm' logger (the log file)
         try:
             import vllm  # noqa: F401
         except ImportError:
