@@ -1,6 +1,7 @@
-"""Every model command on the sub-word stand-in through vLLM, as a user runs it: ``C2S_BACKEND=vllm c2s annotate``
-(both modes), ``embed``, ``perturb``, ``generate`` and ``serve``, each in its own process, against the transformers
-backend on the same cells in this process. Results on stdout, nothing of vLLM's own logging on the terminal."""
+"""Every model command on the sub-word stand-in, as a user runs it, through each backend (``C2S_BACKEND=transformers``
+and ``vllm``): ``c2s annotate`` (both modes), ``embed``, ``perturb``, ``generate`` and ``serve``, each in its own
+process, against the transformers backend on the same cells in this process. Nothing of the libraries' own
+logging reaches the terminal."""
 
 from __future__ import annotations
 
@@ -19,16 +20,20 @@ MODEL = "c2s-smollm2"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")  # the merged copy of the adapter is written here once
-    return {**os.environ, "C2S_BACKEND": "vllm", "C2S_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")  # the merged copy of the adapter is written here once
+
+
+@pytest.fixture(scope="module", params=["transformers", "vllm"])
+def env(request, cache):
+    return {**os.environ, "C2S_BACKEND": request.param, "C2S_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module")
-def settings(env):
+def settings(cache):
     from c2s_agent.config import Settings
 
-    return Settings(threads=1, cache_dir=env["C2S_CACHE_DIR"], backend="auto")
+    return Settings(threads=1, cache_dir=cache, backend="auto")  # a name or folder: transformers
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +64,7 @@ def c2s(env, *args, timeout=600):
         timeout=timeout,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    for noise in ("INFO", "WARNING", "storing"):  # vLLM's and anndata's own output goes to the log
+    for noise in ("INFO", "WARNING", "storing"):  # vLLM's, transformers' and anndata's own output goes to the log
         assert noise not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
     return r
 
