@@ -47,7 +47,7 @@ def library_output_to(path: Path) -> Iterator[Path]:
     saved = {}
     for name in LIBRARY_LOGGERS:
         log = logging.getLogger(name)
-        saved[name] = (log.handlers[:], log.propagate, log.level)
+        saved[name] = (log.handlers[:], log.propagate, log.level, log.__dict__.get("addHandler"))
         log.handlers, log.propagate = [handler], False
         log.addHandler = functools.partial(_add_muted, log)  # anndata, imported later, adds a stderr handler
         if log.level in (logging.NOTSET, logging.DEBUG):
@@ -65,9 +65,12 @@ def library_output_to(path: Path) -> Iterator[Path]:
         sys.unraisablehook = saved_hook
         logging.captureWarnings(False)
         ours.removeHandler(handler)
-        for name, (handlers, propagate, level) in saved.items():
+        for name, (handlers, propagate, level, add) in saved.items():
             log = logging.getLogger(name)
-            del log.addHandler
+            if add is None:
+                del log.addHandler
+            else:  # an enclosing block's
+                log.addHandler = add
             log.handlers, log.propagate = handlers, propagate
             log.setLevel(level)
         handler.close()

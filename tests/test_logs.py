@@ -44,6 +44,8 @@ def test_a_library_imported_inside_the_block_prints_nothing(tmp_path):
         from c2s_agent.logs import library_output_to
 
         assert "anndata" not in sys.modules
+        with library_output_to({str(log)!r}), library_output_to({str(tmp_path / "inner.log")!r}):
+            pass  # blocks nest (a run inside a command), each restoring what it found
         with library_output_to({str(log)!r}):
             import anndata as ad
             import numpy as np
