@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: str | None = None
     llm_max_tokens: int = Field(160, ge=16, le=4096, description="most tokens of one LLM planner reply (a plan)")
+    observe: bool = Field(
+        True, description="after each step, a planner that observes (the LLM planners) may change the rest of the plan"
+    )
+    max_steps: int = Field(12, ge=1, description="step budget: the most steps a run takes once planners observe")
     runs_dir: Path = Path("runs")
     cache_dir: Path = Field(default_factory=_default_cache)
     models_dir: Path = Field(

@@ -312,13 +312,54 @@ def test_resume_refuses_a_run_that_is_still_running(asettings):
         sleeper.wait()
 
 
+def test_llm_planner_observes_each_result_and_changes_the_rest_of_the_plan(asettings, scripted_model, plan_reply):
+    """SCRIPTED chat model: after s1 it sees s1's result and replaces the rest of the plan (s2 never runs; its
+    marker step runs as s1o1); after s1o1 it has nothing to add."""
+    model = scripted_model(
+        plan_reply(("describe_dataset", {"column": "condition"}), ("describe_dataset", {"column": "cell_type"})),
+        plan_reply(("marker_genes", {"groupby": "cell_type", "groups": ["NK"], "n_genes": 5})),
+        plan_reply(),
+    )
+    out = runs.ask("How many cells per condition, and what marks NK cells?", "demo", asettings, "llm", chat_model=model)
+    ran = [(r["step_id"], r["name"]) for r in _ledger(out["run_dir"]) if r["kind"] == "tool" and r["status"] == "ok"]
+    assert ran == [("s1", "describe_dataset"), ("s1o1", "marker_genes")]
+    plan = json.loads((out["run_dir"] / "plan.json").read_text())
+    assert [(s["id"], s["origin"]) for s in plan["steps"]] == [("s1", "question"), ("s1o1", "observation")]
+    assert any(
+        "after s1 (describe_dataset) the llm planner changed the rest of the plan to marker_genes" in n["text"]
+        for n in plan["notes"]
+    )
+    seen = model.calls[1]["messages"][-1].content
+    assert '"tool": "describe_dataset"' in seen and '"column": "cell_type"' in seen  # the rest of the plan it saw
+
+
+def test_llm_planner_observation_keeps_to_the_step_budget(asettings, scripted_model, plan_reply):
+    """With a budget of one step, a reply that adds steps after s1 is invalid (twice): the plan goes on as it was,
+    with a note; nothing beyond the plan runs."""
+    extra = plan_reply(("marker_genes", {"groupby": "cell_type", "groups": ["NK"]}))
+    model = scripted_model(
+        plan_reply(("describe_dataset", {"column": "condition"}), ("describe_dataset", {"column": "cell_type"})),
+        extra,
+        extra,
+        plan_reply(),
+    )
+    settings = asettings.model_copy(update={"max_steps": 1})
+    out = runs.ask("How many cells per condition and per cell type?", "demo", settings, "llm", chat_model=model)
+    ran = [r["step_id"] for r in _ledger(out["run_dir"]) if r["kind"] == "tool" and r["status"] == "ok"]
+    assert ran == ["s1", "s2"]
+    notes = [n["text"] for n in json.loads((out["run_dir"] / "plan.json").read_text())["notes"]]
+    assert any("invalid twice" in n and "exceed the step budget of 0" in n for n in notes), notes
+
+
 def test_llm_planner_run_replans_and_records_tokens(asettings, scripted_model, plan_reply):
     """The LLM planner end to end, with a SCRIPTED chat model: its first plan calls a tool that fails, its
-    re-plan swaps in another; tokens land in the ledger and report."""
+    re-plan swaps in another, and after that step ran it sees its result and has nothing to add; tokens land in
+    the ledger and report."""
     usage = {"input_tokens": 900, "output_tokens": 30, "total_tokens": 930}
     model = scripted_model(
         plan_reply(("spatial_neighbourhoods", {}), usage=usage),
         plan_reply(("describe_dataset", {"column": "condition"}), usage=usage),
+        plan_reply(usage=usage),
     )
     plugins.setup(None)
     plugins.pm.register(SpatialPlugin(), name="spatial-test-plugin")
@@ -333,6 +374,9 @@ def test_llm_planner_run_replans_and_records_tokens(asettings, scripted_model, p
         ("s1", "spatial_neighbourhoods", "error"),
         ("s1r1", "describe_dataset", "ok"),
     ]
-    assert sum(r["tokens_in"] or 0 for r in rows) == 1800
+    assert sorted(r["name"] for r in rows if r["kind"] == "model") == ["llm:observe", "llm:plan", "llm:replan"]
+    assert sum(r["tokens_in"] or 0 for r in rows) == 2700
     assert out["results"]["s1r1"].output["breakdown"] == {"ctrl": 1000, "stim": 1000}
-    assert "| tokens (in / out) | 1800 / 60 |" in (out["run_dir"] / "report.md").read_text()
+    assert "| tokens (in / out) | 2700 / 90 |" in (out["run_dir"] / "report.md").read_text()
+    seen = model.calls[2]["messages"][-1].content  # the finished step's result, as data
+    assert "Step s1r1 (describe_dataset) has finished" in seen and '"ctrl": 1000' in seen

@@ -267,6 +267,9 @@ class FollowUpPlanner:
     def replan(self, *args, **kwargs):
         return self.inner.replan(*args, **kwargs)
 
+    def observe(self, *args, **kwargs):
+        return self.inner.observe(*args, **kwargs)
+
     def _genes(self, question: str, view: DatasetView | None) -> tuple[str, list[Note]]:
         """The question with "those genes" written out as the genes of the most recent step about genes."""
         m = GENE_REF.search(question)

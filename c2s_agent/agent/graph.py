@@ -1,4 +1,5 @@
-"""The agent graph: plan -> execute steps (one node run per step) -> re-plan on failure -> (hypotheses) -> report."""
+"""The agent graph: plan -> execute steps (one node run per step), each followed by the planner's look at its
+result (observe) or, when it failed, a re-plan -> (hypotheses) -> report."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def _finished(state: RunState) -> str:
 def after_execute(state: RunState) -> str:
     if state.get("status") == "failed_step":
         return "replan"
-    return "execute" if state["cursor"] < len(state["plan"].steps) else _finished(state)
+    if state.get("status") == "stepped":
+        return "observe"
+    return after_replan(state)
 
 
 def after_replan(state: RunState) -> str:
@@ -38,12 +41,14 @@ def build(checkpointer=None):
     g.add_node("plan", nodes.plan)
     g.add_node("execute", nodes.execute)
     g.add_node("replan", nodes.replan)
+    g.add_node("observe", nodes.observe)
     g.add_node("hypothesize", nodes.hypothesize)
     g.add_node("report", nodes.report)
     g.add_edge(START, "plan")
     g.add_conditional_edges("plan", after_plan, ["execute", "report"])
-    g.add_conditional_edges("execute", after_execute, ["execute", "replan", "hypothesize", "report"])
+    g.add_conditional_edges("execute", after_execute, ["execute", "replan", "observe", "hypothesize", "report"])
     g.add_conditional_edges("replan", after_replan, ["execute", "hypothesize", "report"])
+    g.add_conditional_edges("observe", after_replan, ["execute", "hypothesize", "report"])
     g.add_edge("hypothesize", "report")
     g.add_edge("report", END)
     return g.compile(checkpointer=checkpointer)

@@ -182,7 +182,7 @@ def execute(state: RunState, runtime: Runtime[RunContext]) -> dict:
         }
     ctx.ledger.finish_step(step.id, "ok", result.duration_s, result=result)
     ctx.progress("step_done", {"step": step, "result": result})
-    return {"cursor": state["cursor"] + 1, "status": "running", **extra}
+    return {"cursor": state["cursor"] + 1, "status": "stepped", **extra}
 
 
 def _done_slots(ctx: RunContext, steps: list[Step]) -> set[str]:
@@ -239,6 +239,39 @@ def replan(state: RunState, runtime: Runtime[RunContext]) -> dict:
     _write_plan(ctx, p)
     ctx.progress("replan", {"note": "; ".join(n.text for n in notes)})
     return {"plan": p, "replans": state.get("replans", 0) + 1, "status": "running"}
+
+
+def observe(state: RunState, runtime: Runtime[RunContext]) -> dict:
+    """After a step ran: the planner sees a summary of its result and may change, extend or stop the rest of the
+    plan, within the step budget (``settings.max_steps``)."""
+    from .observation import summary
+
+    ctx = runtime.context
+    p: Plan = state["plan"]
+    cursor = state["cursor"]
+    done = p.steps[cursor - 1]
+    result = ctx.ledger.finished(done.id)
+    if not ctx.settings.observe or result is None:
+        return {"status": "running"}
+    t0 = time.perf_counter()
+    new, notes = ctx.planner.observe(
+        p,
+        done,
+        summary(result),
+        ctx.tools,
+        ctx.view(),
+        record=lambda kind, **f: ctx.ledger.record("observe", kind, **f),
+        done_slots=_done_slots(ctx, p.steps[:cursor]),
+        budget=max(0, ctx.settings.max_steps - cursor),
+    )
+    ctx.timings["plan_s"] += time.perf_counter() - t0
+    if new is None and not notes:
+        return {"status": "running"}
+    p = p.model_copy(update={"steps": p.steps[:cursor] + (p.steps[cursor:] if new is None else new)})
+    p = p.model_copy(update={"notes": [*p.notes, *notes]})
+    _write_plan(ctx, p)
+    ctx.progress("replan", {"note": "; ".join(n.text for n in notes)})
+    return {"plan": p, "status": "running"}
 
 
 def hypothesize(state: RunState, runtime: Runtime[RunContext]) -> dict:

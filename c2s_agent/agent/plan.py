@@ -19,15 +19,15 @@ NO_TOOL = "no installed tool can do this"
 
 class Step(BaseModel):
     """One tool call: which tool, with which arguments, the part of the question it answers, and where it came from:
-    the question, inserted because a later step needs what it produces, a replacement for a failed step, or the
-    user (an approval edit)."""
+    the question, inserted because a later step needs what it produces, a replacement for a failed step, a
+    planner's change after observing a result, or the user (an approval edit)."""
 
     id: str
     tool: str
     args: dict = Field(default_factory=dict)
     why: str = Field("", description="the clause of the question this step answers, or why it was added")
     score: float | None = Field(None, description="planner's match score for the tool")
-    origin: Literal["question", "inserted", "replacement", "user"] = "question"
+    origin: Literal["question", "inserted", "replacement", "observation", "user"] = "question"
 
 
 NoteKind = Literal[

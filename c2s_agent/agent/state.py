@@ -38,7 +38,7 @@ class RunState(InputState, total=False):
     cursor: int  # index of the next step to run
     failures: Annotated[list[Failure], operator.add]
     replans: int
-    status: str  # planned | unanswerable | invalid | running | failed_step | done
+    status: str  # planned | unanswerable | invalid | running | stepped (a step ran) | failed_step | done
     report: str | None
     approvals: Annotated[list[dict], operator.add]  # the user's answers at approval pauses
     focus: dict[str, str]  # hypothesis mode: step id -> condition of interest

@@ -42,6 +42,22 @@ class Planner(Protocol):
         needed what ``failed`` would have produced (and ``done_slots`` do not hold) are dropped."""
         ...
 
+    def observe(
+        self,
+        plan: Plan,
+        done: Step,
+        summary: dict,
+        tools: dict[str, Tool],
+        view: DatasetView | None,
+        record: Recorder | None = None,
+        done_slots: set[str] | None = None,
+        budget: int = 0,
+    ) -> tuple[list[Step] | None, list[Note]]:
+        """After ``done`` finished (``summary``: :func:`c2s_agent.agent.observation.summary` of its result): the
+        steps to run instead of the rest of ``plan`` (none: stop here; at most ``budget``), or None to go on as
+        planned; with notes on what changed."""
+        ...
+
 
 def finish(plan: Plan, tools: dict[str, Tool], view: DatasetView | None) -> Plan:
     """Insert producer steps, order by requires/produces, and record what the check finds."""

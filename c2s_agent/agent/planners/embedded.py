@@ -254,6 +254,10 @@ class EmbeddedPlanner:
             )
         return max(ranked)[3] if any(r[0] for r in ranked) else ranked[0][3]
 
+    def observe(self, plan: Plan, done: Step, summary: dict, *args, **kwargs) -> tuple[None, list[Note]]:
+        """The embedded planner's plan does not depend on results: it goes on as planned."""
+        return None, []
+
     def replan(
         self,
         plan: Plan,
