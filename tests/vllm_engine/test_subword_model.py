@@ -4,13 +4,6 @@ free-text annotations, gene-constrained cells and embeddings, greedy and token f
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import numpy as np
 import pytest
 
@@ -50,59 +43,16 @@ def engine(settings):
 
 
 @pytest.fixture(scope="module")
-def served(engine, settings, tmp_path_factory):
+def served(engine, settings, serving, tmp_path_factory):
     """A vLLM OpenAI server on 127.0.0.1 serving the merged directory, with the c2s logits processors."""
     from c2s_agent.models import load_model
     from c2s_agent.models.vllm_backend import LOGITS_PROCESSORS
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(engine.backend.weights),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--enforce-eager",
-        "--max-model-len",
-        "2048",
-        "--logits-processors",
-        *LOGITS_PROCESSORS,
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=os.environ.copy()
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not healthy after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
+    args = ["vllm.entrypoints.openai.api_server", "--model", engine.backend.weights, "--dtype", "float32"]
+    args += ["--enforce-eager", "--max-model-len", "2048", "--logits-processors", *LOGITS_PROCESSORS]
+    with serving(args, log) as url:
         yield load_model(f"{url}/v1", settings)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
