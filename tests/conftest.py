@@ -86,3 +86,50 @@ def plan_reply():
         return AIMessage(content=content, usage_metadata=usage) if usage else AIMessage(content=content)
 
     return reply
+
+
+@pytest.fixture()
+def ask_with_llm_planner(tmp_path):
+    """``ask(base_url)`` runs `c2s ask --planner llm` end to end in its own process against the chat server at
+    ``base_url`` (SmolLM2, step budget 3) and checks what any real model must leave: a plan validated and checked
+    (the LLM's, or the embedded planner's with a note after two invalid replies), every step of it run and nothing
+    else, and each model call (plan and observations) in the run's ledger with its tokens. Returns the plan."""
+    import json
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def ask(base_url: str) -> dict:
+        from c2s_agent import registry
+        from c2s_agent.config import Settings
+
+        env = {
+            **os.environ,
+            "C2S_LLM_BASE_URL": base_url,
+            "C2S_LLM_MODEL": "smollm2",
+            "C2S_LLM_MAX_TOKENS": "96",
+            "C2S_MAX_STEPS": "3",
+            "C2S_RUNS_DIR": str(tmp_path / "runs"),
+        }
+        cmd = [sys.executable, "-m", "c2s_agent", "ask", "Which marker genes distinguish the cell types?"]
+        out = subprocess.run(cmd + ["--data", "demo", "--planner", "llm"], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        run_dir = Path(out.stdout.strip().splitlines()[-1]).parent
+        plan = json.loads((run_dir / "plan.json").read_text())
+        fell_back = [n for n in plan["notes"] if n["kind"] == "planner_fallback" and "planned instead" in n["text"]]
+        assert plan["steps"] and plan["planner"] == ("embedded" if fell_back else "llm"), plan
+        assert len(plan["steps"]) <= 3 and not plan["problems"], plan
+        tools = registry.tools(Settings())
+        for step in plan["steps"]:
+            tools[step["tool"]].input_model.model_validate(step["args"])
+        db = sqlite3.connect(run_dir / "ledger.sqlite")
+        calls = db.execute("SELECT name, status, tokens_in FROM calls WHERE kind='model'").fetchall()
+        ran = [r[0] for r in db.execute("SELECT step_id FROM calls WHERE kind='tool' AND status='ok' ORDER BY started")]
+        db.close()
+        assert ran == [s["id"] for s in plan["steps"]]
+        assert any(c[0] == "llm:plan" for c in calls) and any(c[0].startswith("llm:observe") for c in calls), calls
+        assert all(c[1] == "ok" and c[2] > 100 for c in calls), calls
+        return plan
+
+    return ask

@@ -5,13 +5,10 @@ replaced by the embedded planner's plan, and an instruction planted in an obs la
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -98,39 +95,10 @@ def test_chat_completions_follow_the_json_schema(served):
 
 
 @pytest.mark.slow
-def test_c2s_ask_with_the_llm_planner_against_c2s_serve(served, tmp_path):
-    """`c2s ask --planner llm` end to end in its own process: the plan comes back validated and checked (made by the
-    LLM, or by the embedded planner with a note after two invalid replies), its steps run, and after each the model
-    sees the result and may change the rest within the step budget; every model call lands in the run's ledger."""
-    env = {
-        **os.environ,
-        "C2S_LLM_BASE_URL": served,
-        "C2S_LLM_MODEL": "smollm2",
-        "C2S_LLM_MAX_TOKENS": "96",
-        "C2S_MAX_STEPS": "3",
-        "C2S_RUNS_DIR": str(tmp_path / "runs"),
-    }
-    cmd = [sys.executable, "-m", "c2s_agent", "ask", "Which marker genes distinguish the cell types?"]
-    out = subprocess.run(cmd + ["--data", "demo", "--planner", "llm"], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    run_dir = Path(out.stdout.strip().splitlines()[-1]).parent
-    plan = json.loads((run_dir / "plan.json").read_text())
-    fell_back = [n for n in plan["notes"] if n["kind"] == "planner_fallback" and "planned instead" in n["text"]]
-    assert plan["steps"] and plan["planner"] == ("embedded" if fell_back else "llm"), plan
-    assert len(plan["steps"]) <= 3 and not plan["problems"], plan
-
-    from c2s_agent import registry
-
-    tools = registry.tools(Settings())
-    for step in plan["steps"]:
-        tools[step["tool"]].input_model.model_validate(step["args"])
-    db = sqlite3.connect(run_dir / "ledger.sqlite")
-    calls = db.execute("SELECT step_id, name, status, tokens_in FROM calls WHERE kind='model'").fetchall()
-    ran = [r[0] for r in db.execute("SELECT step_id FROM calls WHERE kind='tool' AND status='ok' ORDER BY started")]
-    db.close()
-    assert ran == [s["id"] for s in plan["steps"]]  # every step of the final plan ran, nothing else
-    observed = [c for c in calls if c[1].startswith("llm:observe")]
-    assert observed and all(c[2] == "ok" and c[3] > 100 for c in observed), calls
+def test_c2s_ask_with_the_llm_planner_against_c2s_serve(served, ask_with_llm_planner):
+    """`c2s ask --planner llm` end to end against `c2s serve`: plans checked or replaced, run, and observed after
+    each step within the step budget (see the fixture)."""
+    ask_with_llm_planner(served)
 
 
 @pytest.mark.slow
