@@ -90,6 +90,15 @@ def test_entities_from_the_datasets_vocabulary(vocab):
     ]
 
 
+def test_a_cell_type_word_before_a_process_names_the_process(planner, tools, vocab):
+    """ "inflammatory response" is a gene program, not an inflammatory cell the data lacks; "plasma cells" is."""
+    question = "Is the inflammatory signalling stronger in stimulated monocytes?"
+    assert "missing" not in [m.kind for m in find_mentions(question, vocab)]
+    assert [m.text for m in find_mentions("Which genes mark the plasma cells?", vocab)] == ["plasma cells"]
+    plan = planner.plan(question, tools, vocab)
+    assert [(s.tool, s.args.get("program")) for s in plan.steps] == [("score_gene_program", "inflammatory")]
+
+
 def test_producer_step_is_inserted_and_ordered(planner, tools, vocab):
     plan = planner.plan("Fit the reverse transform on the top 40 genes", tools, vocab)
     assert [s.tool for s in plan.steps] == ["cell_sentences", "reconstruct_expression"]

@@ -9,13 +9,26 @@ import typing
 from dataclasses import dataclass, field
 
 from ..conventions.slots import CELL_TYPE, CONDITION
+from ..screen.programs import program_from_text
 from .dataset import ROLE_WORDS, DatasetView
 from .mentions import Mention, find_mentions
 from .plan import Note
 
 SENDERS = {"source", "sources", "sender", "senders"}
 RECEIVERS = {"target", "targets", "receiver", "receivers"}
-KINDS = {"obs_column", "obs_value", "obs_values", "obs_filter", "gene", "genes", "number", "text", "literal", None}
+KINDS = {
+    "obs_column",
+    "obs_value",
+    "obs_values",
+    "obs_filter",
+    "gene",
+    "genes",
+    "program",
+    "number",
+    "text",
+    "literal",
+    None,
+}
 #: Entities that name a column role: the field takes values of that role's column.
 ROLE_ENTITIES = {
     CELL_TYPE: CELL_TYPE,
@@ -218,6 +231,8 @@ def _fill_entities(f: Filling) -> None:
             genes = [m.text for m in f.mentions if m.kind == "gene"]
             if genes:
                 f.args[name] = list(dict.fromkeys(genes)) if kind == "genes" else genes[0]
+        elif kind == "program" and (program := program_from_text(f.clause)):
+            f.args[name] = program
         elif kind == "text":
             f.args[name] = f.clause
         elif kind == "literal":

@@ -218,6 +218,12 @@ def _numbers(text: str, found, taken) -> None:
         _claim(found, taken, Mention("number", m.group(), m.start(), m.end(), value=value))
 
 
+#: Nouns after which a cell-type word names a process or a gene set ("inflammatory response"), not cells.
+PROCESS_NOUN = re.compile(
+    r"\s+(?:responses?|signall?ing|pathways?|programs?|programmes?|scores?|activity|genes?|process(?:es)?)\b", re.I
+)
+
+
 def _missing(text: str, found, taken) -> None:
     """Cell-type phrases the dataset has no label for ("plasma cells", "neutrophils", "CD34+ progenitors"): a
     CD marker, a Cell Ontology name, or shorthand that ends in "cell(s)"."""
@@ -232,8 +238,8 @@ def _missing(text: str, found, taken) -> None:
                 for w, raw in zip(words(phrase), phrase.split())
                 if w not in GENERIC and w not in STOP and (len(w) > 1 or (cell_word and raw.isupper()))
             ]
-            if any(taken[s:e]) or not content:
-                continue
+            if any(taken[s:e]) or not content or (not cell_word and PROCESS_NOUN.match(text[e:])):
+                continue  # "inflammatory response", "apoptosis genes": a process, not a cell type
             marker = re.fullmatch(r"CD\d+[+-]?(?:\s+\S+)?", phrase) is not None
             code = re.fullmatch(r"[A-Z]{1,4}-?\d{2,}[A-Za-z0-9]*", phrase) is not None and re.match(
                 r"\s+(?:cells?|lines?|cell lines?)\b", text[e:], re.I

@@ -149,6 +149,7 @@ class ScoreInput(BaseModel):
         description="program name (mhc_i, ifn_alpha, ifn_gamma, apoptosis, "
         "inflammatory, tnfa_nfkb, mhc_i_loading), a bundled gene set name, or comma-separated "
         "genes (default: the one the question names)",
+        json_schema_extra={"entity": "program"},
     )
     question: str | None = Field(None, description="the question, to read the program from")
     groupby: str | None = Field(
