@@ -133,3 +133,52 @@ def ask_with_llm_planner(tmp_path):
         return plan
 
     return ask
+
+
+@pytest.fixture(scope="session")
+def serving():
+    """``with serving(args, log) as url``: ``python -m ARGS --host 127.0.0.1 --port P`` (a vLLM or c2s server) in
+    its own process, output to ``log``; ``url`` (http://127.0.0.1:P) once /health answers, the process ended after."""
+
+    import contextlib
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    @contextlib.contextmanager
+    def start(args: list[str], log, env: dict | None = None, timeout_s: float = 300):
+        import httpx
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", *map(str, args), "--host", "127.0.0.1", "--port", str(port)]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env or os.environ.copy()
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"{args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{args[0]} not healthy after {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+                time.sleep(1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    return start

@@ -5,21 +5,10 @@ replaced by the embedded planner's plan, and an instruction planted in an obs la
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
 from c2s_agent.config import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +19,11 @@ def smollm2():
 
 
 @pytest.fixture(scope="module")
-def served(smollm2):
+def served(smollm2, serving, tmp_path_factory):
     """`c2s serve --model <SmolLM2 dir>` in its own process on a free port; its /v1 URL."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "c2s_agent", "serve", "--model", str(smollm2), "--port", str(port), "--threads", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                pytest.fail(f"c2s serve exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("c2s serve did not start in 150 s")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with serving(["c2s_agent", "serve", "--model", smollm2, "--threads", "2"], log) as url:
+        yield f"{url}/v1"
 
 
 def _settings(url: str, tmp_path, **extra) -> Settings:
