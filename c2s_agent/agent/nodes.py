@@ -250,8 +250,8 @@ def observe(state: RunState, runtime: Runtime[RunContext]) -> dict:
     p: Plan = state["plan"]
     cursor = state["cursor"]
     done = p.steps[cursor - 1]
-    result = ctx.ledger.finished(done.id)
-    if not ctx.settings.observe or result is None:
+    result = ctx.ledger.finished(done.id) if ctx.settings.observe else None
+    if result is None:
         return {"status": "running"}
     t0 = time.perf_counter()
     new, notes = ctx.planner.observe(
@@ -267,8 +267,8 @@ def observe(state: RunState, runtime: Runtime[RunContext]) -> dict:
     ctx.timings["plan_s"] += time.perf_counter() - t0
     if new is None and not notes:
         return {"status": "running"}
-    p = p.model_copy(update={"steps": p.steps[:cursor] + (p.steps[cursor:] if new is None else new)})
-    p = p.model_copy(update={"notes": [*p.notes, *notes]})
+    steps = p.steps[:cursor] + (p.steps[cursor:] if new is None else new)
+    p = p.model_copy(update={"steps": steps, "notes": [*p.notes, *notes]})
     _write_plan(ctx, p)
     ctx.progress("replan", {"note": "; ".join(n.text for n in notes)})
     return {"plan": p, "status": "running"}

@@ -283,16 +283,16 @@ class LLMPlanner:
         have = (set(vocab.slots) if vocab is not None else set()) | (done_slots or set())
 
         def checked(steps: list[tuple[str, dict]]) -> list[Step]:
-            if len(steps) > budget:
-                raise InvalidPlan(f"{len(steps)} steps exceed the step budget of {budget}")
             why = f"after {done.id}: {plan.question}"
             new, _ = resolve([Step(id="", tool=t, args=dict(a), why=why) for t, a in steps], tools, have)
+            if len(new) > budget:  # producers inserted count too
+                raise InvalidPlan(f"{len(new)} steps exceed the step budget of {budget}")
             new = [
                 s.model_copy(update={"id": f"{done.id}o{i + 1}", "origin": "observation"}) for i, s in enumerate(new)
             ]
             problems = check(plan.model_copy(update={"steps": plan.steps[: idx + 1] + new}), tools, vocab)
-            if problems or len(new) > budget:
-                raise InvalidPlan("its check found: " + "; ".join(problems or [f"more than {budget} steps"]))
+            if problems:
+                raise InvalidPlan("its check found: " + "; ".join(problems))
             return new
 
         new, error = self._valid(self._messages(question, vocab, tools), tools, vocab, record, "observe", checked)
