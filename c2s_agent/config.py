@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     model: str = Field("embedded", description="'embedded', a local HF checkpoint directory, or an http(s) URL")
     backend: str = Field("auto", description="model backend name; 'auto' picks from the model value")
     planner: str = Field("embedded", description="a registered planner: 'embedded', 'llm', 'hybrid' or a plugin's")
+    planner_model: Path | None = Field(
+        None, description="the tuned planner's tool chooser: a model or LoRA adapter directory (default: bundled)"
+    )
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint for the LLM planner")
     llm_model: str | None = None
     llm_api_key: str | None = None

@@ -235,11 +235,23 @@ def _fill_entities(f: Filling) -> None:
             f.args[name] = program
         elif kind == "text":
             f.args[name] = f.clause
-        elif kind == "literal":
-            for opt in base_type(fi.annotation)[2] or []:
-                if isinstance(opt, str) and re.search(r"\b" + re.escape(opt.lower()) + r"\b", f.clause.lower()):
-                    f.args[name] = opt
-                    break
+        elif kind == "literal" and (opt := _literal(base_type(fi.annotation)[2] or [], f.clause)):
+            f.args[name] = opt
+
+
+#: Words before an option that turn it down ("a t-test instead of wilcoxon", "C2S rather than PCA").
+REJECTED = re.compile(r"(?:instead of|rather than|not|over|but not)\s+(?:the\s+|a\s+|an\s+)?$", re.I)
+
+
+def _literal(options, clause: str) -> str | None:
+    """The option the clause asks for: the first one it names (a plural counts) that it does not turn down."""
+    named = []
+    for opt in options:
+        if isinstance(opt, str):
+            for m in re.finditer(r"\b" + re.escape(opt) + r"s?\b", clause, re.I):
+                if not REJECTED.search(clause[max(0, m.start() - 20) : m.start()]):
+                    named.append((m.start(), opt))
+    return min(named)[1] if named else None
 
 
 def _number_field_score(name: str, f, context: str) -> int:
@@ -279,9 +291,10 @@ def _fill_numbers(f: Filling) -> None:
             continue
         name = scored[0][2]
         base = base_type(f.fields[name].annotation)[0]
-        if base is int and m.value != int(m.value):
+        value = m.value / 100 if base is float and re.match(r"\s*(?:%|per ?cent)", f.clause[m.end :]) else m.value
+        if base is int and value != int(value):
             continue
-        f.args[name] = int(m.value) if base is int else m.value
+        f.args[name] = int(value) if base is int else value
 
 
 def fill_args(tool, clause: str, view: DatasetView | None, question: str = "") -> tuple[dict, list[Note]]:

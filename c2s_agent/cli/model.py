@@ -290,7 +290,9 @@ def train(
     ),
     task: str | None = typer.Option(
         None,
-        help="with --data: cell_type, generation, perturbation (comma-separated; default cell_type, GRPO perturbation)",
+        help="with --data: cell_type, generation, perturbation (comma-separated; default cell_type, GRPO perturbation); "
+        "planner: LoRA-tune --base (default smollm2) as the tuned planner's tool chooser on the planning question "
+        "set --data (default development)",
     ),
     method: str = typer.Option("full", help="with --data: full, lora or grpo"),
     reward: str = typer.Option(
@@ -329,6 +331,26 @@ def train(
 
     from ..errors import InputError
 
+    if task == "planner":
+        from ..agent.planners.chooser import bundled_path
+        from ..agent.planners.chooser_data import train as train_chooser
+        from ..config import Settings
+        from ..training.finetune import DataSpec, FinetuneConfig
+
+        cfg = FinetuneConfig(
+            method="lora",
+            steps=steps,
+            batch_size=batch_size or 16,
+            lr=lr or 5e-4,
+            threads=threads,
+            resume=resume,
+            max_minutes=max_minutes,
+            data=DataSpec(seed=seed),
+        )
+        out = out or bundled_path()
+        meta = train_chooser(Settings(threads=threads), out, base or "smollm2", data or "development", cfg)
+        console.print(f"[green]Trained[/] the tool chooser {out}: {meta['steps']} steps in {meta['minutes']} min")
+        return
     if data is None and base is not None:  # the embedded model's data, split and tasks, from another base
         from ..training import data as D
 

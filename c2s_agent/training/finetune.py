@@ -340,7 +340,6 @@ def finetune(
     """Fine-tune ``base`` (default: the embedded model) on ``data`` (an .h5ad path, a bundled name or an
     AnnData) and save the result to ``out``; returns the metadata written to ``c2s_model.json``."""
     import torch
-    from transformers import Trainer, TrainingArguments
 
     from ..sentences import ReverseTransform, to_sentences
 
@@ -364,35 +363,7 @@ def finetune(
     if not train_ex:
         raise InputError("data", "gives no training examples for these tasks", "check the obs columns and --task")
     model, tok = load_base(base, cfg.method, cfg.lora_r)
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        max_steps=cfg.steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        learning_rate=cfg.lr,
-        warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type="cosine",
-        weight_decay=0.01,
-        logging_steps=max(1, min(25, cfg.steps // 10)),
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        report_to="none",
-        use_cpu=True,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        disable_tqdm=not progress,
-        bf16=bfloat16_native(),
-        train_sampling_strategy="group_by_length",
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=encode(tok, train_ex),
-        data_collator=_Collate(tok.pad_token_id),
-        callbacks=[_wall_clock(cfg.max_minutes * 60, t0)] if cfg.max_minutes else None,
-    )
+    trainer = make_trainer(model, tok, train_ex, out, cfg, progress, t0)
     if cfg.resume and not list((out / "checkpoints").glob("checkpoint-*")):
         raise InputError(out, "holds no checkpoint to resume from", "train without --resume first")
     result = trainer.train(resume_from_checkpoint=True if cfg.resume else None)
@@ -431,6 +402,43 @@ def finetune(
     (out / "c2s_model.json").write_text(json.dumps(meta, indent=1, default=str))
     (out / "README.md").write_text(model_card(meta))
     return meta
+
+
+def make_trainer(model, tok, examples: list, out: Path, cfg: FinetuneConfig, progress: bool, t0: float):
+    """A ``transformers.Trainer`` on ``examples`` (loss on the responses) that checkpoints into ``out/checkpoints``
+    every ``cfg.save_steps`` and stops (and saves) at ``cfg.max_minutes`` after ``t0``."""
+    from transformers import Trainer, TrainingArguments
+
+    seed = cfg.data.seed
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        max_steps=cfg.steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="cosine",
+        weight_decay=0.01,
+        logging_steps=max(1, min(25, cfg.steps // 10)),
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to="none",
+        use_cpu=True,
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=not progress,
+        bf16=bfloat16_native(),
+        train_sampling_strategy="group_by_length",
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=encode(tok, examples),
+        data_collator=_Collate(tok.pad_token_id),
+        callbacks=[_wall_clock(cfg.max_minutes * 60, t0)] if cfg.max_minutes else None,
+    )
 
 
 def bfloat16_native() -> bool:

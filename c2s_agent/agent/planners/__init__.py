@@ -1,5 +1,6 @@
 """Planners, registered like any plugin's (hook ``register_planners``): the embedded offline planner (default),
-the LLM planner and the hybrid (embedded tool matching, the LLM's choice and arguments). Also registers the
+the LLM planner, the hybrid (embedded tool matching, the LLM's choice and arguments) and the tuned planner (the
+embedded planner with a fine-tuned model's choice between near-equal tools). Also registers the
 planner's evaluation task."""
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def _llm(settings, chat_model=None, **_):
     return LLMPlanner(settings, chat_model=chat_model)
 
 
+def _tuned(settings, **_):
+    from .tuned import TunedPlanner
+
+    return TunedPlanner(settings)
+
+
 def _hybrid(settings, chat_model=None, **_):
     from .hybrid import HybridPlanner
 
@@ -44,6 +51,9 @@ def _hybrid(settings, chat_model=None, **_):
 def register_planners(register):
     register(PlannerFactory("embedded", _embedded, "offline: MiniLM similarity of question clauses to tool texts"))
     register(PlannerFactory("llm", _llm, "an OpenAI-compatible chat model writing a schema-checked JSON plan"))
+    register(
+        PlannerFactory("tuned", _tuned, "the embedded planner with a fine-tuned SmolLM2 choosing between near-equal tools")
+    )
     register(
         PlannerFactory("hybrid", _hybrid, "the embedded matcher proposes 3 tools per clause; the chat model chooses")
     )

@@ -7,6 +7,7 @@ It knows no tool by name: whatever tools are registered are matched by what they
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from ..mentions import find_mentions
 from ..plan import NO_TOOL, Note, Plan, Step
 from .base import Recorder, drop_dependents, finish, keep_intent
 from .matching import ToolMatcher, intent, mask_entities, split_clauses, stems
+from .scope import split_unoffered
 
 if TYPE_CHECKING:
     from ...tools import Tool
@@ -33,6 +35,11 @@ MARGIN = 0.10
 #: Added to a tool's score per group or gene argument the clause fills (at most two).
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
+#: Most content words of a clause that only adds details to the previous step.
+DETAIL_WORDS = 2
+#: ... and, unless it points back to that step, matches no tool this well.
+DETAIL_MATCH = 0.65
+POINTS_BACK = re.compile(r"\b(?:it|its|them|they|their|those|these)\b", re.I)
 
 
 def value_fields(tool: Tool, view: DatasetView | None) -> list[str]:
@@ -76,7 +83,8 @@ class EmbeddedPlanner:
         self, question: str, tools: dict[str, Tool], view: DatasetView | None, record: Recorder | None = None
     ) -> Plan:
         t0 = time.perf_counter()
-        clauses = split_clauses(question)
+        text, refused = split_unoffered(question, tools)
+        clauses = split_clauses(text) if text else []
         if not tools:
             return Plan(
                 question=question,
@@ -84,14 +92,17 @@ class EmbeddedPlanner:
                 unanswered=clauses,
                 notes=[Note(kind="unanswered", text=f"{NO_TOOL}: no tools installed")],
             )
-        names, sim = self.scores([mask_entities(intent(c), view) for c in clauses], tools)
+        names, sim = self.scores([mask_entities(intent(c), view) for c in clauses], tools) if clauses else ([], [])
         steps: list[Step] = []
-        unanswered, notes = [], list(view.notes) if view is not None else []
+        unanswered, notes = [s for s, _ in refused], list(view.notes) if view is not None else []
+        notes += [Note(kind="missing", text=f'"{s}" asks for {a}, which no installed tool offers') for s, a in refused]
         current = view  # after a step predicts cell types, "monocytes" names the predicted labels
         for clause, row in zip(clauses, sim):
             if row.max() < self.threshold and not self._grounded(clause, row, names, tools, current):
                 if not (steps and self._refine(steps[-1], clause, tools, current)):
                     unanswered.append(clause)  # "..., give me 15": details for the previous step, else no tool
+                continue
+            if steps and self._follows(steps, clause, float(row.max()), tools, current):
                 continue
             tool, args, arg_notes, score = self._choose(clause, row, names, tools, current, question)
             missing = self._missing(clause, tool, args, current)
@@ -192,6 +203,39 @@ class EmbeddedPlanner:
             out.append(step.model_copy(update={"args": {**step.args, **args}}))
             start = end
         return out if len({tuple(sorted((k, str(v)) for k, v in s.args.items())) for s in out}) == len(out) else [step]
+
+    @staticmethod
+    def _follows(steps: list[Step], clause: str, best: float, tools, view: DatasetView | None) -> bool:
+        """Whether a clause is a detail of the previous step: at most ``DETAIL_WORDS`` content words, no group or
+        gene of its own, no strong match (``best`` under ``DETAIL_MATCH``) unless it points back ("it", "them"),
+        and arguments beyond the defaults that the previous step's tool takes ("..., give me twenty genes", "and
+        compare it across the zones"). They join that step; a column that differs from the step's makes another
+        step of the same tool ("..., then by cell type")."""
+        last = steps[-1]
+        if last.origin != "question" or len(stems(mask_entities(clause, view))) > DETAIL_WORDS:
+            return False
+        if best >= DETAIL_MATCH and not POINTS_BACK.search(clause):
+            return False
+        if any(m.kind in ("value", "gene", "missing") for m in find_mentions(clause, view)):
+            return False
+        tool = tools[last.tool]
+        defaults, _ = fill_args(tool, "", view)
+        args = {k: v for k, v in fill_args(tool, clause, view)[0].items() if defaults.get(k) != v}
+        if not args:
+            return False
+        try:
+            tool.input_model.model_validate({**last.args, **args})
+        except Exception:  # noqa: BLE001 - what the clause sets does not fit the step
+            return False
+        fields = tool.input_model.model_fields
+        if any(
+            k in last.args and last.args[k] != v and entity_kind(k, fields[k]) == "obs_column" for k, v in args.items()
+        ):
+            steps.append(last.model_copy(update={"args": {**last.args, **args}, "why": clause}))
+        else:
+            last.args.update(args)
+            last.why += f"; {clause}"
+        return True
 
     @staticmethod
     def _refine(step: Step, clause: str, tools, view) -> bool:
