@@ -99,6 +99,55 @@ def test_a_cell_type_word_before_a_process_names_the_process(planner, tools, voc
     assert [(s.tool, s.args.get("program")) for s in plan.steps] == [("score_gene_program", "inflammatory")]
 
 
+def test_an_analysis_no_tool_offers_is_refused_with_its_name(planner, tools, vocab, asettings):
+    plan = planner.plan("Order the monocytes along a pseudotime and list the genes that change along it", tools, vocab)
+    assert plan.steps == [] and not plan.answerable
+    assert any("trajectory inference" in n.text for n in plan.notes)
+    plan = planner.plan("How many cells are in each cell type? Then run scVelo to get RNA velocity.", tools, vocab)
+    assert [s.tool for s in plan.steps] == ["describe_dataset"]
+    assert plan.unanswered == ["Then run scVelo to get RNA velocity."]
+
+    class Trajectory(QcPlugin):
+        @hookimpl
+        def register_tools(self, register):
+            register(
+                Tool(
+                    name="pseudotime",
+                    description="Order cells along a pseudotime trajectory (diffusion pseudotime from a root group).",
+                    examples=["Order the cells along a pseudotime"],
+                    input_model=QcIn,
+                    output_model=QcOut,
+                    run=_qc,
+                )
+            )
+
+    plugins.setup(None)
+    plugins.pm.register(Trajectory(), name="trajectory-test-plugin")
+    try:
+        plan = planner.plan("Order the monocytes along a pseudotime", registry.tools(asettings), vocab)
+        assert [s.tool for s in plan.steps] == ["pseudotime"]  # a plugin that offers it is planned
+    finally:
+        plugins.pm.unregister(name="trajectory-test-plugin")
+
+
+def test_options_turned_down_and_percentages(planner, tools, vocab):
+    plan = planner.plan("Markers of the B cells with a t-test rather than the wilcoxon test", tools, vocab)
+    assert plan.steps[0].args["method"] == "t-test"
+    plan = planner.plan("Fit the reverse transform, keeping 25% of the cells aside for scoring", tools, vocab)
+    assert plan.steps[-1].args["holdout_fraction"] == 0.25
+
+
+def test_a_detail_clause_joins_the_previous_step(planner, tools, vocab):
+    plan = planner.plan("Which genes mark the NK cells? Give me fifteen genes.", tools, vocab)
+    assert plan.summary() == [
+        {"id": "s1", "tool": "marker_genes", "args": {"groupby": "cell_type", "groups": ["NK"], "n_genes": 15}}
+    ]
+    plan = planner.plan(
+        "Score the interferon alpha response of every cell, then summarise it by condition", tools, vocab
+    )
+    assert [(s.tool, s.args.get("groupby")) for s in plan.steps] == [("score_gene_program", "condition")]
+
+
 def test_producer_step_is_inserted_and_ordered(planner, tools, vocab):
     plan = planner.plan("Fit the reverse transform on the top 40 genes", tools, vocab)
     assert [s.tool for s in plan.steps] == ["cell_sentences", "reconstruct_expression"]

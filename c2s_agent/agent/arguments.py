@@ -254,6 +254,16 @@ def _literal(options, clause: str) -> str | None:
     return min(named)[1] if named else None
 
 
+def _fraction(field) -> bool:
+    """Whether a number field takes a fraction (bounded by 1), so that "20%" is 0.2."""
+    return any(getattr(m, b, None) is not None and getattr(m, b) <= 1 for m in field.metadata for b in ("le", "lt"))
+
+
+def _takes_percent(name: str, field) -> bool:
+    """Whether a number field can take a percentage: a fraction, or a field that says it is in percent."""
+    return _fraction(field) or "percent" in f"{name} {field.description or ''}".lower()
+
+
 def _number_field_score(name: str, f, context: str) -> int:
     words = set(re.findall(r"[a-z]+", (name.replace("_", " ") + " " + (f.description or "")).lower()))
     words -= {"the", "of", "a", "to", "per", "in", "and", "or", "for", "number"}
@@ -279,11 +289,12 @@ def _fill_numbers(f: Filling) -> None:
         context = f.clause[max(0, m.start - 30) : m.end + 30]
         if _counts_cells(f, m):
             context += " cells"  # "100 CD8 T cells": a number before a group counts cells
+        percent = re.match(r"\s*(?:%|per ?cent)", f.clause[m.end :]) is not None
         scored = sorted(
             (
                 (_number_field_score(n, f.fields[n], context), -i, n)
                 for i, n in enumerate(num_fields)
-                if n not in f.args
+                if n not in f.args and (not percent or _takes_percent(n, f.fields[n]))
             ),
             reverse=True,
         )
@@ -291,7 +302,7 @@ def _fill_numbers(f: Filling) -> None:
             continue
         name = scored[0][2]
         base = base_type(f.fields[name].annotation)[0]
-        value = m.value / 100 if base is float and re.match(r"\s*(?:%|per ?cent)", f.clause[m.end :]) else m.value
+        value = m.value / 100 if percent and _fraction(f.fields[name]) else m.value
         if base is int and value != int(value):
             continue
         f.args[name] = int(value) if base is int else value

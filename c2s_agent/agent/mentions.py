@@ -220,7 +220,9 @@ def _numbers(text: str, found, taken) -> None:
 
 #: Nouns after which a cell-type word names a process or a gene set ("inflammatory response"), not cells.
 PROCESS_NOUN = re.compile(
-    r"\s+(?:responses?|signall?ing|pathways?|programs?|programmes?|scores?|activity|genes?|process(?:es)?)\b", re.I
+    r"\s+(?:responses?|signall?ing|pathways?|programs?|programmes?|scores?|activity|genes?|process(?:es)?|"
+    r"transitions?|signatures?|differentiation)\b",
+    re.I,
 )
 
 

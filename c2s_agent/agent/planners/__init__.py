@@ -52,7 +52,9 @@ def register_planners(register):
     register(PlannerFactory("embedded", _embedded, "offline: MiniLM similarity of question clauses to tool texts"))
     register(PlannerFactory("llm", _llm, "an OpenAI-compatible chat model writing a schema-checked JSON plan"))
     register(
-        PlannerFactory("tuned", _tuned, "the embedded planner with a fine-tuned SmolLM2 choosing between near-equal tools")
+        PlannerFactory(
+            "tuned", _tuned, "the embedded planner with a fine-tuned SmolLM2 choosing between near-equal tools"
+        )
     )
     register(
         PlannerFactory("hybrid", _hybrid, "the embedded matcher proposes 3 tools per clause; the chat model chooses")

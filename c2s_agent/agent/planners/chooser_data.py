@@ -105,8 +105,14 @@ def training_examples(settings, questions: str | Path = "development", orders: i
     )
 
 
-def train(settings, out: str | Path, base: str = "smollm2", questions: str | Path = "development",
-          cfg: FinetuneConfig | None = None, progress: bool = True) -> dict:
+def train(
+    settings,
+    out: str | Path,
+    base: str = "smollm2",
+    questions: str | Path = "development",
+    cfg: FinetuneConfig | None = None,
+    progress: bool = True,
+) -> dict:
     """LoRA-tune ``base`` as the tool chooser and save the adapter, its ``chooser.json`` and a model card in
     ``out``; returns the metadata written."""
     import torch

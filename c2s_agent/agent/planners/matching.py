@@ -27,7 +27,7 @@ LEXICAL_WEIGHT = 0.20
 STOP = frozenset(
     "the a an of to in on for and or with by from is are be do does did what which how who why when "
     "where this that these those each every me my i you it its can could would should will please "
-    "give show tell find make get run cells cell data dataset genes gene about up down go there many much some any "
+    "give show tell find make get run cells cell data dataset genes gene about up down go there much some any "
     "like than then also into over between versus vs all their them they there have has use using".split()
 )
 
@@ -78,9 +78,9 @@ def write_bundled(path: Path) -> int:
 
 
 def stems(text: str) -> set[str]:
-    """Content word stems of a text (gene symbols and numbers are entities, not words)."""
+    """Content word stems of a text, plurals as singulars (gene symbols and numbers are entities, not words)."""
     return {
-        w[:6]
+        (w[:-1] if w.endswith("s") and not w.endswith("ss") else w)[:6]
         for w in re.findall(r"[a-z][a-z0-9]+", text.lower())
         if w not in STOP and len(w) >= 3 and not any(ch.isdigit() for ch in w)
     }  # gene symbols are entities
