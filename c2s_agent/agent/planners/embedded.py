@@ -102,7 +102,7 @@ class EmbeddedPlanner:
                 if not (steps and self._refine(steps[-1], clause, tools, current)):
                     unanswered.append(clause)  # "..., give me 15": details for the previous step, else no tool
                 continue
-            if steps and self._follows(steps, clause, float(row.max()), tools, current):
+            if steps and self._follows(steps, clause, row, names, tools, current):
                 continue
             tool, args, arg_notes, score = self._choose(clause, row, names, tools, current, question)
             missing = self._missing(clause, tool, args, current)
@@ -205,23 +205,27 @@ class EmbeddedPlanner:
         return out if len({tuple(sorted((k, str(v)) for k, v in s.args.items())) for s in out}) == len(out) else [step]
 
     @staticmethod
-    def _follows(steps: list[Step], clause: str, best: float, tools, view: DatasetView | None) -> bool:
-        """Whether a clause is a detail of the previous step: at most ``DETAIL_WORDS`` content words, no group or
-        gene of its own, no strong match (``best`` under ``DETAIL_MATCH``) unless it points back ("it", "them"),
-        and arguments beyond the defaults that the previous step's tool takes ("..., give me twenty genes", "and
-        compare it across the zones"). They join that step; a column that differs from the step's makes another
-        step of the same tool ("..., then by cell type")."""
+    def _follows(steps: list[Step], clause: str, row, names, tools, view: DatasetView | None) -> bool:
+        """Whether a clause is a detail of the previous step: no group or gene of its own, at most ``DETAIL_WORDS``
+        content words besides the columns and numbers it names, and, if it has any, no strong match (under
+        ``DETAIL_MATCH``) unless it points back ("it", "them"); and arguments beyond the defaults that the previous
+        step's tool takes ("..., give me twenty genes", "and compare it across the zones"). They join that step; a
+        column that differs from the step's makes another step of the same tool ("..., then by cell type"). A clause
+        that points back and sets nothing joins the step when its tool matches the clause nearly as well as the
+        best ("..., and which partners do they share?")."""
         last = steps[-1]
-        if last.origin != "question" or len(stems(mask_entities(clause, view))) > DETAIL_WORDS:
+        mentions = find_mentions(clause, view)
+        if last.origin != "question" or any(m.kind in ("value", "gene", "missing") for m in mentions):
             return False
-        if best >= DETAIL_MATCH and not POINTS_BACK.search(clause):
-            return False
-        if any(m.kind in ("value", "gene", "missing") for m in find_mentions(clause, view)):
+        rest = "".join(" " if any(m.start <= i < m.end for m in mentions) else ch for i, ch in enumerate(clause))
+        words = stems(rest)
+        back = POINTS_BACK.search(clause) is not None
+        if len(words) > DETAIL_WORDS or (words and row.max() >= DETAIL_MATCH and not back):
             return False
         tool = tools[last.tool]
         defaults, _ = fill_args(tool, "", view)
         args = {k: v for k, v in fill_args(tool, clause, view)[0].items() if defaults.get(k) != v}
-        if not args:
+        if not args and not (back and row[names.index(last.tool)] >= row.max() - MARGIN):
             return False
         try:
             tool.input_model.model_validate({**last.args, **args})
