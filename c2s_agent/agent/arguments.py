@@ -298,14 +298,14 @@ def _fill_numbers(f: Filling) -> None:
             ),
             reverse=True,
         )
-        if not scored or (scored[0][0] == 0 and len(num_fields) > 1):
-            continue
-        name = scored[0][2]
-        base = base_type(f.fields[name].annotation)[0]
-        value = m.value / 100 if percent and _fraction(f.fields[name]) else m.value
-        if base is int and value != int(value):
-            continue
-        f.args[name] = int(value) if base is int else value
+        for score, _, name in scored:  # the best field whose type takes the number ("1.5" is no count)
+            if score == 0 and len(num_fields) > 1:
+                break
+            base = base_type(f.fields[name].annotation)[0]
+            value = m.value / 100 if percent and _fraction(f.fields[name]) else m.value
+            if base is not int or value == int(value):
+                f.args[name] = int(value) if base is int else value
+                break
 
 
 def fill_args(tool, clause: str, view: DatasetView | None, question: str = "") -> tuple[dict, list[Note]]:

@@ -123,10 +123,23 @@ def split_clauses(question: str) -> list[str]:
     return parts or [question.strip()]
 
 
+#: Abbreviations a user may write, spelled out for matching.
+ABBREVIATIONS = {
+    r"\bDEGs?\b": "differentially expressed genes",
+    r"\bDE\b": "differential expression",
+    r"\bPPIs?\b": "protein-protein interactions",
+    r"\bL-?R\b": "ligand-receptor",
+}
+
+
 def intent(clause: str) -> str:
-    """What a clause asks, without the scene it sets ("In the stimulated sample, which ..." -> "which ...")."""
+    """What a clause asks, without the scene it sets ("In the stimulated sample, which ..." -> "which ..."),
+    abbreviations spelled out ("DE" -> "differential expression")."""
     head, sep, rest = clause.partition(", ")
-    return rest if sep and CONTEXT_LEAD.match(head) and not _VERB_WORD.search(head) else clause
+    out = rest if sep and CONTEXT_LEAD.match(head) and not _VERB_WORD.search(head) else clause
+    for pattern, words in ABBREVIATIONS.items():
+        out = re.sub(pattern, words, out)
+    return out
 
 
 def mask_entities(clause: str, view: DatasetView | None) -> str:
