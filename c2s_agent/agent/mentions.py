@@ -186,6 +186,8 @@ def _columns(text: str, view: DatasetView, found, taken) -> None:
         col = view.column_for(role)
         if col:
             for m in ROLE_WORDS[role].finditer(text):
+                if role == "sample" and any(v.kind == "value" and not text[v.end : m.start()].strip() for v in found):
+                    continue  # "the stimulated sample": the cells of a condition, not the sample column
                 if role != CONDITION or m.group().lower().startswith(CONDITION):
                     _claim(found, taken, Mention("column", col, m.start(), m.end(), column=col))
 
