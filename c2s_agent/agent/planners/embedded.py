@@ -99,7 +99,10 @@ class EmbeddedPlanner:
         current = view  # after a step predicts cell types, "monocytes" names the predicted labels
         for clause, row in zip(clauses, sim):
             if row.max() < self.threshold and not self._grounded(clause, row, names, tools, current):
-                if not (steps and self._refine(steps[-1], clause, tools, current)):
+                if not steps or not (
+                    self._follows(steps, clause, row, names, tools, current)
+                    or self._refine(steps[-1], clause, tools, current)
+                ):
                     unanswered.append(clause)  # "..., give me 15": details for the previous step, else no tool
                 continue
             if steps and self._follows(steps, clause, row, names, tools, current):
