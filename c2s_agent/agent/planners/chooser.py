@@ -80,9 +80,7 @@ class ToolChooser:
             head = self.model(torch.tensor([ids]), use_cache=True)
             for t in tools:
                 r = self.tok(answer(t.name), add_special_tokens=False).input_ids + [self.tok.eos_token_id]
-                out = self.model(
-                    torch.tensor([r[:-1]]), past_key_values=copy.deepcopy(head.past_key_values), use_cache=True
-                )
+                out = self.model(torch.tensor([r[:-1]]), cache=copy.deepcopy(head.cache), use_cache=True)
                 logits = torch.cat([head.logits[0, -1:], out.logits[0]]).log_softmax(-1)
                 logp[t.name] = float(logits[torch.arange(len(r)), torch.tensor(r)].sum())
         probs = torch.tensor(list(logp.values())).softmax(0).tolist()

@@ -92,9 +92,9 @@ def question_examples(settings, tools: dict, questions: list[dict], orders: int,
 def training_examples(settings, questions: str | Path = "development", orders: int = 3, seed: int = 0) -> list[Example]:
     """Every chooser training example: ``orders`` random orders of the proposed tools per clause."""
     from ... import registry
-    from ..evaluate import load_questions
+    from ..evaluate import load_questions, question_file
 
-    if str(questions) in HELD_OUT:
+    if Path(question_file(questions)).resolve() in {question_file(h).resolve() for h in HELD_OUT}:
         raise InputError(
             f"--data {questions}", "is a held-out question set", "train on the development set or your own file"
         )
@@ -138,7 +138,7 @@ def train(
         "n_examples": len(examples),
         "n_prompt_tokens_mean": round(sum(len(tok(e.prompt).input_ids) for e in examples) / len(examples), 1),
         "top_k": TOP_K,
-        "config": {k: v for k, v in vars(cfg).items() if k != "data"} | {"seed": cfg.data.seed},
+        "config": {k: v for k, v in vars(cfg).items() if k not in ("data", "tasks", "top_k")} | {"seed": cfg.data.seed},
         "steps": int(trainer.state.global_step),
         "final_loss": round(float(result.training_loss), 4),
         "minutes": round((time.time() - t0) / 60, 2),

@@ -25,12 +25,15 @@ class TunedPlanner(EmbeddedPlanner):
     def __init__(self, settings=None, model=None):
         super().__init__(settings)
         self.chooser = ToolChooser(model or getattr(settings, "planner_model", None), settings)
+        self.calls = self.overrides = 0  # model calls, and choices other than the matcher's best
 
     def _choose(self, clause, row, names, tools, view, question):
         top = [int(i) for i in np.argsort(-row)[:TOP_K] if row[i] >= row.max() - WINDOW]
         if len(top) > 1:
             probs = self.chooser.choose(mask_entities(intent(clause), view), [tools[names[i]] for i in top])
             best = names.index(max(probs, key=probs.get))
+            self.calls += 1
+            self.overrides += best != top[0]
             boosted = row.copy()
             boosted[best] = row.max() + 2 * MARGIN
             tool, args, notes, _ = super()._choose(clause, boosted, names, tools, view, question)
