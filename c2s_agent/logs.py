@@ -83,6 +83,26 @@ def _add_muted(log: logging.Logger, handler: logging.Handler) -> None:
     logging.Logger.addHandler(log, handler)
 
 
+def unraisable_to(path: Path) -> None:
+    """From now on, for this process (its shutdown included), 'Exception ignored in ...' is appended to ``path``:
+    for a command-line run, whose failed writes may leave library objects (h5py files on a full disk) that are
+    freed only when the interpreter exits."""
+    import traceback
+
+    path = str(path)
+
+    def hook(unraisable: sys.UnraisableHookArgs, fmt=traceback.format_exception, opener=open) -> None:
+        exc = unraisable.exc_value  # nothing is imported here: at interpreter exit imports fail
+        lines = fmt(exc) if exc is not None else []
+        try:
+            with opener(path, "a", encoding="utf-8") as f:
+                f.write(f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n{''.join(lines)}")
+        except OSError:
+            pass  # an unwritable log loses the noise, never the run
+
+    sys.unraisablehook = hook
+
+
 def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
     """'Exception ignored in ...' (a library object failing in ``__del__``) goes to the log, not the terminal."""
     exc = unraisable.exc_value

@@ -60,3 +60,24 @@ def test_a_library_imported_inside_the_block_prints_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr == "", r.stderr
     assert "storing 's' as categorical" in log.read_text()
+
+
+def test_a_command_keeps_library_noise_in_the_log_until_it_exits(tmp_path):
+    """An object that fails in ``__del__`` only when the interpreter exits (h5py files left by a write to a full
+    disk) reports to the log, not the terminal, once a command has called ``unraisable_to``."""
+    log = tmp_path / "c2s.log"
+    script = textwrap.dedent(
+        f"""
+        from c2s_agent.logs import unraisable_to
+
+        class Leaky:
+            def __del__(self):
+                raise RuntimeError("Can't decrement id ref count (file write failed)")
+
+        kept = Leaky()  # freed at interpreter exit
+        unraisable_to({str(log)!r})
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "Can't decrement id ref count" in log.read_text() and "Traceback" in log.read_text()

@@ -140,7 +140,12 @@ def test_multicell_tool_in_a_run_reports_the_change_and_how(tmp_path):
     )
     res = out["results"]["s1"]
     assert res.tool == "multicell_reasoning"
-    assert res.args == {"groupby": "cell_type", "groups": ["CD14 Mono", "CD16 Mono"], "max_groups": 12}
+    assert res.args == {
+        "groupby": "cell_type",
+        "groups": ["CD14 Mono", "CD16 Mono"],
+        "max_groups": 12,
+        "mode": "neighbourhood",  # named by the question ("neighbourhoods")
+    }
     o = res.output
     table = pd.read_csv(out["run_dir"] / next(a.path for a in res.artefacts if a.path.endswith("multicell.csv")))
     assert o["n_groups"] == 12 == len(table) and sum(o["answers_with"].values()) == 12

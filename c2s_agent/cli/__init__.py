@@ -28,10 +28,12 @@ def main() -> None:
     """Entry point: run the app, library warnings and logs into ``<cache>/logs/c2s.log``; user errors print one
     clear message and exit with status 2."""
     from ..config import Settings
-    from ..logs import library_output_to
+    from ..logs import library_output_to, unraisable_to
 
-    with library_output_to(Path(Settings().cache_dir) / "logs" / "c2s.log"):
+    log = Path(Settings().cache_dir) / "logs" / "c2s.log"
+    with library_output_to(log):
         code = _run()  # a failed write's half-closed files are freed here, so their noise goes to the log
+    unraisable_to(log)  # ... or at exit
     if code:
         sys.exit(code)
 
