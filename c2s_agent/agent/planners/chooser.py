@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: The bundled chooser (a LoRA adapter on the pulled ``smollm2``).
 BUNDLED = "planner-smollm2"
+#: Tools proposed to the chooser per clause, in training and in planning.
+TOP_K = 3
 HEAD = "Choose the tool that answers the request.\nTools:\n"
 #: Words of a tool's description shown to the chooser.
 DESCRIPTION_WORDS = 30

@@ -22,11 +22,10 @@ from ...errors import InputError
 from ...training.data import Example
 from ...training.finetune import FinetuneConfig, load_base, make_trainer
 from . import chooser
+from .chooser import TOP_K
 from .embedded import GROUNDED_THRESHOLD
 from .matching import intent, mask_entities, split_clauses
 
-#: Tools proposed per clause.
-TOP_K = 3
 #: Question sets the chooser must never be trained on.
 HELD_OUT = ("heldout", "heldout2", "heldout3")
 TASK = "planner"
@@ -119,7 +118,7 @@ def train(
 
     from ...models.model import resolve
 
-    cfg = cfg or FinetuneConfig(method="lora", steps=150, batch_size=16, lr=5e-4, save_steps=50)
+    cfg = cfg or FinetuneConfig(method="lora", steps=200, batch_size=16, lr=5e-4, max_minutes=26.0)
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     out = Path(out)

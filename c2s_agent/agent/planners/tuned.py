@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .chooser import ToolChooser
+from .chooser import TOP_K, ToolChooser
 from .embedded import MARGIN, EmbeddedPlanner
 from .matching import intent, mask_entities
 
-#: Tools proposed to the model per clause: at most this many ...
-TOP_K = 3
-#: ... scoring within this much of the clause's best match.
+#: The tools proposed to the model score within this much of the clause's best match (at most ``TOP_K`` of them).
 WINDOW = 2 * MARGIN
 
 
