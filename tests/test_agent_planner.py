@@ -88,6 +88,13 @@ def test_entities_from_the_datasets_vocabulary(vocab):
         ("3", "seurat_clusters"),
         ("5", "seurat_clusters"),
     ]
+    # the treated arm by any name; labels are never read across a comma
+    assert [(m.text, m.column) for m in find_mentions("the IFN-treated NK cells", vocab) if m.kind == "value"] == [
+        ("stim", "condition"),
+        ("NK", "cell_type"),
+    ]
+    named = [m.text for m in find_mentions("memory CD4, CD8 and naive CD4", vocab) if m.kind == "value"]
+    assert named == ["CD4 Memory T", "CD8 T", "CD4 Naive T"]
 
 
 def test_a_cell_type_word_before_a_process_names_the_process(planner, tools, vocab):
@@ -146,6 +153,35 @@ def test_a_detail_clause_joins_the_previous_step(planner, tools, vocab):
         "Score the interferon alpha response of every cell, then summarise it by condition", tools, vocab
     )
     assert [(s.tool, s.args.get("groupby")) for s in plan.steps] == [("score_gene_program", "condition")]
+
+
+def test_a_short_clause_on_other_groups_repeats_the_previous_step(planner, tools, vocab):
+    plan = planner.plan("Simulate 30 B cells, and once more for the NK cells", tools, vocab)
+    assert [(s.tool, s.args.get("cell_type"), s.args.get("n")) for s in plan.steps] == [
+        ("generate_cells", "B", 30),
+        ("generate_cells", "NK", 30),
+    ]
+    plan = planner.plan("What genes mark the pDCs? Then the same for the megakaryocytes.", tools, vocab)
+    assert [s.args.get("groups") for s in plan.steps] == [["pDC"], ["Mk"]]
+
+
+def test_a_contrast_of_conditions_inside_named_groups(planner, tools, vocab):
+    plan = planner.plan(
+        "Taking only the CD14 and CD16 monocytes, list genes that differ in treated versus untreated cells",
+        tools,
+        vocab,
+    )
+    assert plan.summary() == [
+        {"id": "s1", "tool": "marker_genes", "args": {"groupby": "condition", "within": ["CD14 Mono", "CD16 Mono"]}}
+    ]
+
+
+def test_a_tool_that_only_feeds_the_asked_one_gives_way(planner, tools, vocab):
+    """A clause about cells near a group "in the embedding" asks for the similarity search, not the embedding
+    alone; the embedding step is inserted before it."""
+    plan = planner.plan("Which cells sit closest to the pDCs in the C2S embedding space?", tools, vocab)
+    assert [s.tool for s in plan.steps] == ["embed_cells", "similar_cells"]
+    assert plan.steps[1].args["reference"] == ["pDC"]
 
 
 def test_producer_step_is_inserted_and_ordered(planner, tools, vocab):

@@ -180,9 +180,12 @@ def _fill_columns(f: Filling) -> None:
             continue
         free = [c for c in f.columns if c not in taken]
         value_cols = [v.column for v in f.values if v.column not in taken]
+        contrasted = _contrasted(f)
         col = None
         if free:
             col = free[0]
+        elif contrasted and contrasted not in taken:
+            col = contrasted
         elif condition and cond_col and cond_col not in taken:
             col = cond_col
         elif value_cols:
@@ -196,6 +199,26 @@ def _fill_columns(f: Filling) -> None:
             f.args[name] = col
             f.chosen = f.chosen or col
             generic_filled = True
+
+
+#: Words between two groups of one column that set them against each other ("stim vs ctrl", "X against Y").
+CONTRAST = re.compile(r"\s*(?:vs\.?|versus|against|compared (?:to|with)|relative to)\s*(?:the\s+)?", re.I)
+
+
+def _contrasted(f: Filling) -> str | None:
+    """The column whose groups the clause sets against each other ("stim vs ctrl", "between B and NK cells"),
+    if any: that column is what the clause groups by, and groups of other columns restrict it."""
+    values = sorted(f.values, key=lambda m: m.start)
+    for a, b in zip(values, values[1:]):
+        if a.column != b.column or a.text == b.text:
+            continue
+        between = f.clause[a.end : b.start]
+        if CONTRAST.fullmatch(between) or (
+            re.fullmatch(r"\s*and\s*(?:the\s+)?", between)
+            and re.search(r"\bbetween\s+(?:the\s+)?$", f.clause[: a.start])
+        ):
+            return a.column
+    return None
 
 
 def _fill_values(f: Filling, name: str, kind: str) -> None:

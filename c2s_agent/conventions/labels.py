@@ -18,6 +18,9 @@ from .ontology import GENERIC, is_a, is_class_name, key, lookup, singular, words
 CONTROL_WORDS = re.compile(
     r"(?:un|non[- ]?|not[- ])(?:stim\w*|treat\w*|perturb\w*|expos\w*|infect\w*)|baseline|mock|vehicle", re.I
 )
+#: Words for the treated arm ("treated", "IFN-treated", "exposed"): they name a condition column's one value
+#: besides its control, whatever it is called.
+TREATED_WORDS = re.compile(r"(?:[a-z0-9\-]+-)?(?:treated|exposed|perturbed|infected|challenged)", re.I)
 #: Words that never name a label on their own.
 STOP = frozenset(
     "a an the of in on at to for from by with and or vs versus than between among each every all any "
@@ -65,6 +68,10 @@ def match_labels(phrase: str, values: Iterable[str]) -> list[str]:
     if CONTROL_WORDS.fullmatch(phrase.strip()):
         control = control_value(values)
         return [control] if control is not None and lookup(control) is None else []  # not "CD4 Naive T"
+    if TREATED_WORDS.fullmatch(phrase.strip()):
+        control = control_value(values)
+        treated = [v for v in values if v != control]
+        return treated if control is not None and len(treated) == 1 and lookup(treated[0]) is None else []
     exact = [v for v in values if key(v) == key(phrase) or " ".join(words(v)) == " ".join(words(phrase))]
     if exact and not any(is_class_name(v) for v in exact):
         return exact  # "CD4 Naive T cells" is that label; "B cells" is every B-cell label
@@ -119,6 +126,8 @@ def find_label_mentions(text: str, columns: dict[str, list[str]], max_words: int
                 continue
             span = toks[i : i + n]
             phrase = text[span[0][0] : span[-1][1]]
+            if any(re.search(r"[,;:]", text[a[1] : b[0]]) for a, b in zip(span, span[1:])):
+                continue  # a label is never split by punctuation: "naive CD4, memory CD4" are two
             if not _plausible(phrase, toks, i + n):
                 continue
             for col, vals in columns.items():

@@ -18,7 +18,7 @@ from ..arguments import base_type, entity_kind, fill_args
 from ..mentions import find_mentions
 from ..plan import NO_TOOL, Note, Plan, Step
 from .base import Recorder, drop_dependents, finish, keep_intent
-from .matching import ToolMatcher, intent, mask_entities, split_clauses, stems
+from .matching import VERB_WORD, ToolMatcher, intent, mask_entities, split_clauses, stems
 from .scope import split_unoffered
 
 if TYPE_CHECKING:
@@ -35,10 +35,18 @@ MARGIN = 0.10
 #: Added to a tool's score per group or gene argument the clause fills (at most two).
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
+#: How far below the best match a tool may win when the best needs an input nothing provides, or only feeds it.
+STAGE_MARGIN = 0.15
+#: What such a best match loses.
+STAGE_PENALTY = 0.16
 #: Most content words of a clause that only adds details to the previous step.
 DETAIL_WORDS = 2
 #: ... and, unless it points back to that step, matches no tool this well.
 DETAIL_MATCH = 0.65
+#: Words of a clause that asks for the previous step again ("the same for ...", "again for ...", "as a separate
+#: test, inside ...").
+ELLIPSIS = re.compile(r"\b(?:same|again|too|as well|likewise|repeat)\b", re.I)
+ELLIPSIS_WORDS = frozenset({"same", "repeat", "likewise", "separate", "test", "analysi", "inside", "within", "well"})
 POINTS_BACK = re.compile(r"\b(?:it|its|them|they|their|those|these)\b", re.I)
 
 
@@ -51,6 +59,18 @@ def value_fields(tool: Tool, view: DatasetView | None) -> list[str]:
         for n, f in tool.input_model.model_fields.items()
         if entity_kind(n, f) in VALUE_KINDS or (entity_kind(n, f) not in KINDS and view is not None)
     ]
+
+
+def _uses(args: dict, mentions) -> int:
+    """How many of the groups and genes a clause names the arguments use; a column argument uses the groups of
+    that column the clause contrasts (two or more of them: "stimulated against control") unless another argument
+    picks some of them."""
+    flat = {str(x) for v in args.values() for x in (v if isinstance(v, list) else [v])}
+    by_column: dict = {}
+    for m in mentions:
+        by_column.setdefault(m.column, set()).add(m.text)
+    whole = {c for c, vs in by_column.items() if c in flat and len(vs) > 1 and not vs & flat}
+    return sum(1 for m in mentions if m.text in flat or (m.kind == "value" and m.column in whole))
 
 
 def match_notes(clause: str, view: DatasetView | None) -> list[Note]:
@@ -105,9 +125,12 @@ class EmbeddedPlanner:
                 ):
                     unanswered.append(clause)  # "..., give me 15": details for the previous step, else no tool
                 continue
-            if steps and self._follows(steps, clause, row, names, tools, current):
+            if steps and (
+                self._follows(steps, clause, row, names, tools, current) or self._repeats(steps, clause, row, current)
+            ):
                 continue
-            tool, args, arg_notes, score = self._choose(clause, row, names, tools, current, question)
+            have = self._have(steps, tools, current)
+            tool, args, arg_notes, score = self._choose(clause, row, names, tools, current, question, have)
             missing = self._missing(clause, tool, args, current)
             if missing:
                 notes.append(missing)
@@ -245,6 +268,31 @@ class EmbeddedPlanner:
         return True
 
     @staticmethod
+    def _repeats(steps: list[Step], clause: str, row, view: DatasetView | None) -> bool:
+        """Whether a clause asks for the previous step again on other groups of the same column, in few words
+        and with no request of its own ("..., and then inside the CD8 T cells", "the same for the B cells"):
+        a copy of that step with those groups in place of its own follows it."""
+        last = steps[-1]
+        if view is None or last.origin != "question" or row.max() >= DETAIL_MATCH:
+            return False
+        mentions = find_mentions(clause, view)
+        named = [m for m in mentions if m.kind == "value"]
+        rest = "".join(" " if any(m.start <= i < m.end for m in mentions) else ch for i, ch in enumerate(clause))
+        if not named or (VERB_WORD.search(rest) and not ELLIPSIS.search(rest)) or len(stems(rest) - ELLIPSIS_WORDS) > 1:
+            return False
+        args = dict(last.args)
+        for name, value in last.args.items():
+            old = value if isinstance(value, list) else [value]
+            column = next((c for c, vs in view.columns.items() if old and all(str(v) in vs for v in old)), None)
+            new = list(dict.fromkeys(m.text for m in named if m.column == column))
+            if column is not None and new and new != old:
+                args[name] = new if isinstance(value, list) else new[0]
+        if args == last.args:
+            return False
+        steps.append(last.model_copy(update={"args": args, "why": clause}))
+        return True
+
+    @staticmethod
     def _refine(step: Step, clause: str, tools, view) -> bool:
         """Add the entities of a clause that matches no tool to the previous step, if that step can take them
         without changing what it already has."""
@@ -279,13 +327,27 @@ class EmbeddedPlanner:
             return False
         return bool(named & used)
 
-    def _choose(self, clause, row, names, tools, view, question):
+    @staticmethod
+    def _have(steps: list[Step], tools, view: DatasetView | None) -> set[str]:
+        """The slots the data holds and the steps so far produce."""
+        have = set(view.slots) if view is not None else set()
+        for step in steps:
+            have |= set(tools[step.tool].slots("produces", step.args))
+        return have
+
+    def _choose(self, clause, row, names, tools, view, question, have=frozenset()):
         """The best tool whose arguments the question can fill; a close runner-up wins over a best match whose
         required arguments the question does not give. Each entity argument (a group or gene) the clause fills
-        adds ``FIT_BONUS``: of two near-equal matches, the tool that uses what the clause names is the one asked for."""
-        floor = max(min(self.threshold, row.max()), row.max() - MARGIN)
+        adds ``FIT_BONUS``: of two near-equal matches, the tool that uses what the clause names is the one asked for.
+        Within ``STAGE_MARGIN``, a tool loses ``STAGE_PENALTY`` when it needs an input that neither the data nor an
+        earlier step provides while a runner-up uses more of the groups and genes the clause names ("compare the X
+        cells with the Y cells" is no evaluation of generated cells), or when it uses none of them and only produces
+        what such a runner-up needs ("cells that look like X in the embedding" is a similarity search; the
+        embedding is made first anyway)."""
+        floor = max(min(self.threshold, row.max()), row.max() - STAGE_MARGIN)
         order = [int(i) for i in np.argsort(-row) if row[i] >= floor]
-        ranked = []
+        mentions = [m for m in find_mentions(clause, view) if m.kind in ("value", "gene")] if view else []
+        ranked, used = [], {}
         for i in order:
             tool = tools[names[i]]
             args, notes = fill_args(tool, clause, view, question)
@@ -300,9 +362,22 @@ class EmbeddedPlanner:
                 for n, f in fields.items()
                 if args.get(n) and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", None)
             )
+            used[tool.name] = _uses(args, mentions)
             ranked.append(
-                (valid, float(row[i]) + FIT_BONUS * min(fit, 2), -len(ranked), (tool, args, notes, float(row[i])))
+                [valid, float(row[i]) + FIT_BONUS * min(fit, 2), -len(ranked), (tool, args, notes, float(row[i]))]
             )
+        for r in ranked:
+            tool, args = r[3][0], r[3][1]
+            better = [o[3] for o in ranked if used[o[3][0].name] > used[tool.name]]
+            lacking = set(tool.slots("requires", args)) - set(have)
+            feeds = not used[tool.name] and any(
+                set(tool.slots("produces", args)) & set(t.slots("requires", a)) for t, a, *_ in better
+            )
+            if better and (lacking or feeds):
+                r[1] -= STAGE_PENALTY
+        if ranked[0][1] >= ranked[0][3][3]:  # the best match is not penalised: runners-up beyond MARGIN stay out
+            ranked = [r for r in ranked if r[3][3] >= row.max() - MARGIN]
+        ranked = [tuple(r) for r in ranked]
         return max(ranked)[3] if any(r[0] for r in ranked) else ranked[0][3]
 
     def observe(self, plan: Plan, done: Step, summary: dict, *args, **kwargs) -> tuple[None, list[Note]]:

@@ -103,10 +103,11 @@ SPLIT = re.compile(
 #: A clause that only sets the scene ("In the stimulated sample, ...", "According to the model, ...").
 CONTEXT_LEAD = re.compile(
     r"^(?:in|within|among|for|across|according to|looking(?: only)? at|using|based on|considering|focusing on|"
-    r"restricted to|only in|limited to)\b",
+    r"restricted to|only in|limited to|pool(?:ing)?|tak(?:e|ing)|keep(?:ing)? only|subset(?:ting)?(?: to)?|"
+    r"focus(?:ing)? on|restrict(?:ing)?(?: \w+)? to|only|just)\b",
     re.I,
 )
-_VERB_WORD = re.compile(r"\b(?:" + _VERBS + r")\b", re.I)
+VERB_WORD = re.compile(r"\b(?:" + _VERBS + r")\b", re.I)
 
 
 def split_clauses(question: str) -> list[str]:
@@ -115,7 +116,7 @@ def split_clauses(question: str) -> list[str]:
     parts = [p.strip(" ,.") for p in SPLIT.split(question) if p and p.strip(" ,.")]
     merged: list[str] = []
     for p in parts:
-        if merged and CONTEXT_LEAD.match(merged[-1]) and not _VERB_WORD.search(merged[-1]):
+        if merged and CONTEXT_LEAD.match(merged[-1]) and not VERB_WORD.search(merged[-1]):
             merged[-1] = f"{merged[-1]}, {p}"
         else:
             merged.append(p)
@@ -133,11 +134,21 @@ ABBREVIATIONS = {
 }
 
 
+def _scene(clause: str) -> tuple[str, str, str]:
+    """``clause.partition(", ")`` at the first comma outside brackets ("Pool the T cells (naive, memory), ...")."""
+    depth = 0
+    for i, ch in enumerate(clause):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
+        if depth <= 0 and clause.startswith(", ", i):
+            return clause[:i], ", ", clause[i + 2 :]
+    return clause, "", ""
+
+
 def intent(clause: str) -> str:
     """What a clause asks, without the scene it sets ("In the stimulated sample, which ..." -> "which ..."),
     abbreviations spelled out ("DE" -> "differential expression")."""
-    head, sep, rest = clause.partition(", ")
-    out = rest if sep and CONTEXT_LEAD.match(head) and not _VERB_WORD.search(head) else clause
+    head, sep, rest = _scene(clause)
+    out = rest if sep and CONTEXT_LEAD.match(head) and not VERB_WORD.search(head) else clause
     for pattern, words in ABBREVIATIONS.items():
         out = re.sub(pattern, words, out)
     return out
