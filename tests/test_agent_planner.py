@@ -176,6 +176,18 @@ def test_a_contrast_of_conditions_inside_named_groups(planner, tools, vocab):
     ]
 
 
+def test_two_clauses_of_one_request_make_one_step(planner, tools, vocab):
+    plan = planner.plan("Which clusters exist here, and how many cells does each hold?", tools, vocab)
+    assert plan.summary() == [{"id": "s1", "tool": "describe_dataset", "args": {"column": "seurat_clusters"}}]
+
+
+def test_numbers_go_to_the_field_they_describe(planner, tools, vocab):
+    plan = planner.plan("Top 12 markers of the NK cells, at a minimum fold change of 1.5", tools, vocab)
+    assert plan.steps[0].args["n_genes"] == 12 and plan.steps[0].args["min_fold_change"] == 1.5
+    plan = planner.plan("Which genes mark the B cells? Give me 7.", tools, vocab)
+    assert plan.steps[0].args["n_genes"] == 7 and "min_fold_change" not in plan.steps[0].args
+
+
 def test_a_tool_that_only_feeds_the_asked_one_gives_way(planner, tools, vocab):
     """A clause about cells near a group "in the embedding" asks for the similarity search, not the embedding
     alone; the embedding step is inserted before it."""

@@ -287,9 +287,14 @@ def _takes_percent(name: str, field) -> bool:
     return _fraction(field) or "percent" in f"{name} {field.description or ''}".lower()
 
 
+#: Short forms in field names, as a question writes them.
+SPELLED = {"min": "minimum", "max": "maximum", "n": "number", "frac": "fraction", "pct": "percent"}
+
+
 def _number_field_score(name: str, f, context: str) -> int:
     words = set(re.findall(r"[a-z]+", (name.replace("_", " ") + " " + (f.description or "")).lower()))
-    words -= {"the", "of", "a", "to", "per", "in", "and", "or", "for", "number"}
+    words |= {SPELLED[w] for w in words if w in SPELLED}
+    words -= {"the", "of", "a", "to", "per", "in", "and", "or", "for", "number", "other", "over"}
     return sum(1 for w in re.findall(r"[a-z]+", context.lower()) if w in words or w.rstrip("s") in words)
 
 
@@ -306,6 +311,11 @@ def _counts_cells(f: Filling, number) -> bool:
     return False
 
 
+def _one_count(f: Filling, names: list[str]) -> bool:
+    """Whether exactly one of the number fields takes whole numbers (a count beside ratios and thresholds)."""
+    return sum(base_type(f.fields[n].annotation)[0] is int for n in names if n not in f.args) == 1
+
+
 def _fill_numbers(f: Filling) -> None:
     num_fields = [n for n, k in f.kinds.items() if k == "number"]
     for m in (m for m in f.mentions if m.kind == "number"):
@@ -313,16 +323,22 @@ def _fill_numbers(f: Filling) -> None:
         if _counts_cells(f, m):
             context += " cells"  # "100 CD8 T cells": a number before a group counts cells
         percent = re.match(r"\s*(?:%|per ?cent)", f.clause[m.end :]) is not None
+        whole = m.value == int(m.value) and not percent
         scored = sorted(
             (
-                (_number_field_score(n, f.fields[n], context), -i, n)
+                (
+                    _number_field_score(n, f.fields[n], context),
+                    (base_type(f.fields[n].annotation)[0] is int) == whole,  # "3" is a count, "1.5" a ratio
+                    -i,
+                    n,
+                )
                 for i, n in enumerate(num_fields)
                 if n not in f.args and (not percent or _takes_percent(n, f.fields[n]))
             ),
             reverse=True,
         )
-        for score, _, name in scored:  # the best field whose type takes the number ("1.5" is no count)
-            if score == 0 and len(num_fields) > 1:
+        for score, _, _, name in scored:  # the best field whose type takes the number ("1.5" is no count)
+            if score == 0 and len([n for n in num_fields if n not in f.args]) > 1 and not _one_count(f, num_fields):
                 break
             base = base_type(f.fields[name].annotation)[0]
             value = m.value / 100 if percent and _fraction(f.fields[name]) else m.value

@@ -29,10 +29,21 @@ STOP = frozenset(
 )
 
 
+def _one_slip(a: str, b: str) -> bool:
+    """A typing slip between two words of five letters or more: one letter swapped with the next ("crpyt") or
+    one letter replaced ("mononcyte" is not one: lengths differ)."""
+    if len(a) != len(b) or len(a) < 5 or not (a.isalpha() and b.isalpha()):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    return len(diff) == 1 or (
+        len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+    )
+
+
 def _same_word(word: str, label_word: str, lower_label: bool = False) -> bool:
     """Equal, or one abbreviates the other ("mono"/"monocyte", "stim"/"stimulated"); a lower-case label word may
     also be a contraction of the user's word ("ctrl"/"control", "dbl"/"doublet")."""
-    if word == label_word:
+    if word == label_word or _one_slip(word, label_word):
         return True
     short, long_ = sorted((word, label_word), key=len)
     if len(short) >= 4 and short.isalpha() and long_.startswith(short) and len(long_) - len(short) <= 7:

@@ -136,7 +136,7 @@ class MarkersInput(BaseModel):
     )
     method: Literal["wilcoxon", "t-test"] = Field("wilcoxon", description="differential expression test")
     min_fold_change: float = Field(
-        2.0, ge=1, description="least fold change of a marker over the other cells", json_schema_extra={"entity": None}
+        2.0, ge=1, description="least fold change of a marker against the rest", json_schema_extra={"entity": "number"}
     )
     housekeeping: bool = Field(False, description="also report ribosomal and mitochondrial genes")
 

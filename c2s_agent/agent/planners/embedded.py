@@ -35,6 +35,10 @@ MARGIN = 0.10
 #: Added to a tool's score per group or gene argument the clause fills (at most two).
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
+#: Added to a tool that is the strong (``DETAIL_MATCH``) best match of a neighbouring clause: of two near-equal
+#: readings, the one that
+#: makes "What cell lines are there, and how many cells in each?" one request is preferred.
+NEAR_BONUS = 0.07
 #: How far below the best match a tool may win when the best needs an input nothing provides, or only feeds it.
 STAGE_MARGIN = 0.15
 #: What such a best match loses.
@@ -117,7 +121,9 @@ class EmbeddedPlanner:
         unanswered, notes = [s for s, _ in refused], list(view.notes) if view is not None else []
         notes += [Note(kind="missing", text=f'"{s}" asks for {a}, which no installed tool offers') for s, a in refused]
         current = view  # after a step predicts cell types, "monocytes" names the predicted labels
-        for clause, row in zip(clauses, sim):
+        best = [names[int(r.argmax())] if r.max() >= DETAIL_MATCH else None for r in sim]
+        for k, (clause, row) in enumerate(zip(clauses, sim)):
+            near = {best[j] for j in (k - 1, k + 1) if 0 <= j < len(best)} - {None}
             if row.max() < self.threshold and not self._grounded(clause, row, names, tools, current):
                 if not steps or not (
                     self._follows(steps, clause, row, names, tools, current)
@@ -130,7 +136,7 @@ class EmbeddedPlanner:
             ):
                 continue
             have = self._have(steps, tools, current)
-            tool, args, arg_notes, score = self._choose(clause, row, names, tools, current, question, have)
+            tool, args, arg_notes, score = self._choose(clause, row, names, tools, current, question, have, near)
             missing = self._missing(clause, tool, args, current)
             if missing:
                 notes.append(missing)
@@ -335,7 +341,7 @@ class EmbeddedPlanner:
             have |= set(tools[step.tool].slots("produces", step.args))
         return have
 
-    def _choose(self, clause, row, names, tools, view, question, have=frozenset()):
+    def _choose(self, clause, row, names, tools, view, question, have=frozenset(), near=frozenset()):
         """The best tool whose arguments the question can fill; a close runner-up wins over a best match whose
         required arguments the question does not give. Each entity argument (a group or gene) the clause fills
         adds ``FIT_BONUS``: of two near-equal matches, the tool that uses what the clause names is the one asked for.
@@ -363,9 +369,8 @@ class EmbeddedPlanner:
                 if args.get(n) and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", None)
             )
             used[tool.name] = _uses(args, mentions)
-            ranked.append(
-                [valid, float(row[i]) + FIT_BONUS * min(fit, 2), -len(ranked), (tool, args, notes, float(row[i]))]
-            )
+            bonus = FIT_BONUS * min(fit, 2) + (NEAR_BONUS if tool.name in near else 0.0)
+            ranked.append([valid, float(row[i]) + bonus, -len(ranked), (tool, args, notes, float(row[i]))])
         for r in ranked:
             tool, args = r[3][0], r[3][1]
             better = [o[3] for o in ranked if used[o[3][0].name] > used[tool.name]]
