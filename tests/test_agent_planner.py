@@ -176,6 +176,17 @@ def test_a_contrast_of_conditions_inside_named_groups(planner, tools, vocab):
     ]
 
 
+def test_a_clause_that_sets_results_side_by_side_joins_the_previous_step(planner, tools, vocab):
+    plan = planner.plan("Score the interferon gamma program per cell, then contrast the conditions", tools, vocab)
+    assert [(s.tool, s.args.get("groupby")) for s in plan.steps] == [("score_gene_program", "condition")]
+    assert plan.steps[0].args["question"] == "Score the interferon gamma program per cell"
+    plan = planner.plan("Which genes mark the NK cells? sort them", tools, vocab)
+    assert [s.tool for s in plan.steps] == ["marker_genes"] and plan.answerable
+    # a typing slip in a label word still names it
+    plan = planner.plan("Top 5 markers for the monocyets", tools, vocab)
+    assert plan.steps[0].args["groups"] == ["CD14 Mono", "CD16 Mono"]
+
+
 def test_two_clauses_of_one_request_make_one_step(planner, tools, vocab):
     plan = planner.plan("Which clusters exist here, and how many cells does each hold?", tools, vocab)
     assert plan.summary() == [{"id": "s1", "tool": "describe_dataset", "args": {"column": "seurat_clusters"}}]

@@ -47,6 +47,9 @@ STAGE_PENALTY = 0.16
 DETAIL_WORDS = 2
 #: ... and, unless it points back to that step, matches no tool this well.
 DETAIL_MATCH = 0.65
+#: Stems of words that only ask to set a result side by side ("..., and compare the lines", "break it down by
+#: zone"): with a column, a detail of the previous step however well they match a tool.
+COMPARING = frozenset({"compar", "contra", "split", "break", "tabula", "summar", "side"})
 #: Words of a clause that asks for the previous step again ("the same for ...", "again for ...", "as a separate
 #: test, inside ...").
 ELLIPSIS = re.compile(r"\b(?:same|again|too|as well|likewise|repeat)\b", re.I)
@@ -124,16 +127,11 @@ class EmbeddedPlanner:
         best = [names[int(r.argmax())] if r.max() >= DETAIL_MATCH else None for r in sim]
         for k, (clause, row) in enumerate(zip(clauses, sim)):
             near = {best[j] for j in (k - 1, k + 1) if 0 <= j < len(best)} - {None}
-            if row.max() < self.threshold and not self._grounded(clause, row, names, tools, current):
-                if not steps or not (
-                    self._follows(steps, clause, row, names, tools, current)
-                    or self._refine(steps[-1], clause, tools, current)
-                ):
-                    unanswered.append(clause)  # "..., give me 15": details for the previous step, else no tool
+            weak = row.max() < self.threshold and not self._grounded(clause, row, names, tools, current)
+            if steps and self._continues(steps, clause, row, names, tools, current, weak):
                 continue
-            if steps and (
-                self._follows(steps, clause, row, names, tools, current) or self._repeats(steps, clause, row, current)
-            ):
+            if weak:
+                unanswered.append(clause)  # no tool matches, and it adds nothing to the previous step
                 continue
             have = self._have(steps, tools, current)
             tool, args, arg_notes, score = self._choose(clause, row, names, tools, current, question, have, near)
@@ -236,15 +234,25 @@ class EmbeddedPlanner:
             start = end
         return out if len({tuple(sorted((k, str(v)) for k, v in s.args.items())) for s in out}) == len(out) else [step]
 
+    def _continues(self, steps: list[Step], clause: str, row, names, tools, view, weak: bool) -> bool:
+        """Whether a clause continues the previous step instead of asking for one of its own: details for it
+        (:meth:`_follows`), the same on other groups (:meth:`_repeats`), or, when it matches no tool (``weak``),
+        groups and genes that step can also take (:meth:`_refine`)."""
+        return (
+            self._follows(steps, clause, row, names, tools, view)
+            or self._repeats(steps, clause, row, view)
+            or (weak and self._refine(steps[-1], clause, tools, view))
+        )
+
     @staticmethod
     def _follows(steps: list[Step], clause: str, row, names, tools, view: DatasetView | None) -> bool:
         """Whether a clause is a detail of the previous step: no group or gene of its own, at most ``DETAIL_WORDS``
-        content words besides the columns and numbers it names, and, if it has any, no strong match (under
-        ``DETAIL_MATCH``) unless it points back ("it", "them"); and arguments beyond the defaults that the previous
+        content words besides the columns and numbers it names, and, if it has any but words of ``COMPARING``, no
+        strong match (under ``DETAIL_MATCH``) unless it points back ("it", "them"); and arguments beyond the defaults that the previous
         step's tool takes ("..., give me twenty genes", "and compare it across the zones"). They join that step; a
         column that differs from the step's makes another step of the same tool ("..., then by cell type"). A clause
         that points back and sets nothing joins the step when its tool matches the clause nearly as well as the
-        best ("..., and which partners do they share?")."""
+        best ("..., and which partners do they share?"), or when it is one weakly matching word ("rank them")."""
         last = steps[-1]
         mentions = find_mentions(clause, view)
         if last.origin != "question" or any(m.kind in ("value", "gene", "missing") for m in mentions):
@@ -252,18 +260,23 @@ class EmbeddedPlanner:
         rest = "".join(" " if any(m.start <= i < m.end for m in mentions) else ch for i, ch in enumerate(clause))
         words = stems(rest)
         back = POINTS_BACK.search(clause) is not None
-        if len(words) > DETAIL_WORDS or (words and row.max() >= DETAIL_MATCH and not back):
+        if len(words) > DETAIL_WORDS or (words - COMPARING and row.max() >= DETAIL_MATCH and not back):
             return False
         tool = tools[last.tool]
+        fields = tool.input_model.model_fields
         defaults, _ = fill_args(tool, "", view)
-        args = {k: v for k, v in fill_args(tool, clause, view)[0].items() if defaults.get(k) != v}
-        if not args and not (back and row[names.index(last.tool)] >= row.max() - MARGIN):
+        args = {
+            k: v
+            for k, v in fill_args(tool, clause, view)[0].items()
+            if defaults.get(k) != v and entity_kind(k, fields[k]) != "text"  # the step's own words stay
+        }
+        near = row[names.index(last.tool)] >= row.max() - MARGIN or (len(words) <= 1 and row.max() < DETAIL_MATCH)
+        if not args and not (back and near):
             return False
         try:
             tool.input_model.model_validate({**last.args, **args})
         except Exception:  # noqa: BLE001 - what the clause sets does not fit the step
             return False
-        fields = tool.input_model.model_fields
         if any(
             k in last.args and last.args[k] != v and entity_kind(k, fields[k]) == "obs_column" for k, v in args.items()
         ):
