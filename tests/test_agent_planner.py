@@ -187,6 +187,32 @@ def test_a_clause_that_sets_results_side_by_side_joins_the_previous_step(planner
     assert plan.steps[0].args["groups"] == ["CD14 Mono", "CD16 Mono"]
 
 
+def test_a_group_named_beside_a_field_pair_word_fills_that_pair(planner, tools, vocab):
+    plan = planner.plan(
+        "Generate 60 B cells, then evaluate them against the real B cells with the ctrl cells as the control",
+        tools,
+        vocab,
+    )
+    assert plan.steps[1].tool == "evaluate_generation"
+    assert {k: plan.steps[1].args[k] for k in ("real_column", "real_value", "control_column", "control_value")} == {
+        "real_column": "cell_type",
+        "real_value": "B",
+        "control_column": "condition",
+        "control_value": "ctrl",
+    }
+
+
+def test_a_question_about_the_previous_result_joins_its_step(planner, tools, vocab):
+    plan = planner.plan(
+        "Annotate the cells with the model, then tell me how closely its labels match the cell_type column",
+        tools,
+        vocab,
+    )
+    assert plan.summary() == [{"id": "s1", "tool": "annotate_cells", "args": {"compare_with": "cell_type"}}]
+    plan = planner.plan("Predict how IFN-beta changes the NK cells. Which genes go down?", tools, vocab)
+    assert [s.tool for s in plan.steps] == ["predict_perturbation"] and plan.answerable
+
+
 def test_two_clauses_of_one_request_make_one_step(planner, tools, vocab):
     plan = planner.plan("Which clusters exist here, and how many cells does each hold?", tools, vocab)
     assert plan.summary() == [{"id": "s1", "tool": "describe_dataset", "args": {"column": "seurat_clusters"}}]

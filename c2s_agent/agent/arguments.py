@@ -154,6 +154,25 @@ def _start(tool, clause: str, view: DatasetView | None, question: str) -> Fillin
     return f
 
 
+def _fill_pairs(f: Filling) -> None:
+    """Column/value field pairs named by a word beside a group ("against the real CD14 monocytes", "the ctrl cells
+    as the control"): ``real_column``/``real_value`` take that group and its column."""
+    for name in [n for n, k in f.kinds.items() if k == "obs_column" and n.endswith("_column")]:
+        prefix = name[: -len("_column")]
+        value_field = next((v for v in (f"{prefix}_value", f"{prefix}_values") if v in f.fields), None)
+        if value_field is None or name in f.args:
+            continue
+        word = re.compile(r"\b" + re.escape(prefix) + r"s?\b", re.I)
+        for m in f.values:
+            near = f.clause[max(0, m.start - 25) : m.start] + " " + f.clause[m.end : m.end + 25]
+            taken = {str(x) for v in f.args.values() for x in (v if isinstance(v, list) else [v])}
+            if word.search(near) and m.text not in taken:
+                f.args[name] = m.column
+                list_field = base_type(f.fields[value_field].annotation)[1]
+                f.args[value_field] = [m.text] if list_field else m.text
+                break
+
+
 def _fill_columns(f: Filling) -> None:
     view = f.view
     col_fields = [n for n, k in f.kinds.items() if k == "obs_column"]
@@ -352,6 +371,7 @@ def fill_args(tool, clause: str, view: DatasetView | None, question: str = "") -
     arguments (only fields the text determines, plus required label columns) and notes on assumptions."""
     f = _start(tool, clause, view, question)
     if view is not None:
+        _fill_pairs(f)
         _fill_columns(f)
     _fill_entities(f)
     _fill_numbers(f)

@@ -47,6 +47,11 @@ STAGE_PENALTY = 0.16
 DETAIL_WORDS = 2
 #: ... and, unless it points back to that step, matches no tool this well.
 DETAIL_MATCH = 0.65
+#: A clause matching no tool better than this that points back, or has no content words at all, asks about the
+#: previous step's result ("..., and report how well its calls agree with the cell_type column", "Which genes go
+#: up?"), in at most ``ABOUT_WORDS`` content words.
+WEAK_MATCH = 0.60
+ABOUT_WORDS = 4
 #: Stems of words that only ask to set a result side by side ("..., and compare the lines", "break it down by
 #: zone"): with a column, a detail of the previous step however well they match a tool.
 COMPARING = frozenset({"compar", "contra", "split", "break", "tabula", "summar", "side"})
@@ -128,7 +133,7 @@ class EmbeddedPlanner:
         for k, (clause, row) in enumerate(zip(clauses, sim)):
             near = {best[j] for j in (k - 1, k + 1) if 0 <= j < len(best)} - {None}
             weak = row.max() < self.threshold and not self._grounded(clause, row, names, tools, current)
-            if steps and self._continues(steps, clause, row, names, tools, current, weak):
+            if steps and self._continues(steps, clause, row, names, tools, (current, view), weak):
                 continue
             if weak:
                 unanswered.append(clause)  # no tool matches, and it adds nothing to the previous step
@@ -234,18 +239,20 @@ class EmbeddedPlanner:
             start = end
         return out if len({tuple(sorted((k, str(v)) for k, v in s.args.items())) for s in out}) == len(out) else [step]
 
-    def _continues(self, steps: list[Step], clause: str, row, names, tools, view, weak: bool) -> bool:
+    def _continues(self, steps: list[Step], clause: str, row, names, tools, views, weak: bool) -> bool:
         """Whether a clause continues the previous step instead of asking for one of its own: details for it
-        (:meth:`_follows`), the same on other groups (:meth:`_repeats`), or, when it matches no tool (``weak``),
-        groups and genes that step can also take (:meth:`_refine`)."""
+        (:meth:`_follows`, on the view after the steps so far, else the dataset's own: "..., and check its calls
+        against the cell_type column"), the same on other groups (:meth:`_repeats`), or, when it matches no tool
+        (``weak``), groups and genes that step can also take (:meth:`_refine`)."""
+        view, own = views
         return (
-            self._follows(steps, clause, row, names, tools, view)
+            self._follows(steps, clause, row, names, tools, view, own)
             or self._repeats(steps, clause, row, view)
             or (weak and self._refine(steps[-1], clause, tools, view))
         )
 
     @staticmethod
-    def _follows(steps: list[Step], clause: str, row, names, tools, view: DatasetView | None) -> bool:
+    def _follows(steps: list[Step], clause: str, row, names, tools, view: DatasetView | None, own=None) -> bool:
         """Whether a clause is a detail of the previous step: no group or gene of its own, at most ``DETAIL_WORDS``
         content words besides the columns and numbers it names, and, if it has any but words of ``COMPARING``, no
         strong match (under ``DETAIL_MATCH``) unless it points back ("it", "them"); and arguments beyond the defaults that the previous
@@ -254,24 +261,29 @@ class EmbeddedPlanner:
         that points back and sets nothing joins the step when its tool matches the clause nearly as well as the
         best ("..., and which partners do they share?"), or when it is one weakly matching word ("rank them")."""
         last = steps[-1]
-        mentions = find_mentions(clause, view)
+        mentions = find_mentions(clause, own or view)
         if last.origin != "question" or any(m.kind in ("value", "gene", "missing") for m in mentions):
             return False
         rest = "".join(" " if any(m.start <= i < m.end for m in mentions) else ch for i, ch in enumerate(clause))
-        words = stems(rest)
+        words = stems(rest) - {"column"}  # "the cell_type column" names a column only
         back = POINTS_BACK.search(clause) is not None
-        if len(words) > DETAIL_WORDS or (words - COMPARING and row.max() >= DETAIL_MATCH and not back):
+        about_it = row.max() < WEAK_MATCH and (back or not words)  # "how well do its calls agree", "which go up?"
+        if len(words) > (ABOUT_WORDS if about_it else DETAIL_WORDS) or (
+            words - COMPARING and row.max() >= DETAIL_MATCH and not back
+        ):
             return False
         tool = tools[last.tool]
         fields = tool.input_model.model_fields
-        defaults, _ = fill_args(tool, "", view)
-        args = {
-            k: v
-            for k, v in fill_args(tool, clause, view)[0].items()
-            if defaults.get(k) != v and entity_kind(k, fields[k]) != "text"  # the step's own words stay
-        }
+        args: dict = {}
+        for seen in [view] if own is None or own is view else [view, own]:  # the data's own columns too
+            defaults, _ = fill_args(tool, "", seen)
+            args = args or {
+                k: v
+                for k, v in fill_args(tool, clause, seen)[0].items()
+                if defaults.get(k) != v and entity_kind(k, fields[k]) != "text"  # the step's own words stay
+            }
         near = row[names.index(last.tool)] >= row.max() - MARGIN or (len(words) <= 1 and row.max() < DETAIL_MATCH)
-        if not args and not (back and near):
+        if not args and not (back and near) and not (about_it and not words):
             return False
         try:
             tool.input_model.model_validate({**last.args, **args})
