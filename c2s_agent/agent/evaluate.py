@@ -1,10 +1,10 @@
 """The planning benchmark: questions with expected plans, scored by exact plan accuracy: the right tools in the
 right order with the right key arguments, or an honest refusal. Four bundled sets: ``development`` (the questions
 the planners are developed on), ``heldout`` (written before tuning; its failures were seen once measured),
-``heldout2`` and ``heldout3`` (each written by someone who had not seen the planner, its code or the other sets;
+``heldout2``, ``heldout3`` and ``heldout4`` (each written by someone who had not seen the planner, its code or the other sets;
 first measured blind, their failures seen since). None is ever a training set.
 
-Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|heldout2|heldout3|FILE]``.
+Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|heldout2|heldout3|heldout4|FILE]``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ QUESTION_SETS = {
     "heldout": "heldout.yaml",
     "heldout2": "heldout2.yaml",
     "heldout3": "heldout3.yaml",
+    "heldout4": "heldout4.yaml",
 }
 
 
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--questions", default="development", help="development, heldout, heldout2, heldout3 or a YAML file"
+        "--questions", default="development", help="development, heldout, heldout2, heldout3, heldout4 or a YAML file"
     )
     ap.add_argument("--planner", default="embedded")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
