@@ -213,6 +213,20 @@ def test_a_question_about_the_previous_result_joins_its_step(planner, tools, voc
     assert [s.tool for s in plan.steps] == ["predict_perturbation"] and plan.answerable
 
 
+def test_once_with_each_group_makes_a_step_per_group(planner, tools, vocab):
+    plan = planner.plan(
+        "Run the perturbation screen once with the CD14 monocytes and once with the B cells", tools, vocab
+    )
+    assert [(s.tool, s.args.get("cell_type")) for s in plan.steps] == [("run_screen", "CD14 Mono"), ("run_screen", "B")]
+    assert plan.steps[0].args["question"] == plan.steps[1].args["question"]
+
+
+def test_a_symbol_the_tool_names_as_its_own_term_is_no_gene(planner, tools, vocab):
+    plan = planner.plan("Generate 50 NK cells, then compute MMD and scFID against the real NK cells", tools, vocab)
+    assert plan.steps[1].tool == "evaluate_generation"
+    assert "genes" not in plan.steps[1].args and "control_column" not in plan.steps[1].args
+
+
 def test_two_clauses_of_one_request_make_one_step(planner, tools, vocab):
     plan = planner.plan("Which clusters exist here, and how many cells does each hold?", tools, vocab)
     assert plan.summary() == [{"id": "s1", "tool": "describe_dataset", "args": {"column": "seurat_clusters"}}]

@@ -125,6 +125,7 @@ class Filling:
     kinds: dict = field(default_factory=dict)
     column_of: dict = field(default_factory=dict)
     chosen: str | None = None
+    paired: bool = False
 
     @property
     def fields(self):
@@ -170,6 +171,7 @@ def _fill_pairs(f: Filling) -> None:
                 f.args[name] = m.column
                 list_field = base_type(f.fields[value_field].annotation)[1]
                 f.args[value_field] = [m.text] if list_field else m.text
+                f.paired = True
                 break
 
 
@@ -192,7 +194,7 @@ def _fill_columns(f: Filling) -> None:
         ):
             f.args[name] = concept
             taken.add(concept)
-    generic_filled = False
+    generic_filled = f.paired  # a pair named by its word ("against the real B cells") stands for the generic column
     for name in col_fields:
         required = f.fields[name].is_required()
         if name in f.args or (f.borrowed and not required) or (generic_filled and not required):
@@ -269,8 +271,8 @@ def _fill_entities(f: Filling) -> None:
             vals = [v.text for v in f.values if f.chosen is not None and v.column != f.chosen]
             if vals:
                 f.args[name] = list(dict.fromkeys(vals))
-        elif kind in ("genes", "gene"):
-            genes = [m.text for m in f.mentions if m.kind == "gene"]
+        elif kind in ("genes", "gene"):  # a symbol the tool's own description uses is its term ("MMD"), no gene
+            genes = [m.text for m in f.mentions if m.kind == "gene" and not _own_term(f.tool, m.text)]
             if genes:
                 f.args[name] = list(dict.fromkeys(genes)) if kind == "genes" else genes[0]
         elif kind == "program" and (program := program_from_text(f.clause)):
@@ -279,6 +281,10 @@ def _fill_entities(f: Filling) -> None:
             f.args[name] = f.clause
         elif kind == "literal" and (opt := _literal(base_type(fi.annotation)[2] or [], f.clause)):
             f.args[name] = opt
+
+
+def _own_term(tool, symbol: str) -> bool:
+    return re.search(r"(?<![\w-])" + re.escape(symbol) + r"(?![\w-])", tool.description) is not None
 
 
 #: Words before an option that turn it down ("a t-test instead of wilcoxon", "C2S rather than PCA").

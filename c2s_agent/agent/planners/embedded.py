@@ -52,6 +52,8 @@ DETAIL_MATCH = 0.65
 #: up?"), in at most ``ABOUT_WORDS`` content words.
 WEAK_MATCH = 0.60
 ABOUT_WORDS = 4
+#: Words that ask for a step per group ("once with X and once with Y", "separately for X and Y").
+SEPARATELY = re.compile(r"\bonce (?:with|for|on|in)\b|\bseparately\b|\bone at a time\b|\beach on its own\b", re.I)
 #: Stems of words that only ask to set a result side by side ("..., and compare the lines", "break it down by
 #: zone"): with a column, a detail of the previous step however well they match a tool.
 COMPARING = frozenset({"compar", "contra", "split", "break", "tabula", "summar", "side"})
@@ -216,10 +218,14 @@ class EmbeddedPlanner:
     @staticmethod
     def _expand(step: Step, tool: Tool, clause: str, view: DatasetView | None) -> list[Step]:
         """One step per group when the clause names several groups for a field that takes one ("Simulate 40 NK
-        cells and 40 B cells")."""
+        cells and 40 B cells"), or for an optional one when it asks for them one at a time ("run it once with the
+        B cells and once with the NK cells")."""
         fields = tool.input_model.model_fields
+        each = SEPARATELY.search(clause) is not None
         single = [
-            n for n in value_fields(tool, view) if fields[n].is_required() and not base_type(fields[n].annotation)[1]
+            n
+            for n in value_fields(tool, view)
+            if (fields[n].is_required() or each) and not base_type(fields[n].annotation)[1] and n in step.args
         ]
         if not single or view is None:
             return [step]
@@ -235,7 +241,8 @@ class EmbeddedPlanner:
         out, start = [], 0
         for _, end in spans:
             args, _ = fill_args(tool, clause[start:end], view)
-            out.append(step.model_copy(update={"args": {**step.args, **args}}))
+            own = {k: v for k, v in args.items() if entity_kind(k, fields[k]) != "text"}  # the step keeps its words
+            out.append(step.model_copy(update={"args": {**step.args, **own}}))
             start = end
         return out if len({tuple(sorted((k, str(v)) for k, v in s.args.items())) for s in out}) == len(out) else [step]
 
@@ -259,10 +266,17 @@ class EmbeddedPlanner:
         step's tool takes ("..., give me twenty genes", "and compare it across the zones"). They join that step; a
         column that differs from the step's makes another step of the same tool ("..., then by cell type"). A clause
         that points back and sets nothing joins the step when its tool matches the clause nearly as well as the
-        best ("..., and which partners do they share?"), or when it is one weakly matching word ("rank them")."""
+        best ("..., and which partners do they share?"), or when it is one weakly matching word ("rank them"). A
+        clause whose best tool needs what the previous step makes is a step of its own ("..., how realistic are
+        they?")."""
         last = steps[-1]
         mentions = find_mentions(clause, own or view)
-        if last.origin != "question" or any(m.kind in ("value", "gene", "missing") for m in mentions):
+        best = tools[names[int(row.argmax())]]
+        if (
+            last.origin != "question"
+            or any(m.kind in ("value", "gene", "missing") for m in mentions)
+            or set(best.requires) & set(tools[last.tool].produces)  # "..., how realistic are they?": a step of its own
+        ):
             return False
         rest = "".join(" " if any(m.start <= i < m.end for m in mentions) else ch for i, ch in enumerate(clause))
         words = stems(rest) - {"column"}  # "the cell_type column" names a column only

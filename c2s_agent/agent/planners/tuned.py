@@ -25,7 +25,7 @@ class TunedPlanner(EmbeddedPlanner):
         self.chooser = ToolChooser(model or getattr(settings, "planner_model", None), settings)
         self.calls = self.overrides = 0  # model calls, and choices other than the matcher's best
 
-    def _choose(self, clause, row, names, tools, view, question):
+    def _choose(self, clause, row, names, tools, view, question, have=frozenset(), near=frozenset()):
         top = [int(i) for i in np.argsort(-row)[:TOP_K] if row[i] >= row.max() - WINDOW]
         if len(top) > 1:
             probs = self.chooser.choose(mask_entities(intent(clause), view), [tools[names[i]] for i in top])
@@ -34,10 +34,10 @@ class TunedPlanner(EmbeddedPlanner):
             self.overrides += best != top[0]
             boosted = row.copy()
             boosted[best] = row.max() + 2 * MARGIN
-            tool, args, notes, _ = super()._choose(clause, boosted, names, tools, view, question)
+            tool, args, notes, _ = super()._choose(clause, boosted, names, tools, view, question, have, near)
             try:
                 tool.input_model.model_validate(args)
                 return tool, args, notes, float(row[best])
             except Exception:  # noqa: BLE001 - the question does not give the chosen tool's required arguments
                 pass
-        return super()._choose(clause, row, names, tools, view, question)
+        return super()._choose(clause, row, names, tools, view, question, have, near)
