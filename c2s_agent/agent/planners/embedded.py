@@ -36,8 +36,7 @@ MARGIN = 0.10
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
 #: Added to a tool that is the strong (``DETAIL_MATCH``) best match of a neighbouring clause: of two near-equal
-#: readings, the one that
-#: makes "What cell lines are there, and how many cells in each?" one request is preferred.
+#: readings, the one that makes "What cell lines are there, and how many cells in each?" one request wins.
 NEAR_BONUS = 0.07
 #: How far below the best match a tool may win when the best needs an input nothing provides, or only feeds it.
 STAGE_MARGIN = 0.15
@@ -262,8 +261,9 @@ class EmbeddedPlanner:
     def _follows(steps: list[Step], clause: str, row, names, tools, view: DatasetView | None, own=None) -> bool:
         """Whether a clause is a detail of the previous step: no group or gene of its own, at most ``DETAIL_WORDS``
         content words besides the columns and numbers it names, and, if it has any but words of ``COMPARING``, no
-        strong match (under ``DETAIL_MATCH``) unless it points back ("it", "them"); and arguments beyond the defaults that the previous
-        step's tool takes ("..., give me twenty genes", "and compare it across the zones"). They join that step; a
+        strong match (under ``DETAIL_MATCH``) unless it points back ("it", "them"); and arguments beyond the
+        defaults that the previous step's tool takes ("..., give me twenty genes", "and compare it across the
+        zones"). They join that step; a
         column that differs from the step's makes another step of the same tool ("..., then by cell type"). A clause
         that points back and sets nothing joins the step when its tool matches the clause nearly as well as the
         best ("..., and which partners do they share?"), or when it is one weakly matching word ("rank them"). A
