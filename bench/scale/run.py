@@ -2,7 +2,7 @@
 model; cells/s and peak RSS per size, against the in-memory path; and a projection of 10^7 cells on N GPUs.
 
     flock /tmp/c2s-heavy.lock .venv/bin/python bench/scale/run.py [--sizes 10000,100000,1000000] \\
-        [--budget-minutes 4] [--kill-after-minutes 6] [--gpu-json '{...}' | --gpu-json gpu.json] [--gpus 8]
+        [--budget-minutes 4] [--kill-after-minutes 6] [--resume] [--gpu-json '{...}' | --gpu-json gpu.json] [--gpus 8]
     .venv/bin/python bench/scale/run.py --sizes "" --gpu-json gpu.json --gpus 8     # the projection alone
 
 Synthetic cells have real gene names and Kang-like counts: each is a bundled Kang 2018 cell (taken in turn)
@@ -11,7 +11,7 @@ those of real PBMCs. Files are written once to bench/_work/scale/ (10^6 cells: 4
 
 Each run is ``c2s annotate IN OUT --backed`` (``stream``) in a child process, chunk size fixed at --chunk-size.
 A run longer than --budget-minutes is killed (kill -9) at the budget, and its figures come from the chunks it
-finished (the results store keeps them; a later run would resume them): those rows say "partial". With
+finished (the results store keeps them; a later run with --resume goes on from them): those rows say "partial". With
 --kill-after-minutes, the largest local run is killed that early and then resumed to the end within the budget. Peak RSS is
 the child's high-water mark (VmHWM, read at least each second) and, on Ray, the peak sum of RSS over the whole
 process tree (driver, raylet and workers). cells/s is the steady rate of finished chunks (first chunk's start to
@@ -260,6 +260,12 @@ def main() -> None:
         default=None,
         help="kill -9 the largest local run after this long, then resume it within --budget-minutes",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the results store an earlier run of the same size, task and executor left (stopped at its "
+        "budget, killed, or cut off with the session) instead of starting afresh",
+    )
     p.add_argument("--gpu-json", default=None, help="the JSON line of gpu_throughput.py, or a file holding it")
     p.add_argument("--gpus", type=int, default=8)
     args = p.parse_args()
@@ -274,7 +280,7 @@ def main() -> None:
             for executor in args.executors.split(","):
                 largest_local = executor == "local" and n == max(sizes)
                 kill = args.kill_after_minutes if largest_local and args.kill_after_minutes else args.budget_minutes
-                rows.append(run(path, task, executor, args.chunk_size, kill * 60))
+                rows.append(run(path, task, executor, args.chunk_size, kill * 60, fresh=not args.resume))
                 print(json.dumps(rows[-1]), flush=True)
                 if not rows[-1]["complete"] and largest_local:
                     rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60, fresh=False))
