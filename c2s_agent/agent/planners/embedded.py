@@ -86,6 +86,11 @@ def _uses(args: dict, mentions) -> int:
     return sum(1 for m in mentions if m.text in flat or (m.kind == "value" and m.column in whole))
 
 
+def _unnamed(clause: str, mentions) -> str:
+    """The clause with what its mentions name blanked out: the words it says besides groups, genes and columns."""
+    return "".join(" " if any(m.start <= i < m.end for m in mentions) else ch for i, ch in enumerate(clause))
+
+
 def match_notes(clause: str, view: DatasetView | None) -> list[Note]:
     """How the clause's words were matched to the dataset's labels, for the plan ("monocytes" -> ...)."""
     spans: dict[tuple[int, int], list] = {}
@@ -278,7 +283,7 @@ class EmbeddedPlanner:
             or set(best.requires) & set(tools[last.tool].produces)  # "..., how realistic are they?": a step of its own
         ):
             return False
-        rest = "".join(" " if any(m.start <= i < m.end for m in mentions) else ch for i, ch in enumerate(clause))
+        rest = _unnamed(clause, mentions)
         words = stems(rest) - {"column"}  # "the cell_type column" names a column only
         back = POINTS_BACK.search(clause) is not None
         about_it = row.max() < WEAK_MATCH and (back or not words)  # "how well do its calls agree", "which go up?"
@@ -322,7 +327,7 @@ class EmbeddedPlanner:
             return False
         mentions = find_mentions(clause, view)
         named = [m for m in mentions if m.kind == "value"]
-        rest = "".join(" " if any(m.start <= i < m.end for m in mentions) else ch for i, ch in enumerate(clause))
+        rest = _unnamed(clause, mentions)
         if not named or (VERB_WORD.search(rest) and not ELLIPSIS.search(rest)) or len(stems(rest) - ELLIPSIS_WORDS) > 1:
             return False
         args = dict(last.args)
