@@ -214,7 +214,12 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str], list[str]]]:
             ["ask", "How many cells per cell type?", "--data", "demo"],
             ["could not be written", "free space"],
         ),
-        ("sentences-out-disk-full", ["sentences", "demo", tmp / "full" / "o.h5ad"], ["o.h5ad"]),
+        ("sentences-out-disk-full", ["sentences", "demo", tmp / "full" / "o.h5ad"], ["o.h5ad", "disk is full"]),
+        (
+            "sentences-backed-out-disk-full",
+            ["sentences", "demo", tmp / "full" / "b.h5ad", "--backed"],
+            ["b.h5ad", "disk is full"],
+        ),
         (
             "screen-out-read-only",
             ["screen", "--perturbations", "IFN-beta", "--n-cells", "4", "--out", tmp / "ro" / "scr"],
@@ -241,12 +246,14 @@ CLI_IDS = [
     "ask-runs-dir-read-only",
     "ask-runs-dir-disk-full",
     "sentences-out-disk-full",
+    "sentences-backed-out-disk-full",
     "screen-out-read-only",
 ]
 MOUNTED = {
     "ask-runs-dir-read-only": "ro",
     "ask-runs-dir-disk-full": "full",
     "sentences-out-disk-full": "full",
+    "sentences-backed-out-disk-full": "full",
     "screen-out-read-only": "ro",
 }
 

@@ -152,3 +152,17 @@ def test_wrong_dtype(tmp_path):
     a = ad.AnnData(X=np.array([["a", "b"], ["c", "d"]], dtype=object))
     with pytest.raises(InputError, match="not numbers"):
         inspect(a)
+
+
+@pytest.mark.parametrize("name", ["kang", "pbmc"])
+def test_write_estimates_the_file_it_writes(request, tmp_path, name):
+    """The room checked before a write covers the file written (HDF5 crashes on a disk that fills mid-write),
+    without asking for several times what it needs."""
+    from c2s_agent.data import ROOM, estimated_size, write
+
+    adata = request.getfixturevalue(name)
+    write(adata, tmp_path / "x.h5ad")
+    size, estimate = (tmp_path / "x.h5ad").stat().st_size, estimated_size(adata)
+    assert size <= estimate * 1.1 + ROOM
+    assert estimate < 2 * size
+    assert read(tmp_path / "x.h5ad").shape == adata.shape

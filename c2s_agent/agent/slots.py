@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..data import ensure_room, estimated_size
+
 KINDS = ("obs", "var", "obsm", "layers", "uns")
 
 
@@ -80,6 +82,7 @@ def save_delta(adata, folder: Path, before: dict[str, str]) -> dict[str, str]:
     n = len(list(folder.glob("*.h5")))
     tmp, path = folder / f"{n:04d}.tmp", folder / f"{n:04d}.h5"
     by_kind = {kind: [k.split("/", 1)[1] for k in changed if k.startswith(kind + "/")] for kind in KINDS}
+    ensure_room(tmp, sum(estimated_size(getattr(adata, kind)[k]) for kind in KINDS for k in by_kind[kind]))
     with h5py.File(tmp, "w") as f:
         f.attrs["removed"] = json.dumps(removed)
         for kind in ("obs", "var"):

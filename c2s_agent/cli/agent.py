@@ -285,8 +285,9 @@ def runs_show(run_id: str = typer.Argument(...), as_json: bool = typer.Option(Fa
 def runs_export(run_id: str = typer.Argument(...), out: Path = typer.Argument(..., help="the .h5ad to write")) -> None:
     """Write a run's working data (the input with every slot its steps added) as an .h5ad."""
     from ..agent import runs
+    from ..data import write
 
-    runs.working_data(_settings(), run_id).write_h5ad(out)
+    write(runs.working_data(_settings(), run_id), out)
     console.print(f"Wrote {out}")
 
 

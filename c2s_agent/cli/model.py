@@ -99,7 +99,7 @@ def annotate(
     num_cpus: int | None = NUM_CPUS,
 ) -> None:
     """Predict cell types: writes obs['c2s_cell_type'] and obs['c2s_confidence']."""
-    from ..data import read
+    from ..data import read, write
     from ..models import tl
 
     out = _out_path(out)
@@ -131,7 +131,7 @@ def annotate(
         df = tl.annotate(
             adata, m, mode=mode, threshold=threshold, labels=[x.strip() for x in labels.split(",")] if labels else None
         )
-    adata.write_h5ad(out)
+    write(adata, out)
     counts = df["label"].value_counts()
     console.print(
         f"[green]Wrote[/] {out}: {adata.n_obs:,} cells; "
@@ -153,7 +153,7 @@ def embed(
     num_cpus: int | None = NUM_CPUS,
 ) -> None:
     """Cell embeddings into obsm['X_c2s']."""
-    from ..data import read
+    from ..data import read, write
     from ..models import tl
 
     out = _out_path(out)
@@ -164,7 +164,7 @@ def embed(
     m = _load(model, threads)
     with console.status(f"embedding {adata.n_obs:,} cells ..."):
         X = tl.embed(adata, m)
-    adata.write_h5ad(out)
+    write(adata, out)
     console.print(f"[green]Wrote[/] {out}: obsm['X_c2s'] {X.shape[0]:,} x {X.shape[1]}")
 
 
@@ -186,6 +186,7 @@ def generate(
     threads: int | None = typer.Option(None, help="torch threads"),
 ) -> None:
     """Generate cells of a type: sentences in obs['c2s_sentence'], expression reconstructed from rank in X."""
+    from ..data import write
     from ..models import tl
 
     out = _out_path(out)
@@ -199,7 +200,7 @@ def generate(
         genes = [str(g) for g in names[usable]]
     with console.status(f"generating {n} {cell_type} cells ..."):
         gen = tl.generate_cells(cell_type, n, condition=condition, model=m, seed=seed, guidance=guidance, genes=genes)
-    gen.write_h5ad(out)
+    write(gen, out)
     console.print(
         f"[green]Wrote[/] {out}: {gen.n_obs} cells, {gen.obs['c2s_n_genes'].mean():.0f} genes each; "
         f"example: {gen.obs['c2s_sentence'].iloc[0][:120]} ..."
@@ -222,7 +223,7 @@ def perturb(
     num_cpus: int | None = NUM_CPUS,
 ) -> None:
     """Predict each cell's perturbed state: one output cell per input cell."""
-    from ..data import read
+    from ..data import read, write
     from ..models import tl
 
     out = _out_path(out)
@@ -246,7 +247,7 @@ def perturb(
     m = _load(model, threads)
     with console.status(f"perturbing {adata.n_obs:,} cells ..."):
         res = tl.perturb(adata, perturbation, context=context, model=m, seed=seed)
-    res.write_h5ad(out)
+    write(res, out)
     console.print(f"[green]Wrote[/] {out}: {res.n_obs:,} predicted {perturbation} cells")
 
 

@@ -1,5 +1,5 @@
 """Reading, inspecting and normalising AnnData; the bundled demo datasets."""
 
-from .io import DataReport, inspect, prepare, read, read_demo
+from .io import ROOM, DataReport, ensure_room, estimated_size, inspect, prepare, read, read_demo, write
 
-__all__ = ["DataReport", "inspect", "prepare", "read", "read_demo"]
+__all__ = ["ROOM", "DataReport", "ensure_room", "estimated_size", "inspect", "prepare", "read", "read_demo", "write"]

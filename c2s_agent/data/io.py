@@ -60,6 +60,53 @@ def read(path: str | Path, backed: bool = False):
     return adata
 
 
+#: Head-room asked for beyond an estimated write, in bytes.
+ROOM = 2**20
+
+
+def write(adata, path: str | Path) -> None:
+    """Write ``adata`` to ``path`` (``.h5ad``) once :func:`ensure_room` finds space for it."""
+    ensure_room(path, estimated_size(adata))
+    adata.write_h5ad(path)
+
+
+def ensure_room(path: str | Path, nbytes: int) -> None:
+    """Raise :class:`InputError` when the disk holding ``path`` has less than ``nbytes`` (plus 10% and
+    :data:`ROOM`) free. HDF5 crashes the process when a disk fills during a write (h5py issue 914), so every
+    HDF5 write checks first."""
+    import shutil
+
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free, need = shutil.disk_usage(folder).free, int(nbytes * 1.1) + ROOM
+    if free < need:
+        raise InputError(
+            path,
+            f"cannot be written: the disk is full ({free / 2**20:.1f} MiB free, about {need / 2**20:.0f} MiB needed)",
+            "free space or choose a folder on another disk, then run the same command again",
+        )
+
+
+def estimated_size(obj) -> int:
+    """Bytes an AnnData, array, sparse matrix, frame or dict of them takes on disk, uncompressed."""
+    import anndata as ad
+
+    if isinstance(obj, ad.AnnData):
+        parts = [obj.X, obj.obs, obj.var, dict(obj.obsm), dict(obj.varm), dict(obj.layers), dict(obj.obsp)]
+        parts += [dict(obj.uns), obj.raw.X if obj.raw is not None else None]
+        return sum(map(estimated_size, parts))
+    if isinstance(obj, dict):
+        return sum(map(estimated_size, obj.values()))
+    if isinstance(obj, pd.DataFrame):
+        return int(obj.memory_usage(deep=True).sum())
+    if isinstance(obj, pd.Series):
+        return int(obj.memory_usage(deep=True))
+    if sp.issparse(obj):
+        return sum(getattr(obj, a).nbytes for a in ("data", "indices", "indptr") if hasattr(obj, a))
+    return int(getattr(obj, "nbytes", 0))
+
+
 def read_demo(name: str = "demo"):
     """Read a bundled demo dataset: "kang2018" (= "demo") or "pbmc68k"."""
     return read(demo_path(name))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import ensure_room, estimated_size, write
 from ..errors import C2SError, InputError, ModelError
 from .chunk_store import ChunkStore, pack
 from .model import C2SModel, load_model
@@ -389,6 +390,7 @@ def _write_annotation(store: ChunkStore, tmp: Path, obs, m: C2SModel, opts: dict
         "n_unknown": int(counts.get(UNKNOWN, 0)),
         "counts": {str(k): int(v) for k, v in counts.items() if v},
     }
+    ensure_room(tmp, estimated_size(obs) + sum(p.nbytes for p in probs))
     with h5py.File(tmp, "r+") as f:
         del f["obs"]
         write_elem(f, "obs", obs)
@@ -414,6 +416,7 @@ def _write_embedding(store: ChunkStore, tmp: Path, obs, m: C2SModel, opts: dict)
         for _, start, stop, arrays in store.chunks():
             X = arrays["X"]
             if dset is None:
+                ensure_room(tmp, len(obs) * X.shape[1] * 4)
                 dset = obsm.create_dataset(
                     opts["key_added"],
                     shape=(len(obs), X.shape[1]),
@@ -451,7 +454,7 @@ def _write_perturbed(store: ChunkStore, tmp: Path, obs, m: C2SModel, opts: dict)
         part = from_sentences(m, sentences, cols, genes=genes or None, reverse=reverse)
         part.obs_names = [f"{c}_{opts['perturbation']}" for c in names]
         files.append(parts / f"{i:07d}.h5ad")
-        part.write_h5ad(files[-1])
+        write(part, files[-1])
     concat_on_disk([str(p) for p in files], tmp)
     shutil.rmtree(parts)
     summary = {"model": m.name, "perturbation": opts["perturbation"], "context": opts["context"], "seed": opts["seed"]}

@@ -24,7 +24,7 @@ def write_sentences(
     progress: bool = False,
 ) -> dict:
     """Convert ``inp`` to sentences and write ``out``; returns a summary (cells, lengths, cells/s, example)."""
-    from ..data import read
+    from ..data import read, write
 
     out = Path(out)
     if out.suffix != ".h5ad":
@@ -42,7 +42,7 @@ def write_sentences(
         if len(cs) != adata.n_obs:
             adata = adata[adata.obs_names.isin(cs.obs_names)].copy()
         to_adata(adata, cs)
-        adata.write_h5ad(out)
+        write(adata, out)
         n, example, lengths = len(cs), cs.sentence(0, 30), cs.lengths
     dt = time.perf_counter() - t0
     return {
@@ -60,12 +60,13 @@ def _write_streamed(inp, out: Path, top_k: int, seed: int, source: str, chunk_si
     import pandas as pd
     from rich.progress import Progress
 
-    from ..data import read
+    from ..data import ensure_room, estimated_size, read
 
     src = read(inp, backed=True)
     n_obs = src.n_obs
     shell = ad.AnnData(obs=src.obs.copy(), var=src.var.copy() if source != "raw" else src.raw.var.copy())
     src.file.close()
+    ensure_room(out, estimated_size(shell) + n_obs * top_k * 4)
     lengths = np.zeros(n_obs, np.int32)
     example = ""
     with Progress(disable=not progress, transient=True) as bar:

@@ -21,6 +21,7 @@ from c2s_agent.conventions.slots import (
     SENTENCE,
     SIMILARITY,
 )
+from c2s_agent.data import write
 from c2s_agent.errors import InputError
 from c2s_agent.knowledge.multicell import method
 from c2s_agent.registry import BackendFactory
@@ -249,7 +250,7 @@ def generate_cells(ctx: ToolContext, args: GenerateInput) -> ToolResult:
         args.cell_type, args.n, condition=args.condition, model=_model(ctx), seed=args.seed, on_call=ctx.record_call
     )
     path = ctx.artefact_path("generated_cells.h5ad")
-    gen.write_h5ad(path)
+    write(gen, path)
     ctx.save_file(path, f"{args.n} generated {args.cell_type} cells", kind="h5ad")
     ctx.save_table(pd.DataFrame({"sentence": gen.obs[SENTENCE]}), "generated_sentences", "Generated cell sentences")
     top = [g for g, _ in Counter(g for s in gen.obs[SENTENCE] for g in s.split()[:10]).most_common(10)]
@@ -310,7 +311,7 @@ def predict_perturbation(ctx: ToolContext, args: PerturbInput) -> ToolResult:
         on_call=ctx.record_call,
     )
     path = ctx.artefact_path("perturbed_cells.h5ad")
-    res.perturbed.write_h5ad(path)
+    write(res.perturbed, path)
     ctx.save_file(path, f"Predicted {args.perturbation} response", kind="h5ad")
     ctx.save_table(res.delta.to_frame("delta"), "perturbation_delta", "Predicted change per gene (perturbed - control)")
     ctx.save_plot(
