@@ -1,10 +1,10 @@
 """The planning benchmark: questions with expected plans, scored by exact plan accuracy: the right tools in the
-right order with the right key arguments, or an honest refusal. Four bundled sets: ``development`` (the questions
+right order with the right key arguments, or an honest refusal. Six bundled sets: ``development`` (the questions
 the planners are developed on), ``heldout`` (written before tuning; its failures were seen once measured),
-``heldout2``, ``heldout3`` and ``heldout4`` (each written by someone who had not seen the planner, its code or the other sets;
-first measured blind, their failures seen since). None is ever a training set.
+``heldout2`` to ``heldout5`` (each written by someone who had not seen the planner, its code or the other sets;
+first measured blind; the failures of sets 2-4 were seen since, set 5 is only scored). None is ever a training set.
 
-Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|heldout2|heldout3|heldout4|FILE]``.
+Run it with ``c2s eval planning [--planner embedded] [--questions development|heldout|heldout2|heldout3|heldout4|heldout5|FILE]``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ QUESTION_SETS = {
     "heldout2": "heldout2.yaml",
     "heldout3": "heldout3.yaml",
     "heldout4": "heldout4.yaml",
+    "heldout5": "heldout5.yaml",
 }
 
 
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--questions", default="development", help="development, heldout, heldout2, heldout3, heldout4 or a YAML file"
+        "--questions", default="development", help="development, heldout, heldout2 ... heldout5 or a YAML file"
     )
     ap.add_argument("--planner", default="embedded")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
