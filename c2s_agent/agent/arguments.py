@@ -27,6 +27,7 @@ KINDS = {
     "number",
     "text",
     "literal",
+    "flag",
     None,
 }
 #: Entities that name a column role: the field takes values of that role's column.
@@ -77,6 +78,16 @@ def base_type(annotation):
     return annotation, False, None
 
 
+def options(f) -> list[str]:
+    """The values a field takes from a fixed set: its ``Literal`` options, or two or more quoted in its
+    description ("'pca' (reference PCA) or 'c2s'": a plugin may add more, so the type stays ``str``)."""
+    base, _, lits = base_type(f.annotation)
+    if lits:
+        return [o for o in lits if isinstance(o, str)]
+    quoted = re.findall(r"'([\w.-]+)'", f.description or "") if base is str else []
+    return quoted if len(quoted) > 1 else []
+
+
 def entity_kind(name: str, f) -> str | None:
     """The entity a field takes: its ``json_schema_extra["entity"]`` or a guess from its name and type."""
     extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
@@ -84,8 +95,10 @@ def entity_kind(name: str, f) -> str | None:
         return extra["entity"]
     base, is_list, lits = base_type(f.annotation)
     n = name.lower()
-    if lits:
+    if options(f):
         return "literal"
+    if base is bool:
+        return "flag"
     if n in ("groupby", "column", "obs_key", "label_key", "by", "label_column", "group_by") or n.endswith(
         ("_key", "_column")
     ):
@@ -253,6 +266,11 @@ def _fill_values(f: Filling, name: str, kind: str) -> None:
     cands = [v for v in f.values if want is None or v.column == want]
     if name.lower() in SENDERS or name.lower() in RECEIVERS:  # "from X to Y": the first span sends
         spans = sorted({v.start for v in cands})
+        again = [
+            s for s in spans if all(any(w.text == v.text and w.start > s for w in cands) for v in cands if v.start == s)
+        ]
+        if len(spans) - len(again) > 1:  # "If A and B were co-cultured, ... A (sender) to B": named again in a role
+            cands, spans = [v for v in cands if v.start not in again], [s for s in spans if s not in again]
         cands = [v for v in cands if (v.start == spans[0]) == (name.lower() in SENDERS)] if len(spans) > 1 else []
     vals = list(dict.fromkeys(v.text for v in cands))
     every = f.view is not None and want is not None and len(vals) > 1 and set(vals) == set(f.view.columns.get(want, []))
@@ -279,8 +297,10 @@ def _fill_entities(f: Filling) -> None:
             f.args[name] = program
         elif kind == "text":
             f.args[name] = f.clause
-        elif kind == "literal" and (opt := _literal(base_type(fi.annotation)[2] or [], f.clause)):
-            f.args[name] = opt
+        elif kind == "literal" and (named := _literal(options(fi), f.clause)):
+            f.args[name] = named if base_type(fi.annotation)[1] else named[0]
+        elif kind == "flag" and _flagged(fi, f.clause):
+            f.args[name] = not fi.default
 
 
 def _own_term(tool, symbol: str) -> bool:
@@ -291,15 +311,46 @@ def _own_term(tool, symbol: str) -> bool:
 REJECTED = re.compile(r"(?:instead of|rather than|not|over|but not)\s+(?:the\s+|a\s+|an\s+)?$", re.I)
 
 
-def _literal(options, clause: str) -> str | None:
-    """The option the clause asks for: the first one it names (a plural counts) that it does not turn down."""
+def _option_pattern(option: str) -> re.Pattern:
+    """An option as a question writes it: any separator or none between its parts ("t test", "gene summary"),
+    and a longer word its stem begins ("generation" for "generate", "ranked" for "rank")."""
+    parts = [re.escape(p) for p in re.split(r"[-_ ]+", option) if p]
+    last = parts[-1]
+    if len(last) > 4 and last.isalpha():
+        last = last[: max(4, len(last) - 2)] + r"\w*"
+    return re.compile(r"\b" + r"[-_\s]?".join([*parts[:-1], last]) + r"s?\b", re.I)
+
+
+def _literal(options: list[str], clause: str) -> list[str]:
+    """The options the clause asks for, first named first: those it names and does not turn down."""
     named = []
     for opt in options:
-        if isinstance(opt, str):
-            for m in re.finditer(r"\b" + re.escape(opt) + r"s?\b", clause, re.I):
-                if not REJECTED.search(clause[max(0, m.start() - 20) : m.start()]):
-                    named.append((m.start(), opt))
-    return min(named)[1] if named else None
+        for m in _option_pattern(opt).finditer(clause):
+            if not REJECTED.search(clause[max(0, m.start() - 20) : m.start()]):
+                named.append((m.start(), opt))
+                break
+    return [opt for _, opt in sorted(named)]
+
+
+#: Words before a field's subject that ask to leave it out ("without the ribosomal genes"), unless themselves
+#: negated ("don't filter out the mito genes").
+LEFT_OUT = re.compile(r"\b(?:without|excluding|exclude|no|remove|drop|filter(?:ed)? out|ignore|skip)\b", re.I)
+#: Stems of words any field's description may use, which name no subject of their own.
+GENERIC = frozenset({"repo", "retu", "incl", "comp", "show", "outp", "resu", "cell", "gene", "valu", "numb"})
+KEPT = re.compile(r"\b(?:don'?t|do not|not|never|no need to)\s+$", re.I)
+
+
+def _flagged(field, clause: str) -> bool:
+    """Whether the clause asks to turn a yes/no field from its default: it names the words of the field's
+    description that no other field would say (stems of six letters and more: "ribosomal", "mito[chondrial]"),
+    and does not ask to leave them out."""
+    words = {w[:4] for w in re.findall(r"[a-z]{6,}", (field.description or "").lower())} - GENERIC
+    for m in re.finditer(r"[a-z]{4,}", clause.lower()):
+        if m.group()[:4] in words:
+            before = clause[max(0, m.start() - 30) : m.start()]
+            out = list(LEFT_OUT.finditer(before))
+            return not out or bool(KEPT.search(before[: out[-1].start()]))
+    return False
 
 
 def _fraction(field) -> bool:

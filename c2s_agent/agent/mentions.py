@@ -242,7 +242,12 @@ def _missing(text: str, found, taken) -> None:
                 for w, raw in zip(words(phrase), phrase.split())
                 if w not in GENERIC and w not in STOP and (len(w) > 1 or (cell_word and raw.isupper()))
             ]
-            if any(taken[s:e]) or not content or (not cell_word and (PROCESS_NOUN.match(text[e:]) or e - s <= 2)):
+            word = n == 1 and e - s <= 4 and not phrase.isupper()  # "Cap it at ...", "the tip": English, no cells
+            if (
+                any(taken[s:e])
+                or not content
+                or (not cell_word and (PROCESS_NOUN.match(text[e:]) or e - s <= 2 or word))
+            ):
                 continue  # "inflammatory response", "apoptosis genes": a process, not a cell type; "R2": too short
             marker = re.fullmatch(r"CD\d+[+-]?(?:\s+\S+)?", phrase) is not None
             code = re.fullmatch(r"[A-Z]{1,4}-?\d{2,}[A-Za-z0-9]*", phrase) is not None and re.match(

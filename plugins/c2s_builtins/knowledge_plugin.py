@@ -6,11 +6,14 @@ lists, Cell Ontology. Tools: retrieve_interactions, ppi_neighbourhood, score_lig
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 from c2s_agent import hookimpl, pl, tl
 from c2s_agent.conventions.slots import CONDITION, PREDICTED_TYPE
 from c2s_agent.errors import InputError
+from c2s_agent.knowledge.records import KINDS
 from c2s_agent.knowledge.retrieve import Hit
 from c2s_agent.registry import KnowledgeSource
 from c2s_agent.tl.hypotheses import communication_hypotheses
@@ -30,7 +33,7 @@ class RetrieveInput(BaseModel):
     top_k: int = Field(
         10, ge=1, le=200, description="number of records to return", json_schema_extra={"entity": "number"}
     )
-    kinds: list[str] = Field(
+    kinds: list[Literal[KINDS]] = Field(
         [], description="keep only these kinds: ligand_receptor, ppi, gene_summary, gene_set, cell_type"
     )
     sources: list[str] = Field(

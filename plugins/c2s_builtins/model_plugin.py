@@ -285,7 +285,7 @@ class PerturbInput(BaseModel):
         description="only cells of this condition (default: the control cells, when the data has conditions)",
         json_schema_extra={"entity": CONDITION},
     )
-    max_cells: int = Field(200, ge=1, le=5000)
+    max_cells: int = Field(200, ge=1, le=5000, description="at most this many cells are perturbed (a seeded sample)")
     context: str | None = None
     seed: int = 0
 

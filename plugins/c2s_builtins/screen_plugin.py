@@ -4,6 +4,7 @@ and the tools ``run_screen`` (dual-context virtual screen) and ``score_gene_prog
 from __future__ import annotations
 
 import hashlib
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -12,7 +13,7 @@ from c2s_agent.conventions import find_columns
 from c2s_agent.conventions.slots import CELL_TYPE
 from c2s_agent.errors import InputError
 from c2s_agent.registry import GeneProgram
-from c2s_agent.screen.programs import builtin_programs, perturbations_from_text, program_from_text
+from c2s_agent.screen.programs import METHODS, builtin_programs, perturbations_from_text, program_from_text
 from c2s_agent.tl.hypotheses import screen_hypotheses
 from c2s_agent.tools import Tool, ToolContext, ToolResult
 
@@ -157,7 +158,7 @@ class ScoreInput(BaseModel):
         description="obs column to compare the score across (e.g. condition)",
         json_schema_extra={"entity": "obs_column"},
     )
-    method: str = Field(
+    method: Literal[METHODS] = Field(
         "expression",
         description="'expression' (mean log1p CP10k of the program's genes) or "
         "'rank' (rank-weighted presence in each cell's top genes)",

@@ -60,6 +60,10 @@ COMPARING = frozenset({"compar", "contra", "split", "break", "tabula", "summar",
 #: test, inside ...").
 ELLIPSIS = re.compile(r"\b(?:same|again|too|as well|likewise|repeat)\b", re.I)
 ELLIPSIS_WORDS = frozenset({"same", "repeat", "likewise", "separate", "test", "analysi", "inside", "within", "well"})
+#: Entities of the fields that set how a tool runs rather than what it runs on: a clause that sets one of the
+#: previous step's ("Require each subunit in at least 20% of cells", "... and keep the mito genes") is its detail,
+#: however many words it takes, unless the tool it matches best takes that setting itself.
+SETTINGS = ("literal", "flag", "number")
 POINTS_BACK = re.compile(r"\b(?:it|its|them|they|their|those|these)\b", re.I)
 
 
@@ -84,6 +88,14 @@ def _uses(args: dict, mentions) -> int:
         by_column.setdefault(m.column, set()).add(m.text)
     whole = {c for c, vs in by_column.items() if c in flat and len(vs) > 1 and not vs & flat}
     return sum(1 for m in mentions if m.text in flat or (m.kind == "value" and m.column in whole))
+
+
+def _settings(tool: Tool, clause: str, view: DatasetView | None) -> dict:
+    """The options, yes/no fields and numbers of ``tool`` that ``clause`` sets beyond the defaults."""
+    fields = tool.input_model.model_fields
+    defaults, _ = fill_args(tool, "", view)
+    args, _ = fill_args(tool, clause, view)
+    return {k: v for k, v in args.items() if entity_kind(k, fields[k]) in SETTINGS and defaults.get(k) != v}
 
 
 def _unnamed(clause: str, mentions) -> str:
@@ -287,10 +299,6 @@ class EmbeddedPlanner:
         words = stems(rest) - {"column"}  # "the cell_type column" names a column only
         back = POINTS_BACK.search(clause) is not None
         about_it = row.max() < WEAK_MATCH and (back or not words)  # "how well do its calls agree", "which go up?"
-        if len(words) > (ABOUT_WORDS if about_it else DETAIL_WORDS) or (
-            words - COMPARING and row.max() >= DETAIL_MATCH and not back
-        ):
-            return False
         tool = tools[last.tool]
         fields = tool.input_model.model_fields
         args: dict = {}
@@ -301,6 +309,14 @@ class EmbeddedPlanner:
                 for k, v in fill_args(tool, clause, seen)[0].items()
                 if defaults.get(k) != v and entity_kind(k, fields[k]) != "text"  # the step's own words stay
             }
+        sets = any(entity_kind(k, fields[k]) in SETTINGS for k in args) and (
+            best is tool or not _settings(best, clause, view)
+        )
+        if not sets and (
+            len(words) > (ABOUT_WORDS if about_it else DETAIL_WORDS)
+            or (words - COMPARING and row.max() >= DETAIL_MATCH and not back)
+        ):
+            return False
         near = row[names.index(last.tool)] >= row.max() - MARGIN or (len(words) <= 1 and row.max() < DETAIL_MATCH)
         if not args and not (back and near) and not (about_it and not words):
             return False
@@ -410,7 +426,7 @@ class EmbeddedPlanner:
             fit = sum(
                 1
                 for n, f in fields.items()
-                if args.get(n) and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", None)
+                if args.get(n) and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", "flag", None)
             )
             used[tool.name] = _uses(args, mentions)
             bonus = FIT_BONUS * min(fit, 2) + (NEAR_BONUS if tool.name in near else 0.0)
