@@ -16,7 +16,8 @@ from .ontology import GENERIC, is_a, is_class_name, key, lookup, singular, words
 #: A user's words for the control arm of an experiment ("unstimulated", "untreated", "baseline"): they name a
 #: condition column's control value whatever it is called.
 CONTROL_WORDS = re.compile(
-    r"(?:un|non[- ]?|not[- ])(?:stim\w*|treat\w*|perturb\w*|expos\w*|infect\w*)|baseline|mock|vehicle", re.I
+    r"(?:un|non[- ]?|not[- ]|no |without )(?:stim\w*|treat\w*|perturb\w*|expos\w*|infect\w*)|baseline|mock|vehicle",
+    re.I,
 )
 #: Words for the treated arm ("treated", "IFN-treated", "exposed"): they name a condition column's one value
 #: besides its control, whatever it is called.
@@ -153,6 +154,8 @@ def find_label_mentions(text: str, columns: dict[str, list[str]], max_words: int
 def _plausible(phrase: str, toks, after: int) -> bool:
     """Whether a span could name a label: it has a content word, does not end in a stop word, and short
     capitals ("B", "NK", "DC") stand before "cell(s)" or alone in capitals."""
+    if CONTROL_WORDS.fullmatch(phrase):
+        return True  # "no stimulation": a stop word that names the control arm
     ws = phrase.split()
     if any(singular(w) in STOP or (w.isdigit() and len(ws) > 1) for w in ws) or singular(ws[0]) in GENERIC:
         return False

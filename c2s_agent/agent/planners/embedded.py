@@ -38,6 +38,15 @@ VALUE_KINDS = ("obs_value", "obs_values")
 #: Added to a tool that is the strong (``DETAIL_MATCH``) best match of a neighbouring clause: of two near-equal
 #: readings, the one that makes "What cell lines are there, and how many cells in each?" one request wins.
 NEAR_BONUS = 0.07
+#: Added to a tool that says it counts ("how many") when the clause asks for an amount ("How many doublets did
+#: demuxlet call?", "what fraction of ...", "spots per cluster?"): marker genes "of the doublets" it does not ask.
+COUNT_BONUS = 0.05
+AMOUNT = re.compile(
+    r"\bhow many\b|\bwhat (?:fraction|proportion|share|percentage)\b|\b(?:split|distributed)\b|"
+    r"\b(?:cells|spots|barcodes|droplets|nuclei) per\b",
+    re.I,
+)
+COUNTS = re.compile(r"\bhow many\b|\bcounts?\b", re.I)
 #: How far below the best match a tool may win when the best needs an input nothing provides, or only feeds it.
 STAGE_MARGIN = 0.15
 #: What such a best match loses.
@@ -404,7 +413,8 @@ class EmbeddedPlanner:
     def _choose(self, clause, row, names, tools, view, question, have=frozenset(), near=frozenset()):
         """The best tool whose arguments the question can fill; a close runner-up wins over a best match whose
         required arguments the question does not give. Each entity argument (a group or gene) the clause fills
-        adds ``FIT_BONUS``: of two near-equal matches, the tool that uses what the clause names is the one asked for.
+        adds ``FIT_BONUS``: of two near-equal matches, the tool that uses what the clause names is the one asked for;
+        a clause asking for an amount adds ``COUNT_BONUS`` to tools that say they count.
         Within ``STAGE_MARGIN``, a tool loses ``STAGE_PENALTY`` when it needs an input that neither the data nor an
         earlier step provides while a runner-up uses more of the groups and genes the clause names ("compare the X
         cells with the Y cells" is no evaluation of generated cells), or when it uses none of them and only produces
@@ -414,6 +424,7 @@ class EmbeddedPlanner:
         order = [int(i) for i in np.argsort(-row) if row[i] >= floor]
         mentions = [m for m in find_mentions(clause, view) if m.kind in ("value", "gene")] if view else []
         ranked, used = [], {}
+        amount = AMOUNT.search(clause) is not None
         for i in order:
             tool = tools[names[i]]
             args, notes = fill_args(tool, clause, view, question)
@@ -430,6 +441,7 @@ class EmbeddedPlanner:
             )
             used[tool.name] = _uses(args, mentions)
             bonus = FIT_BONUS * min(fit, 2) + (NEAR_BONUS if tool.name in near else 0.0)
+            bonus += COUNT_BONUS if amount and COUNTS.search(tool.description) else 0.0
             ranked.append([valid, float(row[i]) + bonus, -len(ranked), (tool, args, notes, float(row[i]))])
         for r in ranked:
             tool, args = r[3][0], r[3][1]
