@@ -395,6 +395,8 @@ def _one_count(f: Filling, names: list[str]) -> bool:
 def _fill_numbers(f: Filling) -> None:
     num_fields = [n for n, k in f.kinds.items() if k == "number"]
     for m in (m for m in f.mentions if m.kind == "number"):
+        if any(o.kind == "column" and 0 <= o.start - m.end <= 2 for o in f.mentions):
+            continue  # "the other four lines", "across the seven zones": how many groups there are, no setting
         context = f.clause[max(0, m.start - 30) : m.end + 30]
         if _counts_cells(f, m):
             context += " cells"  # "100 CD8 T cells": a number before a group counts cells

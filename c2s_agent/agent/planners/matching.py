@@ -28,7 +28,7 @@ STOP = frozenset(
     "the a an of to in on for and or with by from is are be do does did what which how who why when "
     "where this that these those each every me my i you it its can could would should will please "
     "give show tell find make get run cells cell data dataset genes gene about up down go there much some any "
-    "like than then also into over between versus vs all their them they there have has use using out off aside first second separately again finally".split()
+    "like than then also into over between among across per versus vs all their them they there have has use using out off aside first second separately again finally".split()
 )
 
 
