@@ -14,7 +14,10 @@ from .plan import Note
 
 #: Words naming a column role, and the role they name.
 ROLE_WORDS = {
-    CELL_TYPE: re.compile(r"\bcell[ -]?types?\b|\bpopulations?\b|\bcell identit\w*|\bkinds? of cells?\b", re.I),
+    CELL_TYPE: re.compile(
+        r"\bcell[ -]?types?\b|\bpopulations?\b|\bcell identit\w*|\bkinds? of cells?\b|\bpredicted (?:types?|labels?)\b",
+        re.I,
+    ),
     "cluster": re.compile(r"\bclusters?\b", re.I),
     CONDITION: re.compile(
         r"\bconditions?\b|\btreatments?\b|\bstimulat\w*\b|\bcontrol\b|"

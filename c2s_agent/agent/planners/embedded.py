@@ -99,6 +99,11 @@ def _uses(args: dict, mentions) -> int:
     return sum(1 for m in mentions if m.text in flat or (m.kind == "value" and m.column in whole))
 
 
+def _reads_own(tool: Tool, args: dict) -> bool:
+    """Whether the arguments name an obs column the tool itself writes (annotation compared with its own calls)."""
+    return bool({f"obs:{v}" for v in args.values() if isinstance(v, str)} & set(tool.slots("produces", args)))
+
+
 def _settings(tool: Tool, clause: str, view: DatasetView | None) -> dict:
     """The options, yes/no fields and numbers of ``tool`` that ``clause`` sets beyond the defaults."""
     fields = tool.input_model.model_fields
@@ -321,6 +326,7 @@ class EmbeddedPlanner:
         sets = any(entity_kind(k, fields[k]) in SETTINGS for k in args) and (
             best is tool or not _settings(best, clause, view)
         )
+        words -= {w for k in args for w in stems(f"{k.replace('_', ' ')} {fields[k].description or ''}")}
         if not sets and (
             len(words) > (ABOUT_WORDS if about_it else DETAIL_WORDS)
             or (words - COMPARING and row.max() >= DETAIL_MATCH and not back)
@@ -329,6 +335,8 @@ class EmbeddedPlanner:
         near = row[names.index(last.tool)] >= row.max() - MARGIN or (len(words) <= 1 and row.max() < DETAIL_MATCH)
         if not args and not (back and near) and not (about_it and not words):
             return False
+        if _reads_own(tool, {**last.args, **args}):
+            return False  # "..., then count the spots per predicted type": a column the step writes is no input of it
         try:
             tool.input_model.model_validate({**last.args, **args})
         except Exception:  # noqa: BLE001 - what the clause sets does not fit the step
@@ -430,7 +438,7 @@ class EmbeddedPlanner:
             args, notes = fill_args(tool, clause, view, question)
             try:
                 tool.input_model.model_validate(args)
-                valid = True
+                valid = not _reads_own(tool, args)
             except Exception:  # noqa: BLE001 - a required argument is missing
                 valid = False
             fields = tool.input_model.model_fields
