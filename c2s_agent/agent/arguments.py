@@ -150,7 +150,13 @@ class Filling:
 
     @property
     def columns(self) -> list[str]:
-        return [m.column for m in self.mentions if m.kind == "column"]
+        """Columns the clause names, except as a qualifier of their own value ("demuxlet singlets", "zone V1")."""
+        return [
+            m.column
+            for m in self.mentions
+            if m.kind == "column"
+            and not any(v.column == m.column and 0 <= v.start - m.end <= 1 for v in self.values)
+        ]
 
 
 def _start(tool, clause: str, view: DatasetView | None, question: str) -> Filling:
@@ -249,7 +255,7 @@ def _contrasted(f: Filling) -> str | None:
         between = f.clause[a.end : b.start]
         if CONTRAST.fullmatch(between) or (
             re.fullmatch(r"\s*and\s*(?:the\s+)?", between)
-            and re.search(r"\bbetween\s+(?:the\s+)?$", f.clause[: a.start])
+            and re.search(r"\bbetween\s+(?:the\s+)?(?:[\w-]+\s+)?$", f.clause[: a.start])
         ):
             return a.column
     return None
