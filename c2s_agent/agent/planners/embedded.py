@@ -36,7 +36,8 @@ MARGIN = 0.10
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
 #: Added to a tool that is the strong (``DETAIL_MATCH``) best match of a neighbouring clause: of two near-equal
-#: readings, the one that makes "What cell lines are there, and how many cells in each?" one request wins.
+#: readings, the one that makes "What cell lines are there, and how many cells in each?" one request wins; not when
+#: the tool makes what the clause's best match needs ("Turn the cells into sentences, then ... from those ranks").
 NEAR_BONUS = 0.07
 #: Added to a tool that says it counts ("how many") when the clause asks for an amount ("How many doublets did
 #: demuxlet call?", "what fraction of ...", "spots per cluster?"): marker genes "of the doublets" it does not ask.
@@ -448,7 +449,8 @@ class EmbeddedPlanner:
                 if args.get(n) and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", "flag", None)
             )
             used[tool.name] = _uses(args, mentions)
-            bonus = FIT_BONUS * min(fit, 2) + (NEAR_BONUS if tool.name in near else 0.0)
+            feeds_best = set(tool.produces) & set(tools[names[order[0]]].requires)
+            bonus = FIT_BONUS * min(fit, 2) + (NEAR_BONUS if tool.name in near and not feeds_best else 0.0)
             bonus += COUNT_BONUS if amount and COUNTS.search(tool.description) else 0.0
             ranked.append([valid, float(row[i]) + bonus, -len(ranked), (tool, args, notes, float(row[i]))])
         for r in ranked:
