@@ -380,6 +380,11 @@ def _number_field_score(name: str, f, context: str) -> int:
     return sum(1 for w in re.findall(r"[a-z]+", context.lower()) if w in words or w.rstrip("s") in words)
 
 
+def number_named(name: str, field, clause: str) -> bool:
+    """Whether the clause names a number field by the words of its name or description ("500 permutations")."""
+    return _number_field_score(name, field, clause) > 0
+
+
 def _counts_cells(f: Filling, number) -> bool:
     """Whether a number stands before a group of cells ("100 CD8 T cells", "twenty-five control NK cells"), not
     before some other noun ("12 monocyte neighbourhoods")."""

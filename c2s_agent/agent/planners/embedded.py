@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...conventions.slots import CELL_TYPE
-from ..arguments import base_type, entity_kind, fill_args
+from ..arguments import base_type, entity_kind, fill_args, number_named
 from ..mentions import find_mentions
 from ..plan import NO_TOOL, Note, Plan, Step
 from .base import Recorder, drop_dependents, finish, keep_intent
@@ -32,7 +32,8 @@ THRESHOLD = 0.40
 GROUNDED_THRESHOLD = 0.30
 #: A runner-up this close to the best match is preferred when the best one's required arguments are missing.
 MARGIN = 0.10
-#: Added to a tool's score per group or gene argument the clause fills (at most two).
+#: Added to a tool's score per group or gene argument the clause fills, and per number it names by the field's words
+#: ("500 permutations"), at most three times.
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
 #: Added to a tool that is the strong (``DETAIL_MATCH``) best match of a neighbouring clause: of two near-equal
@@ -446,11 +447,15 @@ class EmbeddedPlanner:
             fit = sum(
                 1
                 for n, f in fields.items()
-                if args.get(n) and entity_kind(n, f) not in ("obs_column", "number", "text", "literal", "flag", None)
+                if args.get(n)
+                and (
+                    entity_kind(n, f) not in ("obs_column", "number", "text", "literal", "flag", None)
+                    or (entity_kind(n, f) == "number" and number_named(n, f, clause))
+                )
             )
             used[tool.name] = _uses(args, mentions)
             feeds_best = set(tool.produces) & set(tools[names[order[0]]].requires)
-            bonus = FIT_BONUS * min(fit, 2) + (NEAR_BONUS if tool.name in near and not feeds_best else 0.0)
+            bonus = FIT_BONUS * min(fit, 3) + (NEAR_BONUS if tool.name in near and not feeds_best else 0.0)
             bonus += COUNT_BONUS if amount and COUNTS.search(tool.description) else 0.0
             ranked.append([valid, float(row[i]) + bonus, -len(ranked), (tool, args, notes, float(row[i]))])
         for r in ranked:
