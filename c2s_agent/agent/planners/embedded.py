@@ -400,17 +400,16 @@ class EmbeddedPlanner:
         """Whether a weakly matching clause's best tool takes the dataset entities the clause names."""
         if view is None or row.max() < GROUNDED_THRESHOLD:
             return False
-        named = {m.text for m in find_mentions(clause, view) if m.kind in ("value", "gene")}
+        named = [m for m in find_mentions(clause, view) if m.kind in ("value", "gene")]
         if not named:
             return False
         tool = tools[names[int(row.argmax())]]
         args, _ = fill_args(tool, clause, view)
-        used = {str(x) for v in args.values() for x in (v if isinstance(v, list) else [v])}
         try:
             tool.input_model.model_validate(args)
         except Exception:  # noqa: BLE001 - a required argument is missing
             return False
-        return bool(named & used)
+        return _uses(args, named) > 0  # "do the doublets differ from the singlets": a column whose groups it sets apart
 
     @staticmethod
     def _have(steps: list[Step], tools, view: DatasetView | None) -> set[str]:
