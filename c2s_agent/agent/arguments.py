@@ -154,8 +154,7 @@ class Filling:
         return [
             m.column
             for m in self.mentions
-            if m.kind == "column"
-            and not any(v.column == m.column and 0 <= v.start - m.end <= 1 for v in self.values)
+            if m.kind == "column" and not any(v.column == m.column and 0 <= v.start - m.end <= 1 for v in self.values)
         ]
 
 
@@ -261,6 +260,10 @@ def _contrasted(f: Filling) -> str | None:
     return None
 
 
+#: Words between senders and receivers ("from the monocytes (CD14 and CD16) to the T cells", "B -> NK").
+TOWARDS = re.compile(r"\b(?:to|onto|into|towards?)\b|->|→", re.I)
+
+
 def _fill_values(f: Filling, name: str, kind: str) -> None:
     fi = f.fields[name]
     is_list = base_type(fi.annotation)[1]
@@ -270,14 +273,15 @@ def _fill_values(f: Filling, name: str, kind: str) -> None:
         return  # a value without its column would be rejected by the tool
     want = f.args.get(pair_field) or named or f.chosen
     cands = [v for v in f.values if want is None or v.column == want]
-    if name.lower() in SENDERS or name.lower() in RECEIVERS:  # "from X to Y": the first span sends
+    if name.lower() in SENDERS or name.lower() in RECEIVERS:  # "from X and Y to Z": spans before "to" send
         spans = sorted({v.start for v in cands})
         again = [
             s for s in spans if all(any(w.text == v.text and w.start > s for w in cands) for v in cands if v.start == s)
         ]
         if len(spans) - len(again) > 1:  # "If A and B were co-cultured, ... A (sender) to B": named again in a role
             cands, spans = [v for v in cands if v.start not in again], [s for s in spans if s not in again]
-        cands = [v for v in cands if (v.start == spans[0]) == (name.lower() in SENDERS)] if len(spans) > 1 else []
+        cut = next((b for a, b in zip(spans, spans[1:]) if TOWARDS.search(f.clause[a:b])), spans[1] if spans[1:] else 0)
+        cands = [v for v in cands if (v.start < cut) == (name.lower() in SENDERS)] if len(spans) > 1 else []
     vals = list(dict.fromkeys(v.text for v in cands))
     every = f.view is not None and want is not None and len(vals) > 1 and set(vals) == set(f.view.columns.get(want, []))
     if every and name.lower() not in SENDERS | RECEIVERS:
