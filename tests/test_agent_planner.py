@@ -247,6 +247,75 @@ def test_a_tool_that_only_feeds_the_asked_one_gives_way(planner, tools, vocab):
     assert plan.steps[1].args["reference"] == ["pDC"]
 
 
+def test_options_named_in_other_words(planner, tools, vocab):
+    """An option by another form of its word ("generation"), with other separators ("t test"), quoted in a str
+    field's description ('c2s'), or a yes/no field by the words of its description."""
+    plan = planner.plan("Annotate every cell with C2S in generation mode", tools, vocab)
+    assert plan.steps[0].args.get("mode") == "generate"
+    plan = planner.plan("Marker genes of the NK cells using a t test", tools, vocab)
+    assert plan.steps[0].args.get("method") == "t-test"
+    plan = planner.plan(
+        "Make 30 B cells, then score them against the real B cells with the c2s embedding", tools, vocab
+    )
+    assert plan.steps[-1].args.get("encoder") == "c2s"
+    plan = planner.plan("Markers of the pDCs, keeping the mitochondrial and ribosomal genes in", tools, vocab)
+    assert plan.steps[0].args.get("housekeeping") is True
+    plan = planner.plan("Markers of the pDCs without the ribosomal genes", tools, vocab)
+    assert "housekeeping" not in plan.steps[0].args
+
+
+def test_a_clause_that_sets_the_previous_steps_options_is_its_detail(planner, tools, vocab):
+    plan = planner.plan(
+        "Which ligand-receptor pairs link B cells to NK cells? Only keep subunits seen in at least 30% of cells.",
+        tools,
+        vocab,
+    )
+    assert [s.tool for s in plan.steps] == ["score_ligand_receptor"] and plan.steps[0].args["min_fraction"] == 0.3
+    plan = planner.plan("How does IFN-beta change the NK cells per the model? Limit it to fifty cells.", tools, vocab)
+    assert [s.tool for s in plan.steps] == ["predict_perturbation"] and plan.steps[0].args["max_cells"] == 50
+
+
+def test_an_amount_asks_for_counts(planner, tools, vocab):
+    plan = planner.plan("What share of the cells is stimulated?", tools, vocab)
+    assert [s.tool for s in plan.steps] == ["describe_dataset"]
+    plan = planner.plan("cells per seurat cluster?", tools, vocab)
+    assert plan.summary() == [{"id": "s1", "tool": "describe_dataset", "args": {"column": "seurat_clusters"}}]
+
+
+def test_premises_qualifiers_and_roles(planner, tools, vocab):
+    """A premise sets the scene; a group named there and again in its role is read in its role; senders are the
+    groups before "to"; a column word before its own value qualifies it; "no stimulation" is the control arm."""
+    plan = planner.plan(
+        "Suppose B cells and NK cells were grown together: which ligand-receptor pairs would link the NK cells "
+        "(senders) to the B cells (receivers)?",
+        tools,
+        vocab,
+    )
+    assert [(s.tool, s.args.get("source"), s.args.get("target")) for s in plan.steps] == [
+        ("score_ligand_receptor", ["NK"], ["B", "B Activated"])
+    ]
+    plan = planner.plan("Signalling from the pDCs and the B cells to the NK cells", tools, vocab)
+    assert plan.steps[0].args["source"] == ["pDC", "B", "B Activated"] and plan.steps[0].args["target"] == ["NK"]
+    plan = planner.plan("Simulate twelve NK cells with no stimulation", tools, vocab)
+    assert plan.steps[0].args["condition"] == "ctrl"
+
+
+def test_a_pipeline_clause_keeps_its_own_tool(planner, tools, vocab):
+    """A clause whose best tool consumes what the previous clause's tool makes is not folded into that step; a
+    column a tool writes is no input of that same tool."""
+    plan = planner.plan(
+        "Make cell sentences of the top 80 genes, and then how well can expression be recovered from them?",
+        tools,
+        vocab,
+    )
+    assert [s.tool for s in plan.steps] == ["cell_sentences", "reconstruct_expression"]
+    plan = planner.plan("Annotate the cells with C2S, then count the cells per predicted type", tools, vocab)
+    assert [(s.tool, s.args.get("column")) for s in plan.steps] == [
+        ("annotate_cells", None),
+        ("describe_dataset", "c2s_cell_type"),
+    ]
+
+
 def test_producer_step_is_inserted_and_ordered(planner, tools, vocab):
     plan = planner.plan("Fit the reverse transform on the top 40 genes", tools, vocab)
     assert [s.tool for s in plan.steps] == ["cell_sentences", "reconstruct_expression"]

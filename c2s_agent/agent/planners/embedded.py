@@ -103,7 +103,11 @@ def _uses(args: dict, mentions) -> int:
 
 def _reads_own(tool: Tool, args: dict) -> bool:
     """Whether the arguments name an obs column the tool itself writes (annotation compared with its own calls)."""
-    return bool({f"obs:{v}" for v in args.values() if isinstance(v, str)} & set(tool.slots("produces", args)))
+    try:
+        made = tool.slots("produces", tool.input_model.model_validate(args))  # with the defaults ("key_added")
+    except Exception:  # noqa: BLE001 - arguments the tool refuses read nothing
+        return False
+    return bool({f"obs:{v}" for v in args.values() if isinstance(v, str)} & set(made))
 
 
 def _settings(tool: Tool, clause: str, view: DatasetView | None) -> dict:
@@ -434,12 +438,14 @@ class EmbeddedPlanner:
         mentions = [m for m in find_mentions(clause, view) if m.kind in ("value", "gene")] if view else []
         ranked, used = [], {}
         amount = AMOUNT.search(clause) is not None
+        fills = {i: fill_args(tools[names[i]], clause, view, question) for i in order}
+        order = [i for i in order if not _reads_own(tools[names[i]], fills[i][0])] or order  # never its own output
         for i in order:
             tool = tools[names[i]]
-            args, notes = fill_args(tool, clause, view, question)
+            args, notes = fills[i]
             try:
                 tool.input_model.model_validate(args)
-                valid = not _reads_own(tool, args)
+                valid = True
             except Exception:  # noqa: BLE001 - a required argument is missing
                 valid = False
             fields = tool.input_model.model_fields
@@ -467,7 +473,7 @@ class EmbeddedPlanner:
             if better and (lacking or feeds):
                 r[1] -= STAGE_PENALTY
         if ranked[0][1] >= ranked[0][3][3]:  # the best match is not penalised: runners-up beyond MARGIN stay out
-            ranked = [r for r in ranked if r[3][3] >= row.max() - MARGIN]
+            ranked = [r for r in ranked if r[3][3] >= ranked[0][3][3] - MARGIN]
         ranked = [tuple(r) for r in ranked]
         return max(ranked)[3] if any(r[0] for r in ranked) else ranked[0][3]
 
