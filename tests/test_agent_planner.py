@@ -300,6 +300,11 @@ def test_premises_qualifiers_and_roles(planner, tools, vocab):
     assert plan.steps[0].args["condition"] == "ctrl"
 
 
+def test_the_column_after_per_is_what_a_result_is_broken_down_by(planner, tools, vocab):
+    plan = planner.plan("Tabulate cell-cycle phases of the cell types per condition", tools, vocab)
+    assert plan.summary() == [{"id": "s1", "tool": "cell_cycle_phase", "args": {"groupby": "condition"}}]
+
+
 def test_a_pipeline_clause_keeps_its_own_tool(planner, tools, vocab):
     """A clause whose best tool consumes what the previous clause's tool makes is not folded into that step; a
     column a tool writes is no input of that same tool."""

@@ -124,6 +124,10 @@ def column_named(view: DatasetView, name: str) -> str | None:
     return next((c for c in view.columns if re.sub(r"[_.\-]+", "_", c.lower()) == n), None)
 
 
+#: Words before the column a result is broken down by ("tabulate the phases per sorted population").
+BY = re.compile(r"\b(?:per|by|across|each|every|between|among)\s+(?:the\s+)?(?:[\w-]+\s+)?$", re.I)
+
+
 @dataclass
 class Filling:
     """The state of filling one tool's arguments from one clause."""
@@ -147,6 +151,15 @@ class Filling:
     @property
     def values(self) -> list[Mention]:
         return [m for m in self.mentions if m.kind == "value"]
+
+    @property
+    def by_columns(self) -> set[str]:
+        """Columns named after "per", "by", "across" or "each": what a result is broken down by."""
+        return {
+            m.column
+            for m in self.mentions
+            if m.kind == "column" and BY.search(self.clause[max(0, m.start - 24) : m.start])
+        }
 
     @property
     def columns(self) -> list[str]:
@@ -217,7 +230,7 @@ def _fill_columns(f: Filling) -> None:
         required = f.fields[name].is_required()
         if name in f.args or (f.borrowed and not required) or (generic_filled and not required):
             continue
-        free = [c for c in f.columns if c not in taken]
+        free = sorted((c for c in f.columns if c not in taken), key=lambda c: c not in f.by_columns)
         value_cols = [v.column for v in f.values if v.column not in taken]
         contrasted = _contrasted(f)
         col = None
