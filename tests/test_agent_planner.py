@@ -239,6 +239,15 @@ def test_numbers_go_to_the_field_they_describe(planner, tools, vocab):
     assert plan.steps[0].args["n_genes"] == 7 and "min_fold_change" not in plan.steps[0].args
 
 
+def test_counts_before_qualified_groups_and_caps_in_brackets(planner, tools, vocab):
+    plan = planner.plan("Generate 40 stimulated CD14+ monocytes with the model", tools, vocab)
+    assert plan.steps[0].args == {"cell_type": "CD14 Mono", "condition": "stim", "n": 40}
+    plan = planner.plan(
+        "Partners of STAT1 supported by at least three sources (max 12), then markers of NK", tools, vocab
+    )
+    assert plan.steps[0].args["max_partners"] == 12 and plan.steps[0].args["min_sources"] == 3
+
+
 def test_a_tool_that_only_feeds_the_asked_one_gives_way(planner, tools, vocab):
     """A clause about cells near a group "in the embedding" asks for the similarity search, not the embedding
     alone; the embedding step is inserted before it."""

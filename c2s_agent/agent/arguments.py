@@ -409,7 +409,8 @@ def _counts_cells(f: Filling, number) -> bool:
         if o.kind in ("value", "missing") and 0 <= o.start - number.end <= 25:
             said = f.clause[o.start : o.end]
             if re.search(r"cells?$", said, re.I) or re.match(
-                r"\s*(?:cells?\b|[,.;:?!]|and\b|or\b|$)", f.clause[o.end :]
+                r"\s*(?:cells?\b|[,.;:?!]|and\b|or\b|with\b|from\b|in\b|of\b|for\b|using\b|under\b|$)",
+                f.clause[o.end :],
             ):
                 return True
     return False

@@ -455,6 +455,7 @@ class EmbeddedPlanner:
                 if args.get(n)
                 and (
                     entity_kind(n, f) not in ("obs_column", "number", "text", "literal", "flag", None)
+                    or entity_kind(n, f) in ("literal", "flag")  # set only when the clause names the option
                     or (entity_kind(n, f) == "number" and number_named(n, f, clause))
                 )
             )

@@ -93,7 +93,7 @@ _VERBS = (
     r"write|propose|plot"
 )
 SPLIT = re.compile(
-    r"\s*(?:[;?!]+|(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)(?<!\bapprox)(?<!\bca)\.\s+|\(\d{1,2}\)|(?<![\w.])\d{1,2}\)|"
+    r"\s*(?:[;?!]+|(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)(?<!\bapprox)(?<!\bca)\.\s+|\(\d{1,2}\)|(?<![\w.])(?<!max )(?<!min )(?<!top )(?<!up to )\d{1,2}\)|"
     r",?\s*\b(?:and then|then|after that|afterwards|followed by|and also|as well as|plus|and separately)\b|"
     r",?\s+and\s+(?=(?:" + _VERBS + r")\b)|,\s+(?=(?:" + _VERBS + r")\b))\s*",
     re.I,
