@@ -336,7 +336,7 @@ REJECTED = re.compile(r"(?:instead of|rather than|not|over|but not)\s+(?:the\s+|
 
 def _option_pattern(option: str) -> re.Pattern:
     """An option as a question writes it: any separator or none between its parts ("t test", "gene summary"),
-    and a longer word its stem begins ("generation" for "generate", "ranked" for "rank")."""
+    and a longer word its stem begins ("generation" for "generate", "scoring" for "score")."""
     parts = [re.escape(p) for p in re.split(r"[-_ ]+", option) if p]
     last = parts[-1]
     if len(last) > 4 and last.isalpha():

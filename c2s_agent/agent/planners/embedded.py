@@ -32,8 +32,8 @@ THRESHOLD = 0.40
 GROUNDED_THRESHOLD = 0.30
 #: A runner-up this close to the best match is preferred when the best one's required arguments are missing.
 MARGIN = 0.10
-#: Added to a tool's score per group or gene argument the clause fills, and per number it names by the field's words
-#: ("500 permutations"), at most three times.
+#: Added to a tool's score per group, gene or option argument the clause fills, and per number it names by the
+#: field's words ("500 permutations"), at most three times.
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
 #: Added to a tool that is the strong (``DETAIL_MATCH``) best match of a neighbouring clause: of two near-equal
@@ -454,8 +454,7 @@ class EmbeddedPlanner:
                 for n, f in fields.items()
                 if args.get(n)
                 and (
-                    entity_kind(n, f) not in ("obs_column", "number", "text", "literal", "flag", None)
-                    or entity_kind(n, f) in ("literal", "flag")  # set only when the clause names the option
+                    entity_kind(n, f) not in ("obs_column", "number", "text", None)  # options: set only when named
                     or (entity_kind(n, f) == "number" and number_named(n, f, clause))
                 )
             )
