@@ -110,12 +110,20 @@ def _reads_own(tool: Tool, args: dict) -> bool:
     return bool({f"obs:{v}" for v in args.values() if isinstance(v, str)} & set(made))
 
 
-def _settings(tool: Tool, clause: str, view: DatasetView | None) -> dict:
-    """The options, yes/no fields and numbers of ``tool`` that ``clause`` sets beyond the defaults."""
+def _set_by(tool: Tool, clause: str, view: DatasetView | None) -> dict:
+    """The arguments of ``tool`` that ``clause`` sets beyond what an empty clause gives, its own words aside."""
     fields = tool.input_model.model_fields
     defaults, _ = fill_args(tool, "", view)
-    args, _ = fill_args(tool, clause, view)
-    return {k: v for k, v in args.items() if entity_kind(k, fields[k]) in SETTINGS and defaults.get(k) != v}
+    return {
+        k: v
+        for k, v in fill_args(tool, clause, view)[0].items()
+        if defaults.get(k) != v and entity_kind(k, fields[k]) != "text"
+    }
+
+
+def _sets_options(tool: Tool, args: dict) -> bool:
+    """Whether the arguments set how the tool runs (``SETTINGS``), not only what it runs on."""
+    return any(entity_kind(k, tool.input_model.model_fields[k]) in SETTINGS for k in args)
 
 
 def _unnamed(clause: str, mentions) -> str:
@@ -323,15 +331,8 @@ class EmbeddedPlanner:
         fields = tool.input_model.model_fields
         args: dict = {}
         for seen in [view] if own is None or own is view else [view, own]:  # the data's own columns too
-            defaults, _ = fill_args(tool, "", seen)
-            args = args or {
-                k: v
-                for k, v in fill_args(tool, clause, seen)[0].items()
-                if defaults.get(k) != v and entity_kind(k, fields[k]) != "text"  # the step's own words stay
-            }
-        sets = any(entity_kind(k, fields[k]) in SETTINGS for k in args) and (
-            best is tool or not _settings(best, clause, view)
-        )
+            args = args or _set_by(tool, clause, seen)
+        sets = _sets_options(tool, args) and (best is tool or not _sets_options(best, _set_by(best, clause, view)))
         words -= {w for k in args for w in stems(f"{k.replace('_', ' ')} {fields[k].description or ''}")}
         if not sets and (
             len(words) > (ABOUT_WORDS if about_it else DETAIL_WORDS)
@@ -440,6 +441,7 @@ class EmbeddedPlanner:
         amount = AMOUNT.search(clause) is not None
         fills = {i: fill_args(tools[names[i]], clause, view, question) for i in order}
         order = [i for i in order if not _reads_own(tools[names[i]], fills[i][0])] or order  # never its own output
+        needed = set(tools[names[order[0]]].requires)  # what the best match needs: no bonus for only making it
         for i in order:
             tool = tools[names[i]]
             args, notes = fills[i]
@@ -459,8 +461,9 @@ class EmbeddedPlanner:
                 )
             )
             used[tool.name] = _uses(args, mentions)
-            feeds_best = set(tool.produces) & set(tools[names[order[0]]].requires)
-            bonus = FIT_BONUS * min(fit, 3) + (NEAR_BONUS if tool.name in near and not feeds_best else 0.0)
+            bonus = FIT_BONUS * min(fit, 3) + (
+                NEAR_BONUS if tool.name in near and not needed & set(tool.produces) else 0
+            )
             bonus += COUNT_BONUS if amount and COUNTS.search(tool.description) else 0.0
             ranked.append([valid, float(row[i]) + bonus, -len(ranked), (tool, args, notes, float(row[i]))])
         for r in ranked:
