@@ -309,6 +309,65 @@ def test_premises_qualifiers_and_roles(planner, tools, vocab):
     assert plan.steps[0].args["condition"] == "ctrl"
 
 
+def test_numbers_written_as_folds_fractions_and_thousands(planner, tools, vocab):
+    plan = planner.plan("Genes up at least fourfold in the NK cells after stimulation", tools, vocab)
+    assert plan.steps[0].args["min_fold_change"] == 4
+    plan = planner.plan("Which receptor pairs connect NK cells to B cells? Run 2,000 permutations.", tools, vocab)
+    assert plan.steps[0].args["n_perms"] == 2000
+    plan = planner.plan("Fit the reverse transform, keeping a third of the cells aside", tools, vocab)
+    assert plan.steps[-1].args["holdout_fraction"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_a_number_goes_only_to_a_field_whose_bounds_take_it(planner, tools, vocab):
+    """ "at most 30" cannot be a number of sources (at most 3): it caps the partners."""
+    plan = planner.plan("Proteins that physically bind IRF1 - keep at most 30 of them", tools, vocab)
+    assert plan.steps[0].args.get("max_partners") == 30 and "min_sources" not in plan.steps[0].args
+
+
+def test_labels_joined_by_a_slash_or_written_with_a_hyphen(planner, tools):
+    from c2s_agent.data import read
+
+    view = DatasetView.from_adata(read("cellbench", backed=True))
+    plan = planner.plan("Markers of HCC-827 against the other lines", tools, view)
+    assert plan.steps[0].args.get("groups") == ["HCC827"]
+    demo = DatasetView.from_adata(read("demo", backed=True))
+    plan = planner.plan("UMAP of the model embedding, coloured by stim/ctrl", tools, demo)
+    assert plan.steps[-1].args.get("color_by") == "condition"
+
+
+def test_groups_on_either_side_of_to_are_senders_and_receivers(planner, tools, vocab):
+    """ "How might X talk to Y" asks for the signalling between them, not for what marks each."""
+    plan = planner.plan("How could the B cells be talking to the CD8 T cells?", tools, vocab)
+    assert [(s.tool, s.args.get("source"), s.args.get("target")) for s in plan.steps] == [
+        ("score_ligand_receptor", ["B", "B Activated"], ["CD8 T"])
+    ]
+
+
+def test_a_clause_pointing_back_to_groups_takes_them(planner, tools, vocab):
+    plan = planner.plan(
+        "Marker genes of the NK cells and the pDCs, then a caption for each of those two types", tools, vocab
+    )
+    assert [s.tool for s in plan.steps] == ["marker_genes", "caption_groups"]
+    assert set(plan.steps[-1].args["groups"]) == {"NK", "pDC"} and "n_genes" not in plan.steps[0].args
+
+
+def test_the_control_level_fills_the_control_fields(planner, tools, vocab):
+    plan = planner.plan(
+        "Make 25 stimulated NK cells, then check them against the real NK cells, with fold changes over the ctrl cells",
+        tools,
+        vocab,
+    )
+    last = plan.steps[-1].args
+    assert (last.get("control_column"), last.get("control_value")) == ("condition", "ctrl")
+
+
+def test_the_stimulus_of_a_condition_names_no_program():
+    from c2s_agent.screen.programs import program_from_text
+
+    assert program_from_text("Which perturbations shift inflammation in IFN-treated cells?") == "inflammatory"
+    assert program_from_text("the interferon response of stimulated cells") == "ifn_alpha"
+
+
 def test_the_column_after_per_is_what_a_result_is_broken_down_by(planner, tools, vocab):
     plan = planner.plan("Tabulate cell-cycle phases of the cell types per condition", tools, vocab)
     assert plan.summary() == [{"id": "s1", "tool": "cell_cycle_phase", "args": {"groupby": "condition"}}]

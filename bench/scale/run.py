@@ -2,12 +2,14 @@
 model; cells/s and peak RSS per size, against the in-memory path; and a projection of 10^7 cells on N GPUs.
 
     flock /tmp/c2s-heavy.lock .venv/bin/python bench/scale/run.py [--sizes 10000,100000,1000000] \\
-        [--budget-minutes 4] [--kill-after-minutes 6] [--resume] [--gpu-json '{...}' | --gpu-json gpu.json] [--gpus 8]
+        [--budget-minutes 4] [--kill-after-minutes 6] [--resume] [--dtype bfloat16] \\
+        [--gpu-json '{...}' | --gpu-json gpu.json] [--gpus 8]
     .venv/bin/python bench/scale/run.py --sizes "" --gpu-json gpu.json --gpus 8     # the projection alone
 
 Synthetic cells have real gene names and Kang-like counts: each is a bundled Kang 2018 cell (taken in turn)
 whose counts are redrawn from a Poisson law around the originals, so sentences, prompt lengths and sparsity are
-those of real PBMCs. Files are written once to bench/_work/scale/ (10^6 cells: 4.1 GB, uncompressed).
+those of real PBMCs. Every run (in-memory, local, Ray) uses the model in --dtype (``C2S_DTYPE``). Files are
+written once to bench/_work/scale/ (10^6 cells: 4.1 GB, uncompressed).
 
 Each run is ``c2s annotate IN OUT --backed`` (``stream``) in a child process, chunk size fixed at --chunk-size.
 A run longer than --budget-minutes is killed (kill -9) at the budget, and its figures come from the chunks it
@@ -266,9 +268,11 @@ def main() -> None:
         help="continue the results store an earlier run of the same size, task and executor left (stopped at its "
         "budget, killed, or cut off with the session) instead of starting afresh",
     )
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the model's dtype in every run")
     p.add_argument("--gpu-json", default=None, help="the JSON line of gpu_throughput.py, or a file holding it")
     p.add_argument("--gpus", type=int, default=8)
     args = p.parse_args()
+    ENV["C2S_DTYPE"] = args.dtype
     rows = []
     sizes = [int(x) for x in args.sizes.split(",") if x]  # --sizes "" prints the projection only
     for n in sizes:
@@ -285,8 +289,9 @@ def main() -> None:
                 if not rows[-1]["complete"] and largest_local:
                     rows.append(run(path, task, executor, args.chunk_size, args.budget_minutes * 60, fresh=False))
                     print(json.dumps(rows[-1]), flush=True)  # the killed run resumed: its chunks are kept
+    print(f"\nmodel dtype: {args.dtype}")
     print(
-        f"\n{'cells':>9} {'task':<9} {'executor':<10} {'cells/s':>8} {'end-to-end':>10} {'peak RSS':>9} "
+        f"{'cells':>9} {'task':<9} {'executor':<10} {'cells/s':>8} {'end-to-end':>10} {'peak RSS':>9} "
         f"{'tree RSS':>9}  run"
     )
     for r in rows:

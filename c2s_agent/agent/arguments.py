@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..conventions.slots import CELL_TYPE, CONDITION
 from ..screen.programs import program_from_text
 from .dataset import ROLE_WORDS, DatasetView
-from .mentions import Mention, find_mentions
+from .mentions import FOLD, Mention, find_mentions
 from .plan import Note
 
 SENDERS = {"source", "sources", "sender", "senders"}
@@ -171,10 +171,29 @@ class Filling:
         ]
 
 
+#: Words that point back to groups named earlier ("captions for those two zones", "cells like these").
+REFERS = re.compile(r"\b(?:those|these)\b", re.I)
+
+
+def _referred(clause: str, question: str, mentions: list[Mention], view: DatasetView) -> list[Mention]:
+    """The groups named before ``clause`` in the question that it points back to ("those two zones"): of the
+    column it names after "those"/"these", else of the one column they were named in."""
+    back = REFERS.search(clause)
+    at = question.find(clause)
+    if back is None or at <= 0 or any(m.kind == "value" for m in mentions):
+        return []
+    earlier = [m for m in find_mentions(question[:at], view) if m.kind == "value"]
+    cols = {m.column for m in mentions if m.kind == "column" and m.start >= back.end()} or {m.column for m in earlier}
+    return [m for m in earlier if m.column in cols] if len(cols) == 1 else []
+
+
 def _start(tool, clause: str, view: DatasetView | None, question: str) -> Filling:
     mentions = find_mentions(clause, view)
     borrowed = False  # columns and labels may be named once for several clauses: they fill required fields
-    if view and question and question != clause and not any(m.kind in ("column", "value") for m in mentions):
+    referred = _referred(clause, question, mentions, view) if view and question and question != clause else []
+    if referred:
+        mentions = mentions + referred  # they fill the fields the clause's own groups would
+    elif view and question and question != clause and not any(m.kind in ("column", "value") for m in mentions):
         extra = [m for m in find_mentions(question, view) if m.kind in ("column", "value")]
         mentions, borrowed = mentions + extra, bool(extra)
     f = Filling(tool, clause, view, mentions, borrowed)
@@ -188,17 +207,20 @@ def _start(tool, clause: str, view: DatasetView | None, question: str) -> Fillin
 
 def _fill_pairs(f: Filling) -> None:
     """Column/value field pairs named by a word beside a group ("against the real CD14 monocytes", "the ctrl cells
-    as the control"): ``real_column``/``real_value`` take that group and its column."""
+    as the control"): ``real_column``/``real_value`` take that group and its column; ``control_*`` also take the
+    condition column's control level however it is named ("versus the ctrl cells")."""
     for name in [n for n, k in f.kinds.items() if k == "obs_column" and n.endswith("_column")]:
         prefix = name[: -len("_column")]
         value_field = next((v for v in (f"{prefix}_value", f"{prefix}_values") if v in f.fields), None)
         if value_field is None or name in f.args:
             continue
         word = re.compile(r"\b" + re.escape(prefix) + r"s?\b", re.I)
+        roles = f.view.roles
         for m in f.values:
             near = f.clause[max(0, m.start - 25) : m.start] + " " + f.clause[m.end : m.end + 25]
             taken = {str(x) for v in f.args.values() for x in (v if isinstance(v, list) else [v])}
-            if word.search(near) and m.text not in taken:
+            level = prefix == "control" and not f.borrowed and (m.column, m.text) == (roles.condition, roles.control)
+            if (word.search(near) or level) and m.text not in taken:
                 f.args[name] = m.column
                 list_field = base_type(f.fields[value_field].annotation)[1]
                 f.args[value_field] = [m.text] if list_field else m.text
@@ -381,6 +403,17 @@ def _fraction(field) -> bool:
     return any(getattr(m, b, None) is not None and getattr(m, b) <= 1 for m in field.metadata for b in ("le", "lt"))
 
 
+def _within(field, value: float) -> bool:
+    """Whether a number field's bounds admit ``value`` ("15 partners" is no "at most 3 sources")."""
+    checks = {"ge": float.__ge__, "gt": float.__gt__, "le": float.__le__, "lt": float.__lt__}
+    return all(
+        checks[b](float(value), float(getattr(m, b)))
+        for m in field.metadata
+        for b in checks
+        if getattr(m, b, None) is not None
+    )
+
+
 def _takes_percent(name: str, field) -> bool:
     """Whether a number field can take a percentage: a fraction, or a field that says it is in percent."""
     return _fraction(field) or "percent" in f"{name} {field.description or ''}".lower()
@@ -424,13 +457,34 @@ def _one_count(f: Filling, names: list[str]) -> bool:
 def _fill_numbers(f: Filling) -> None:
     num_fields = [n for n, k in f.kinds.items() if k == "number"]
     for m in (m for m in f.mentions if m.kind == "number"):
-        if any(o.kind == "column" and 0 <= o.start - m.end <= 2 for o in f.mentions):
-            continue  # "the other four lines", "across the seven zones": how many groups there are, no setting
+        if any(o.kind == "column" and 0 <= o.start - m.end <= 2 for o in f.mentions) or re.search(
+            r"\b(?:those|these)\s+$", f.clause[: m.start], re.I
+        ):
+            continue  # "the other four lines", "those two types": how many groups there are, no setting
         context = f.clause[max(0, m.start - 30) : m.end + 30]
         if _counts_cells(f, m):
             context += " cells"  # "100 CD8 T cells": a number before a group counts cells
+        if FOLD.fullmatch(m.text):
+            context += " fold change"  # "fourfold", "3x"
         percent = re.match(r"\s*(?:%|per ?cent)", f.clause[m.end :]) is not None
         whole = m.value == int(m.value) and not percent
+
+        def admits(name: str) -> float | None:
+            """The value as the field would take it, if its type and bounds take it ("1.5" is no count)."""
+            fi = f.fields[name]
+            value = m.value / 100 if percent and _fraction(fi) else m.value
+            is_int = base_type(fi.annotation)[0] is int
+            return (
+                (int(value) if is_int else value)
+                if (not is_int or value == int(value)) and _within(fi, value)
+                else None
+            )
+
+        open_ = [
+            n
+            for n in num_fields
+            if n not in f.args and (not percent or _takes_percent(n, f.fields[n])) and admits(n) is not None
+        ]
         scored = sorted(
             (
                 (
@@ -440,18 +494,12 @@ def _fill_numbers(f: Filling) -> None:
                     n,
                 )
                 for i, n in enumerate(num_fields)
-                if n not in f.args and (not percent or _takes_percent(n, f.fields[n]))
+                if n in open_
             ),
             reverse=True,
         )
-        for score, _, _, name in scored:  # the best field whose type takes the number ("1.5" is no count)
-            if score == 0 and len([n for n in num_fields if n not in f.args]) > 1 and not _one_count(f, num_fields):
-                break
-            base = base_type(f.fields[name].annotation)[0]
-            value = m.value / 100 if percent and _fraction(f.fields[name]) else m.value
-            if base is not int or value == int(value):
-                f.args[name] = int(value) if base is int else value
-                break
+        if scored and (scored[0][0] > 0 or len(open_) == 1 or _one_count(f, open_)):
+            f.args[scored[0][3]] = admits(scored[0][3])
 
 
 def fill_args(tool, clause: str, view: DatasetView | None, question: str = "") -> tuple[dict, list[Note]]:

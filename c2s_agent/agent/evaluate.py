@@ -27,6 +27,7 @@ QUESTION_SETS = {
     "heldout3": "heldout3.yaml",
     "heldout4": "heldout4.yaml",
     "heldout5": "heldout5.yaml",
+    "heldout6": "heldout6.yaml",
 }
 
 

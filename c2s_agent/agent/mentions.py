@@ -52,12 +52,17 @@ NOT_GENES = {
     "IFN-ALPHA",
 }
 GENE_TOKEN = re.compile(r"(?<![\w.-])([A-Za-z][A-Za-z0-9]*(?:[.-][A-Za-z0-9]+)*)(?![\w-]|\.\w)")  # AC006129.4, HLA-DRA
-NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
+NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\w.])")  # 25, 0.5, 5,000
 _NUMBER_WORD = (
     r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
     r"seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)"
 )
 NUMBER_WORDS = re.compile(rf"\b(?:an?\s+)?{_NUMBER_WORD}(?:[\s-]+(?:and\s+)?{_NUMBER_WORD})*\b", re.I)
+#: A fold change written as one word or with "x" ("threefold", "3x", "2.5-fold"): the number it multiplies by.
+FOLD = re.compile(rf"(?<![\w.])(\d+(?:\.\d+)?|{_NUMBER_WORD})\s?(?:-?fold|x|×)(?!\w)", re.I)
+#: Fractions in words ("half", "a quarter", "two thirds").
+FRACTION = re.compile(rf"\b(?:(an?|one|{_NUMBER_WORD})[\s-]+)?(half|halves|thirds?|quarters?|fifths?|tenths?)\b", re.I)
+PARTS = {"hal": 2, "thi": 3, "qua": 4, "fif": 5, "ten": 10}
 #: Column-name words too generic to name a column on their own.
 NAME_GENERIC = GENERIC | {"label", "labels", "cls", "id", "ident", "orig", "n", "name", "annotation", "bulk"}
 
@@ -205,19 +210,37 @@ def _genes(text: str, view: DatasetView, found, taken) -> None:
             _claim(found, taken, Mention("gene", view.genes[up], m.start(1), m.end(1)))
 
 
+def _spoken(word: str) -> float | None:
+    try:
+        return float(text2num(re.sub(r"^an?\s+", "", word.lower()), "en"))
+    except ValueError:
+        return None
+
+
 def _numbers(text: str, found, taken) -> None:
-    """Numbers in digits ("25") and in words ("twenty-five", "a hundred"; not a lone "one")."""
+    """Numbers in digits ("25", "5,000") and in words ("twenty-five", "a hundred"; not a lone "one"), fold changes
+    ("threefold", "3x") and fractions ("half", "a quarter", "two thirds")."""
+    for m in FOLD.finditer(text):
+        value = float(m.group(1)) if m.group(1)[0].isdigit() else _spoken(m.group(1))
+        if value is not None:
+            _claim(found, taken, Mention("number", m.group(), m.start(), m.end(), value=value))
+    for m in FRACTION.finditer(text):
+        count = m.group(1)
+        if count is None and not m.group(2).lower().startswith("hal"):
+            continue  # "the third cluster": an ordinal, no fraction
+        top = 1.0 if count is None or count.lower() in ("a", "an", "one") else _spoken(count)
+        if top is not None:
+            value = round(top / PARTS[m.group(2).lower()[:3]], 4)
+            _claim(found, taken, Mention("number", m.group(), m.start(), m.end(), value=value))
     for m in NUMBER.finditer(text):
-        _claim(found, taken, Mention("number", m.group(1), m.start(1), m.end(1), value=float(m.group(1))))
+        value = float(m.group(1).replace(",", ""))
+        _claim(found, taken, Mention("number", m.group(1), m.start(1), m.end(1), value=value))
     for m in NUMBER_WORDS.finditer(text):
-        spoken = re.sub(r"^an?\s+", "", m.group().lower())
-        if spoken in ("one", "zero"):
+        if re.sub(r"^an?\s+", "", m.group().lower()) in ("one", "zero"):
             continue
-        try:
-            value = float(text2num(spoken, "en"))
-        except ValueError:
-            continue
-        _claim(found, taken, Mention("number", m.group(), m.start(), m.end(), value=value))
+        value = _spoken(m.group())
+        if value is not None:
+            _claim(found, taken, Mention("number", m.group(), m.start(), m.end(), value=value))
 
 
 #: Nouns after which a cell-type word names a process or a gene set ("inflammatory response"), not cells.

@@ -84,7 +84,11 @@ def match_labels(phrase: str, values: Iterable[str]) -> list[str]:
         control = control_value(values)
         treated = [v for v in values if v != control]
         return treated if control is not None and len(treated) == 1 and lookup(treated[0]) is None else []
-    exact = [v for v in values if key(v) == key(phrase) or " ".join(words(v)) == " ".join(words(phrase))]
+    exact = [
+        v
+        for v in values
+        if key(v) == key(phrase) or " ".join(words(v)) == " ".join(words(phrase)) or _code(v) == _code(phrase) != "-"
+    ]
     if exact and not any(is_class_name(v) for v in exact):
         return exact  # "CD4 Naive T cells" is that label; "B cells" is every B-cell label
     content = [w for w in words(phrase) if w not in GENERIC and w not in STOP]
@@ -98,6 +102,12 @@ def match_labels(phrase: str, values: Iterable[str]) -> list[str]:
         if (by_meaning or _contained(content, label)) and v not in out:
             out.append(v)
     return _most_specific(content, out)
+
+
+def _code(text: str) -> str:
+    """A code of letters and digits without its separators ("HCC-827", "hcc 827" -> "hcc827"); "-" for words."""
+    joined = re.sub(r"[\s_.-]+", "", text.lower())
+    return joined if re.fullmatch(r"[a-z]+\d+[a-z\d]*", joined) else "-"
 
 
 def _most_specific(content: list[str], values: list[str]) -> list[str]:
@@ -148,6 +158,13 @@ def find_label_mentions(text: str, columns: dict[str, list[str]], max_words: int
                     found.append(LabelMention(span[0][0], span[-1][1], phrase, col, tuple(hit)))
                     taken[i : i + n] = [True] * n
                     break
+    for i, (start, _, tok) in enumerate(toks):  # "ctrl/stim", "B/NK": labels joined by a slash
+        if not taken[i] and "/" in tok.strip("/"):
+            at = start
+            for part in tok.split("/"):
+                sub = find_label_mentions(part, columns, 1) if part else []
+                found += [LabelMention(at + m.start, at + m.end, m.text, m.column, m.values) for m in sub]
+                at += len(part) + 1
     return sorted(found, key=lambda m: m.start)
 
 

@@ -209,11 +209,17 @@ PROGRAM_WORDS = (
 )
 
 
+#: Words after a program's word that make it the condition of cells ("interferon-stimulated cells"), no program.
+TREATED = re.compile(r"[\w-]*[\s-](?:stimulated|treated|exposed)\b")
+
+
 def program_from_text(text: str | None) -> str | None:
-    """The built-in program a question names ("antigen presentation" -> mhc_i, "interferon gamma" -> ifn_gamma)."""
+    """The built-in program a question names ("antigen presentation" -> mhc_i, "interferon gamma" -> ifn_gamma),
+    not counting the stimulus of a condition ("the apoptosis program in interferon-stimulated cells")."""
     for name, pattern in PROGRAM_WORDS:
-        if text and re.search(pattern, text.lower()):
-            return name
+        for m in re.finditer(pattern, (text or "").lower()):
+            if not TREATED.match(text or "", m.end()):
+                return name
     return None
 
 

@@ -39,7 +39,7 @@ class RetrieveInput(BaseModel):
     sources: list[str] = Field(
         [],
         description="keep only sources whose name contains one of these "
-        "(e.g. CellPhoneDB, BioGRID, IntAct, Hallmark, Cell Ontology)",
+        "(e.g. 'CellPhoneDB', 'BioGRID', 'IntAct', 'Hallmark', 'Cell Ontology')",
     )
 
 

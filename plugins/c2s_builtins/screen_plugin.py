@@ -36,6 +36,7 @@ class ScreenInput(BaseModel):
         description="gene program to score: mhc_i (MHC class I antigen presentation), "
         "ifn_alpha, ifn_gamma, apoptosis, inflammatory, or a bundled gene set name "
         "(default: the one the question names, else mhc_i)",
+        json_schema_extra={"entity": "program"},
     )
     question: str | None = Field(None, description="the question, to read the program and perturbations from")
     contexts: list[str] | None = Field(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...conventions.slots import CELL_TYPE
-from ..arguments import base_type, entity_kind, fill_args, number_named
+from ..arguments import RECEIVERS, SENDERS, TOWARDS, base_type, entity_kind, fill_args, number_named
 from ..mentions import find_mentions
 from ..plan import NO_TOOL, Note, Plan, Step
 from .base import Recorder, drop_dependents, finish, keep_intent
@@ -36,6 +36,10 @@ MARGIN = 0.10
 #: field's words ("500 permutations"), at most three times.
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
+#: Added to a tool whose sender and receiver fields take the groups a clause names on either side of "to" ("how
+#: might X signal to Y", "from X to Y"), unless the clause compares them ("compare X to Y").
+ROLE_BONUS = 0.04
+COMPARES = re.compile(r"\b(?:compar\w*|versus|vs\.?|relative|against|differ\w*|distinguish\w*|contrast\w*)\b", re.I)
 #: Added to a tool that is the strong (``DETAIL_MATCH``) best match of a neighbouring clause: of two near-equal
 #: readings, the one that makes "What cell lines are there, and how many cells in each?" one request wins; not when
 #: the tool makes what the clause's best match needs ("Turn the cells into sentences, then ... from those ranks").
@@ -99,6 +103,13 @@ def _uses(args: dict, mentions) -> int:
         by_column.setdefault(m.column, set()).add(m.text)
     whole = {c for c, vs in by_column.items() if c in flat and len(vs) > 1 and not vs & flat}
     return sum(1 for m in mentions if m.text in flat or (m.kind == "value" and m.column in whole))
+
+
+def _directs(args: dict) -> bool:
+    """Whether the arguments set senders and receivers, each to groups of their own."""
+    send = {str(x) for k, v in args.items() if k.lower() in SENDERS for x in (v if isinstance(v, list) else [v])}
+    take = {str(x) for k, v in args.items() if k.lower() in RECEIVERS for x in (v if isinstance(v, list) else [v])}
+    return bool(send) and bool(take) and not send & take
 
 
 def _reads_own(tool: Tool, args: dict) -> bool:
@@ -428,7 +439,8 @@ class EmbeddedPlanner:
         """The best tool whose arguments the question can fill; a close runner-up wins over a best match whose
         required arguments the question does not give. Each entity argument (a group or gene) the clause fills
         adds ``FIT_BONUS``: of two near-equal matches, the tool that uses what the clause names is the one asked for;
-        a clause asking for an amount adds ``COUNT_BONUS`` to tools that say they count.
+        a clause asking for an amount adds ``COUNT_BONUS`` to tools that say they count, and groups named on either
+        side of "to" add ``ROLE_BONUS`` to a tool whose senders and receivers they fill.
         Within ``STAGE_MARGIN``, a tool loses ``STAGE_PENALTY`` when it needs an input that neither the data nor an
         earlier step provides while a runner-up uses more of the groups and genes the clause names ("compare the X
         cells with the Y cells" is no evaluation of generated cells), or when it uses none of them and only produces
@@ -439,6 +451,7 @@ class EmbeddedPlanner:
         mentions = [m for m in find_mentions(clause, view) if m.kind in ("value", "gene")] if view else []
         ranked, used = [], {}
         amount = AMOUNT.search(clause) is not None
+        directed = TOWARDS.search(clause) is not None and not COMPARES.search(clause)
         fills = {i: fill_args(tools[names[i]], clause, view, question) for i in order}
         order = [i for i in order if not _reads_own(tools[names[i]], fills[i][0])] or order  # never its own output
         needed = set(tools[names[order[0]]].requires)  # what the best match needs: no bonus for only making it
@@ -465,6 +478,7 @@ class EmbeddedPlanner:
                 NEAR_BONUS if tool.name in near and not needed & set(tool.produces) else 0
             )
             bonus += COUNT_BONUS if amount and COUNTS.search(tool.description) else 0.0
+            bonus += ROLE_BONUS if directed and _directs(args) else 0.0
             ranked.append([valid, float(row[i]) + bonus, -len(ranked), (tool, args, notes, float(row[i]))])
         for r in ranked:
             tool, args = r[3][0], r[3][1]
