@@ -368,6 +368,58 @@ def test_the_stimulus_of_a_condition_names_no_program():
     assert program_from_text("the interferon response of stimulated cells") == "ifn_alpha"
 
 
+def test_turning_down_one_of_two_options_asks_for_the_other(planner, tools, vocab):
+    plan = planner.plan("Annotate the cells, not by scoring the known types", tools, vocab)
+    assert plan.steps[0].args.get("mode") == "generate"
+
+
+def test_groups_named_by_ordinals_number_words_and_shared_nouns(planner, tools):
+    from c2s_agent.data import read
+
+    moor = DatasetView.from_adata(read("moor2018", backed=True))
+    plan = planner.plan("Which genes mark the cells of the fourth villus zone?", tools, moor)
+    assert plan.steps[0].args.get("groups") == ["V4"]
+    pbmc = DatasetView.from_adata(read("pbmc68k", backed=True))
+    plan = planner.plan("marker genes of louvain clusters one and four, six genes each", tools, pbmc)
+    assert plan.steps[0].args.get("groups") == ["1", "4"] and plan.steps[0].args.get("n_genes") == 6
+    demo = DatasetView.from_adata(read("demo", backed=True))
+    plan = planner.plan("Stimulated versus control genes within the naive and memory CD4 T cells", tools, demo)
+    assert set(plan.steps[0].args.get("within", [])) == {"CD4 Naive T", "CD4 Memory T"}
+
+
+def test_a_qualified_name_reaches_the_broader_label(planner, tools, vocab):
+    """ "CD8 cytotoxic T cells" is the "CD8 T" label; "cluster mode" names a mode, not the cluster column."""
+    plan = planner.plan("Multi-cell reasoning in cluster mode over the CD8 cytotoxic T cells", tools, vocab)
+    assert plan.steps[0].args.get("groups") == ["CD8 T"] and plan.steps[0].args.get("groupby") == "cell_type"
+
+
+def test_a_count_of_the_groups_is_no_setting(planner, tools, vocab):
+    plan = planner.plan("Marker genes of the NK cells between the two treatment arms", tools, vocab)
+    assert "n_genes" not in plan.steps[0].args
+
+
+def test_a_clause_naming_the_steps_own_groups_again_joins_it(planner, tools, vocab):
+    plan = planner.plan(
+        "Genes that change with stimulation in the T cells. Cover the memory and naive CD4 ones too.", tools, vocab
+    )
+    assert [s.tool for s in plan.steps] == ["marker_genes"]
+
+
+def test_knowledge_tools_take_genes_the_data_does_not_measure(planner, tools, vocab):
+    assert "EGFR" not in vocab.genes
+    plan = planner.plan("Physical binding partners of EGFR and KRAS, at most 5 each", tools, vocab)
+    assert plan.steps[0].tool == "ppi_neighbourhood" and plan.steps[0].args["genes"] == ["EGFR", "KRAS"]
+    assert plan.steps[0].args["max_partners"] == 5 and not plan.problems
+
+
+def test_two_programs_in_one_clause_are_two_steps(planner, tools, vocab):
+    plan = planner.plan("Score the apoptosis program and the inflammatory response per cell type", tools, vocab)
+    assert [(s.tool, s.args.get("program")) for s in plan.steps] == [
+        ("score_gene_program", "apoptosis"),
+        ("score_gene_program", "inflammatory"),
+    ]
+
+
 def test_the_column_after_per_is_what_a_result_is_broken_down_by(planner, tools, vocab):
     plan = planner.plan("Tabulate cell-cycle phases of the cell types per condition", tools, vocab)
     assert plan.summary() == [{"id": "s1", "tool": "cell_cycle_phase", "args": {"groupby": "condition"}}]

@@ -353,7 +353,9 @@ def _own_term(tool, symbol: str) -> bool:
 
 
 #: Words before an option that turn it down ("a t-test instead of wilcoxon", "C2S rather than PCA").
-REJECTED = re.compile(r"(?:instead of|rather than|not|over|but not)\s+(?:the\s+|a\s+|an\s+)?$", re.I)
+REJECTED = re.compile(
+    r"(?:instead of|rather than|not|over|but not)\s+(?:(?:the|a|an|over|by|with|from|using)\s+)?$", re.I
+)
 
 
 def _option_pattern(option: str) -> re.Pattern:
@@ -367,13 +369,18 @@ def _option_pattern(option: str) -> re.Pattern:
 
 
 def _literal(options: list[str], clause: str) -> list[str]:
-    """The options the clause asks for, first named first: those it names and does not turn down."""
-    named = []
+    """The options the clause asks for, first named first: those it names and does not turn down; of two
+    options, the other when it turns one down ("rather than over neighbourhoods" asks for the other mode)."""
+    named, rejected = [], []
     for opt in options:
         for m in _option_pattern(opt).finditer(clause):
-            if not REJECTED.search(clause[max(0, m.start() - 20) : m.start()]):
+            if REJECTED.search(clause[max(0, m.start() - 20) : m.start()]):
+                rejected.append(opt)
+            else:
                 named.append((m.start(), opt))
                 break
+    if not named and len(options) == 2 and len(set(rejected)) == 1:
+        return [o for o in options if o not in rejected]
     return [opt for _, opt in sorted(named)]
 
 
@@ -454,13 +461,23 @@ def _one_count(f: Filling, names: list[str]) -> bool:
     return sum(base_type(f.fields[n].annotation)[0] is int for n in names if n not in f.args) == 1
 
 
+#: Nouns for groups of cells after a number that counts them ("the two treatment arms").
+GROUP_NOUN = re.compile(
+    r"\s+(?:[\w-]+\s+)?(?:arms|groups|conditions|types|populations|categories|levels|clusters|zones|lines|samples|"
+    r"batches|donors)\b",
+    re.I,
+)
+
+
 def _fill_numbers(f: Filling) -> None:
     num_fields = [n for n, k in f.kinds.items() if k == "number"]
     for m in (m for m in f.mentions if m.kind == "number"):
-        if any(o.kind == "column" and 0 <= o.start - m.end <= 2 for o in f.mentions) or re.search(
-            r"\b(?:those|these)\s+$", f.clause[: m.start], re.I
+        if (
+            any(o.kind == "column" and 0 <= o.start - m.end <= 2 for o in f.mentions)
+            or re.search(r"\b(?:those|these)\s+$", f.clause[: m.start], re.I)
+            or (GROUP_NOUN.match(f.clause[m.end :]) and re.search(r"\bthe\s+$", f.clause[: m.start], re.I))
         ):
-            continue  # "the other four lines", "those two types": how many groups there are, no setting
+            continue  # "the other four lines", "those two types", "the two arms": how many groups, no setting
         context = f.clause[max(0, m.start - 30) : m.end + 30]
         if _counts_cells(f, m):
             context += " cells"  # "100 CD8 T cells": a number before a group counts cells
@@ -536,7 +553,7 @@ def check_args(tool, args, view: DatasetView, produced: set[str] = frozenset()) 
             bad = [v for v in (value if isinstance(value, list) else [value]) if v not in known]
             if bad:
                 problems.append(f"{tool.name}: {name} has values {bad} not found in any obs column")
-        elif kind in ("gene", "genes"):
+        elif kind in ("gene", "genes") and tool.needs_data:  # knowledge tools take genes the data lacks
             bad = [g for g in (value if isinstance(value, list) else [value]) if str(g).upper() not in view.genes]
             if bad:
                 problems.append(f"{tool.name}: {name} has genes {bad} not in the dataset's var_names")

@@ -28,6 +28,7 @@ QUESTION_SETS = {
     "heldout4": "heldout4.yaml",
     "heldout5": "heldout5.yaml",
     "heldout6": "heldout6.yaml",
+    "heldout7": "heldout7.yaml",
 }
 
 

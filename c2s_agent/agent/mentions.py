@@ -63,6 +63,8 @@ FOLD = re.compile(rf"(?<![\w.])(\d+(?:\.\d+)?|{_NUMBER_WORD})\s?(?:-?fold|x|×)(
 #: Fractions in words ("half", "a quarter", "two thirds").
 FRACTION = re.compile(rf"\b(?:(an?|one|{_NUMBER_WORD})[\s-]+)?(half|halves|thirds?|quarters?|fifths?|tenths?)\b", re.I)
 PARTS = {"hal": 2, "thi": 3, "qua": 4, "fif": 5, "ten": 10}
+SPOKEN = "zero one two three four five six seven eight nine ten eleven twelve".split()
+ORDINALS = "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split()
 #: Column-name words too generic to name a column on their own.
 NAME_GENERIC = GENERIC | {"label", "labels", "cls", "id", "ident", "orig", "n", "name", "annotation", "bulk"}
 
@@ -131,19 +133,27 @@ def _qualified_values(text: str, view: DatasetView, found, taken) -> None:
             if m := re.fullmatch(r"[A-Za-z]+(\d+)", v):
                 numbered.setdefault(str(int(m.group(1))), []).append(v)
         aliases |= {n: vs[0] for n, vs in numbered.items() if len(vs) == 1 and n not in values}
-        by_text = {re.sub(r"[/.\-]", "", a).lower(): v for a, v in aliases.items()}
+        spoken = {SPOKEN[int(a)]: v for a, v in aliases.items() if a.isdigit() and int(a) < len(SPOKEN)}
+        by_text = {re.sub(r"[/.\-]", "", a).lower(): v for a, v in (aliases | spoken).items()}
         spelled = sorted(({"[/.\\-]?".join(map(re.escape, a)) for a in aliases}), key=len, reverse=True)
         val = r"(?<![\w+])(?:" + "|".join(spelled) + r")(?![\w+])"
+        # after the column's word, also numbers in words that are not counts ("clusters zero and two", not
+        # "clusters 2 and 5, eight genes each")
+        said = val if not spoken else rf"(?:{val}|\b(?:{'|'.join(spoken)})\b(?!\s+(?!and\b|or\b)[a-z]))"
         noun = "(?:" + "|".join(map(re.escape, nouns)) + ")(?:e?s)?"
         spans = [
             (m.start(1), m.group(1))
             for m in re.finditer(
-                rf"\b{noun}\s+({val}(?:\s*(?:,|and|or|&|with|vs\.?|versus)\s*(?:{noun}\s+)?{val})*)", text, re.I
+                rf"\b{noun}\s+({said}(?:\s*(?:,|and|or|&|with|vs\.?|versus)\s*(?:{noun}\s+)?{said})*)", text, re.I
             )
         ]
         spans += [(m.start(1), m.group(1)) for m in re.finditer(rf"({val})[- ]{noun}\b", text, re.I)]
+        for m in re.finditer(rf"\b({'|'.join(ORDINALS)})\s+(?:[\w-]+\s+)?{noun}\b", text, re.I):
+            vs = numbered.get(str(ORDINALS.index(m.group(1).lower()) + 1), [])  # "the sixth villus zone": V6
+            if len(vs) == 1:
+                _claim(found, taken, Mention("value", vs[0], m.start(), m.end(), col, qualified=True))
         for offset, group in spans:
-            for v in re.finditer(val, group, re.I):
+            for v in re.finditer(said, group, re.I):
                 s = offset + v.start()
                 label = by_text[re.sub(r"[/.\-]", "", v.group()).lower()]
                 _claim(found, taken, Mention("value", label, s, s + len(v.group()), col, qualified=True))
@@ -185,7 +195,7 @@ def _columns(text: str, view: DatasetView, found, taken) -> None:
         singular_name = " ".join(singular(w) for w in name.split())  # "bulk label" names bulk_labels
         keys = [name, singular_name] + [w for w in name.split() if w not in NAME_GENERIC and len(w) >= 3]
         for key in keys:
-            for m in re.finditer(r"\b" + re.escape(key) + r"(?:e?s)?\b", lower):
+            for m in re.finditer(r"\b" + re.escape(key) + r"(?:e?s)?\b(?!\s+mode\b)", lower):  # "cluster mode"
                 _claim(found, taken, Mention("column", col, m.start(), m.end(), column=col))
     for role in (CELL_TYPE, "cluster", "sample", CONDITION):
         col = view.column_for(role)
@@ -193,6 +203,8 @@ def _columns(text: str, view: DatasetView, found, taken) -> None:
             for m in ROLE_WORDS[role].finditer(text):
                 if role == "sample" and any(v.kind == "value" and not text[v.end : m.start()].strip() for v in found):
                     continue  # "the stimulated sample": the cells of a condition, not the sample column
+                if re.match(r"\s+mode\b", text[m.end() :]):
+                    continue  # "in cluster mode": a way of working, no column
                 if role != CONDITION or m.group().lower().startswith(CONDITION):
                     _claim(found, taken, Mention("column", col, m.start(), m.end(), column=col))
 
@@ -206,8 +218,12 @@ def _genes(text: str, view: DatasetView, found, taken) -> None:
             or any(c.isdigit() for c in tok)
             or (not view.species.is_human and tok == view.genes.get(up) and len(tok) >= 3 and m.start(1) > 0)
         )  # a capitalised mouse symbol ("Apob") counts where written exactly, not as a sentence's first word
-        if up in view.genes and up not in NOT_GENES and len(tok) >= 2 and symbol:
+        if up in NOT_GENES or len(tok) < 2 or not symbol:
+            continue
+        if up in view.genes:
             _claim(found, taken, Mention("gene", view.genes[up], m.start(1), m.end(1)))
+        elif tok.isupper() and (len(tok) >= 4 or any(c.isdigit() for c in tok)) and _human(up):
+            _claim(found, taken, Mention("gene", up, m.start(1), m.end(1)))  # "EGFR": known, not measured
 
 
 def _spoken(word: str) -> float | None:
@@ -215,6 +231,16 @@ def _spoken(word: str) -> float | None:
         return float(text2num(re.sub(r"^an?\s+", "", word.lower()), "en"))
     except ValueError:
         return None
+
+
+def _human(symbol: str) -> bool:
+    """Whether the bundled knowledge knows ``symbol`` as a human gene."""
+    from ..knowledge.sources import human_symbols
+
+    try:
+        return symbol in human_symbols()
+    except Exception:  # noqa: BLE001 - no knowledge files: only the dataset's genes are known
+        return False
 
 
 def _numbers(text: str, found, taken) -> None:

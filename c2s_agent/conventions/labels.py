@@ -101,6 +101,10 @@ def match_labels(phrase: str, values: Iterable[str]) -> list[str]:
         by_meaning = term is not None and (t := lookup(v)) is not None and is_a(t, term)
         if (by_meaning or _contained(content, label)) and v not in out:
             out.append(v)
+    if not out and term is not None:  # "CD8 cytotoxic T cells", "conventional DCs": the label the phrase qualifies
+        ws = words(phrase)
+        said = set(ws) | {"".join(w[0] for w in ws[i:j]) for i in range(len(ws)) for j in range(i + 2, i + 4)}
+        out = [v for v in values if (t := lookup(v)) is not None and is_a(term, t) and set(key(v).split()) <= said]
     return _most_specific(content, out)
 
 
@@ -158,6 +162,16 @@ def find_label_mentions(text: str, columns: dict[str, list[str]], max_words: int
                     found.append(LabelMention(span[0][0], span[-1][1], phrase, col, tuple(hit)))
                     taken[i : i + n] = [True] * n
                     break
+    for lm in list(found):  # "classical and non-classical monocytes": a word sharing the next label's noun
+        first, _, head = lm.text.partition(" ")
+        before = re.search(r"(?<![\w-])([A-Za-z][\w+-]*)\s*(?:,|\band\b|\bor\b|&)\s*$", text[: lm.start])
+        if not head or before is None or singular(before.group(1).lower()) in STOP:
+            continue
+        i = next((k for k, t in enumerate(toks) if t[0] == before.start(1)), None)
+        hit = match_labels(f"{before.group(1)} {head}", columns[lm.column]) if i is not None and not taken[i] else []
+        if hit and set(hit) != set(lm.values):
+            taken[i] = True
+            found.append(LabelMention(before.start(1), before.end(1), before.group(1), lm.column, tuple(hit)))
     for i, (start, _, tok) in enumerate(toks):  # "ctrl/stim", "B/NK": labels joined by a slash
         if not taken[i] and "/" in tok.strip("/"):
             at = start

@@ -375,6 +375,13 @@ def load_cell_ontology(path: Path | None = None) -> Iterator[CellType]:
 
 
 # ---------------------------------------------------------------------------------------------- gene info
+@functools.cache
+def human_symbols() -> frozenset[str]:
+    """Every human gene symbol the bundled UniProt table names (upper case): genes a question may name for the
+    knowledge tools whether or not a dataset measures them."""
+    return frozenset(load_gene_info())
+
+
 def load_gene_info(path: Path | None = None) -> dict[str, dict]:
     """Symbol -> {"protein": first protein name, "aliases": [...]} from the UniProt reviewed human table."""
     import pandas as pd

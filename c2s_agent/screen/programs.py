@@ -213,14 +213,34 @@ PROGRAM_WORDS = (
 TREATED = re.compile(r"[\w-]*[\s-](?:stimulated|treated|exposed)\b")
 
 
+#: Words after a program's name that say it is meant as a program ("the interferon gamma response").
+PROGRAM_NOUN = re.compile(
+    r"[\w-]*(?:[\s-]+[\w-]+){0,4}?[\s-]+(?:response|programm?e?s?|signatures?|pathways?|presentation|scores?|activity|"
+    r"signall?ing)\b"
+)
+
+
 def program_from_text(text: str | None) -> str | None:
     """The built-in program a question names ("antigen presentation" -> mhc_i, "interferon gamma" -> ifn_gamma),
     not counting the stimulus of a condition ("the apoptosis program in interferon-stimulated cells")."""
     for name, pattern in PROGRAM_WORDS:
         for m in re.finditer(pattern, (text or "").lower()):
-            if not TREATED.match(text or "", m.end()):
+            if not TREATED.match((text or "").lower(), m.end()):
                 return name
     return None
+
+
+def programs_named(text: str | None) -> list[str]:
+    """The built-in programs a question names as programs ("the interferon gamma response and the MHC class I
+    antigen presentation programs"), in its order; a stimulus or perturbation ("IFN-beta, TNF") is none."""
+    low, taken, found = (text or "").lower(), set(), []
+    for name, pattern in PROGRAM_WORDS:
+        for m in re.finditer(pattern, low):
+            span = set(range(m.start(), m.end()))
+            if not span & taken and PROGRAM_NOUN.match(low, m.end()) and not TREATED.match(low, m.end()):
+                taken |= span
+                found.append((m.start(), name))
+    return list(dict.fromkeys(name for _, name in sorted(found)))
 
 
 def perturbations_from_text(text: str | None, known: list[str]) -> list[str]:

@@ -337,6 +337,8 @@ def register_tools(register):
             "complexes need every subunit) with a permutation p-value, per condition; writes a table and "
             "a dot plot.",
             examples=[
+                "Any crosstalk from the NK cells to the B cells?",
+                "I'd like mechanistic ideas for how the monocytes could communicate with the T cells under stimulation",
                 "Which ligand-receptor pairs connect monocytes to T cells?",
                 "How do CD14 monocytes talk to CD4 T cells after stimulation?",
                 "Cell-cell communication between monocytes and T cells in control versus stimulated",
@@ -363,6 +365,8 @@ def register_tools(register):
             "by name or topic, or test a list of genes for overlap with every gene set (hypergeometric "
             "p-value).",
             examples=[
+                "Which curated gene sets are closest to hypoxia?",
+                "List the pathways that match glycolysis",
                 "Which genes are in the Hallmark interferon alpha response?",
                 "Which pathways are enriched in ISG15, MX1, IFI6, IFIT3 and OAS1?",
                 "Find gene sets about antigen presentation on MHC class I",

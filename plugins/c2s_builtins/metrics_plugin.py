@@ -135,6 +135,7 @@ def register_tools(register):
             "MMD, energy and sliced Wasserstein distances, per-gene Wasserstein, and, given control cells, "
             "agreement of predicted and observed fold changes; each with a bootstrap interval.",
             examples=[
+                "How far are the simulated cells from the real ones by MMD?",
                 "How realistic are the generated cells?",
                 "Compute scFID between generated and real CD14 Mono cells",
                 "Evaluate the generated cells against the real data",

@@ -419,6 +419,7 @@ def register_tools(register):
             description="Predict each cell's type with the C2S language model (scores every known cell type by "
             "likelihood, or generates the label); cells unlike the training data are called 'unknown'.",
             examples=[
+                "Let the model name each cell's type in its own words",
                 "Predict the cell types with the C2S model",
                 "Annotate the cells with the C2S model",
                 "Predict cell types",
@@ -459,6 +460,7 @@ def register_tools(register):
             description="Similarity search: find the cells most similar to a reference group of cells (nearest to its "
             "centroid in the C2S embedding) and which groups they belong to.",
             examples=[
+                "Which cells look most like the goblet cells in the model's embedding?",
                 "Find cells similar to the NK cells",
                 "Which cells are most similar to the CD14 Mono cells?",
                 "Search for cells like the pDC cells",
@@ -479,6 +481,8 @@ def register_tools(register):
             description="Generate synthetic cells of a given cell type (and condition such as ctrl/stim) with the C2S "
             "model: cell sentences plus expression reconstructed from gene rank, saved as .h5ad.",
             examples=[
+                "make 20 control NK cells",
+                "I need synthetic stimulated monocytes from the model",
                 "Generate 100 CD14 Mono cells",
                 "Simulate stimulated B cells",
                 "Create synthetic NK cells",
@@ -501,6 +505,8 @@ def register_tools(register):
             "each control cell's sentence is rewritten into its perturbed sentence; reports the genes "
             "predicted to go up and down.",
             examples=[
+                "How would the NK cells change their transcription if we stimulated them?",
+                "How would the B cells' expression shift under the treatment?",
                 "How would monocytes respond to interferon beta?",
                 "Predict the IFN-beta response of control cells",
                 "Simulate stimulating the B cells",

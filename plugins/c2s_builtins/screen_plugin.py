@@ -229,6 +229,7 @@ def register_tools(register):
             "program such as MHC class I antigen presentation, and rank perturbations by the context split "
             "with bootstrap intervals; perturbations the model was not trained on are flagged, not scored.",
             examples=[
+                "Which perturbations raise cell death only in the stimulated context?",
                 "Which of these perturbations raise antigen presentation only under interferon?",
                 "Run a virtual screen of perturbations on MHC class I antigen presentation",
                 "Screen perturbations for a context-dependent increase of the interferon response",
@@ -250,6 +251,8 @@ def register_tools(register):
             "or gamma response, apoptosis, inflammation, any bundled MSigDB set, or a gene list) and "
             "compare the score across groups such as condition or cell type.",
             examples=[
+                "Is the hypoxia program higher after treatment?",
+                "Does inflammatory signalling go up in the stimulated cells?",
                 "Score the cells for the interferon alpha response",
                 "How high is MHC class I antigen presentation in stimulated versus control cells?",
                 "Compute an apoptosis score per cell",

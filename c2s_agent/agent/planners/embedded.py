@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...conventions.slots import CELL_TYPE
+from ...screen.programs import programs_named
 from ..arguments import RECEIVERS, SENDERS, TOWARDS, base_type, entity_kind, fill_args, number_named
 from ..mentions import find_mentions
 from ..plan import NO_TOOL, Note, Plan, Step
@@ -36,9 +37,17 @@ MARGIN = 0.10
 #: field's words ("500 permutations"), at most three times.
 FIT_BONUS = 0.02
 VALUE_KINDS = ("obs_value", "obs_values")
-#: Added to a tool whose sender and receiver fields take the groups a clause names on either side of "to" ("how
-#: might X signal to Y", "from X to Y"), unless the clause compares them ("compare X to Y").
+#: Added to a tool whose sender and receiver fields take the groups a clause names on either side of "to" or of a
+#: verb of one acting on the other ("how might X signal to Y", "from X to Y", "X suppressing Y"), unless the clause
+#: compares them ("compare X to Y"); without such words, a split into senders and receivers is a guess and counts
+#: once toward fit.
 ROLE_BONUS = 0.04
+#: Verbs of one group acting on another ("X could be suppressing Y"): a direction without "to".
+RELATES = re.compile(
+    r"\b(?:signal\w*|talk\w*|communicat\w*|instruct\w*|suppress\w*|activat\w*|influenc\w*|regulat\w*|"
+    r"send\w*|recruit\w*|inhibit\w*|crosstalk)\b",
+    re.I,
+)
 COMPARES = re.compile(r"\b(?:compar\w*|versus|vs\.?|relative|against|differ\w*|distinguish\w*|contrast\w*)\b", re.I)
 #: Added to a tool that is the strong (``DETAIL_MATCH``) best match of a neighbouring clause: of two near-equal
 #: readings, the one that makes "What cell lines are there, and how many cells in each?" one request wins; not when
@@ -79,7 +88,7 @@ ELLIPSIS_WORDS = frozenset({"same", "repeat", "likewise", "separate", "test", "a
 #: previous step's ("Require each subunit in at least 20% of cells", "... and keep the mito genes") is its detail,
 #: however many words it takes, unless the tool it matches best takes that setting itself.
 SETTINGS = ("literal", "flag", "number")
-POINTS_BACK = re.compile(r"\b(?:it|its|them|they|their|those|these)\b", re.I)
+POINTS_BACK = re.compile(r"\b(?:it|its|them|they|their|those|these)\b|\bthat\s*[?.!]?$", re.I)
 
 
 def value_fields(tool: Tool, view: DatasetView | None) -> list[str]:
@@ -272,10 +281,13 @@ class EmbeddedPlanner:
 
     @staticmethod
     def _expand(step: Step, tool: Tool, clause: str, view: DatasetView | None) -> list[Step]:
-        """One step per group when the clause names several groups for a field that takes one ("Simulate 40 NK
-        cells and 40 B cells"), or for an optional one when it asks for them one at a time ("run it once with the
+        """One step per program when the clause names several for a tool that scores one, and one step per group
+        when the clause names several groups for a field that takes one ("Simulate 40 NK cells and 40 B cells"), or for an optional one when it asks for them one at a time ("run it once with the
         B cells and once with the NK cells")."""
         fields = tool.input_model.model_fields
+        program = next((n for n, f in fields.items() if entity_kind(n, f) == "program"), None)
+        if program and len(named := programs_named(clause)) > 1:  # "the IFN-gamma response and the MHC-I programs"
+            return [step.model_copy(update={"args": {**step.args, program: p}}) for p in named]
         each = SEPARATELY.search(clause) is not None
         single = [
             n
@@ -328,12 +340,17 @@ class EmbeddedPlanner:
         last = steps[-1]
         mentions = find_mentions(clause, own or view)
         best = tools[names[int(row.argmax())]]
+        had = {str(x) for v in last.args.values() for x in (v if isinstance(v, list) else [v])}
         if (
             last.origin != "question"
-            or any(m.kind in ("value", "gene", "missing") for m in mentions)
+            or any(m.kind in ("value", "gene", "missing") and m.text not in had for m in mentions)
             or set(best.requires) & set(tools[last.tool].produces)  # "..., how realistic are they?": a step of its own
         ):
             return False
+        named = [m for m in mentions if m.kind in ("value", "gene")]
+        if named and row.max() < DETAIL_MATCH:  # it names the step's own groups again ("include both the X and Y")
+            last.why += f"; {clause}"
+            return True
         rest = _unnamed(clause, mentions)
         words = stems(rest) - {"column"}  # "the cell_type column" names a column only
         back = POINTS_BACK.search(clause) is not None
@@ -343,7 +360,9 @@ class EmbeddedPlanner:
         args: dict = {}
         for seen in [view] if own is None or own is view else [view, own]:  # the data's own columns too
             args = args or _set_by(tool, clause, seen)
-        sets = _sets_options(tool, args) and (best is tool or not _sets_options(best, _set_by(best, clause, view)))
+        sets = _sets_options(tool, args) and (
+            best is tool or row.max() < THRESHOLD or not _sets_options(best, _set_by(best, clause, view))
+        )
         words -= {w for k in args for w in stems(f"{k.replace('_', ' ')} {fields[k].description or ''}")}
         if not sets and (
             len(words) > (ABOUT_WORDS if about_it else DETAIL_WORDS)
@@ -451,7 +470,9 @@ class EmbeddedPlanner:
         mentions = [m for m in find_mentions(clause, view) if m.kind in ("value", "gene")] if view else []
         ranked, used = [], {}
         amount = AMOUNT.search(clause) is not None
-        directed = TOWARDS.search(clause) is not None and not COMPARES.search(clause)
+        directed = bool(TOWARDS.search(clause) or RELATES.search(_unnamed(clause, mentions))) and not COMPARES.search(
+            clause
+        )
         fills = {i: fill_args(tools[names[i]], clause, view, question) for i in order}
         order = [i for i in order if not _reads_own(tools[names[i]], fills[i][0])] or order  # never its own output
         needed = set(tools[names[order[0]]].requires)  # what the best match needs: no bonus for only making it
@@ -473,6 +494,7 @@ class EmbeddedPlanner:
                     or (entity_kind(n, f) == "number" and number_named(n, f, clause))
                 )
             )
+            fit -= 1 if not directed and _directs(args) else 0  # two groups split into senders and receivers by guess
             used[tool.name] = _uses(args, mentions)
             bonus = FIT_BONUS * min(fit, 3) + (
                 NEAR_BONUS if tool.name in near and not needed & set(tool.produces) else 0
