@@ -420,6 +420,29 @@ def test_two_programs_in_one_clause_are_two_steps(planner, tools, vocab):
     ]
 
 
+def test_arms_leading_qualifiers_and_contrasts_in_a_detail(planner, tools, vocab):
+    """ "treatment arm" is the condition column; a leading "Per ...," or "Restricting the analysis to ...,"
+    qualifies the clause after it; "..., and set stimulated against control" only says what the step compares."""
+    plan = planner.plan("Count the cells in each treatment arm", tools, vocab)
+    assert plan.summary() == [{"id": "s1", "tool": "describe_dataset", "args": {"column": "condition"}}]
+    plan = planner.plan("Restricting the analysis to the NK cells, which genes go up with stimulation?", tools, vocab)
+    assert [(s.tool, s.args.get("within")) for s in plan.steps] == [("marker_genes", ["NK"])]
+    plan = planner.plan("Score the apoptosis program, and set stimulated against control", tools, vocab)
+    assert [(s.tool, s.args.get("groupby")) for s in plan.steps] == [("score_gene_program", "condition")]
+
+
+def test_lower_case_gene_lists_and_model_training_refused(planner, tools, vocab):
+    plan = planner.plan("which gene sets hold stat1, irf1, gbp1 and cxcl10?", tools, vocab)
+    assert plan.steps[0].args.get("genes") == ["STAT1", "IRF1", "GBP1", "CXCL10"]
+    plan = planner.plan("Retrain the model on these cells so it learns their labels", tools, vocab)
+    assert plan.steps == [] and any("training" in n.text for n in plan.notes)
+
+
+def test_a_verb_of_one_group_acting_on_another_gives_the_direction(planner, tools, vocab):
+    plan = planner.plan("Might the NK cells be restraining the B cells? Hypotheses, please.", tools, vocab)
+    assert [(s.tool, s.args.get("source")) for s in plan.steps] == [("score_ligand_receptor", ["NK"])]
+
+
 def test_the_column_after_per_is_what_a_result_is_broken_down_by(planner, tools, vocab):
     plan = planner.plan("Tabulate cell-cycle phases of the cell types per condition", tools, vocab)
     assert plan.summary() == [{"id": "s1", "tool": "cell_cycle_phase", "args": {"groupby": "condition"}}]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..conventions.slots import CELL_TYPE, CONDITION
 from ..screen.programs import program_from_text
 from .dataset import ROLE_WORDS, DatasetView
-from .mentions import FOLD, Mention, find_mentions
+from .mentions import FOLD, Mention, find_mentions, human_gene
 from .plan import Note
 
 SENDERS = {"source", "sources", "sender", "senders"}
@@ -553,8 +553,10 @@ def check_args(tool, args, view: DatasetView, produced: set[str] = frozenset()) 
             bad = [v for v in (value if isinstance(value, list) else [value]) if v not in known]
             if bad:
                 problems.append(f"{tool.name}: {name} has values {bad} not found in any obs column")
-        elif kind in ("gene", "genes") and tool.needs_data:  # knowledge tools take genes the data lacks
-            bad = [g for g in (value if isinstance(value, list) else [value]) if str(g).upper() not in view.genes]
+        elif kind in ("gene", "genes"):  # knowledge tools also take human genes the data does not measure
+            genes = [str(g).upper() for g in (value if isinstance(value, list) else [value])]
+            bad = [g for g in genes if g not in view.genes and (tool.needs_data or not human_gene(g))]
             if bad:
-                problems.append(f"{tool.name}: {name} has genes {bad} not in the dataset's var_names")
+                where = "the dataset's var_names" + ("" if tool.needs_data else " or the knowledge base's genes")
+                problems.append(f"{tool.name}: {name} has genes {bad} not in {where}")
     return problems

@@ -29,6 +29,7 @@ QUESTION_SETS = {
     "heldout5": "heldout5.yaml",
     "heldout6": "heldout6.yaml",
     "heldout7": "heldout7.yaml",
+    "heldout8": "heldout8.yaml",
 }
 
 

@@ -65,6 +65,8 @@ FRACTION = re.compile(rf"\b(?:(an?|one|{_NUMBER_WORD})[\s-]+)?(half|halves|third
 PARTS = {"hal": 2, "thi": 3, "qua": 4, "fif": 5, "ten": 10}
 SPOKEN = "zero one two three four five six seven eight nine ten eleven twelve".split()
 ORDINALS = "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split()
+#: Words for the arms of an experiment: its condition column.
+ARMS = re.compile(r"\b(?:treatment\s+)?arms?\b|\btreatment\s+groups?\b", re.I)
 #: Column-name words too generic to name a column on their own.
 NAME_GENERIC = GENERIC | {"label", "labels", "cls", "id", "ident", "orig", "n", "name", "annotation", "bulk"}
 
@@ -207,6 +209,9 @@ def _columns(text: str, view: DatasetView, found, taken) -> None:
                     continue  # "in cluster mode": a way of working, no column
                 if role != CONDITION or m.group().lower().startswith(CONDITION):
                     _claim(found, taken, Mention("column", col, m.start(), m.end(), column=col))
+    if col := view.column_for(CONDITION):
+        for m in ARMS.finditer(text):  # "split by treatment arm": the condition column
+            _claim(found, taken, Mention("column", col, m.start(), m.end(), column=col))
 
 
 def _genes(text: str, view: DatasetView, found, taken) -> None:
@@ -222,7 +227,7 @@ def _genes(text: str, view: DatasetView, found, taken) -> None:
             continue
         if up in view.genes:
             _claim(found, taken, Mention("gene", view.genes[up], m.start(1), m.end(1)))
-        elif tok.isupper() and (len(tok) >= 4 or any(c.isdigit() for c in tok)) and _human(up):
+        elif tok.isupper() and (len(tok) >= 4 or any(c.isdigit() for c in tok)) and human_gene(up):
             _claim(found, taken, Mention("gene", up, m.start(1), m.end(1)))  # "EGFR": known, not measured
 
 
@@ -233,7 +238,28 @@ def _spoken(word: str) -> float | None:
         return None
 
 
-def _human(symbol: str) -> bool:
+#: A list of words ("sftpb, napsa, nkx2-1 and sftpc"): symbols in any case when every item is one.
+LISTED = re.compile(r"[A-Za-z][\w-]*(?:\s*(?:,\s*(?:and\s+|or\s+)?|\band\b|\bor\b|&)\s*[A-Za-z][\w-]*)+")
+
+
+def _listed_genes(text: str, view: DatasetView, found, taken) -> None:
+    """Gene symbols written in lower case, as a list of three or more that are all symbols (or two with digits)."""
+    for m in LISTED.finditer(text):
+        items = [x for x in re.finditer(r"[A-Za-z][\w-]*", m.group()) if x.group().lower() not in ("and", "or")]
+        known = [
+            x
+            for x in items
+            if x.group().upper() not in NOT_GENES and (x.group().upper() in view.genes or human_gene(x.group().upper()))
+        ]
+        digits = all(any(c.isdigit() for c in x.group()) for x in items)
+        if len(known) == len(items) and (len(items) >= 3 or (len(items) == 2 and digits)):
+            for x in items:
+                up = x.group().upper()
+                start = m.start() + x.start()
+                _claim(found, taken, Mention("gene", view.genes.get(up, up), start, start + len(x.group())))
+
+
+def human_gene(symbol: str) -> bool:
     """Whether the bundled knowledge knows ``symbol`` as a human gene."""
     from ..knowledge.sources import human_symbols
 
@@ -318,6 +344,7 @@ def find_mentions(text: str, view: DatasetView | None) -> list[Mention]:
     _abbreviations(text, view, found, taken)
     _columns(text, view, found, taken)
     _genes(text, view, found, taken)
+    _listed_genes(text, view, found, taken)
     _numbers(text, found, taken)
     _missing(text, found, taken)
     return sorted(found, key=lambda f: f.start)

@@ -221,8 +221,11 @@ PROGRAM_NOUN = re.compile(
 
 
 def program_from_text(text: str | None) -> str | None:
-    """The built-in program a question names ("antigen presentation" -> mhc_i, "interferon gamma" -> ifn_gamma),
+    """The built-in program a question names ("antigen presentation" -> mhc_i, "interferon gamma" -> ifn_gamma):
+    the first it names as a program (:func:`programs_named`), else the first by the order of ``PROGRAM_WORDS``,
     not counting the stimulus of a condition ("the apoptosis program in interferon-stimulated cells")."""
+    if named := programs_named(text):
+        return named[0]
     for name, pattern in PROGRAM_WORDS:
         for m in re.finditer(pattern, (text or "").lower()):
             if not TREATED.match((text or "").lower(), m.end()):

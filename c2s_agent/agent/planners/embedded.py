@@ -45,7 +45,7 @@ ROLE_BONUS = 0.04
 #: Verbs of one group acting on another ("X could be suppressing Y"): a direction without "to".
 RELATES = re.compile(
     r"\b(?:signal\w*|talk\w*|communicat\w*|instruct\w*|suppress\w*|activat\w*|influenc\w*|regulat\w*|"
-    r"send\w*|recruit\w*|inhibit\w*|crosstalk)\b",
+    r"send\w*|recruit\w*|inhibit\w*|crosstalk|tell\w*|restrain\w*|repress\w*|licens\w*|educat\w*)\b",
     re.I,
 )
 COMPARES = re.compile(r"\b(?:compar\w*|versus|vs\.?|relative|against|differ\w*|distinguish\w*|contrast\w*)\b", re.I)
@@ -215,7 +215,7 @@ class EmbeddedPlanner:
             for step in self._expand(
                 Step(id="", tool=tool.name, args=args, why=clause, score=round(score, 3)), tool, clause, current
             ):
-                if self._merge(steps, step):
+                if self._merge(steps, step, tool):
                     continue
                 steps.append(step)
                 current = self._predicted_view(step, tool, current) or current
@@ -235,17 +235,19 @@ class EmbeddedPlanner:
         return plan
 
     @staticmethod
-    def _merge(steps: list[Step], step: Step) -> bool:
-        """Fold ``step`` into the last step when it refines it ("..., show the top 8"), or drop a repeat."""
+    def _merge(steps: list[Step], step: Step, tool: Tool) -> bool:
+        """Fold ``step`` into the last step when it refines it ("..., show the top 8"), or drop a repeat. The
+        question text a tool reads is the clause's own: it never keeps two clauses of one request apart."""
         last = steps[-1] if steps else None
+        fields = tool.input_model.model_fields
+        own = {k: v for k, v in step.args.items() if entity_kind(k, fields[k]) != "text"} if last else {}
         if (
             last is not None
             and last.tool == step.tool
-            and all(last.args.get(k, v) == v for k, v in step.args.items())
-            and not any(k in last.args and last.args[k] != v for k, v in step.args.items())
+            and not any(k in last.args and last.args[k] != v for k, v in own.items())
         ):
-            if step.args.keys() - last.args.keys() or step.why != last.why:
-                last.args.update(step.args)
+            if own.keys() - last.args.keys() or step.why != last.why:
+                last.args.update({k: v for k, v in step.args.items() if k in own or k not in last.args})
                 last.why = last.why if step.why == last.why else f"{last.why}; {step.why}"
             return True
         return any(s.tool == step.tool and s.args == step.args for s in steps)
@@ -341,13 +343,23 @@ class EmbeddedPlanner:
         mentions = find_mentions(clause, own or view)
         best = tools[names[int(row.argmax())]]
         had = {str(x) for v in last.args.values() for x in (v if isinstance(v, list) else [v])}
+        step_tool = tools[last.tool]
+        contrasted = {  # "..., and compare stimulated with control": groups that only say which column to set apart
+            v
+            for k, v in _set_by(step_tool, clause, view).items()
+            if entity_kind(k, step_tool.input_model.model_fields[k]) == "obs_column"
+            and len({m.text for m in mentions if m.kind == "value" and m.column == v}) > 1
+        }
         if (
             last.origin != "question"
-            or any(m.kind in ("value", "gene", "missing") and m.text not in had for m in mentions)
-            or set(best.requires) & set(tools[last.tool].produces)  # "..., how realistic are they?": a step of its own
+            or any(
+                m.kind in ("value", "gene", "missing") and m.text not in had and m.column not in contrasted
+                for m in mentions
+            )
+            or set(best.requires) & set(step_tool.produces)  # "..., how realistic are they?": a step of its own
         ):
             return False
-        named = [m for m in mentions if m.kind in ("value", "gene")]
+        named = [m for m in mentions if m.kind in ("value", "gene") and m.text in had]
         if named and row.max() < DETAIL_MATCH:  # it names the step's own groups again ("include both the X and Y")
             last.why += f"; {clause}"
             return True

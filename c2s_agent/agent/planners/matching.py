@@ -104,7 +104,8 @@ SPLIT = re.compile(
 CONTEXT_LEAD = re.compile(
     r"^(?:in|within|among|for|across|according to|looking(?: only)? at|using|based on|considering|focusing on|"
     r"restricted to|only in|limited to|pool(?:ing)?|tak(?:e|ing)|keep(?:ing)? only|subset(?:ting)?(?: to)?|"
-    r"focus(?:ing)? on|restrict(?:ing)?(?: \w+)? to|only|just|if|suppos(?:e|ing)|assuming|given|imagine)\b",
+    r"focus(?:ing)? on|restrict(?:ing)?(?: \w+){0,2} to|only|just|if|suppos(?:e|ing)|assuming|given|imagine|per|"
+    r"by|for (?:each|every))\b",
     re.I,
 )
 VERB_WORD = re.compile(r"\b(?:" + _VERBS + r")\b", re.I)

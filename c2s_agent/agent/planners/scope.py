@@ -24,6 +24,7 @@ ANALYSES = {
     "splicing or isoforms": r"splic(?:ing|e variants?)|isoforms?",
     "chromatin accessibility": r"\bATAC\b|chromatin accessibility|peak calling",
     "imputation": r"\bimput(?:e|ation)\b",
+    "training or fine-tuning a model": r"fine-?tun\w*|\bre-?train\w*|\btrain (?:the|a|my|your) (?:[\w-]+ )?model",
 }
 _PATTERNS = {name: re.compile(rx, re.I) for name, rx in ANALYSES.items()}
 SENTENCE = re.compile(r"(?<=[.?!;])\s+")
