@@ -43,6 +43,21 @@ def planner(asettings):
     return EmbeddedPlanner(asettings)
 
 
+@pytest.fixture(scope="module")
+def view_of():
+    """The DatasetView of a bundled dataset by name (read backed, once)."""
+    from c2s_agent.data import read
+
+    views = {}
+
+    def view(name):
+        if name not in views:
+            views[name] = DatasetView.from_adata(read(name, backed=True))
+        return views[name]
+
+    return view
+
+
 def test_embedded_planner_accuracy_on_benchmark(asettings):
     res = evaluate(asettings, load_questions())
     wrong = [(r["id"], r["question"], r["got"]) for r in res["rows"] if not r["ok"]]
@@ -324,14 +339,10 @@ def test_a_number_goes_only_to_a_field_whose_bounds_take_it(planner, tools, voca
     assert plan.steps[0].args.get("max_partners") == 30 and "min_sources" not in plan.steps[0].args
 
 
-def test_labels_joined_by_a_slash_or_written_with_a_hyphen(planner, tools):
-    from c2s_agent.data import read
-
-    view = DatasetView.from_adata(read("cellbench", backed=True))
-    plan = planner.plan("Markers of HCC-827 against the other lines", tools, view)
+def test_labels_joined_by_a_slash_or_written_with_a_hyphen(planner, tools, view_of):
+    plan = planner.plan("Markers of HCC-827 against the other lines", tools, view_of("cellbench"))
     assert plan.steps[0].args.get("groups") == ["HCC827"]
-    demo = DatasetView.from_adata(read("demo", backed=True))
-    plan = planner.plan("UMAP of the model embedding, coloured by stim/ctrl", tools, demo)
+    plan = planner.plan("UMAP of the model embedding, coloured by stim/ctrl", tools, view_of("demo"))
     assert plan.steps[-1].args.get("color_by") == "condition"
 
 
@@ -373,17 +384,14 @@ def test_turning_down_one_of_two_options_asks_for_the_other(planner, tools, voca
     assert plan.steps[0].args.get("mode") == "generate"
 
 
-def test_groups_named_by_ordinals_number_words_and_shared_nouns(planner, tools):
-    from c2s_agent.data import read
-
-    moor = DatasetView.from_adata(read("moor2018", backed=True))
-    plan = planner.plan("Which genes mark the cells of the fourth villus zone?", tools, moor)
+def test_groups_named_by_ordinals_number_words_and_shared_nouns(planner, tools, view_of):
+    plan = planner.plan("Which genes mark the cells of the fourth villus zone?", tools, view_of("moor2018"))
     assert plan.steps[0].args.get("groups") == ["V4"]
-    pbmc = DatasetView.from_adata(read("pbmc68k", backed=True))
-    plan = planner.plan("marker genes of louvain clusters one and four, six genes each", tools, pbmc)
+    plan = planner.plan("marker genes of louvain clusters one and four, six genes each", tools, view_of("pbmc68k"))
     assert plan.steps[0].args.get("groups") == ["1", "4"] and plan.steps[0].args.get("n_genes") == 6
-    demo = DatasetView.from_adata(read("demo", backed=True))
-    plan = planner.plan("Stimulated versus control genes within the naive and memory CD4 T cells", tools, demo)
+    plan = planner.plan(
+        "Stimulated versus control genes within the naive and memory CD4 T cells", tools, view_of("demo")
+    )
     assert set(plan.steps[0].args.get("within", [])) == {"CD4 Naive T", "CD4 Memory T"}
 
 
