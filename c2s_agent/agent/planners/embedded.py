@@ -284,7 +284,8 @@ class EmbeddedPlanner:
     @staticmethod
     def _expand(step: Step, tool: Tool, clause: str, view: DatasetView | None) -> list[Step]:
         """One step per program when the clause names several for a tool that scores one, and one step per group
-        when the clause names several groups for a field that takes one ("Simulate 40 NK cells and 40 B cells"), or for an optional one when it asks for them one at a time ("run it once with the
+        when the clause names several groups for a field that takes one ("Simulate 40 NK cells and 40 B cells"),
+        or for an optional one when it asks for them one at a time ("run it once with the
         B cells and once with the NK cells")."""
         fields = tool.input_model.model_fields
         program = next((n for n, f in fields.items() if entity_kind(n, f) == "program"), None)
@@ -344,11 +345,12 @@ class EmbeddedPlanner:
         best = tools[names[int(row.argmax())]]
         had = {str(x) for v in last.args.values() for x in (v if isinstance(v, list) else [v])}
         step_tool = tools[last.tool]
+        new = [m for m in mentions if m.kind == "value" and m.text not in had]
         contrasted = {  # "..., and compare stimulated with control": groups that only say which column to set apart
             v
-            for k, v in _set_by(step_tool, clause, view).items()
+            for k, v in (_set_by(step_tool, clause, view) if new else {}).items()
             if entity_kind(k, step_tool.input_model.model_fields[k]) == "obs_column"
-            and len({m.text for m in mentions if m.kind == "value" and m.column == v}) > 1
+            and len({m.text for m in new if m.column == v}) > 1
         }
         if (
             last.origin != "question"
